@@ -1,0 +1,43 @@
+"""operator: the person at the console. Sends the instruction of the session.
+
+Inputs: ``camera_info`` (the clock: the instruction goes out once the camera runs).
+Outputs: ``instruction``.
+"""
+
+from __future__ import annotations
+
+from tuina.config import Param
+from tuina.messages import CAMERA_FRAME, Instruction
+from tuina.node import Outputs, configure, events, stamp_of
+
+PARAMS = [
+    Param("INSTRUCTION", "str", "press Zusanli with moderate pressure", "-",
+          "what the operator asks for"),
+    Param("STROKE_PX", "floats", [], "px", "optional drawn stroke u0,v0,u1,v1,..."),
+    Param("AT_S", "float", 1.0, "s", "event time at which the instruction is given", low=0),
+]
+
+
+def main() -> None:
+    """Send the instruction once, at AT_S of camera time."""
+    cfg = configure("operator", PARAMS)
+    if len(cfg["STROKE_PX"]) % 2:
+        from tuina.node import fail
+
+        fail("operator", "STROKE_PX needs pairs of pixel coordinates u,v")
+    from dora import Node
+
+    node = Node()
+    out = Outputs(node)
+    sent = False
+    for event in events(node):
+        stamp = stamp_of(event)
+        if not sent and stamp >= cfg["AT_S"] * 1e9:
+            msg = Instruction(cfg["INSTRUCTION"], list(cfg["STROKE_PX"]))
+            out.send("instruction", msg.to_arrow(), stamp, CAMERA_FRAME)
+            print(f"operator: {cfg['INSTRUCTION']!r}", flush=True)
+            sent = True
+
+
+if __name__ == "__main__":
+    main()

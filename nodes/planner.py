@@ -1,0 +1,86 @@
+"""planner: target pose -> time-parameterised massage trajectory with IK.
+
+Inputs: ``target_pose`` (trigger), ``robot_state`` (latest value: start pose, joints, clock).
+Outputs: ``trajectory``, ``events`` (errors: out of reach).
+"""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+from tuina.operators.planner import PlannerConfig, PlanningError, ToolIK, plan_massage
+
+from tuina.config import Param
+from tuina.messages import BASE_FRAME, RobotState, SessionEvent, TargetPose, Trajectory
+from tuina.node import Outputs, configure, events, stamp_of
+
+PARAMS = [
+    Param("STANDOFF_M", "float", 0.04, "m", "approach point above the surface", low=0.005),
+    Param("CLEARANCE_M", "float", 0.10, "m", "extra height on the way in and out", low=0.0),
+    Param("MAX_SPEED", "float", 0.12, "m/s", "tool speed limit", low=0.001, high=0.5),
+    Param("MAX_ACCEL", "float", 0.3, "m/s^2", "tool acceleration limit", low=0.001, high=5),
+    Param("MAX_JERK", "float", 2.0, "m/s^3", "tool jerk limit", low=0.001, high=50),
+    Param("PRESS_S", "float", 3.0, "s", "time pressing at the target force", low=0.0),
+    Param("STROKE_SPEED", "float", 0.02, "m/s", "speed along the stroke", low=0.001, high=0.1),
+    Param("DT", "float", 0.02, "s", "trajectory sample period", low=0.001, high=0.1),
+    Param("TOOL_LENGTH_M", "float", 0.0466, "m",
+          "contact point of the massage ball past franky's end-effector frame", low=0.0),
+    Param("ROBOT", "choice", "fr3", "-", "kinematic model", choices=("fr3",)),
+]
+
+
+def main() -> None:
+    """Plan a trajectory for every target pose."""
+    cfg = configure("planner", PARAMS)
+    import pinocchio as pin
+    from dora import Node
+    from franky_sim.urdf import FR3_URDF
+
+    flange_T_tool = pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4),
+                            np.array([0.0, 0.0, 0.1034 + cfg["TOOL_LENGTH_M"]]))
+    posture = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+    ik = ToolIK(FR3_URDF, "link8", flange_T_tool.homogeneous, posture)
+    pcfg = PlannerConfig(standoff_m=cfg["STANDOFF_M"], clearance_m=cfg["CLEARANCE_M"],
+                         max_speed=cfg["MAX_SPEED"], max_accel=cfg["MAX_ACCEL"],
+                         max_jerk=cfg["MAX_JERK"], press_s=cfg["PRESS_S"],
+                         stroke_speed=cfg["STROKE_SPEED"], dt=cfg["DT"])
+    node = Node()
+    out = Outputs(node)
+    state: RobotState | None = None
+    state_stamp = 0
+    for event in events(node):
+        stamp = stamp_of(event)
+        if event["id"] == "robot_state":
+            state, state_stamp = RobotState.from_arrow(event["value"]), stamp
+        elif event["id"] == "target_pose":
+            target = TargetPose.from_arrow(event["value"])
+            if state is None:
+                out.send("events", SessionEvent(
+                    "error", "planner: no robot state yet; is the robot node running?"
+                ).to_arrow(), stamp, BASE_FRAME)
+                continue
+            try:
+                plan = plan_massage(
+                    np.asarray(state.tool_position), np.asarray(state.tool_quaternion),
+                    np.asarray(target.position), np.asarray(target.normal),
+                    np.asarray(target.quaternion), np.asarray(target.path).reshape(-1, 3),
+                    target.force_n, target.technique, pcfg)
+                plan = ik.solve_plan(plan, np.asarray(state.q))
+            except PlanningError as err:
+                print(f"tuina-planner: error: {err}", file=sys.stderr, flush=True)
+                out.send("events", SessionEvent("error", f"planner: {err}").to_arrow(),
+                         stamp, BASE_FRAME)
+                continue
+            # start a little after the state it was planned from, in robot time
+            msg = Trajectory(state_stamp + int(0.05e9), plan.t_s.tolist(),
+                             plan.positions.ravel().tolist(), plan.quaternions.ravel().tolist(),
+                             plan.forces_n.tolist(), plan.phases, plan.normals.ravel().tolist(),
+                             plan.joints.ravel().tolist(), target.code)
+            out.send("trajectory", msg.to_arrow(), stamp, BASE_FRAME)
+            print(f"planner: {target.code}: {len(plan.t_s)} samples, "
+                  f"{plan.t_s[-1]:.1f} s", flush=True)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,128 @@
+"""session: watches a massage session, ends it, scores it and writes its summary.
+
+Inputs: ``command`` (phase and forces, trigger of the force log), ``ground_truth`` (sim truth),
+``target_pose``, and any number of ``events*`` inputs (errors and phases from other nodes).
+Outputs: ``events`` (``done`` when the session is over: the world and the robot close).
+Writes ``<RECORDINGS_DIR>/<SESSION>/summary.json``; exits non-zero when the session failed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import sys
+from datetime import datetime
+from pathlib import Path
+
+import numpy as np
+from tuina.operators.geometry import angle_between_deg
+from tuina.operators.session import SessionLimits, SessionLog, summarize
+
+from tuina.config import Param
+from tuina.messages import Command, GroundTruth, SessionEvent, TargetPose
+from tuina.node import Outputs, configure, events, stamp_of
+
+PARAMS = [
+    Param("SESSION", "str", "", "-", "session name; empty: sim-<date>-<time>"),
+    Param("RECORDINGS_DIR", "str", "recordings", "-", "where the session folder goes"),
+    Param("TIMEOUT_S", "float", 60.0, "s", "event time after which the session is failed",
+          low=1),
+    Param("MAX_ACUPOINT_ERROR_MM", "float", 10.0, "mm", "ok bound", low=0),
+    Param("MAX_NORMAL_ERROR_DEG", "float", 10.0, "deg", "ok bound", low=0),
+    Param("MAX_FORCE_RMS_ERROR_N", "float", 1.5, "N", "ok bound", low=0),
+    Param("FORCE_CAP_N", "float", 15.0, "N", "ok bound on the largest contact force", low=0),
+]
+
+
+def _fmt(value) -> str:
+    if isinstance(value, float):
+        return "nan" if math.isnan(value) else f"{value:.2f}"
+    return str(value)
+
+
+def main() -> None:
+    """Watch until done, then write the summary."""
+    cfg = configure("session", PARAMS)
+    from dora import Node
+
+    limits = SessionLimits(cfg["MAX_ACUPOINT_ERROR_MM"], cfg["MAX_NORMAL_ERROR_DEG"],
+                           cfg["MAX_FORCE_RMS_ERROR_N"], cfg["FORCE_CAP_N"])
+    name = cfg["SESSION"] or datetime.now().strftime("sim-%Y%m%d-%H%M%S")
+    folder = Path(cfg["RECORDINGS_DIR"]) / name
+    node = Node()
+    out = Outputs(node)
+    log = SessionLog()
+    target: TargetPose | None = None
+    phase = ""
+    first_ns: int | None = None
+    last_ns = 0
+    summary: dict | None = None
+
+    def finish(stamp: int) -> None:
+        nonlocal summary
+        if summary is not None:
+            return
+        duration = (last_ns - (first_ns or last_ns)) * 1e-9
+        summary = summarize(log, duration, limits)
+        summary["session"] = name
+        folder.mkdir(parents=True, exist_ok=True)
+        tmp = folder / "summary.json.tmp"
+        tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+        tmp.replace(folder / "summary.json")
+        out.send("events", SessionEvent("done", "ok" if summary["ok"] else "failed").to_arrow(),
+                 stamp, "-")
+        print("session summary", flush=True)
+        for key, value in summary.items():
+            print(f"  {key:20s} {_fmt(value)}", flush=True)
+        print(f"  written to {folder / 'summary.json'}", flush=True)
+
+    for event in events(node):
+        stamp = stamp_of(event)
+        first_ns = stamp if first_ns is None else first_ns
+        last_ns = max(last_ns, stamp)
+        eid = event["id"]
+        if eid.startswith("events"):
+            ev = SessionEvent.from_arrow(event["value"])
+            if ev.kind == "error":
+                log.errors.append(ev.detail)
+                finish(stamp)
+            elif ev.kind == "done":
+                finish(stamp)
+        elif eid == "target_pose":
+            target = TargetPose.from_arrow(event["value"])
+        elif eid == "command":
+            cmd = Command.from_arrow(event["value"])
+            phase = cmd.phase
+            t = stamp * 1e-9
+            log.force_t.append(t)
+            log.force_n.append(cmd.force_measured_n)
+            log.phases.append(cmd.phase)
+            if cmd.force_target_n > 0:
+                log.force_target_n = cmd.force_target_n
+            if log.first_contact_s is None and cmd.force_measured_n > 1.0:
+                log.first_contact_s = t - first_ns * 1e-9
+        elif eid == "ground_truth":
+            truth = GroundTruth.from_arrow(event["value"])
+            log.max_force_n = max(log.max_force_n, truth.max_contact_force_n)
+            if target is not None and target.code in truth.acupoint_codes:
+                k = truth.acupoint_codes.index(target.code)
+                acu = np.asarray(truth.acupoint_positions).reshape(-1, 3)[k]
+                nrm = np.asarray(truth.acupoint_normals).reshape(-1, 3)[k]
+                if math.isnan(log.normal_error_deg):
+                    log.normal_error_deg = angle_between_deg(np.asarray(target.normal), nrm)
+                contact = np.asarray(truth.contact_point)
+                if phase == "press" and np.all(np.isfinite(contact)):
+                    log.contact_errors_mm.append(float(np.linalg.norm(contact - acu) * 1000))
+        if (summary is None and first_ns is not None
+                and (last_ns - first_ns) * 1e-9 > cfg["TIMEOUT_S"]):
+            log.errors.append(f"session timed out after {cfg['TIMEOUT_S']} s in phase "
+                              f"{phase or 'before planning'}")
+            finish(stamp)
+    if summary is None:
+        log.errors.append("the session ended before it was done")
+        finish(last_ns)
+    sys.exit(0 if summary["ok"] else 1)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,111 @@
+"""world: the simulated massage world (franky-sim server, MuJoCo physics, RGB-D renderer).
+
+Inputs: ``done`` (events of the session node; the world closes when the session is done).
+Outputs: ``rgb``, ``depth`` (clean render, z16 at 0.1 mm), ``camera_info``, ``ground_truth``,
+all stamped with simulation time at the frame rate.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+
+import numpy as np
+from tuina.operators.motion import KINDS, BodyMotionScript
+
+from tuina.config import Param
+from tuina.messages import (
+    BASE_FRAME,
+    CAMERA_FRAME,
+    CameraInfo,
+    GroundTruth,
+    SessionEvent,
+    encode_depth,
+    encode_rgb,
+)
+from tuina.node import Outputs, configure, fail
+
+PARAMS = [
+    Param("FRANKA_HOSTNAME", "str", "127.0.0.1", "-", "loopback address the FR3 server binds"),
+    Param("FPS", "float", 15.0, "Hz", "camera frame rate", low=1, high=60),
+    Param("WIDTH", "int", 640, "px", "image width", low=64, high=1920),
+    Param("HEIGHT", "int", 480, "px", "image height", low=48, high=1080),
+    Param("CAMERA_POSITION", "floats", [0.55, 0.0, 0.95], "m", "camera position (base)",
+          length=3),
+    Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m", "phantom pelvis on the table",
+          length=3),
+    Param("BODY_YAW_DEG", "float", 90.0, "deg", "phantom heading about z"),
+    Param("BODY_MOTION", "choice", "none", "-", "scripted body motion", choices=KINDS),
+    Param("BODY_MOTION_START_S", "float", 10.0, "s", "sim time the motion starts", low=0),
+    Param("BODY_MOTION_DURATION_S", "float", 2.0, "s", "duration of shift / drift", low=0.001),
+    Param("BODY_MOTION_TRANSLATION_MM", "floats", [10.0, 0.0, 0.0], "mm",
+          "translation of the motion (body frame)", length=3),
+    Param("BODY_MOTION_ROTATION_DEG", "floats", [0.0, 0.0, 0.0], "deg",
+          "rotation of the motion, xyz Euler (body frame)", length=3),
+    Param("CLOSE_DELAY_S", "float", 0.5, "s", "keep physics running after the session ends",
+          low=0),
+]
+
+
+def main() -> None:
+    """Run the world until the session node says it is done."""
+    cfg = configure("world", PARAMS)
+    # rendering holds the GIL in long C calls; a short switch interval keeps the 1 kHz
+    # physics thread on time
+    sys.setswitchinterval(5e-4)
+    from dora import Node
+
+    from tuina.sim.world import MassageWorld, RenderingUnavailable, WorldConfig
+
+    motion = BodyMotionScript(
+        cfg["BODY_MOTION"], cfg["BODY_MOTION_START_S"], cfg["BODY_MOTION_DURATION_S"],
+        tuple(np.multiply(cfg["BODY_MOTION_TRANSLATION_MM"], 1e-3)),
+        tuple(cfg["BODY_MOTION_ROTATION_DEG"]))
+    wcfg = WorldConfig(
+        hostname=cfg["FRANKA_HOSTNAME"], body_position=tuple(cfg["BODY_POSITION"]),
+        body_yaw_deg=cfg["BODY_YAW_DEG"], camera_position=tuple(cfg["CAMERA_POSITION"]),
+        width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion)
+    node = Node()
+    out = Outputs(node)
+    try:
+        world = MassageWorld(wcfg).__enter__()
+    except RenderingUnavailable as err:
+        fail("world", str(err))
+    except OSError as err:
+        fail("world", f"cannot serve the simulated FR3 on {wcfg.hostname}: {err}; "
+             "set FRANKA_HOSTNAME to a free loopback address")
+    try:
+        fx, fy, cx, cy = world.intrinsics()
+        info = CameraInfo(wcfg.width, wcfg.height, fx, fy, cx, cy, [0.0] * 5,
+                          world.base_T_camera().ravel().tolist(), 1e-4).to_arrow()
+        period_ns = int(1e9 / cfg["FPS"])
+        next_frame = 0
+        done_at: float | None = None
+        while True:
+            event = node.next(timeout=0.002)
+            if event is not None:
+                if event["type"] == "STOP":
+                    break
+                if event["type"] == "INPUT" and event["id"] == "done":
+                    ev = SessionEvent.from_arrow(event["value"])
+                    if ev.kind == "done" and done_at is None:
+                        done_at = time.monotonic()
+            if done_at is not None and time.monotonic() - done_at > cfg["CLOSE_DELAY_S"]:
+                break
+            if world.stamp_ns < next_frame:
+                continue
+            frame = world.render()
+            next_frame = max(next_frame + period_ns, frame.stamp_ns)
+            out.send_encoded("rgb", encode_rgb(frame.rgb, out.header(
+                "rgb", frame.stamp_ns, CAMERA_FRAME)))
+            out.send_encoded("depth", encode_depth(frame.depth, out.header(
+                "depth", frame.stamp_ns, CAMERA_FRAME), depth_scale=1e-4))
+            out.send("camera_info", info, frame.stamp_ns, CAMERA_FRAME)
+            truth = GroundTruth(**world.truth())
+            out.send("ground_truth", truth.to_arrow(), frame.stamp_ns, BASE_FRAME)
+    finally:
+        world.__exit__(None, None, None)
+
+
+if __name__ == "__main__":
+    main()

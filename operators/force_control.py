@@ -1,0 +1,151 @@
+"""Hybrid motion/force control (VBRM): position along the surface, PID force along the normal.
+
+The selection is S = I - n n^T: tangential directions follow the trajectory, the normal
+direction is owned by the force loop. The force loop moves the reference along -n at a
+rate given by a PID on the normal force error (an admittance on top of franky's Cartesian
+impedance), with anti-windup and a low-pass filtered derivative.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from scipy.spatial.transform import Rotation
+from tuina.operators.planner import sample
+
+
+@dataclass(frozen=True)
+class ForceConfig:
+    """Gains and limits (SI units: N, m, s)."""
+
+    kp: float = 0.004  # (m/s) per N
+    ki: float = 0.002  # (m/s) per N s
+    kd: float = 0.0002  # (m/s) per N/s
+    derivative_tau_s: float = 0.05
+    integral_limit: float = 5.0  # N s
+    max_normal_speed: float = 0.02  # m/s
+    search_speed: float = 0.01  # m/s, moving towards the surface before contact
+    contact_threshold_n: float = 1.0
+    max_depth_m: float = 0.03  # furthest the reference may go past the planned surface
+    force_cap_n: float = 15.0
+    release_speed: float = 0.02  # m/s, reference back to the plan after contact ends
+    max_follow_speed: float = 0.03  # m/s, body-motion correction rate limit
+    max_follow_rate_deg: float = 10.0
+
+
+@dataclass
+class PID:
+    """PID with anti-windup (clamped integral) and a first-order filtered derivative."""
+
+    kp: float
+    ki: float
+    kd: float
+    tau: float
+    i_limit: float
+    integral: float = 0.0
+    d_filtered: float = 0.0
+    last_error: float | None = None
+
+    def step(self, error: float, dt: float) -> float:
+        if dt <= 0:
+            return self.kp * error + self.ki * self.integral
+        self.integral = float(np.clip(self.integral + error * dt, -self.i_limit, self.i_limit))
+        if self.last_error is not None:
+            raw = (error - self.last_error) / dt
+            alpha = dt / (self.tau + dt)
+            self.d_filtered += alpha * (raw - self.d_filtered)
+        self.last_error = error
+        return self.kp * error + self.ki * self.integral + self.kd * self.d_filtered
+
+    def reset(self) -> None:
+        self.integral, self.d_filtered, self.last_error = 0.0, 0.0, None
+
+
+@dataclass
+class ControlOutput:
+    """One control step's reference."""
+
+    position: np.ndarray
+    quaternion: np.ndarray
+    mode: str  # track | hold | stop
+    phase: str
+    force_target_n: float
+    force_measured_n: float
+
+
+@dataclass
+class HybridForceController:
+    """State of the hybrid controller across control periods."""
+
+    config: ForceConfig
+    pid: PID = field(init=False)
+    depth: float = 0.0  # reference offset along -n from the planned point, m
+    in_contact: bool = False
+    force_phase: bool = False
+    last_t: float | None = None
+    applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
+
+    def __post_init__(self) -> None:
+        c = self.config
+        self.pid = PID(c.kp, c.ki, c.kd, c.derivative_tau_s, c.integral_limit)
+
+    def _follow(self, target_motion: np.ndarray, dt: float) -> np.ndarray:
+        """Move the applied body motion towards the estimate at bounded rates (no jumps)."""
+        c = self.config
+        A = self.applied_motion
+        dp = target_motion[:3, 3] - A[:3, 3]
+        step = c.max_follow_speed * dt
+        if np.linalg.norm(dp) > step:
+            dp *= step / np.linalg.norm(dp)
+        dr = Rotation.from_matrix(target_motion[:3, :3] @ A[:3, :3].T).as_rotvec()
+        rstep = np.radians(c.max_follow_rate_deg) * dt
+        if np.linalg.norm(dr) > rstep:
+            dr *= rstep / np.linalg.norm(dr)
+        out = np.eye(4)
+        out[:3, :3] = Rotation.from_rotvec(dr).as_matrix() @ A[:3, :3]
+        out[:3, 3] = A[:3, 3] + dp
+        self.applied_motion = out
+        return out
+
+    def step(self, t: float, plan_t: np.ndarray, positions: np.ndarray, quats: np.ndarray,
+             forces: np.ndarray, normals: np.ndarray, phases: list[str],
+             tool_position: np.ndarray, wrench: np.ndarray,
+             body_motion: np.ndarray) -> ControlOutput:
+        """Reference at event time t (s since the trajectory start)."""
+        c = self.config
+        dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
+        self.last_t = t
+        M = self._follow(body_motion, dt)
+        i = int(np.clip(np.searchsorted(plan_t, t, side="right") - 1, 0, len(plan_t) - 1))
+        phase = phases[i] if t <= plan_t[-1] else "done"
+        p_plan = M[:3, :3] @ sample(plan_t, positions, t) + M[:3, 3]
+        n = M[:3, :3] @ normals[i]
+        n /= np.linalg.norm(n)
+        q = (Rotation.from_matrix(M[:3, :3]) * Rotation.from_quat(quats[i])).as_quat()
+        f_target = float(forces[i]) if phase != "done" else 0.0
+        f_meas = float(-np.asarray(wrench[:3]) @ n)  # pushing into the body is positive
+        if f_meas > c.force_cap_n or not np.isfinite(f_meas):
+            return ControlOutput(tool_position + n * 0.02, q, "stop", phase, f_target, f_meas)
+        if f_target > 0:
+            if not self.force_phase:
+                # the force loop takes over where the tool is, so the reference is continuous
+                self.force_phase = True
+                self.depth = float((p_plan - tool_position) @ n)
+                self.pid.reset()
+            if not self.in_contact and f_meas > c.contact_threshold_n:
+                self.in_contact = True
+            if self.in_contact:
+                rate = self.pid.step(f_target - f_meas, dt)
+            else:
+                rate = c.search_speed
+            rate = float(np.clip(rate, -c.max_normal_speed, c.max_normal_speed))
+            self.depth = float(min(self.depth + rate * dt, c.max_depth_m))
+        else:
+            self.force_phase = False
+            self.in_contact = False
+            step = c.release_speed * dt
+            self.depth = float(np.clip(0.0, self.depth - step, self.depth + step))
+        position = p_plan - n * self.depth
+        return ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
+                             f_target, f_meas)

@@ -1,0 +1,85 @@
+"""Atlas grounding: register the known phantom to the observed cloud, project acupoints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import open3d as o3d
+from tuina.operators.geometry import fit_plane_ransac, project, transform_points
+from tuina.operators.phantom import Acupoint, surface_samples
+
+
+class GroundingError(ValueError):
+    """The target cannot be grounded in this frame."""
+
+
+@dataclass(frozen=True)
+class PhantomFit:
+    """Where the phantom lies: base_T_body, and how well the cloud agreed."""
+
+    base_T_body: np.ndarray
+    fitness: float
+    inlier_rmse: float
+
+
+def remove_table(points: np.ndarray, rng: np.random.Generator,
+                 threshold: float = 0.008) -> tuple[np.ndarray, np.ndarray]:
+    """Drop the dominant plane (the table) and everything below it.
+
+    Returns the remaining points and the table plane (a, b, c, d), normal pointing up.
+    """
+    normal, d, _ = fit_plane_ransac(points, threshold, 100, rng)
+    if normal[2] < 0:
+        normal, d = -normal, -d
+    height = points @ normal + d
+    return points[height > threshold * 1.5], np.append(normal, d)
+
+
+def fit_phantom(observed_base: np.ndarray, nominal_base_T_body: np.ndarray,
+                max_distance: float = 0.03, voxel: float = 0.008,
+                iterations: int = 40) -> PhantomFit:
+    """Point-to-plane ICP of the observed body cloud onto the phantom model.
+
+    The model's normals are exact, so the model is the target. The returned transform maps
+    the body frame into the base frame as observed.
+    """
+    if len(observed_base) < 200:
+        raise GroundingError(f"only {len(observed_base)} body points in view; the phantom "
+                             "must be visible to the camera")
+    model_pts, model_nrm = surface_samples(spacing=voxel)
+    target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
+        transform_points(nominal_base_T_body, model_pts)))
+    target.normals = o3d.utility.Vector3dVector(model_nrm @ nominal_base_T_body[:3, :3].T)
+    source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(observed_base))
+    source = source.voxel_down_sample(voxel)
+    result = o3d.pipelines.registration.registration_icp(
+        source, target, max_distance, np.eye(4),
+        o3d.pipelines.registration.TransformationEstimationPointToPlane(),
+        o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=iterations))
+    # result maps observed -> nominal model; the body sits at inverse(result) * nominal.
+    observed_T_nominal = np.linalg.inv(result.transformation)
+    return PhantomFit(observed_T_nominal @ nominal_base_T_body, float(result.fitness),
+                      float(result.inlier_rmse))
+
+
+def acupoint_box(point: Acupoint, base_T_body: np.ndarray, K: np.ndarray,
+                 camera_T_base: np.ndarray, half_size_m: float = 0.015) -> np.ndarray:
+    """Image box (x1, y1, x2, y2) of a square of tissue around the acupoint."""
+    n = point.normal
+    t1 = np.cross(n, [1.0, 0.0, 0.0])
+    if np.linalg.norm(t1) < 1e-6:
+        t1 = np.cross(n, [0.0, 1.0, 0.0])
+    t1 /= np.linalg.norm(t1)
+    t2 = np.cross(n, t1)
+    corners = [point.position + half_size_m * (a * t1 + b * t2)
+               for a in (-1, 1) for b in (-1, 1)]
+    uv = project(K, camera_T_base, transform_points(base_T_body, np.asarray(corners)))
+    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+
+
+def stroke_pixels(point: Acupoint, base_T_body: np.ndarray, K: np.ndarray,
+                  camera_T_base: np.ndarray, length_m: float, n: int = 8) -> np.ndarray:
+    """Pixels of a stroke along the limb (or trunk) starting at the acupoint."""
+    pts = point.position + np.linspace(0.0, length_m, n)[:, None] * point.stroke_dir
+    return project(K, camera_T_base, transform_points(base_T_body, pts))

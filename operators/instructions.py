@@ -1,0 +1,91 @@
+"""Instruction understanding: which acupoint, how hard, which technique."""
+
+from __future__ import annotations
+
+import difflib
+import re
+from dataclasses import dataclass
+
+from tuina.operators.phantom import ATLAS, Acupoint
+
+PRESSURE_WORDS: dict[str, tuple[str, ...]] = {
+    "light": ("light", "gentle", "soft", "轻"),
+    "moderate": ("moderate", "medium", "normal", "适中", "中等"),
+    "firm": ("firm", "deep", "strong", "hard", "重"),
+}
+TECHNIQUE_WORDS: dict[str, tuple[str, ...]] = {
+    "press": ("press", "push", "hold", "按", "点"),
+    "knead": ("knead", "rub", "揉"),
+    "stroke": ("stroke", "slide", "glide", "推", "stroking"),
+}
+
+
+class UnknownAcupoint(ValueError):
+    """The instruction names no acupoint of the atlas."""
+
+
+@dataclass(frozen=True)
+class ParsedInstruction:
+    """What an instruction asks for."""
+
+    acupoint: Acupoint
+    pressure: str  # light | moderate | firm
+    technique: str  # press | knead | stroke
+
+
+def known_names() -> list[str]:
+    """Every name an acupoint can be called by (pinyin, code, Chinese)."""
+    return [n for a in ATLAS for n in (a.pinyin, a.code, a.chinese)]
+
+
+def _find_acupoint(text: str) -> Acupoint | None:
+    low = text.lower()
+    number = re.search(r"(?:point|number|no\.?|#)\s*(?:number\s*)?(\d+)", low)
+    if number:
+        for a in ATLAS:
+            if a.number == int(number.group(1)):
+                return a
+        return None
+    words = set(re.findall(r"[a-z0-9]+", low))
+    for a in ATLAS:
+        if a.pinyin.lower() in words or a.code.lower() in words or a.chinese in text:
+            return a
+    return None
+
+
+def closest_names(text: str, n: int = 3) -> list[str]:
+    """Atlas names closest to any word of ``text``, for the error message."""
+    names = known_names()
+    by_lower = {x.lower(): x for x in names}
+    scored: dict[str, float] = {}
+    for word in re.findall(r"\w+", text.lower()):
+        for cand in difflib.get_close_matches(word, list(by_lower), n=n, cutoff=0.0):
+            score = difflib.SequenceMatcher(None, word, cand).ratio()
+            scored[by_lower[cand]] = max(scored.get(by_lower[cand], 0.0), score)
+    return [k for k, _ in sorted(scored.items(), key=lambda kv: -kv[1])[:n]]
+
+
+def _first_word(text: str, table: dict[str, tuple[str, ...]], default: str) -> str:
+    low = text.lower()
+    words = set(re.findall(r"[a-z]+", low))
+    for key, synonyms in table.items():
+        for s in synonyms:
+            if (s.isascii() and s in words) or (not s.isascii() and s in text):
+                return key
+    return default
+
+
+def parse_instruction(text: str) -> ParsedInstruction:
+    """Parse "press Zusanli with moderate pressure" (or ST36, 足三里, "point number 1").
+
+    Raises UnknownAcupoint with the closest known names when nothing matches.
+    """
+    point = _find_acupoint(text)
+    if point is None:
+        near = ", ".join(closest_names(text)) or ", ".join(known_names()[:3])
+        raise UnknownAcupoint(f"no known acupoint in {text!r}; closest known names: {near}")
+    return ParsedInstruction(
+        acupoint=point,
+        pressure=_first_word(text, PRESSURE_WORDS, "moderate"),
+        technique=_first_word(text, TECHNIQUE_WORDS, "press"),
+    )

@@ -1,0 +1,177 @@
+"""The human phantom: a parametric body lying supine, with an annotated acupoint atlas.
+
+Body frame: origin on the table surface under the pelvis centre, x towards the head
+(superior), y to the person's left, z anterior (up when supine); metres. Limbs are
+capsules and the trunk an ellipsoid, so every acupoint sits exactly on the surface with an
+exact outward normal. Locations follow the proportional cun of ../shared/acupoints.md:
+knee crease to ankle = 16 cun, wrist crease to elbow crease = 12 cun, umbilicus to pubic
+symphysis = 5 cun.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class Capsule:
+    """A limb segment from proximal ``a`` to distal ``b`` with a radius."""
+
+    name: str
+    a: tuple[float, float, float]
+    b: tuple[float, float, float]
+    radius: float
+
+    @property
+    def axis(self) -> np.ndarray:
+        d = np.subtract(self.b, self.a)
+        return d / np.linalg.norm(d)
+
+    @property
+    def length(self) -> float:
+        return float(np.linalg.norm(np.subtract(self.b, self.a)))
+
+
+@dataclass(frozen=True)
+class Ellipsoid:
+    """The trunk."""
+
+    name: str
+    center: tuple[float, float, float]
+    radii: tuple[float, float, float]
+
+
+@dataclass(frozen=True)
+class Acupoint:
+    """One annotated point: identity, where it is (body frame) and its outward normal."""
+
+    code: str
+    pinyin: str
+    chinese: str
+    number: int
+    position: np.ndarray
+    normal: np.ndarray
+    stroke_dir: np.ndarray  # unit tangent along the limb (distal) or the trunk (inferior)
+
+
+# Segment geometry of an adult of ~1.7 m, left (+y) and right (-y).
+TRUNK = Ellipsoid("trunk", (0.25, 0.0, 0.105), (0.31, 0.165, 0.105))
+HEAD = ("head", (0.69, 0.0, 0.095), 0.095)
+
+
+def _limbs(side: str, s: float) -> list[Capsule]:
+    return [
+        Capsule(f"thigh_{side}", (-0.02, 0.09 * s, 0.07), (-0.45, 0.10 * s, 0.058), 0.068),
+        Capsule(f"shin_{side}", (-0.45, 0.10 * s, 0.052), (-0.85, 0.10 * s, 0.042), 0.048),
+        Capsule(f"foot_{side}", (-0.88, 0.10 * s, 0.05), (-0.95, 0.10 * s, 0.17), 0.035),
+        Capsule(f"upper_arm_{side}", (0.50, 0.215 * s, 0.07), (0.22, 0.245 * s, 0.055), 0.043),
+        Capsule(f"forearm_{side}", (0.22, 0.245 * s, 0.05), (-0.04, 0.255 * s, 0.045), 0.035),
+        Capsule(f"hand_{side}", (-0.06, 0.255 * s, 0.035), (-0.20, 0.255 * s, 0.03), 0.025),
+    ]
+
+
+CAPSULES: tuple[Capsule, ...] = tuple(_limbs("left", 1.0) + _limbs("right", -1.0))
+UMBILICUS_X = 0.18
+CUN_TRUNK = (UMBILICUS_X - 0.05) / 5.0  # umbilicus -> pubic symphysis = 5 cun
+
+
+def capsule(name: str) -> Capsule:
+    """Look a limb segment up by name."""
+    for c in CAPSULES:
+        if c.name == name:
+            return c
+    raise KeyError(name)
+
+
+def _on_capsule(seg: Capsule, fraction: float, lateral_deg: float) -> tuple[np.ndarray, ...]:
+    """Surface point at ``fraction`` along the axis, turned from anterior towards lateral."""
+    axis = seg.axis
+    anterior = np.array([0.0, 0.0, 1.0]) - axis[2] * axis
+    anterior /= np.linalg.norm(anterior)
+    side = 1.0 if seg.a[1] >= 0 else -1.0
+    lateral = np.cross(axis, anterior) * side
+    phi = np.radians(lateral_deg)
+    direction = np.cos(phi) * anterior + np.sin(phi) * lateral
+    centre = np.asarray(seg.a) + fraction * (np.asarray(seg.b) - np.asarray(seg.a))
+    return centre + seg.radius * direction, direction, axis
+
+
+def _on_trunk(x: float, y: float) -> tuple[np.ndarray, ...]:
+    """Anterior trunk surface point above (x, y)."""
+    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
+    u = 1.0 - ((x - c[0]) / r[0]) ** 2 - ((y - c[1]) / r[1]) ** 2
+    z = c[2] + r[2] * np.sqrt(max(u, 0.0))
+    p = np.array([x, y, z])
+    n = (p - c) / r**2
+    return p, n / np.linalg.norm(n), np.array([-1.0, 0.0, 0.0])
+
+
+def _atlas() -> tuple[Acupoint, ...]:
+    shin, thigh = capsule("shin_left"), capsule("thigh_left")
+    leg_cun = shin.length / 16.0
+    # (code, pinyin, chinese, number, (point, normal, stroke_dir))
+    table = [
+        ("ST36", "Zusanli", "足三里", 1, _on_capsule(shin, 3 / 16, 25.0)),
+        ("ST35", "Dubi", "犊鼻", 2, _on_capsule(shin, 0.02, 30.0)),
+        ("GB34", "Yanglingquan", "阳陵泉", 3, _on_capsule(shin, 2 / 16, 75.0)),
+        ("SP6", "Sanyinjiao", "三阴交", 4, _on_capsule(shin, 13 / 16, -70.0)),
+        ("SP10", "Xuehai", "血海", 5,
+         _on_capsule(thigh, 1.0 - 2 * leg_cun / thigh.length - 0.06, -45.0)),
+        ("LR3", "Taichong", "太冲", 6, _on_capsule(capsule("foot_left"), 0.55, -10.0)),
+        ("LI4", "Hegu", "合谷", 7, _on_capsule(capsule("hand_left"), 0.35, 60.0)),
+        ("LI11", "Quchi", "曲池", 8, _on_capsule(capsule("forearm_left"), 0.03, 70.0)),
+        ("PC6", "Neiguan", "内关", 9, _on_capsule(capsule("forearm_left"), 1.0 - 2 / 12, 0.0)),
+        ("CV12", "Zhongwan", "中脘", 10, _on_trunk(UMBILICUS_X + 4 * CUN_TRUNK, 0.0)),
+        ("CV6", "Qihai", "气海", 11, _on_trunk(UMBILICUS_X - 1.5 * CUN_TRUNK, 0.0)),
+        ("ST25", "Tianshu", "天枢", 12, _on_trunk(UMBILICUS_X, 2 * CUN_TRUNK)),
+    ]
+    return tuple(Acupoint(code, pinyin, zh, num, p, n, d)
+                 for code, pinyin, zh, num, (p, n, d) in table)
+
+
+ATLAS: tuple[Acupoint, ...] = _atlas()
+
+
+def surface_samples(spacing: float = 0.01, min_up: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
+    """Points and outward normals on the phantom surface facing up (body frame).
+
+    This is the model cloud a camera above the table can see; ``min_up`` is the smallest
+    z component of the normal kept.
+    """
+    pts, nrm = [], []
+    for seg in CAPSULES:
+        n_axial = max(2, int(seg.length / spacing))
+        n_around = max(8, int(2 * np.pi * seg.radius / spacing))
+        for f in np.linspace(0.0, 1.0, n_axial):
+            for phi in np.linspace(-180.0, 180.0, n_around, endpoint=False):
+                p, n, _ = _on_capsule(seg, f, phi)
+                pts.append(p)
+                nrm.append(n)
+    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
+    for x in np.arange(c[0] - r[0], c[0] + r[0], spacing):
+        for y in np.arange(c[1] - r[1], c[1] + r[1], spacing):
+            if ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 < 0.98:
+                p, n, _ = _on_trunk(x, y)
+                pts.append(p)
+                nrm.append(n)
+    hc, hr = np.asarray(HEAD[1]), HEAD[2]
+    for theta in np.linspace(0, np.pi / 2, 8):
+        for phi in np.linspace(0, 2 * np.pi, 24, endpoint=False):
+            n = np.array([np.sin(theta) * np.cos(phi), np.sin(theta) * np.sin(phi),
+                          np.cos(theta)])
+            pts.append(hc + hr * n)
+            nrm.append(n)
+    P, N = np.asarray(pts), np.asarray(nrm)
+    keep = N[:, 2] >= min_up
+    return P[keep], N[keep]
+
+
+def placement(position: tuple[float, float, float], yaw_deg: float) -> np.ndarray:
+    """base_T_body of the phantom lying on the table at ``position`` turned by ``yaw_deg``."""
+    yaw = np.radians(yaw_deg)
+    T = np.eye(4)
+    T[:3, :3] = [[np.cos(yaw), -np.sin(yaw), 0], [np.sin(yaw), np.cos(yaw), 0], [0, 0, 1]]
+    T[:3, 3] = position
+    return T

@@ -1,0 +1,61 @@
+"""Robot-side safety: every command is checked before it can move the arm."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SafetyConfig:
+    """Limits the robot node enforces whatever the upstream nodes send (m, N, s)."""
+
+    workspace_min: tuple[float, float, float] = (0.15, -0.75, 0.0)
+    workspace_max: tuple[float, float, float] = (0.85, 0.75, 0.80)
+    force_cap_n: float = 15.0
+    max_speed: float = 0.15  # m/s of the reference
+    max_reference_gap_m: float = 0.05  # reference further than this from the tool: reject
+    watchdog_s: float = 0.1
+    retreat_m: float = 0.02
+
+
+def command_problem(position: np.ndarray, quaternion: np.ndarray, tool_position: np.ndarray,
+                    cfg: SafetyConfig) -> str | None:
+    """Why this command must not be executed, or None when it is safe."""
+    p, q = np.asarray(position, float), np.asarray(quaternion, float)
+    if p.shape != (3,) or q.shape != (4,):
+        return f"malformed command: position {p.shape}, quaternion {q.shape}"
+    if not (np.all(np.isfinite(p)) and np.all(np.isfinite(q))):
+        return "command contains NaN or infinity"
+    if abs(np.linalg.norm(q) - 1.0) > 1e-3:
+        return f"command quaternion is not unit (|q| = {np.linalg.norm(q):.4f})"
+    if np.any(p < cfg.workspace_min) or np.any(p > cfg.workspace_max):
+        return (f"command position {np.round(p, 3).tolist()} is outside the workspace box "
+                f"{list(cfg.workspace_min)}..{list(cfg.workspace_max)}")
+    gap = float(np.linalg.norm(p - tool_position))
+    if gap > cfg.max_reference_gap_m:
+        return f"command is {gap * 1000:.0f} mm from the tool (max {cfg.max_reference_gap_m * 1000:.0f})"
+    return None
+
+
+def rate_limit(previous: np.ndarray, target: np.ndarray, max_speed: float,
+               dt: float) -> np.ndarray:
+    """Move the reference towards target by at most max_speed * dt."""
+    delta = np.asarray(target, float) - previous
+    step = max_speed * max(dt, 0.0)
+    dist = float(np.linalg.norm(delta))
+    return target if dist <= step else previous + delta * (step / dist)
+
+
+def contact_force(wrench: np.ndarray) -> float:
+    """Magnitude of the force the robot applies."""
+    return float(np.linalg.norm(np.asarray(wrench, float)[:3]))
+
+
+def retreat_point(tool_position: np.ndarray, wrench: np.ndarray, distance: float) -> np.ndarray:
+    """A point away from the contact: against the applied force, or straight up."""
+    f = np.asarray(wrench, float)[:3]
+    if np.linalg.norm(f) < 1e-6:
+        return tool_position + np.array([0.0, 0.0, distance])
+    return tool_position - distance * f / np.linalg.norm(f)

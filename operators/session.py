@@ -1,0 +1,78 @@
+"""Session scoring: what the summary of a massage session says."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass(frozen=True)
+class SessionLimits:
+    """Bounds a session must stay within to be ok."""
+
+    max_acupoint_error_mm: float = 10.0
+    max_normal_error_deg: float = 10.0
+    max_force_rms_error_n: float = 1.5
+    force_cap_n: float = 15.0
+    min_contact_s: float = 1.0
+    settle_s: float = 0.8  # first part of the press excluded from the steady statistics
+
+
+@dataclass
+class SessionLog:
+    """Samples gathered while the session runs (event time in seconds)."""
+
+    force_t: list[float] = field(default_factory=list)
+    force_n: list[float] = field(default_factory=list)
+    phases: list[str] = field(default_factory=list)
+    force_target_n: float = 0.0
+    contact_errors_mm: list[float] = field(default_factory=list)
+    normal_error_deg: float = float("nan")
+    max_force_n: float = 0.0
+    errors: list[str] = field(default_factory=list)
+    first_contact_s: float | None = None
+
+
+def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict:
+    """The summary dict (keys documented in the README)."""
+    t = np.asarray(log.force_t)
+    f = np.asarray(log.force_n)
+    phases = np.asarray(log.phases)
+    press = phases == "press"
+    steady = np.zeros(len(t), dtype=bool)
+    if press.any():
+        steady = press & (t >= t[press][0] + limits.settle_s)
+    in_contact = f > 1.0
+    dt = np.diff(t, append=t[-1]) if len(t) else np.zeros(0)
+    contact_s = float(np.sum(dt[in_contact])) if len(t) else 0.0
+    force_mean = float(np.mean(f[steady])) if steady.any() else float("nan")
+    rms = (float(np.sqrt(np.mean((f[steady] - log.force_target_n) ** 2)))
+           if steady.any() else float("nan"))
+    acu = float(np.median(log.contact_errors_mm)) if log.contact_errors_mm else float("nan")
+    max_force = max(log.max_force_n, float(f.max()) if len(f) else 0.0)
+    problems = list(log.errors)
+    if contact_s < limits.min_contact_s:
+        problems.append(f"contact lasted {contact_s:.1f} s (< {limits.min_contact_s} s)")
+    if max_force > limits.force_cap_n:
+        problems.append(f"force cap exceeded: {max_force:.1f} N > {limits.force_cap_n} N")
+    if not acu <= limits.max_acupoint_error_mm:
+        problems.append(f"acupoint error {acu:.1f} mm > {limits.max_acupoint_error_mm} mm")
+    if not log.normal_error_deg <= limits.max_normal_error_deg:
+        problems.append(f"normal error {log.normal_error_deg:.1f} deg > "
+                        f"{limits.max_normal_error_deg} deg")
+    if not rms <= limits.max_force_rms_error_n:
+        problems.append(f"force RMS error {rms:.2f} N > {limits.max_force_rms_error_n} N")
+    return {
+        "acupoint_error_mm": acu,
+        "normal_error_deg": float(log.normal_error_deg),
+        "force_target_n": float(log.force_target_n),
+        "force_mean_n": force_mean,
+        "force_rms_error_n": rms,
+        "max_force_n": float(max_force),
+        "contact_s": contact_s,
+        "duration_s": float(duration_s),
+        "first_contact_s": log.first_contact_s,
+        "ok": not problems,
+        "problems": problems,
+    }

@@ -1,0 +1,98 @@
+"""Node configuration from the YAML ``env:`` block: declared, typed, validated once at start."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+
+class ConfigError(ValueError):
+    """A bad ``env:`` value; its message is the one line the user sees."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One ``env:`` key of a node."""
+
+    key: str
+    kind: str  # float | int | str | bool | floats | choice
+    default: Any
+    unit: str
+    doc: str
+    low: float | None = None
+    high: float | None = None
+    choices: Sequence[str] = ()
+    length: int | None = None  # for floats
+
+
+def _parse(param: Param, raw: str) -> Any:
+    kind = param.kind
+    if kind == "float":
+        value: Any = float(raw)
+    elif kind == "int":
+        value = int(raw)
+    elif kind == "bool":
+        low = raw.strip().lower()
+        if low not in {"1", "0", "true", "false", "yes", "no", "on", "off"}:
+            raise ValueError("expected true or false")
+        value = low in {"1", "true", "yes", "on"}
+    elif kind == "floats":
+        value = [float(x) for x in raw.replace(";", ",").split(",") if x.strip()]
+        if param.length is not None and len(value) != param.length:
+            raise ValueError(f"expected {param.length} comma-separated numbers")
+    elif kind == "choice":
+        value = raw.strip()
+        if value not in param.choices:
+            raise ValueError(f"expected one of {', '.join(param.choices)}")
+    else:
+        value = raw
+    numbers = value if isinstance(value, list) else [value]
+    for x in numbers:
+        if isinstance(x, (int, float)) and not isinstance(x, bool):
+            if x != x:
+                raise ValueError("NaN is not allowed")
+            if param.low is not None and x < param.low:
+                raise ValueError(f"must be >= {param.low}")
+            if param.high is not None and x > param.high:
+                raise ValueError(f"must be <= {param.high}")
+    return value
+
+
+def load(node: str, params: Sequence[Param],
+         environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Read and validate every declared key; raise ConfigError naming the key and the fix."""
+    env = os.environ if environ is None else environ
+    out: dict[str, Any] = {}
+    for p in params:
+        raw = env.get(p.key)
+        if raw is None or str(raw).strip() == "":
+            out[p.key] = p.default
+            continue
+        try:
+            out[p.key] = _parse(p, str(raw))
+        except ValueError as err:
+            unit = f" [{p.unit}]" if p.unit and p.unit != "-" else ""
+            raise ConfigError(f"{node}: env {p.key}={raw!r} is invalid ({err}); "
+                              f"set it in the node's env: block{unit}, e.g. {p.key}: "
+                              f"{_format(p.default)}") from None
+    return out
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, list):
+        return '"' + ",".join(str(v) for v in value) + '"'
+    return str(value)
+
+
+def table(params: Sequence[Param]) -> str:
+    """Markdown table of a node's env keys, for the README."""
+    rows = ["| key | type | unit | default | meaning |", "|---|---|---|---|---|"]
+    for p in params:
+        kind = p.kind if p.kind != "choice" else " / ".join(p.choices)
+        rows.append(f"| `{p.key}` | {kind} | {p.unit} | `{_format(p.default)}` | {p.doc} |")
+    return "\n".join(rows)
+
+
+Checker = Callable[[dict[str, Any]], None]

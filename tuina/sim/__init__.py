@@ -1,0 +1,1 @@
+"""The simulated massage world: MuJoCo physics served to franky through franky-sim."""

@@ -1,0 +1,309 @@
+"""The simulated massage world: franky-sim's MuJoCo FR3 plus table, phantom, tool, camera.
+
+One process holds the physics (1 kHz, paced to real time on absolute deadlines), the
+libfranka-protocol server franky connects to, and a headless RGB-D renderer that draws
+from its own MjData snapshot so frames are never torn.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+import time
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from tuina.operators.geometry import matrix_to_quat, quat_to_matrix, transform_points
+from tuina.operators.motion import BodyMotionScript, body_offset
+from tuina.operators.phantom import ATLAS, CAPSULES, HEAD, TRUNK, placement
+
+# read by mujoco at import: headless EGL unless the graph's env says otherwise
+os.environ.setdefault("MUJOCO_GL", "egl")
+
+GL_HINT = ("headless rendering failed: set MUJOCO_GL=egl (Debian: apt-get install libegl1 "
+           "libegl-mesa0) or MUJOCO_GL=osmesa (apt-get install libosmesa6)")
+TISSUE_SOLREF = "0.1 1"
+TISSUE_SOLIMP = "0.2 0.5 0.02"
+# massage ball on the Franka hand: centre 26.6 mm past franky's end-effector frame
+BALL_RADIUS_M = 0.02
+BALL_CENTRE_IN_HAND_M = 0.13
+HAND_TO_EE_M = 0.1034
+TOOL_LENGTH_M = BALL_CENTRE_IN_HAND_M + BALL_RADIUS_M - HAND_TO_EE_M  # EE -> contact point
+
+
+class RenderingUnavailable(RuntimeError):
+    """No GL context for headless rendering."""
+
+
+@dataclass
+class WorldConfig:
+    """Everything that shapes the world."""
+
+    hostname: str = "127.0.0.1"
+    body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)
+    body_yaw_deg: float = 90.0
+    camera_position: tuple[float, float, float] = (0.55, 0.0, 0.95)
+    camera_fovy_deg: float = 58.0
+    width: int = 640
+    height: int = 480
+    motion: BodyMotionScript = field(default_factory=BodyMotionScript)
+    initial_q: tuple[float, ...] = (0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785)
+
+
+@dataclass
+class Frame:
+    """One rendered frame with the truth at the same simulation instant."""
+
+    stamp_ns: int
+    rgb: np.ndarray
+    depth: np.ndarray  # float32 metres, z-depth
+    base_T_body: np.ndarray
+
+
+def nominal_base_T_body(cfg: WorldConfig) -> np.ndarray:
+    """Where the phantom lies before any scripted motion."""
+    return placement(cfg.body_position, cfg.body_yaw_deg)
+
+
+def _fmt(v) -> str:
+    return " ".join(f"{x:.6g}" for x in v)
+
+
+def _add_scene(sim, cfg: WorldConfig) -> None:
+    scene, wb = sim.scene, sim.worldbody
+    # software GL: no shadows, no multisampling (115 ms -> ~25 ms a frame)
+    for q in scene.iter("quality"):
+        q.set("offsamples", "0")
+        q.set("shadowsize", "0")
+    for light in scene.iter("light"):
+        light.set("castshadow", "false")
+    asset = scene.find("asset")
+    ET.SubElement(asset, "material", name="skin", rgba="0.87 0.68 0.58 1", specular="0.1")
+    ET.SubElement(asset, "material", name="table", rgba="0.55 0.6 0.65 1")
+    ET.SubElement(wb, "geom", name="table", type="box", pos="0.5 0.05 -0.03",
+                  size="0.35 1.05 0.03", material="table")
+    ET.SubElement(wb, "geom", name="table_leg", type="box", pos="0.5 0.05 -0.4",
+                  size="0.3 0.9 0.34", material="table")
+    T = nominal_base_T_body(cfg)
+    quat_wxyz = np.roll(matrix_to_quat(T[:3, :3]), 1)
+    body = ET.SubElement(wb, "body", name="phantom", mocap="true", pos=_fmt(T[:3, 3]),
+                         quat=_fmt(quat_wxyz))
+    tissue = {"material": "skin", "solref": TISSUE_SOLREF, "solimp": TISSUE_SOLIMP,
+              "contype": "2", "conaffinity": "1"}
+    for seg in CAPSULES:
+        ET.SubElement(body, "geom", name=seg.name, type="capsule",
+                      fromto=_fmt(seg.a + seg.b), size=f"{seg.radius}", **tissue)
+    ET.SubElement(body, "geom", name=TRUNK.name, type="ellipsoid", pos=_fmt(TRUNK.center),
+                  size=_fmt(TRUNK.radii), **tissue)
+    ET.SubElement(body, "geom", name=HEAD[0], type="sphere", pos=_fmt(HEAD[1]),
+                  size=f"{HEAD[2]}", **tissue)
+    hand = next(b for b in wb.iter("body") if b.get("name") == "robot0_hand")
+    ET.SubElement(hand, "geom", name="massage_ball", type="sphere",
+                  pos=f"0 0 {BALL_CENTRE_IN_HAND_M}", size=f"{BALL_RADIUS_M}",
+                  rgba="0.2 0.35 0.8 1", friction="0.3 0.005 0.0001")
+    ET.SubElement(wb, "camera", name="d455", pos=_fmt(cfg.camera_position),
+                  xyaxes="0 -1 0 1 0 0", fovy=f"{cfg.camera_fovy_deg}")
+
+
+class MassageWorld:
+    """The running world. Use as a context manager; physics runs in a paced thread."""
+
+    def __init__(self, cfg: WorldConfig):
+        import mujoco
+        from franky_sim import SimulationServer
+        from franky_sim.mujoco_simulator import FrankaMujocoRobot, MujocoSimulator
+
+        self.cfg = cfg
+        self._mujoco = mujoco
+        world = self
+
+        class ContactSensingRobot(FrankaMujocoRobot):
+            """FR3 whose state reports the contact wrench, as a real arm estimates it."""
+
+            @property
+            def state(self):
+                s = super().state
+                f = world._wrench_base.copy()
+                R = quat_to_matrix(world._ee_quat_xyzw)
+                k = np.concatenate([R.T @ f[:3], R.T @ f[3:]])
+                return s.replace(O_F_ext_hat_K=tuple(f), K_F_ext_hat_K=tuple(k))
+
+        self._wrench_base = np.zeros(6)
+        self._ee_quat_xyzw = np.array([1.0, 0.0, 0.0, 0.0])
+        self.sim = MujocoSimulator()
+        self.sim.add_robot(initial_q=cfg.initial_q, initial_hand_width=0.0)
+        # franky-sim builds its own robot object; swap in the one that senses contact
+        self.robot = ContactSensingRobot(initial_q=cfg.initial_q, initial_hand_width=0.0)
+        self.sim._robots[-1] = self.robot
+        _add_scene(self.sim, cfg)
+        self.server = SimulationServer(self.sim, hostname_candidates=[cfg.hostname])
+        self._lock = threading.Lock()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._steps = 0
+        self._contact_force = np.zeros(3)
+        self._contact_point = np.full(3, np.nan)
+        self._max_force = 0.0
+        self._nominal = nominal_base_T_body(cfg)
+        self.renderer = None
+
+    # --- lifecycle -------------------------------------------------------------------
+    def __enter__(self) -> MassageWorld:
+        self.sim.init()
+        self.server.init()
+        m = self.sim.model
+        mj = self._mujoco
+        self.model = m
+        self.data = self.sim.data
+        body_ids = {mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, "phantom")}
+        self._phantom_geoms = {g for g in range(m.ngeom) if m.geom_bodyid[g] in body_ids}
+        self._robot_geoms = {g for g in range(m.ngeom) if (mj.mj_id2name(
+            m, mj.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[g])) or "").startswith("robot0_")}
+        self._mocap_id = int(m.body_mocapid[mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, "phantom")])
+        self._hand_id = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, "robot0_hand")
+        self._cam_id = mj.mj_name2id(m, mj.mjtObj.mjOBJ_CAMERA, "d455")
+        self.sim.register_pre_step_callback(lambda _s: self._pre_step())
+        self.sim.register_post_step_callback(lambda _s: self._post_step())
+        self._render_data = mj.MjData(m)
+        # the renderer is created before physics starts: creation stalls the process
+        try:
+            self.renderer = mj.Renderer(m, self.cfg.height, self.cfg.width)
+        except Exception as err:  # mujoco raises plain Exceptions for GL failures
+            raise RenderingUnavailable(f"{GL_HINT} ({err})") from None
+        self._snapshot()
+        self._running = True
+        self._thread = threading.Thread(target=self._run, name="physics", daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self._running = False
+        if self._thread is not None:
+            self._thread.join(timeout=2.0)
+        if self.renderer is not None:
+            self.renderer.close()
+        self.server.cleanup()
+
+    def _run(self) -> None:
+        deadline = time.perf_counter()
+        while self._running:
+            for rs in self.server.robot_servers:
+                rs.process_commands()
+            with self._lock:
+                self.sim.step()
+            for rs in self.server.robot_servers:
+                rs.send_state()
+            deadline += 0.001
+            delay = deadline - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            elif delay < -0.05:  # fell far behind (start-up, GC): do not sprint to catch up
+                deadline = time.perf_counter()
+
+    # --- per-step hooks ------------------------------------------------------------------
+    @property
+    def time_s(self) -> float:
+        return self._steps * 0.001
+
+    @property
+    def stamp_ns(self) -> int:
+        return self._steps * 1_000_000
+
+    def _pre_step(self) -> None:
+        T = self._nominal @ body_offset(self.cfg.motion, self.time_s)
+        self.data.mocap_pos[self._mocap_id] = T[:3, 3]
+        self.data.mocap_quat[self._mocap_id] = np.roll(matrix_to_quat(T[:3, :3]), 1)
+
+    def _post_step(self) -> None:
+        mj, m, d = self._mujoco, self.model, self.data
+        force = np.zeros(3)
+        weighted = np.zeros(3)
+        weight = 0.0
+        c6 = np.zeros(6)
+        for i in range(d.ncon):
+            c = d.contact[i]
+            g1, g2 = int(c.geom1), int(c.geom2)
+            if g1 in self._robot_geoms and g2 in self._phantom_geoms:
+                sign = 1.0
+            elif g2 in self._robot_geoms and g1 in self._phantom_geoms:
+                sign = -1.0
+            else:
+                continue
+            mj.mj_contactForce(m, d, i, c6)
+            # contact frame: first axis is the normal from geom1 to geom2; rotated to the
+            # world, c6[:3] is the force geom1 exerts on geom2 (checked by pressing down)
+            force += sign * (c.frame.reshape(3, 3).T @ c6[:3])
+            weighted += c6[0] * c.pos
+            weight += c6[0]
+        self._contact_force = force
+        self._max_force = max(self._max_force, float(np.linalg.norm(force)))
+        self._contact_point = weighted / weight if weight > 1e-6 else np.full(3, np.nan)
+        self._wrench_base = np.concatenate([force, np.zeros(3)])
+        q = d.xquat[self._hand_id]
+        self._ee_quat_xyzw = np.array([q[1], q[2], q[3], q[0]])
+        self._steps += 1
+
+    def _snapshot(self) -> tuple[int, np.ndarray]:
+        mj, d, r = self._mujoco, self.data, self._render_data
+        with self._lock:
+            r.qpos[:] = d.qpos
+            r.mocap_pos[:] = d.mocap_pos
+            r.mocap_quat[:] = d.mocap_quat
+            stamp = self.stamp_ns
+        mj.mj_kinematics(self.model, r)
+        mj.mj_camlight(self.model, r)
+        T = np.eye(4)
+        T[:3, :3] = quat_to_matrix(np.roll(r.mocap_quat[self._mocap_id], -1))
+        T[:3, 3] = r.mocap_pos[self._mocap_id]
+        return stamp, T
+
+    # --- outputs -----------------------------------------------------------------------
+    def render(self) -> Frame:
+        """Render RGB and depth of one consistent simulation instant."""
+        stamp, base_T_body = self._snapshot()
+        r = self.renderer
+        r.disable_depth_rendering()
+        r.update_scene(self._render_data, camera="d455")
+        rgb = r.render().copy()
+        r.enable_depth_rendering()
+        r.update_scene(self._render_data, camera="d455")
+        depth = r.render().astype(np.float32)
+        return Frame(stamp, rgb, depth, base_T_body)
+
+    def intrinsics(self) -> tuple[float, float, float, float]:
+        """fx, fy, cx, cy of the rendered camera (pixel centres at integer coordinates)."""
+        h, w = self.cfg.height, self.cfg.width
+        f = (h / 2.0) / np.tan(np.radians(self.cfg.camera_fovy_deg) / 2.0)
+        return f, f, (w - 1) / 2.0, (h - 1) / 2.0
+
+    def base_T_camera(self) -> np.ndarray:
+        """Pose of the OpenCV optical frame in the base (= world) frame."""
+        T = np.eye(4)
+        T[:3, :3] = self.data.cam_xmat[self._cam_id].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
+        T[:3, 3] = self.data.cam_xpos[self._cam_id]
+        return T
+
+    def truth(self) -> dict:
+        """Ground truth now: body pose, acupoints, contact (base frame)."""
+        with self._lock:
+            mp = self.data.mocap_pos[self._mocap_id].copy()
+            mq = self.data.mocap_quat[self._mocap_id].copy()
+            force = self._contact_force.copy()
+            point = self._contact_point.copy()
+            peak = self._max_force
+            self._max_force = float(np.linalg.norm(force))
+        T = np.eye(4)
+        T[:3, :3] = quat_to_matrix(np.roll(mq, -1))
+        T[:3, 3] = mp
+        positions = transform_points(T, np.array([a.position for a in ATLAS]))
+        normals = np.array([a.normal for a in ATLAS]) @ T[:3, :3].T
+        return {
+            "body_position": mp.tolist(), "body_quaternion": np.roll(mq, -1).tolist(),
+            "acupoint_codes": [a.code for a in ATLAS],
+            "acupoint_positions": positions.ravel().tolist(),
+            "acupoint_normals": normals.ravel().tolist(),
+            "contact_force": force.tolist(), "contact_point": point.tolist(),
+            "max_contact_force_n": peak,
+        }
