@@ -32,6 +32,8 @@ class ForceConfig:
     release_speed: float = 0.02  # m/s, reference back to the plan after contact ends
     max_follow_speed: float = 0.03  # m/s, body-motion correction rate limit
     max_follow_rate_deg: float = 10.0
+    compensation_gain: float = 2.0  # 1/s, PBVS compensation of the position tracking error
+    max_compensation_m: float = 0.03
 
 
 @dataclass
@@ -85,6 +87,7 @@ class HybridForceController:
     force_phase: bool = False
     last_t: float | None = None
     applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
+    compensation: np.ndarray = field(default_factory=lambda: np.zeros(3))
 
     def __post_init__(self) -> None:
         c = self.config
@@ -131,7 +134,7 @@ class HybridForceController:
             if not self.force_phase:
                 # the force loop takes over where the tool is, so the reference is continuous
                 self.force_phase = True
-                self.depth = float((p_plan - tool_position) @ n)
+                self.depth = float((p_plan + self.compensation - tool_position) @ n)
                 self.pid.reset()
             if not self.in_contact and f_meas > c.contact_threshold_n:
                 self.in_contact = True
@@ -146,6 +149,15 @@ class HybridForceController:
             self.in_contact = False
             step = c.release_speed * dt
             self.depth = float(np.clip(0.0, self.depth - step, self.depth + step))
-        position = p_plan - n * self.depth
+        # PBVS compensation velocity: the tracking error drives an offset of the reference
+        # (tangential only while the force loop owns the normal: S = I - n n^T)
+        error = p_plan - np.asarray(tool_position, float)
+        if self.force_phase:
+            error = error - (error @ n) * n
+        self.compensation = self.compensation + c.compensation_gain * error * dt
+        norm = np.linalg.norm(self.compensation)
+        if norm > c.max_compensation_m:
+            self.compensation *= c.max_compensation_m / norm
+        position = p_plan + self.compensation - n * self.depth
         return ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
                              f_target, f_meas)

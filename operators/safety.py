@@ -35,7 +35,8 @@ def command_problem(position: np.ndarray, quaternion: np.ndarray, tool_position:
                 f"{list(cfg.workspace_min)}..{list(cfg.workspace_max)}")
     gap = float(np.linalg.norm(p - tool_position))
     if gap > cfg.max_reference_gap_m:
-        return f"command is {gap * 1000:.0f} mm from the tool (max {cfg.max_reference_gap_m * 1000:.0f})"
+        limit_mm = cfg.max_reference_gap_m * 1000
+        return f"command is {gap * 1000:.0f} mm from the tool (max {limit_mm:.0f} mm)"
     return None
 
 

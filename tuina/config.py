@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -94,5 +94,3 @@ def table(params: Sequence[Param]) -> str:
         rows.append(f"| `{p.key}` | {kind} | {p.unit} | `{_format(p.default)}` | {p.doc} |")
     return "\n".join(rows)
 
-
-Checker = Callable[[dict[str, Any]], None]
