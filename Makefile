@@ -23,7 +23,7 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 run: setup
-	$(BIN)/tuina session dataflows/$(SESSION).yml
+	$(BIN)/tuina run dataflows/$(SESSION).yml --stop-after 180s
 
 test: setup
 	$(BIN)/ruff check .

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from tuina.operators.phantom import ATLAS, Acupoint
 
 PRESSURE_WORDS: dict[str, tuple[str, ...]] = {
-    "light": ("light", "gentle", "soft", "轻"),
+    "light": ("light", "gentle", "gently", "soft", "softly", "轻"),
     "moderate": ("moderate", "medium", "normal", "适中", "中等"),
     "firm": ("firm", "deep", "strong", "hard", "重"),
 }

@@ -1,0 +1,33 @@
+import pytest
+
+from tuina.config import ConfigError, Param, load, table
+
+PARAMS = [
+    Param("FORCE_N", "float", 6.0, "N", "force", low=0.5, high=15),
+    Param("MODE", "choice", "a", "-", "mode", choices=("a", "b")),
+    Param("XYZ", "floats", [0.0, 0.0, 0.0], "m", "point", length=3),
+    Param("ON", "bool", False, "-", "switch"),
+]
+
+
+def test_defaults_and_parsing():
+    cfg = load("n", PARAMS, {"FORCE_N": "7.5", "MODE": "b", "XYZ": "1,2,3", "ON": "true"})
+    assert cfg == {"FORCE_N": 7.5, "MODE": "b", "XYZ": [1.0, 2.0, 3.0], "ON": True}
+    assert load("n", PARAMS, {})["FORCE_N"] == 6.0
+
+
+@pytest.mark.parametrize("env, key", [
+    ({"FORCE_N": "abc"}, "FORCE_N"), ({"FORCE_N": "40"}, "FORCE_N"),
+    ({"FORCE_N": "nan"}, "FORCE_N"), ({"MODE": "c"}, "MODE"), ({"XYZ": "1,2"}, "XYZ"),
+    ({"ON": "maybe"}, "ON"),
+])
+def test_bad_values_give_one_line_naming_the_key(env, key):
+    with pytest.raises(ConfigError) as err:
+        load("planner", PARAMS, env)
+    message = str(err.value)
+    assert "\n" not in message and key in message and message.startswith("planner:")
+
+
+def test_table_lists_every_key():
+    text = table(PARAMS)
+    assert all(f"`{p.key}`" in text for p in PARAMS)

@@ -1,0 +1,292 @@
+import numpy as np
+import pinocchio as pin
+import pytest
+from franky_sim.urdf import FR3_URDF
+from tuina.operators.force_control import PID, ForceConfig, HybridForceController
+from tuina.operators.geometry import (
+    backproject,
+    fit_plane_ransac,
+    make_transform,
+    project,
+    quat_to_matrix,
+    tool_orientation,
+    transform_points,
+)
+from tuina.operators.grounding import fit_phantom
+from tuina.operators.instructions import UnknownAcupoint, parse_instruction
+from tuina.operators.motion import BodyMotionScript, body_offset
+from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
+from tuina.operators.planner import (
+    PlannerConfig,
+    PlanningError,
+    ToolIK,
+    min_jerk_duration,
+    plan_massage,
+)
+from tuina.operators.posefit import NoDepthError, point_at_pixel, stroke_path, surface_normal
+from tuina.operators.safety import SafetyConfig, command_problem, rate_limit, retreat_point
+from tuina.operators.sensor import DepthNoise, apply_depth_noise
+from tuina.operators.session import SessionLimits, SessionLog, summarize
+from tuina.operators.tracking import BodyTracker, TrackerConfig, rotation_angle_deg
+
+K = np.array([[433.0, 0, 319.5], [0, 433.0, 239.5], [0, 0, 1]])
+# camera 0.9 m above the base origin looking straight down
+BASE_T_CAM = make_transform(np.diag([1.0, -1.0, -1.0]), np.array([0.5, 0.0, 0.9]))
+
+
+def plane_depth(height: float = 0.1) -> np.ndarray:
+    """Depth image of the table-like plane z = height seen by BASE_T_CAM."""
+    v, u = np.mgrid[0:480, 0:640].astype(float)
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    d = rays @ BASE_T_CAM[:3, :3].T  # ray directions in base; optical z component is 1
+    return ((height - BASE_T_CAM[2, 3]) / d[..., 2]).astype(np.float32)
+
+
+# --- atlas and instructions -------------------------------------------------------------
+
+def test_atlas_has_twelve_points_on_the_surface():
+    assert len(ATLAS) >= 12
+    assert len({a.code for a in ATLAS}) == len(ATLAS)
+    assert sorted(a.number for a in ATLAS) == list(range(1, len(ATLAS) + 1))
+    for a in ATLAS:
+        assert abs(np.linalg.norm(a.normal) - 1) < 1e-9
+    for a in ATLAS[:9]:  # limb points: exactly one radius from the segment axis
+        dist = []
+        for seg in CAPSULES:
+            ab = np.subtract(seg.b, seg.a)
+            s = np.clip((a.position - seg.a) @ ab / (ab @ ab), 0, 1)
+            dist.append(abs(np.linalg.norm(a.position - (seg.a + s * ab)) - seg.radius))
+        assert min(dist) < 1e-9, a.code
+
+
+@pytest.mark.parametrize("text, code, pressure, technique", [
+    ("press Zusanli with moderate pressure", "ST36", "moderate", "press"),
+    ("please knead st36 gently", "ST36", "light", "knead"),
+    ("按足三里，重一点", "ST36", "firm", "press"),
+    ("Please tell me the location of the massage point number 4.", "SP6", "moderate", "press"),
+    ("stroke Neiguan, firm", "PC6", "firm", "stroke"),
+])
+def test_instruction_parsing(text, code, pressure, technique):
+    parsed = parse_instruction(text)
+    assert (parsed.acupoint.code, parsed.pressure, parsed.technique) == (code, pressure,
+                                                                          technique)
+
+
+def test_unknown_acupoint_names_the_closest():
+    with pytest.raises(UnknownAcupoint) as err:
+        parse_instruction("press Zusanly please")
+    assert "Zusanli" in str(err.value) and "\n" not in str(err.value)
+
+
+# --- geometry ---------------------------------------------------------------------------
+
+def test_project_backproject_round_trip():
+    pts = np.array([[0.4, -0.1, 0.1], [0.6, 0.2, 0.05]])
+    cam_T_base = np.linalg.inv(BASE_T_CAM)
+    uv = project(K, cam_T_base, pts)
+    z = transform_points(cam_T_base, pts)[:, 2]
+    back = transform_points(BASE_T_CAM, backproject(K, uv, z))
+    np.testing.assert_allclose(back, pts, atol=1e-12)
+
+
+def test_ransac_plane_ignores_outliers():
+    rng = np.random.default_rng(1)
+    xy = rng.uniform(-0.1, 0.1, (400, 2))
+    normal = np.array([0.2, -0.1, 1.0]) / np.linalg.norm([0.2, -0.1, 1.0])
+    z = -(normal[0] * xy[:, 0] + normal[1] * xy[:, 1]) / normal[2]
+    pts = np.column_stack([xy, z]) + rng.normal(0, 0.0005, (400, 3))
+    pts[:80] += rng.uniform(-0.05, 0.05, (80, 3))
+    n, _, inliers = fit_plane_ransac(pts, 0.002, 100, np.random.default_rng(0))
+    assert np.degrees(np.arccos(abs(n @ normal))) < 1.0
+    assert inliers[80:].mean() > 0.9
+
+
+def test_tool_orientation_points_into_the_surface():
+    n = np.array([0.3, 0.0, 1.0]) / np.linalg.norm([0.3, 0.0, 1.0])
+    R = quat_to_matrix(tool_orientation(n, np.array([1.0, 0, 0])))
+    np.testing.assert_allclose(R[:, 2], -n, atol=1e-9)
+    assert R[:, 0] @ np.array([1.0, 0, 0]) > 0.9
+
+
+# --- pose-fit ---------------------------------------------------------------------------
+
+def test_point_and_normal_from_depth_bridge_a_hole():
+    depth = plane_depth(0.1)
+    depth[230:250, 310:330] = np.nan  # hole at the target
+    p = point_at_pixel(depth, K, BASE_T_CAM, np.array([319.5, 239.5]))
+    np.testing.assert_allclose(p, [0.5, 0.0, 0.1], atol=1e-3)
+    n = surface_normal(depth, K, BASE_T_CAM, np.array([400.0, 200.0]),
+                       np.random.default_rng(0))
+    assert n[2] > 0.999
+
+
+def test_no_depth_is_a_clear_error():
+    depth = np.full((480, 640), np.nan, np.float32)
+    with pytest.raises(NoDepthError, match="no valid depth"):
+        point_at_pixel(depth, K, BASE_T_CAM, np.array([320.0, 240.0]))
+
+
+def test_stroke_path_is_on_the_surface_and_evenly_spaced():
+    depth = plane_depth(0.1)
+    path = stroke_path(depth, K, BASE_T_CAM, np.array([[300.0, 240], [400, 240]]), 0.005)
+    np.testing.assert_allclose(path[:, 2], 0.1, atol=1e-3)
+    steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    assert np.all(np.abs(steps - steps.mean()) < 1e-3)
+    assert abs(np.linalg.norm(path[-1] - path[0]) - 100 * 0.8 / 433) < 0.005
+
+
+# --- sensor -----------------------------------------------------------------------------
+
+def test_depth_noise_is_seeded_and_grows_with_range():
+    depth = np.full((200, 200), 0.8, np.float32)
+    a = apply_depth_noise(depth, 433.0, DepthNoise(), np.random.default_rng([0, 5]))
+    b = apply_depth_noise(depth, 433.0, DepthNoise(), np.random.default_rng([0, 5]))
+    np.testing.assert_array_equal(a, b)
+    far = apply_depth_noise(depth * 2, 433.0, DepthNoise(), np.random.default_rng(1))
+    assert np.nanstd(far) > 3 * np.nanstd(a)
+    assert 0.001 < np.isnan(a).mean() < 0.02
+
+
+# --- registration -----------------------------------------------------------------------
+
+def phantom_cloud(T: np.ndarray) -> np.ndarray:
+    pts, _ = surface_samples(0.008)
+    return transform_points(T, pts)
+
+
+def test_fit_phantom_recovers_the_body_pose():
+    nominal = placement((0.55, 0.2, 0.0), 90.0)
+    truth = nominal @ make_transform(np.eye(3), np.array([0.01, -0.008, 0.0]))
+    fit = fit_phantom(phantom_cloud(truth), nominal)
+    np.testing.assert_allclose(fit.base_T_body[:3, 3], truth[:3, 3], atol=1e-3)
+    assert fit.fitness > 0.9
+
+
+def test_tracker_recovers_a_shift_and_flags_the_update():
+    cloud = phantom_cloud(placement((0.55, 0.2, 0.0), 90.0))
+    tracker = BodyTracker(TrackerConfig())
+    assert tracker.update(cloud).status == "no_reference"
+    assert tracker.set_reference(cloud)
+    still = tracker.update(cloud)
+    assert still.status == "ok" and not still.updated
+    R = pin.rpy.rpyToMatrix(0, 0, np.radians(2.0))
+    moved = cloud @ R.T + np.array([0.008, 0.004, 0.0])
+    est = tracker.update(moved)
+    assert est.updated and est.status == "ok"
+    np.testing.assert_allclose(transform_points(est.transform, cloud), moved, atol=2e-3)
+    assert abs(rotation_angle_deg(est.transform[:3, :3]) - 2.0) < 0.3
+    assert tracker.update(cloud[:50]).status == "no_cloud"
+
+
+# --- planner and IK ---------------------------------------------------------------------
+
+def test_plan_phases_limits_and_clearance():
+    cfg = PlannerConfig()
+    target = np.array([0.45, -0.3, 0.1])
+    n = np.array([0.0, 0.0, 1.0])
+    q = tool_orientation(n, np.array([1.0, 0, 0]))
+    path = target + np.linspace(0, 0.05, 6)[1:, None] * np.array([0, -1.0, 0])
+    plan = plan_massage(np.array([0.34, 0.0, 0.33]), np.array([1.0, 0, 0, 0]), target, n, q,
+                        path, 6.0, "press", cfg)
+    order = [p for i, p in enumerate(plan.phases) if i == 0 or plan.phases[i - 1] != p]
+    assert order == ["approach", "contact", "press", "stroke", "retreat"]
+    approach = np.array([p == "approach" for p in plan.phases])
+    assert np.all(plan.positions[approach, 2] >= target[2] + cfg.standoff_m - 1e-9)
+    v = np.diff(plan.positions[approach], axis=0) / cfg.dt
+    assert np.linalg.norm(v, axis=1).max() <= cfg.max_speed * 1.05
+    assert np.all(plan.forces_n[approach] == 0) and np.all(plan.forces_n[
+        np.array([p == "press" for p in plan.phases])] == 6.0)
+    assert min_jerk_duration(0.1, cfg) >= 1.875 * 0.1 / cfg.max_speed
+
+
+def test_ik_reaches_tool_poses_and_rejects_unreachable():
+    flange_T_tool = pin.SE3(pin.rpy.rpyToMatrix(0, 0, -np.pi / 4), np.array([0, 0, 0.15]))
+    ik = ToolIK(FR3_URDF, "link8", flange_T_tool.homogeneous,
+                np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))
+    q0 = np.array([0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785])
+    target = pin.SE3(quat_to_matrix(np.array([1.0, 0, 0, 0])), np.array([0.45, -0.3, 0.12]))
+    q = ik.solve(target, q0)
+    np.testing.assert_allclose(ik.forward(q).translation, target.translation, atol=1e-3)
+    assert np.all(q >= ik.lower) and np.all(q <= ik.upper)
+    with pytest.raises(PlanningError, match="out of reach"):
+        ik.solve(pin.SE3(np.eye(3), np.array([1.5, 0.0, 0.2])), q0)
+
+
+# --- force control ----------------------------------------------------------------------
+
+def test_pid_integral_is_clamped():
+    pid = PID(1.0, 1.0, 0.0, 0.05, 2.0)
+    for _ in range(100):
+        pid.step(10.0, 0.1)
+    assert pid.integral == 2.0
+
+
+def run_controller(force_at, steps=300):
+    ctrl = HybridForceController(ForceConfig())
+    t = np.array([0.0, 100.0])
+    pos = np.array([[0.4, 0.0, 0.1]] * 2)
+    quat = np.array([[1.0, 0, 0, 0]] * 2)
+    normals = np.array([[0.0, 0, 1]] * 2)
+    tool = np.array([0.4, 0.0, 0.14])
+    outs = []
+    for k in range(steps):
+        f = force_at(tool)
+        out = ctrl.step(k * 0.01, t, pos, quat, np.array([6.0, 6.0]), normals,
+                        ["press", "press"], tool, np.array([0, 0, -f, 0, 0, 0]), np.eye(4))
+        outs.append(out)
+        tool = tool + 0.5 * (out.position - tool)  # a stiff arm following the reference
+    return outs
+
+
+def test_force_loop_searches_then_regulates_to_the_target():
+    # tissue: 1000 N/m below z = 0.1
+    outs = run_controller(lambda p: max(0.0, (0.1 - p[2]) * 1000.0), steps=800)
+    forces = np.array([o.force_measured_n for o in outs])
+    assert forces[:50].max() == 0.0  # free space: searching down
+    assert abs(forces[-100:].mean() - 6.0) < 0.3
+    assert forces.max() < 15.0
+
+
+def test_force_over_cap_stops():
+    outs = run_controller(lambda p: 20.0, steps=2)
+    assert outs[0].mode == "stop" and outs[0].position[2] > 0.14
+
+
+# --- safety, motion, session ------------------------------------------------------------
+
+def test_command_checks():
+    cfg = SafetyConfig()
+    tool = np.array([0.4, 0.0, 0.2])
+    q = np.array([1.0, 0, 0, 0])
+    assert command_problem(tool, q, tool, cfg) is None
+    assert "NaN" in command_problem(np.array([np.nan, 0, 0.2]), q, tool, cfg)
+    assert "workspace" in command_problem(np.array([1.2, 0, 0.2]), q, tool, cfg)
+    assert "from the tool" in command_problem(tool + [0, 0, 0.2], q, tool, cfg)
+    assert "unit" in command_problem(tool, q * 2, tool, cfg)
+    np.testing.assert_allclose(rate_limit(tool, tool + [0.1, 0, 0], 0.1, 0.01), tool + [0.001,
+                                                                                         0, 0])
+    np.testing.assert_allclose(retreat_point(tool, np.array([0, 0, -10.0, 0, 0, 0]), 0.02),
+                               tool + [0, 0, 0.02])
+
+
+def test_scripted_motion_kinds():
+    shift = BodyMotionScript("shift", 1.0, 2.0, (0.01, 0, 0), (0, 0, 3.0))
+    assert np.allclose(body_offset(shift, 0.5), np.eye(4))
+    assert np.allclose(body_offset(shift, 5.0)[:3, 3], [0.01, 0, 0])
+    jerk = BodyMotionScript("jerk", 1.0, 2.0, (0.02, 0, 0))
+    assert body_offset(jerk, 1.0)[0, 3] == 0.02
+    drift = BodyMotionScript("drift", 0.0, 2.0, (0.01, 0, 0))
+    assert np.isclose(body_offset(drift, 4.0)[0, 3], 0.02)
+    with pytest.raises(ValueError, match="unknown"):
+        BodyMotionScript("wobble")
+
+
+def test_summary_flags_failures():
+    log = SessionLog(force_t=list(np.arange(0, 4, 0.01)), force_n=[6.0] * 400,
+                     phases=["press"] * 400, force_target_n=6.0, contact_errors_mm=[2.0],
+                     normal_error_deg=3.0, max_force_n=6.5)
+    good = summarize(log, 20.0, SessionLimits())
+    assert good["ok"] and good["force_rms_error_n"] == 0.0 and good["contact_s"] > 3.9
+    log.max_force_n = 16.0
+    bad = summarize(log, 20.0, SessionLimits())
+    assert not bad["ok"] and "cap" in bad["problems"][0]

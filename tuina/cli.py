@@ -1,0 +1,77 @@
+"""The ``tuina`` command line: the project's own tools around the dataflows."""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+from tuina.config import table
+from tuina.messages import STREAMS
+
+NODE_MODULES = ("world", "camera", "operator", "grounding", "pose_fit", "icp_tracker",
+                "planner", "force_controller", "robot", "session")
+
+
+def contract_table() -> str:
+    """Markdown table of every stream of the message contract."""
+    rows = ["| stream | Arrow payload | units | frame | what |", "|---|---|---|---|---|"]
+    rows += [f"| `{s.name}` | {s.payload} | {s.units} | {s.frame} | {s.description} |"
+             for s in STREAMS]
+    return "\n".join(rows)
+
+
+def nodes_doc() -> str:
+    """Markdown section per node: its docstring (inputs, outputs) and env table."""
+    parts = []
+    for name in NODE_MODULES:
+        module = importlib.import_module(f"tuina.nodes.{name}")
+        title = f"tuina-{name.replace('_', '-')}"
+        parts.append(f"### `{title}`\n\n{(module.__doc__ or '').strip()}\n\n"
+                     f"{table(module.PARAMS)}\n")
+    return "\n".join(parts)
+
+
+def run_graph(graph: str, stop_after: str | None) -> int:
+    """``dora run`` a graph with this environment's node executables on PATH."""
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    dora = shutil.which("dora", path=env["PATH"])
+    if dora is None:
+        print("tuina: error: the dora CLI is not installed; run `make setup`", file=sys.stderr)
+        return 2
+    if not Path(graph).is_file():
+        print(f"tuina: error: no dataflow at {graph}; the graphs are in dataflows/",
+              file=sys.stderr)
+        return 2
+    cmd = [dora, "run", graph]
+    if stop_after:
+        cmd += ["--stop-after", stop_after]
+    return subprocess.call(cmd, env=env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tuina`` command."""
+    parser = argparse.ArgumentParser(prog="tuina", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    run = sub.add_parser("run", help="run a dataflow (dora run) with the tuina nodes on PATH")
+    run.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")
+    run.add_argument("--stop-after", default=None, help="bound the run, e.g. 120s")
+    sub.add_parser("contract", help="print the message contract as a Markdown table")
+    sub.add_parser("nodes", help="print every node's inputs, outputs and env keys")
+    args = parser.parse_args(argv)
+    if args.command == "run":
+        return run_graph(args.graph, args.stop_after)
+    if args.command == "contract":
+        print(contract_table())
+    elif args.command == "nodes":
+        print(nodes_doc())
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
