@@ -1,0 +1,40 @@
+"""The whole simulated session under dora: world, seven nodes, franky against franky-sim."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.mark.e2e
+def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path):
+    graph = yaml.safe_load((ROOT / "dataflows" / "sim.yml").read_text())
+    for node in graph["nodes"]:
+        if node["id"] == "session":
+            node["env"].update(RECORDINGS_DIR=str(tmp_path), SESSION="e2e", TIMEOUT_S=50)
+        if node["id"] == "planner":
+            node["env"]["PRESS_S"] = 2.5
+    path = tmp_path / "sim.yml"
+    path.write_text(yaml.safe_dump(graph))
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
+                          env=env, capture_output=True, text=True, timeout=240)
+    summary_file = tmp_path / "e2e" / "summary.json"
+    assert summary_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
+    summary = json.loads(summary_file.read_text())
+    assert summary["ok"], summary
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert summary["acupoint_error_mm"] <= 10.0
+    assert summary["normal_error_deg"] <= 10.0
+    assert summary["force_target_n"] == 6.0
+    assert summary["force_rms_error_n"] <= 1.5
+    assert summary["max_force_n"] <= 15.0
+    assert summary["contact_s"] >= 2.0
+    assert summary["first_contact_s"] <= 30.0

@@ -1,0 +1,176 @@
+"""Each node run without a daemon through dora.testing.MockNode, in a fixed order."""
+
+import time
+
+import dora
+import numpy as np
+import pytest
+from dora.testing import MockNode
+from tuina.operators.geometry import make_transform
+
+from tuina.messages import (
+    Command,
+    GroundedTarget,
+    Header,
+    Instruction,
+    RobotState,
+    SessionEvent,
+    TargetPose,
+    Trajectory,
+    decode_targets,
+    encode_depth,
+    encode_targets,
+)
+
+from .test_operators import BASE_T_CAM, K, plane_depth
+
+
+def meta(stamp: int, frame: str = "base", seq: int = 0) -> dict:
+    return Header(stamp, seq, frame).to_metadata()
+
+
+def run_node(monkeypatch, main, events) -> MockNode:
+    mock = MockNode(events)
+    monkeypatch.setattr(dora, "Node", lambda *a, **k: mock)
+    main()
+    return mock
+
+
+def camera_info_event(stamp: int = 0) -> dict:
+    from tuina.messages import CameraInfo
+
+    info = CameraInfo(640, 480, K[0, 0], K[1, 1], K[0, 2], K[1, 2], [0.0] * 5,
+                      BASE_T_CAM.ravel().tolist(), 0.001)
+    return {"type": "INPUT", "id": "camera_info", "value": info.to_arrow(),
+            "metadata": meta(stamp, "camera_color_optical")}
+
+
+def depth_event(depth: np.ndarray, stamp: int) -> dict:
+    array, md = encode_depth(depth, Header(stamp, 0, "camera_color_optical"))
+    return {"type": "INPUT", "id": "depth", "value": array, "metadata": md}
+
+
+def test_grounding_reports_unknown_acupoint_and_sends_no_target(monkeypatch):
+    from tuina.nodes import grounding
+
+    mock = run_node(monkeypatch, grounding.main, [
+        camera_info_event(),
+        {"type": "INPUT", "id": "instruction", "value": Instruction("press Zusanly").to_arrow(),
+         "metadata": meta(1)},
+        depth_event(plane_depth(0.1), 2),
+    ])
+    assert "targets" not in mock.outputs
+    event = SessionEvent.from_arrow(mock.outputs["events"][0])
+    assert event.kind == "error" and "Zusanli" in event.detail
+
+
+def test_pose_fit_turns_a_pixel_into_a_pose(monkeypatch):
+    from tuina.nodes import pose_fit
+
+    target = GroundedTarget("ST36", "Zusanli", 1, [300, 220, 340, 260], [319.5, 239.5],
+                            [319.5, 239.5, 380.0, 239.5], 1.0, 6.0, "press", 5)
+    mock = run_node(monkeypatch, pose_fit.main, [
+        camera_info_event(), depth_event(plane_depth(0.1), 5),
+        {"type": "INPUT", "id": "targets", "value": encode_targets([target]),
+         "metadata": meta(6, "camera_color_optical")},
+    ])
+    pose = TargetPose.from_arrow(mock.outputs["target_pose"][0])
+    np.testing.assert_allclose(pose.position, [0.5, 0.0, 0.1], atol=2e-3)
+    assert pose.normal[2] > 0.999 and len(pose.path) >= 6 and pose.force_n == 6.0
+
+
+def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):
+    from tuina.nodes import grounding
+    from tuina.operators.phantom import ATLAS, placement, surface_samples
+
+    # a synthetic depth image of the phantom on the table, as the camera sees it
+    body_T = placement((0.55, 0.2, 0.0), 90.0)
+    cam_T = make_transform(np.array([[0, -1.0, 0], [-1, 0, 0], [0, 0, -1]]),
+                           np.array([0.55, 0.0, 0.95]))
+    pts, _ = surface_samples(0.002)
+    pts = pts @ body_T[:3, :3].T + body_T[:3, 3]
+    pc = (pts - cam_T[:3, 3]) @ cam_T[:3, :3]
+    uv = pc @ K.T
+    u, v = (uv[:, 0] / uv[:, 2]).round().astype(int), (uv[:, 1] / uv[:, 2]).round().astype(int)
+    depth = np.full((480, 640), np.nan)
+    # table plane first, then the body in front of it (z-buffer by minimum)
+    vv, uu = np.mgrid[0:480, 0:640]
+    rays = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones(uu.shape)], -1)
+    depth[:] = (0.0 - cam_T[2, 3]) / (rays @ cam_T[:3, :3].T)[..., 2]
+    ok = (u >= 0) & (u < 640) & (v >= 0) & (v < 480)
+    for uu_, vv_, z in zip(u[ok], v[ok], pc[ok, 2], strict=True):
+        depth[vv_, uu_] = min(depth[vv_, uu_], z)
+    from tuina.messages import CameraInfo
+
+    info = CameraInfo(640, 480, K[0, 0], K[1, 1], K[0, 2], K[1, 2], [0.0] * 5,
+                      cam_T.ravel().tolist(), 0.001)
+    mock = run_node(monkeypatch, grounding.main, [
+        {"type": "INPUT", "id": "camera_info", "value": info.to_arrow(), "metadata": meta(0)},
+        {"type": "INPUT", "id": "instruction",
+         "value": Instruction("press Zusanli, firm").to_arrow(), "metadata": meta(1)},
+        depth_event(depth.astype(np.float32), 2),
+    ])
+    target = decode_targets(mock.outputs["targets"][0])[0]
+    st36 = next(a for a in ATLAS if a.code == "ST36")
+    p = (body_T[:3, :3] @ st36.position + body_T[:3, 3] - cam_T[:3, 3]) @ cam_T[:3, :3]
+    expected = (K @ p)[:2] / p[2]
+    assert target.code == "ST36" and target.force_n == 9.0
+    np.testing.assert_allclose(target.center_px, expected, atol=3.0)
+    x1, y1, x2, y2 = target.box
+    assert x1 < expected[0] < x2 and y1 < expected[1] < y2
+
+
+def trajectory_event(stamp: int) -> dict:
+    traj = Trajectory(stamp, [0.0, 1.0, 2.0], [0.4, 0.0, 0.2] * 3, [1.0, 0, 0, 0] * 3,
+                      [0.0, 0.0, 0.0], ["approach"] * 3, [0, 0, 1.0] * 3, [0.0] * 21, "ST36")
+    return {"type": "INPUT", "id": "trajectory", "value": traj.to_arrow(),
+            "metadata": meta(stamp)}
+
+
+def state_event(stamp: int, tool=(0.4, 0.0, 0.2), wrench=(0, 0, 0, 0, 0, 0)) -> dict:
+    state = RobotState([0.0] * 7, [0.0] * 7, list(tool), [1.0, 0, 0, 0], list(wrench), "ok")
+    return {"type": "INPUT", "id": "robot_state", "value": state.to_arrow(),
+            "metadata": meta(stamp)}
+
+
+def test_force_controller_commands_follow_the_trajectory_then_finish(monkeypatch):
+    from tuina.nodes import force_controller
+
+    events = [state_event(0), trajectory_event(0)]
+    events += [state_event(int(k * 1e7)) for k in range(1, 260)]
+    mock = run_node(monkeypatch, force_controller.main, events)
+    cmds = [Command.from_arrow(c) for c in mock.outputs["command"]]
+    assert len(cmds) == 259
+    assert cmds[0].mode == "track" and cmds[-1].mode == "hold"
+    np.testing.assert_allclose(cmds[0].position, [0.4, 0.0, 0.2], atol=1e-6)
+    kinds = [SessionEvent.from_arrow(e).kind for e in mock.outputs["events"]]
+    assert kinds == ["phase", "done"]
+
+
+def test_force_controller_never_commands_without_a_trajectory(monkeypatch):
+    from tuina.nodes import force_controller
+
+    mock = run_node(monkeypatch, force_controller.main,
+                    [state_event(int(k * 1e7)) for k in range(20)])
+    assert "command" not in mock.outputs
+
+
+def test_bad_env_exits_with_one_line(monkeypatch, capsys):
+    from tuina.nodes import planner
+
+    monkeypatch.setenv("MAX_SPEED", "fast")
+    with pytest.raises(SystemExit) as err:
+        planner.main()
+    assert err.value.code == 2
+    line = capsys.readouterr().err.strip()
+    assert "\n" not in line and "MAX_SPEED" in line
+
+
+def test_unreachable_robot_fails_fast_with_one_line():
+    from tuina.nodes.robot import connect
+
+    start = time.monotonic()
+    with pytest.raises(TimeoutError) as err:
+        connect("127.0.0.250", 1.5, realtime=False)
+    assert time.monotonic() - start < 2.5
+    assert "127.0.0.250" in str(err.value) and "FRANKA_IP" in str(err.value)
