@@ -31,3 +31,13 @@ def test_bad_values_give_one_line_naming_the_key(env, key):
 def test_table_lists_every_key():
     text = table(PARAMS)
     assert all(f"`{p.key}`" in text for p in PARAMS)
+
+
+def test_readme_tables_match_the_code():
+    from pathlib import Path
+
+    from tuina.cli import contract_table, nodes_doc
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert contract_table() in readme
+    assert nodes_doc() in readme
