@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import sys
 import time
+from typing import Any
 
 import numpy as np
 from tuina.operators.motion import KINDS, BodyMotionScript
@@ -24,6 +25,7 @@ from tuina.messages import (
     encode_rgb,
 )
 from tuina.node import Outputs, configure, fail
+from tuina.sim.world import WorldConfig
 
 PARAMS = [
     Param("FRANKA_HOSTNAME", "str", "127.0.0.1", "-", "loopback address the FR3 server binds"),
@@ -32,6 +34,14 @@ PARAMS = [
     Param("HEIGHT", "int", 480, "px", "image height", low=48, high=1080),
     Param("CAMERA_POSITION", "floats", [0.55, 0.0, 0.95], "m", "camera position (base)",
           length=3),
+    Param("CAMERA_TARGET", "floats", [0.55, 0.0, 0.0], "m", "point the camera looks at",
+          length=3),
+    Param("CAMERA_UP", "floats", [1.0, 0.0, 0.0], "-", "direction that is up in the image",
+          length=3),
+    Param("CAMERA_MOUNT_ERROR", "floats", [4.0, -3.0, 5.0, 0.8, -0.6, 0.4], "mm, deg",
+          "true mount minus drawing (camera frame xyz mm, xyz Euler deg); camera_info "
+          "reports the drawing", length=6),
+    Param("CALIBRATION_MARKER", "bool", False, "-", "mount the green calibration ball"),
     Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m", "phantom pelvis on the table",
           length=3),
     Param("BODY_YAW_DEG", "float", 90.0, "deg", "phantom heading about z"),
@@ -47,6 +57,21 @@ PARAMS = [
 ]
 
 
+def world_config(cfg: dict[str, Any]) -> WorldConfig:
+    """The world described by a validated env: block."""
+    motion = BodyMotionScript(
+        cfg["BODY_MOTION"], cfg["BODY_MOTION_START_S"], cfg["BODY_MOTION_DURATION_S"],
+        tuple(np.multiply(cfg["BODY_MOTION_TRANSLATION_MM"], 1e-3)),
+        tuple(cfg["BODY_MOTION_ROTATION_DEG"]))
+    return WorldConfig(
+        hostname=cfg["FRANKA_HOSTNAME"], body_position=tuple(cfg["BODY_POSITION"]),
+        body_yaw_deg=cfg["BODY_YAW_DEG"], camera_position=tuple(cfg["CAMERA_POSITION"]),
+        camera_target=tuple(cfg["CAMERA_TARGET"]), camera_up=tuple(cfg["CAMERA_UP"]),
+        camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
+        calibration_marker=cfg["CALIBRATION_MARKER"],
+        width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion)
+
+
 def main() -> None:
     """Run the world until the session node says it is done."""
     cfg = configure("world", PARAMS)
@@ -55,21 +80,14 @@ def main() -> None:
     sys.setswitchinterval(5e-4)
     from dora import Node
 
-    from tuina.sim.world import MassageWorld, RenderingUnavailable, WorldConfig
+    from tuina.sim.world import MassageWorld, RenderingUnavailable
 
-    motion = BodyMotionScript(
-        cfg["BODY_MOTION"], cfg["BODY_MOTION_START_S"], cfg["BODY_MOTION_DURATION_S"],
-        tuple(np.multiply(cfg["BODY_MOTION_TRANSLATION_MM"], 1e-3)),
-        tuple(cfg["BODY_MOTION_ROTATION_DEG"]))
-    wcfg = WorldConfig(
-        hostname=cfg["FRANKA_HOSTNAME"], body_position=tuple(cfg["BODY_POSITION"]),
-        body_yaw_deg=cfg["BODY_YAW_DEG"], camera_position=tuple(cfg["CAMERA_POSITION"]),
-        width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion)
+    wcfg = world_config(cfg)
     node = Node()
     out = Outputs(node)
     try:
         world = MassageWorld(wcfg).__enter__()
-    except RenderingUnavailable as err:
+    except (RenderingUnavailable, ValueError) as err:
         fail("world", str(err))
     except OSError as err:
         fail("world", f"cannot serve the simulated FR3 on {wcfg.hostname}: {err}; "
@@ -77,7 +95,7 @@ def main() -> None:
     try:
         fx, fy, cx, cy = world.intrinsics()
         info = CameraInfo(wcfg.width, wcfg.height, fx, fy, cx, cy, [0.0] * 5,
-                          world.base_T_camera().ravel().tolist(), 1e-4).to_arrow()
+                          world.nominal_base_T_camera().ravel().tolist(), 1e-4).to_arrow()
         period_ns = int(1e9 / cfg["FPS"])
         next_frame = 0
         done_at: float | None = None

@@ -63,7 +63,25 @@ def main(argv: list[str] | None = None) -> int:
     run.add_argument("--stop-after", default=None, help="bound the run, e.g. 120s")
     sub.add_parser("contract", help="print the message contract as a Markdown table")
     sub.add_parser("nodes", help="print every node's inputs, outputs and env keys")
+    cal = sub.add_parser("calibrate", help="solve the camera extrinsics (marker on the arm)")
+    cal.add_argument("graph", help="dataflow whose camera is calibrated, e.g. dataflows/sim.yml")
+    cal.add_argument("--poses", type=int, default=20, help="arm poses to visit (default 20)")
+    cal.add_argument("--seed", type=int, default=0, help="seed of the poses and depth noise")
+    cal.add_argument("--out", default=None,
+                     help="extrinsics file (default: the camera node's EXTRINSICS_FILE)")
+    cal.add_argument("--pairs", default=None,
+                     help="solve recorded poses instead (CSV/Parquet: ee_x..ee_qw, marker_x..z)")
+    cal.add_argument("--marker-in-ee", type=float, nargs=3, default=None, metavar=("X", "Y", "Z"),
+                     help="marker centre in the end-effector frame, m (with --pairs)")
+    cal.add_argument("--save-pairs", default=None, help="also write the collected poses (CSV)")
+    cal.add_argument("--no-noise", action="store_true", help="sim: skip the depth noise model")
     args = parser.parse_args(argv)
+    if args.command == "calibrate":
+        from tuina.calibrate import main as calibrate_main
+
+        if args.pairs and args.marker_in_ee is None:
+            parser.error("--pairs needs --marker-in-ee X Y Z (the marker centre on the tool)")
+        return calibrate_main(args)
     if args.command == "run":
         return run_graph(args.graph, args.stop_after)
     if args.command == "contract":

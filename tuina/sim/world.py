@@ -14,8 +14,14 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 import numpy as np
+from scipy.spatial.transform import Rotation
 
-from tuina.operators.geometry import matrix_to_quat, quat_to_matrix, transform_points
+from tuina.operators.geometry import (
+    make_transform,
+    matrix_to_quat,
+    quat_to_matrix,
+    transform_points,
+)
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS, CAPSULES, HEAD, TRUNK, placement
 
@@ -31,6 +37,11 @@ BALL_RADIUS_M = 0.02
 BALL_CENTRE_IN_HAND_M = 0.13
 HAND_TO_EE_M = 0.1034
 TOOL_LENGTH_M = BALL_CENTRE_IN_HAND_M + BALL_RADIUS_M - HAND_TO_EE_M  # EE -> contact point
+# calibration marker: a green ball on a stalk beside the hand (hand and EE frames share axes)
+MARKER_RADIUS_M = 0.015
+MARKER_IN_HAND_M = (0.09, 0.0, 0.03)
+MARKER_IN_EE_M = (MARKER_IN_HAND_M[0], MARKER_IN_HAND_M[1], MARKER_IN_HAND_M[2] - HAND_TO_EE_M)
+MARKER_RGBA = "0.1 0.85 0.2 1"
 
 
 class RenderingUnavailable(RuntimeError):
@@ -45,7 +56,12 @@ class WorldConfig:
     body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)
     body_yaw_deg: float = 90.0
     camera_position: tuple[float, float, float] = (0.55, 0.0, 0.95)
+    camera_target: tuple[float, float, float] = (0.55, 0.0, 0.0)
+    camera_up: tuple[float, float, float] = (1.0, 0.0, 0.0)  # image up, projected
+    # how the real mount differs from the drawing, in the camera frame: mm, then xyz deg
+    camera_mount_error: tuple[float, ...] = (4.0, -3.0, 5.0, 0.8, -0.6, 0.4)
     camera_fovy_deg: float = 58.0
+    calibration_marker: bool = False
     width: int = 640
     height: int = 480
     motion: BodyMotionScript = field(default_factory=BodyMotionScript)
@@ -65,6 +81,27 @@ class Frame:
 def nominal_base_T_body(cfg: WorldConfig) -> np.ndarray:
     """Where the phantom lies before any scripted motion."""
     return placement(cfg.body_position, cfg.body_yaw_deg)
+
+
+def nominal_base_T_camera(cfg: WorldConfig) -> np.ndarray:
+    """Camera pose as drawn (OpenCV optical frame: z forward, y down) from position, target, up."""
+    position = np.asarray(cfg.camera_position, float)
+    z = np.asarray(cfg.camera_target, float) - position
+    z /= np.linalg.norm(z)
+    up = np.asarray(cfg.camera_up, float)
+    y = -(up - (up @ z) * z)
+    if np.linalg.norm(y) < 1e-6:
+        raise ValueError("camera_up is parallel to the viewing direction; choose another")
+    y /= np.linalg.norm(y)
+    return make_transform(np.stack([np.cross(y, z), y, z], axis=1), position)
+
+
+def true_base_T_camera(cfg: WorldConfig) -> np.ndarray:
+    """Where the camera really is: the drawing composed with the mount error."""
+    e = cfg.camera_mount_error
+    error = make_transform(Rotation.from_euler("xyz", e[3:], degrees=True).as_matrix(),
+                           np.asarray(e[:3]) * 1e-3)
+    return nominal_base_T_camera(cfg) @ error
 
 
 def _fmt(v) -> str:
@@ -103,8 +140,20 @@ def _add_scene(sim, cfg: WorldConfig) -> None:
     ET.SubElement(hand, "geom", name="massage_ball", type="sphere",
                   pos=f"0 0 {BALL_CENTRE_IN_HAND_M}", size=f"{BALL_RADIUS_M}",
                   rgba="0.2 0.35 0.8 1", friction="0.3 0.005 0.0001")
-    ET.SubElement(wb, "camera", name="d455", pos=_fmt(cfg.camera_position),
-                  xyaxes="0 -1 0 1 0 0", fovy=f"{cfg.camera_fovy_deg}")
+    if cfg.calibration_marker:
+        stalk_end = (MARKER_IN_HAND_M[0] - MARKER_RADIUS_M,) + MARKER_IN_HAND_M[1:]
+        visual = {"contype": "0", "conaffinity": "0", "mass": "0.001"}
+        ET.SubElement(hand, "geom", name="marker_stalk", type="capsule", size="0.004",
+                      fromto=_fmt((0.025,) + MARKER_IN_HAND_M[1:] + stalk_end),
+                      rgba="0.3 0.3 0.3 1", **visual)
+        ET.SubElement(hand, "geom", name="calibration_marker", type="sphere",
+                      pos=_fmt(MARKER_IN_HAND_M), size=f"{MARKER_RADIUS_M}",
+                      rgba=MARKER_RGBA, **visual)
+    cam = true_base_T_camera(cfg)
+    # MuJoCo cameras look along -z with y up: OpenCV axes are (x, -y, -z)
+    ET.SubElement(wb, "camera", name="d455", pos=_fmt(cam[:3, 3]),
+                  xyaxes=_fmt(np.concatenate([cam[:3, 0], -cam[:3, 1]])),
+                  fovy=f"{cfg.camera_fovy_deg}")
 
 
 class MassageWorld:
@@ -126,12 +175,15 @@ class MassageWorld:
             def state(self):
                 s = super().state
                 f = world._wrench_base.copy()
-                R = quat_to_matrix(world._ee_quat_xyzw)
-                k = np.concatenate([R.T @ f[:3], R.T @ f[3:]])
-                return s.replace(O_F_ext_hat_K=tuple(f), K_F_ext_hat_K=tuple(k))
+                T = world._base_T_ee.copy()
+                k = np.concatenate([T[:3, :3].T @ f[:3], T[:3, :3].T @ f[3:]])
+                # franky-sim 1.0.4 reports the desired pose as O_T_EE (its FK result
+                # aliases the one of q_d): report the measured one, column-major
+                return s.replace(O_F_ext_hat_K=tuple(f), K_F_ext_hat_K=tuple(k),
+                                 O_T_EE=tuple(T.ravel(order="F").tolist()))
 
         self._wrench_base = np.zeros(6)
-        self._ee_quat_xyzw = np.array([1.0, 0.0, 0.0, 0.0])
+        self._base_T_ee = np.eye(4)
         self.sim = MujocoSimulator()
         self.sim.add_robot(initial_q=cfg.initial_q, initial_hand_width=0.0)
         # franky-sim builds its own robot object; swap in the one that senses contact
@@ -244,8 +296,11 @@ class MassageWorld:
         self._max_force = max(self._max_force, float(np.linalg.norm(force)))
         self._contact_point = weighted / weight if weight > 1e-6 else np.full(3, np.nan)
         self._wrench_base = np.concatenate([force, np.zeros(3)])
-        q = d.xquat[self._hand_id]
-        self._ee_quat_xyzw = np.array([q[1], q[2], q[3], q[0]])
+        R = d.xmat[self._hand_id].reshape(3, 3)
+        ee = np.eye(4)
+        ee[:3, :3] = R
+        ee[:3, 3] = d.xpos[self._hand_id] + R[:, 2] * HAND_TO_EE_M
+        self._base_T_ee = ee
         self._steps += 1
 
     def _snapshot(self) -> tuple[int, np.ndarray]:
@@ -281,8 +336,12 @@ class MassageWorld:
         f = (h / 2.0) / np.tan(np.radians(self.cfg.camera_fovy_deg) / 2.0)
         return f, f, (w - 1) / 2.0, (h - 1) / 2.0
 
+    def nominal_base_T_camera(self) -> np.ndarray:
+        """The camera pose the drawing gives (what the world reports as extrinsics)."""
+        return nominal_base_T_camera(self.cfg)
+
     def base_T_camera(self) -> np.ndarray:
-        """Pose of the OpenCV optical frame in the base (= world) frame."""
+        """True pose of the OpenCV optical frame in the base (= world) frame."""
         T = np.eye(4)
         T[:3, :3] = self.data.cam_xmat[self._cam_id].reshape(3, 3) @ np.diag([1.0, -1.0, -1.0])
         T[:3, 3] = self.data.cam_xpos[self._cam_id]

@@ -1,0 +1,250 @@
+"""``tuina calibrate``: solve the camera extrinsics from a marker ball on the end-effector.
+
+Sim graphs: the world of the graph is started with the marker mounted, franky moves the arm
+through seeded poses in front of the camera, each rendered frame goes through the camera's
+depth model, the marker is detected in it, and the weighted SVD solution is written to the
+camera node's EXTRINSICS_FILE. Live rigs: record the end-effector poses and marker centres
+and solve them with ``--pairs``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import polars as pl
+import yaml
+
+from tuina.config import ConfigError, load
+from tuina.operators.calibration import (
+    Calibration,
+    CalibrationError,
+    MarkerNotFound,
+    calibration_poses,
+    depth_weights,
+    detect_marker,
+    marker_in_base,
+    pose_error,
+    solve_base_T_camera,
+)
+from tuina.operators.geometry import intrinsics_matrix, matrix_to_quat, quat_to_matrix
+from tuina.operators.sensor import DepthNoise, apply_depth_noise
+
+EE_COLUMNS = ["ee_x", "ee_y", "ee_z", "ee_qx", "ee_qy", "ee_qz", "ee_qw"]
+MARKER_COLUMNS = ["marker_x", "marker_y", "marker_z"]
+
+
+@dataclass(frozen=True)
+class PoseSample:
+    """One calibration pose: where the robot says its end-effector is, what the camera saw."""
+
+    base_T_ee: np.ndarray
+    marker_camera: np.ndarray
+
+
+@dataclass(frozen=True)
+class SimCalibrationRun:
+    """A calibration in the simulated world, with the truth to score it against."""
+
+    calibration: Calibration
+    samples: list[PoseSample]
+    true_base_T_camera: np.ndarray
+    skipped: list[str]
+
+
+def graph_nodes(graph_path: Path) -> dict[str, dict[str, Any]]:
+    """Nodes of a dataflow YAML by executable name (``path:``)."""
+    graph = yaml.safe_load(graph_path.read_text())
+    return {str(n.get("path", "")): n for n in graph.get("nodes", [])}
+
+
+def solve_samples(samples: list[PoseSample], marker_in_ee: np.ndarray) -> Calibration:
+    """Weighted SVD solution of the samples' marker centres against the robot's poses."""
+    if len(samples) < 3:
+        raise CalibrationError(f"only {len(samples)} poses saw the marker; at least 3 are "
+                               "needed: bring the marker into the camera's view")
+    cam = np.array([s.marker_camera for s in samples])
+    base = np.array([marker_in_base(s.base_T_ee, marker_in_ee) for s in samples])
+    return solve_base_T_camera(cam, base, depth_weights(cam))
+
+
+def samples_frame(samples: list[PoseSample]) -> pl.DataFrame:
+    """Samples as a table (base_T_ee as position + quaternion xyzw, marker in camera frame)."""
+    rows = []
+    for s in samples:
+        q = matrix_to_quat(s.base_T_ee[:3, :3])
+        rows.append([*s.base_T_ee[:3, 3], *q, *s.marker_camera])
+    return pl.DataFrame(np.array(rows), schema=EE_COLUMNS + MARKER_COLUMNS, orient="row")
+
+
+def read_samples(path: Path) -> list[PoseSample]:
+    """Samples from a CSV or Parquet file with the columns of ``samples_frame``."""
+    try:
+        df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
+    except (OSError, pl.exceptions.PolarsError) as err:
+        raise CalibrationError(f"cannot read {path}: {err}") from None
+    missing = [c for c in EE_COLUMNS + MARKER_COLUMNS if c not in df.columns]
+    if missing:
+        raise CalibrationError(f"{path} lacks columns {', '.join(missing)}; it needs "
+                               f"{', '.join(EE_COLUMNS + MARKER_COLUMNS)}")
+    ee = df.select(EE_COLUMNS).to_numpy().astype(float)
+    marker = df.select(MARKER_COLUMNS).to_numpy().astype(float)
+    samples = []
+    for row_ee, row_m in zip(ee, marker, strict=True):
+        T = np.eye(4)
+        T[:3, 3] = row_ee[:3]
+        T[:3, :3] = quat_to_matrix(row_ee[3:]) if np.all(np.isfinite(row_ee[3:])) else np.nan
+        samples.append(PoseSample(T, row_m))
+    return samples
+
+
+def write_extrinsics(path: Path, calibration: Calibration, marker_in_ee: np.ndarray,
+                     source: str) -> None:
+    """Write the extrinsics file atomically: a reader never sees half a file."""
+    res = calibration.residuals_m * 1e3
+    data = {
+        "base_T_camera": np.round(calibration.base_T_camera, 9).ravel().tolist(),
+        "poses": len(res),
+        "residual_mm": {"mean": round(float(res.mean()), 4), "max": round(float(res.max()), 4),
+                        "per_pose": np.round(res, 4).tolist()},
+        "marker_in_ee_m": list(map(float, marker_in_ee)),
+        "source": source,
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=1)
+        fh.write("\n")
+    os.replace(tmp, path)
+
+
+def _settle(robot: Any, timeout_s: float = 2.0, tolerance_m: float = 2e-5) -> np.ndarray:
+    """Wait until the end-effector stops moving; returns its pose."""
+    previous = np.array(robot.state.O_T_EE.matrix)
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        time.sleep(0.1)
+        current = np.array(robot.state.O_T_EE.matrix)
+        if np.linalg.norm(current[:3, 3] - previous[:3, 3]) < tolerance_m:
+            return current
+        previous = current
+    return previous
+
+
+def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = True,
+                  distance_m: float = 0.6, half_extent_m: tuple[float, float, float] = (
+                      0.12, 0.12, 0.08), log: Any = print) -> SimCalibrationRun:
+    """Calibrate the camera of a simulated world by moving its FR3 through ``count`` poses."""
+    import franky
+
+    from tuina.sim.world import MARKER_IN_EE_M, MARKER_RADIUS_M, MassageWorld
+
+    cfg = replace(world_cfg, calibration_marker=True)
+    rng = np.random.default_rng(seed)
+    noise = DepthNoise()
+    samples: list[PoseSample] = []
+    skipped: list[str] = []
+    with MassageWorld(cfg) as world:
+        nominal = world.nominal_base_T_camera()
+        centre = nominal[:3, 3] + distance_m * nominal[:3, 2]
+        poses = calibration_poses(centre, np.asarray(half_extent_m), count, rng)
+        K = intrinsics_matrix(*world.intrinsics())
+        robot = franky.Robot(cfg.hostname, realtime_config=franky.RealtimeConfig.Ignore)
+        robot.relative_dynamics_factor = 0.2
+        for i, pose in enumerate(poses):
+            target = franky.Affine(pose[:3, 3].tolist(), matrix_to_quat(pose[:3, :3]).tolist())
+            try:
+                robot.move(franky.CartesianMotion(target))
+            except franky.ControlException as err:
+                robot.recover_from_errors()
+                skipped.append(f"pose {i}: the arm cannot reach it ({err})")
+                continue
+            base_T_ee = _settle(robot)
+            frame = world.render()
+            depth = frame.depth
+            if depth_noise:
+                depth = apply_depth_noise(depth, K[0, 0], noise, np.random.default_rng([seed, i]))
+                depth = np.round(depth / 1e-3) * 1e-3  # the camera's z16 stream, 1 mm units
+            try:
+                obs = detect_marker(frame.rgb, depth, K, MARKER_RADIUS_M)
+            except MarkerNotFound as err:
+                skipped.append(f"pose {i}: {err}")
+                continue
+            samples.append(PoseSample(base_T_ee, obs.centre_camera))
+            log(f"pose {i + 1:2d}/{count}: end-effector {np.round(base_T_ee[:3, 3], 3).tolist()}"
+                f" m, marker at {obs.centre_camera[2]:.3f} m from {obs.pixels} px")
+        truth = world.base_T_camera()
+    calibration = solve_samples(samples, np.asarray(MARKER_IN_EE_M))
+    return SimCalibrationRun(calibration, samples, truth, skipped)
+
+
+def _world_config_from_graph(nodes: dict[str, dict[str, Any]]) -> Any:
+    from tuina.nodes.world import PARAMS, world_config
+
+    env = {k: str(v).lower() if isinstance(v, bool) else str(v)
+           for k, v in (nodes["tuina-world"].get("env") or {}).items()}
+    return world_config(load("world", PARAMS, env))
+
+
+def main(args: Any) -> int:
+    """Run ``tuina calibrate`` with parsed arguments; returns the exit status."""
+    graph = Path(args.graph)
+
+    def error(text: str) -> int:
+        print(f"tuina calibrate: error: {text}", file=sys.stderr)
+        return 2
+
+    if not graph.is_file():
+        return error(f"no dataflow at {graph}; the graphs are in dataflows/")
+    nodes = graph_nodes(graph)
+    camera_env = (nodes.get("tuina-camera") or {}).get("env") or {}
+    out = args.out or camera_env.get("EXTRINSICS_FILE")
+    if not out:
+        return error(f"{graph} names no EXTRINSICS_FILE in its camera node; pass --out PATH")
+    out_path = Path(os.path.normpath(graph.parent / out if not args.out else out))
+    try:
+        if args.pairs:
+            marker = np.asarray(args.marker_in_ee, float)
+            samples = read_samples(Path(args.pairs))
+            calibration = solve_samples(samples, marker)
+            source = f"pairs file {args.pairs}"
+            truth = None
+        elif "tuina-world" in nodes:
+            from tuina.sim.world import MARKER_IN_EE_M, RenderingUnavailable
+
+            marker = np.asarray(MARKER_IN_EE_M)
+            try:
+                run = calibrate_sim(_world_config_from_graph(nodes), args.poses, args.seed,
+                                    depth_noise=not args.no_noise)
+            except RenderingUnavailable as err:
+                return error(str(err))
+            for line in run.skipped:
+                print(f"skipped {line}")
+            calibration, samples, truth = run.calibration, run.samples, run.true_base_T_camera
+            source = f"simulated world of {graph.name}, {args.poses} poses, seed {args.seed}"
+            if args.save_pairs:
+                samples_frame(samples).write_csv(args.save_pairs)
+        else:
+            return error(f"{graph} has no simulated world; on a live rig record the "
+                         "end-effector poses and marker centres and pass --pairs FILE")
+    except (CalibrationError, ConfigError) as err:
+        return error(str(err))
+    write_extrinsics(out_path, calibration, marker, source)
+    res = calibration.residuals_m * 1e3
+    T = calibration.base_T_camera
+    print(f"camera position {np.round(T[:3, 3], 4).tolist()} m, {len(res)} poses, residual "
+          f"mean {res.mean():.2f} mm, max {res.max():.2f} mm -> {out_path}")
+    if res.max() > 5.0:
+        print("warning: a residual above 5 mm: check the marker offset and the poses",
+              file=sys.stderr)
+    if truth is not None:
+        dt, dr = pose_error(T, truth)
+        print(f"against the simulated truth: {dt * 1e3:.2f} mm, {dr:.3f} deg")
+    return 0
