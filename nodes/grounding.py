@@ -10,13 +10,12 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from tuina.operators.geometry import depth_to_points, transform_points
 from tuina.operators.grounding import (
     GroundingError,
-    acupoint_box,
-    fit_phantom,
-    remove_table,
+    body_cloud,
+    ground_acupoint,
     stroke_pixels,
+    validate_stroke,
 )
 from tuina.operators.instructions import UnknownAcupoint, parse_instruction
 from tuina.operators.phantom import placement
@@ -42,7 +41,8 @@ PARAMS = [
     Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m",
           "where the phantom is expected (base)", length=3),
     Param("BODY_YAW_DEG", "float", 90.0, "deg", "expected phantom heading"),
-    Param("STROKE_LENGTH_M", "float", 0.05, "m", "length of the stroke after the press",
+    Param("STROKE_LENGTH_M", "float", 0.05, "m",
+          "path length of a 'stroke' instruction with none drawn",
           low=0.0, high=0.3),
     Param("ROI_MIN", "floats", [0.1, -0.9, -0.05], "m", "region of the body cloud (base)",
           length=3),
@@ -73,36 +73,46 @@ def main() -> None:
         elif event["id"] == "depth" and pending is not None and info is not None:
             request, pending = pending, None
             try:
-                parsed = parse_instruction(request.text)
-                depth = decode_depth(event["value"], event["metadata"])
-                base_T_cam = info.extrinsics
-                pts = transform_points(base_T_cam, depth_to_points(info.K, depth, stride=2))
-                roi = np.all((pts >= cfg["ROI_MIN"]) & (pts <= cfg["ROI_MAX"]), axis=1)
-                body, _ = remove_table(pts[roi], np.random.default_rng([cfg["SEED"], stamp]))
-                fit = fit_phantom(body, nominal)
-                cam_T_base = np.linalg.inv(base_T_cam)
-                point = parsed.acupoint
-                box = acupoint_box(point, fit.base_T_body, info.K, cam_T_base)
-                centre = transform_points(fit.base_T_body, point.position[None])
-                uv = (info.K @ transform_points(cam_T_base, centre)[0])
-                stroke = (stroke_pixels(point, fit.base_T_body, info.K, cam_T_base,
-                                        cfg["STROKE_LENGTH_M"])
-                          if cfg["STROKE_LENGTH_M"] > 0 else np.zeros((0, 2)))
-                if request.stroke_px:
-                    stroke = np.asarray(request.stroke_px, float).reshape(-1, 2)
-                target = GroundedTarget(
-                    point.code, point.pinyin, point.number, box.tolist(),
-                    (uv[:2] / uv[2]).tolist(), stroke.ravel().tolist(), fit.fitness,
-                    forces[parsed.pressure], parsed.technique, stamp)
-                out.send("targets", encode_targets([target]), stamp, CAMERA_FRAME)
-                print(f"grounding: {point.code} ({point.pinyin}) at px "
-                      f"{np.round(target.center_px, 1).tolist()}, {parsed.pressure} "
-                      f"{forces[parsed.pressure]} N, fitness {fit.fitness:.2f}", flush=True)
+                target = ground(request, event, info, cfg, forces, nominal, stamp)
             except (UnknownAcupoint, GroundingError) as err:
                 print(f"tuina-grounding: error: {err}", file=sys.stderr, flush=True)
                 out.send("events", SessionEvent("error", f"grounding: {err}").to_arrow(),
                          stamp, CAMERA_FRAME)
+                continue
+            out.send("targets", encode_targets([target]), stamp, CAMERA_FRAME)
+            print(f"grounding: {target.code} ({target.name}) at px "
+                  f"{np.round(target.center_px, 1).tolist()}, {target.technique} at "
+                  f"{target.force_n} N, confidence {target.confidence:.2f}", flush=True)
 
+
+def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
+           forces: dict[str, float], nominal: np.ndarray, stamp: int) -> GroundedTarget:
+    """One instruction on one depth frame -> a grounded target (or an error).
+
+    A drawn stroke needs no acupoint name: the path starts at its first pixel.
+    """
+    stroke = None
+    if request.stroke_px:  # checked before any fitting: a bad drawing fails fast
+        stroke = validate_stroke(request.stroke_px, info.width, info.height)
+    parsed = parse_instruction(request.text, require_acupoint=stroke is None)
+    force = forces[parsed.pressure]
+    point = parsed.acupoint
+    if point is None:
+        box = np.concatenate([stroke.min(axis=0), stroke.max(axis=0)])
+        return GroundedTarget("STROKE", "drawn stroke", 0, box.tolist(), stroke[0].tolist(),
+                              stroke.ravel().tolist(), 1.0, force, parsed.technique, stamp)
+    depth = decode_depth(event["value"], event["metadata"])
+    rng = np.random.default_rng([cfg["SEED"], stamp])
+    body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
+                      np.asarray(cfg["ROI_MAX"]), rng)
+    found = ground_acupoint(point, body, info.K, info.extrinsics, nominal)
+    if stroke is None and cfg["STROKE_LENGTH_M"] > 0 and parsed.technique == "stroke":
+        stroke = stroke_pixels(point, found.fit.base_T_body, info.K,
+                               np.linalg.inv(info.extrinsics), cfg["STROKE_LENGTH_M"])
+    stroke_flat = [] if stroke is None else stroke.ravel().tolist()
+    return GroundedTarget(point.code, point.pinyin, point.number, found.box.tolist(),
+                          found.centre_px.tolist(), stroke_flat, found.fit.fitness, force,
+                          parsed.technique, stamp)
 
 if __name__ == "__main__":
     main()

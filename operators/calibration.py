@@ -142,11 +142,13 @@ def solve_base_T_camera(marker_camera: np.ndarray, marker_base: np.ndarray,
 
 
 def calibration_poses(centre: np.ndarray, half_extent: np.ndarray, count: int,
-                      rng: np.random.Generator, max_tilt_deg: float = 10.0,
-                      max_yaw_deg: float = 30.0) -> list[np.ndarray]:
+                      rng: np.random.Generator, facing_yaw_deg: float = 0.0,
+                      max_tilt_deg: float = 10.0, max_yaw_deg: float = 30.0,
+                      ) -> list[np.ndarray]:
     """End-effector poses (4x4, tool pointing down) spread through a box around ``centre``.
 
     Positions are a shuffled Latin hypercube of the box, so every axis is covered evenly;
+    the end-effector x axis (the marker's side) turns towards ``facing_yaw_deg``, and the
     orientations tilt and turn a little so the marker is seen from several sides.
     """
     if count < 3:
@@ -158,7 +160,7 @@ def calibration_poses(centre: np.ndarray, half_extent: np.ndarray, count: int,
     poses = []
     for p in positions:
         tilt = rng.uniform(-max_tilt_deg, max_tilt_deg, 2)
-        yaw = rng.uniform(-max_yaw_deg, max_yaw_deg)
+        yaw = facing_yaw_deg + rng.uniform(-max_yaw_deg, max_yaw_deg)
         R = Rotation.from_euler("xyz", [tilt[0], tilt[1], yaw], degrees=True).as_matrix()
         poses.append(make_transform(R @ down, p))
     return poses

@@ -6,7 +6,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
-from tuina.operators.geometry import fit_plane_ransac, project, transform_points
+from tuina.operators.geometry import (
+    depth_to_points,
+    fit_plane_ransac,
+    project,
+    transform_points,
+)
 from tuina.operators.phantom import Acupoint, surface_samples
 
 
@@ -83,3 +88,62 @@ def stroke_pixels(point: Acupoint, base_T_body: np.ndarray, K: np.ndarray,
     """Pixels of a stroke along the limb (or trunk) starting at the acupoint."""
     pts = point.position + np.linspace(0.0, length_m, n)[:, None] * point.stroke_dir
     return project(K, camera_T_base, transform_points(base_T_body, pts))
+
+
+@dataclass(frozen=True)
+class GroundedAcupoint:
+    """An acupoint found in one frame: image box, pixel centre, and the phantom fit."""
+
+    box: np.ndarray  # x1, y1, x2, y2 (px)
+    centre_px: np.ndarray
+    fit: PhantomFit
+
+
+def body_cloud(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
+               roi_min: np.ndarray, roi_max: np.ndarray, rng: np.random.Generator,
+               stride: int = 2) -> np.ndarray:
+    """Base-frame points of the body: depth inside the region of interest, table removed."""
+    pts = transform_points(base_T_camera, depth_to_points(K, depth, stride=stride))
+    roi = np.all((pts >= roi_min) & (pts <= roi_max), axis=1)
+    if roi.sum() < 3:
+        raise GroundingError(f"only {int(roi.sum())} depth points inside the region of "
+                             "interest; check ROI_MIN/ROI_MAX and the camera extrinsics")
+    body, _ = remove_table(pts[roi], rng)
+    return body
+
+
+def ground_acupoint(point: Acupoint, body_base: np.ndarray, K: np.ndarray,
+                    base_T_camera: np.ndarray, nominal_base_T_body: np.ndarray,
+                    min_fitness: float = 0.3) -> GroundedAcupoint:
+    """Register the phantom to the body cloud and project the acupoint into the image."""
+    fit = fit_phantom(body_base, nominal_base_T_body)
+    if fit.fitness < min_fitness:
+        raise GroundingError(f"the phantom model matches only {fit.fitness:.0%} of the body "
+                             "cloud; set BODY_POSITION/BODY_YAW_DEG near where the body lies")
+    camera_T_base = np.linalg.inv(base_T_camera)
+    box = acupoint_box(point, fit.base_T_body, K, camera_T_base)
+    centre = project(K, camera_T_base,
+                     transform_points(fit.base_T_body, point.position[None]))[0]
+    return GroundedAcupoint(box, centre, fit)
+
+
+def validate_stroke(stroke_px: np.ndarray | list[float], width: int,
+                    height: int) -> np.ndarray:
+    """A drawn stroke as Nx2 pixels, or GroundingError naming what is wrong with it."""
+    flat = np.asarray(stroke_px, float).ravel()
+    if len(flat) % 2:
+        raise GroundingError(f"the stroke has {len(flat)} coordinates; it needs u,v pairs")
+    pts = flat.reshape(-1, 2)
+    if len(pts) < 2:
+        raise GroundingError(f"the stroke has {len(pts)} point(s); draw at least two")
+    if not np.all(np.isfinite(pts)):
+        raise GroundingError("the stroke holds NaN or infinite pixels; redraw it")
+    if np.sum(np.linalg.norm(np.diff(pts, axis=0), axis=1)) < 2.0:
+        raise GroundingError("the stroke is shorter than 2 px; draw a longer line")
+    outside = (pts[:, 0] < 0) | (pts[:, 0] > width - 1) | (pts[:, 1] < 0) | (
+        pts[:, 1] > height - 1)
+    if outside.any():
+        u, v = pts[np.argmax(outside)]
+        raise GroundingError(f"stroke point ({u:.0f}, {v:.0f}) is outside the {width}x{height}"
+                             " image; draw inside the image")
+    return pts

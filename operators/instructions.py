@@ -28,7 +28,7 @@ class UnknownAcupoint(ValueError):
 class ParsedInstruction:
     """What an instruction asks for."""
 
-    acupoint: Acupoint
+    acupoint: Acupoint | None  # None: a drawn stroke with no named point
     pressure: str  # light | moderate | firm
     technique: str  # press | knead | stroke
 
@@ -75,17 +75,19 @@ def _first_word(text: str, table: dict[str, tuple[str, ...]], default: str) -> s
     return default
 
 
-def parse_instruction(text: str) -> ParsedInstruction:
+def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruction:
     """Parse "press Zusanli with moderate pressure" (or ST36, 足三里, "point number 1").
 
-    Raises UnknownAcupoint with the closest known names when nothing matches.
+    Raises UnknownAcupoint with the closest known names when nothing matches, unless
+    ``require_acupoint`` is False (the operator drew the path instead).
     """
     point = _find_acupoint(text)
-    if point is None:
+    if point is None and require_acupoint:
         near = ", ".join(closest_names(text)) or ", ".join(known_names()[:3])
         raise UnknownAcupoint(f"no known acupoint in {text!r}; closest known names: {near}")
+    default_technique = "press" if point is not None else "stroke"
     return ParsedInstruction(
         acupoint=point,
         pressure=_first_word(text, PRESSURE_WORDS, "moderate"),
-        technique=_first_word(text, TECHNIQUE_WORDS, "press"),
+        technique=_first_word(text, TECHNIQUE_WORDS, default_technique),
     )

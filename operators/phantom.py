@@ -168,6 +168,15 @@ def surface_samples(spacing: float = 0.01, min_up: float = 0.2) -> tuple[np.ndar
     return P[keep], N[keep]
 
 
+def right_side(point: Acupoint) -> Acupoint:
+    """The bilateral counterpart on the right (-y) side; midline points map to themselves."""
+    mirror = np.array([1.0, -1.0, 1.0])
+    if abs(point.position[1]) < 1e-9:
+        return point
+    return Acupoint(f"{point.code}-R", point.pinyin, point.chinese, point.number,
+                    point.position * mirror, point.normal * mirror, point.stroke_dir * mirror)
+
+
 def placement(position: tuple[float, float, float], yaw_deg: float) -> np.ndarray:
     """base_T_body of the phantom lying on the table at ``position`` turned by ``yaw_deg``."""
     yaw = np.radians(yaw_deg)

@@ -7,7 +7,6 @@ from scipy.interpolate import make_splprep
 from scipy.spatial import cKDTree
 from tuina.operators.geometry import (
     backproject,
-    depth_to_points,
     fit_plane_ransac,
     tool_orientation,
     transform_points,
@@ -28,49 +27,97 @@ def _window(depth: np.ndarray, uv: np.ndarray, half: int) -> tuple[np.ndarray, n
     return np.stack([uu.ravel(), vv.ravel()], axis=1).astype(float), depth[v0:v1, u0:u1].ravel()
 
 
-def point_at_pixel(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
-                   uv: np.ndarray, half_window: int = 3, max_half_window: int = 15) -> np.ndarray:
-    """3D base-frame point at a pixel: median depth of the valid neighbourhood.
+def _pixels_for(K: np.ndarray, z: float, radius_m: float, limit: int = 40) -> int:
+    """Half window (px) that spans ``radius_m`` at depth ``z``."""
+    return int(np.clip(round(radius_m * K[0, 0] / z), 1, limit))
 
-    The window grows until it holds valid depth, so a hole at the target is bridged by
-    its neighbours; with none up to ``max_half_window`` it raises NoDepthError.
-    """
-    half = half_window
-    while half <= max_half_window:
+
+def _valid_window(depth: np.ndarray, uv: np.ndarray, half: int, max_half: int,
+                  min_valid: int) -> tuple[np.ndarray, np.ndarray]:
+    """The smallest window from ``half`` up (doubling) holding ``min_valid`` depth pixels."""
+    while True:
         pix, z = _window(depth, uv, half)
         valid = np.isfinite(z) & (z > 0)
-        if valid.sum() >= 3:
-            # the plane through the neighbourhood, evaluated at the exact pixel, beats the
-            # median on a slope
-            pts = backproject(K, pix[valid], z[valid])
-            centroid = pts.mean(axis=0)
-            _, _, vt = np.linalg.svd(pts - centroid, full_matrices=False)
-            n = vt[2]
-            ray = np.array([(uv[0] - K[0, 2]) / K[0, 0], (uv[1] - K[1, 2]) / K[1, 1], 1.0])
-            denom = ray @ n
-            z_hit = (centroid @ n) / denom if abs(denom) > 1e-6 else float(np.median(z[valid]))
-            if not np.isfinite(z_hit) or abs(z_hit - np.median(z[valid])) > 0.02:
-                z_hit = float(np.median(z[valid]))
-            p_cam = backproject(K, np.asarray(uv, float)[None], np.array([z_hit]))[0]
-            return transform_points(base_T_camera, p_cam[None])[0]
-        half *= 2
-    raise NoDepthError(f"no valid depth within {max_half_window} px of pixel "
-                       f"({uv[0]:.0f}, {uv[1]:.0f}); move the camera or the target into view")
+        if valid.sum() >= min_valid:
+            return pix[valid], z[valid].astype(float)
+        if half >= max_half:
+            raise NoDepthError(f"no valid depth within {max_half} px of pixel "
+                               f"({uv[0]:.0f}, {uv[1]:.0f}); move the camera or the target "
+                               "into view")
+        half = min(2 * half, max_half)
+
+
+def point_at_pixel(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
+                   uv: np.ndarray, radius_m: float = 0.005, min_half_window: int = 4,
+                   max_half_window: int = 15) -> np.ndarray:
+    """3D base-frame point at a (sub-)pixel from the depth of its neighbourhood.
+
+    Depth over the neighbourhood (``radius_m`` on the skin, at least ``min_half_window``
+    px) is fitted with a quadratic surface in the pixel offsets, robustly (one refit
+    without the 3-sigma outliers), and evaluated at the exact pixel: curvature of a limb
+    does not bias it and single noisy pixels barely move it. The window grows until it
+    holds valid depth, so a hole at the target is bridged by its neighbours; with none up
+    to ``max_half_window`` it raises NoDepthError.
+    """
+    uv = np.asarray(uv, float)
+    _, z_near = _valid_window(depth, uv, 1, max_half_window, 1)
+    half = max(min_half_window, _pixels_for(K, float(np.median(z_near)), radius_m,
+                                            max_half_window))
+    pix, z = _valid_window(depth, uv, min(half, max_half_window), max_half_window, 12)
+    du, dv = pix[:, 0] - uv[0], pix[:, 1] - uv[1]
+    design = np.stack([np.ones_like(du), du, dv, du * du, du * dv, dv * dv], axis=1)
+    keep = np.ones(len(z), dtype=bool)
+    for _ in range(2):
+        coef, *_ = np.linalg.lstsq(design[keep], z[keep], rcond=None)
+        residual = np.abs(design @ coef - z)
+        mad = float(np.median(residual[keep]))
+        keep = residual <= max(3.0 * 1.4826 * mad, 1e-4)
+        if keep.sum() < 12:
+            break
+    z_hit = float(coef[0])
+    if not np.isfinite(z_hit) or abs(z_hit - np.median(z)) > 0.02:
+        z_hit = float(np.median(z))
+    p_cam = backproject(K, uv[None], np.array([z_hit]))[0]
+    return transform_points(base_T_camera, p_cam[None])[0]
 
 
 def surface_normal(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
-                   uv: np.ndarray, rng: np.random.Generator, half_patch: int = 10,
-                   threshold: float = 0.002) -> np.ndarray:
-    """Outward unit normal (base frame) of a RANSAC plane through a depth patch."""
-    pix, z = _window(depth, uv, half_patch)
+                   uv: np.ndarray, rng: np.random.Generator, radius_m: float = 0.015,
+                   min_threshold_m: float = 0.001) -> np.ndarray:
+    """Outward unit normal (base frame) of a RANSAC plane through a disc of the surface.
+
+    The disc holds the depth points within ``radius_m`` (3D) of the point at the pixel, so
+    it covers the same skin at any range and never reaches the table beside a limb. The
+    RANSAC inlier distance follows the noise: three robust standard deviations of the
+    residuals of a first least-squares plane, at least ``min_threshold_m``.
+    """
+    centre = point_at_pixel(depth, K, base_T_camera, uv)
+    z_centre = transform_points(np.linalg.inv(base_T_camera), centre[None])[0, 2]
+    # the window is wide enough for a disc seen at up to ~70 deg from its normal
+    half = _pixels_for(K, z_centre, 3.0 * radius_m, 60)
+    pix, z = _window(depth, uv, half)
     valid = np.isfinite(z) & (z > 0)
-    if valid.sum() < 10:
-        raise NoDepthError(f"only {int(valid.sum())} valid depth pixels around "
-                           f"({uv[0]:.0f}, {uv[1]:.0f}); cannot fit a surface normal")
     pts = transform_points(base_T_camera, backproject(K, pix[valid], z[valid]))
+    pts = pts[np.linalg.norm(pts - centre, axis=1) < radius_m]
+    if len(pts) < 10:
+        raise NoDepthError(f"only {len(pts)} valid depth points within {radius_m * 1e3:.0f} mm"
+                           f" of ({uv[0]:.0f}, {uv[1]:.0f}); cannot fit a surface normal")
+    centroid = pts.mean(axis=0)
+    _, _, vt = np.linalg.svd(pts - centroid, full_matrices=False)
+    residual = np.abs((pts - centroid) @ vt[2])
+    threshold = max(min_threshold_m, 3.0 * 1.4826 * float(np.median(residual)))
     normal, _, _ = fit_plane_ransac(pts, threshold, 60, rng)
     to_camera = base_T_camera[:3, 3] - pts.mean(axis=0)
     return normal if normal @ to_camera > 0 else -normal
+
+
+def fit_target(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, uv: np.ndarray,
+               rng: np.random.Generator, point_radius_m: float = 0.005,
+               normal_radius_m: float = 0.015) -> tuple[np.ndarray, np.ndarray]:
+    """Surface point and outward normal (base frame) at a pixel."""
+    point = point_at_pixel(depth, K, base_T_camera, uv, point_radius_m)
+    normal = surface_normal(depth, K, base_T_camera, uv, rng, normal_radius_m)
+    return point, normal
 
 
 def target_orientation(normal: np.ndarray, reference_x: np.ndarray) -> np.ndarray:
@@ -78,19 +125,26 @@ def target_orientation(normal: np.ndarray, reference_x: np.ndarray) -> np.ndarra
     return tool_orientation(normal, reference_x)
 
 
+class StrokeOffBody(ValueError):
+    """The drawn stroke runs off the body (onto the table or the background)."""
+
+
 def stroke_path(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
-                stroke_px: np.ndarray, spacing_m: float, clean_radius_m: float = 0.01,
-                stride: int = 2) -> np.ndarray:
+                stroke_px: np.ndarray, body_base: np.ndarray, spacing_m: float,
+                clean_radius_m: float = 0.01, max_off_body: float = 0.1) -> np.ndarray:
     """A drawn 2D stroke -> 3D surface path (VBRM Eq. 5, Fig. 5), resampled by arc length.
 
-    Every pixel of the densified polyline is back-projected; each 3D point is snapped to
-    its nearest neighbour in the body cloud (dropping points with none within
-    ``clean_radius_m``); a least-squares cubic B-spline through the cleaned points is
-    resampled every ``spacing_m``.
+    Every pixel of the densified polyline with depth is back-projected (Eq. 5); each 3D
+    point is snapped to its nearest neighbour in the body cloud (table already removed). A
+    stroke with more than ``max_off_body`` of its points farther than ``clean_radius_m``
+    from the body raises StrokeOffBody; the rest are dropped as outliers. A least-squares
+    cubic B-spline through the cleaned points is resampled every ``spacing_m``.
     """
     stroke_px = np.asarray(stroke_px, float).reshape(-1, 2)
     if len(stroke_px) < 2:
         raise ValueError("a stroke needs at least two pixels")
+    if len(body_base) < 4:
+        raise StrokeOffBody("no body points in view to draw the stroke on")
     seg = np.linalg.norm(np.diff(stroke_px, axis=0), axis=1)
     s = np.concatenate([[0.0], np.cumsum(seg)])
     dense = np.stack([np.interp(np.arange(0, s[-1] + 1e-9, 1.0), s, stroke_px[:, i])
@@ -101,15 +155,20 @@ def stroke_path(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
     z = depth[vi, ui]
     ok = np.isfinite(z) & (z > 0)
     if ok.sum() < 4:
-        raise NoDepthError("the stroke has fewer than 4 pixels with valid depth")
+        raise NoDepthError(f"only {int(ok.sum())} stroke pixels have depth (need 4); "
+                           "draw the stroke where the camera sees the body")
     raw = transform_points(base_T_camera, backproject(K, dense[ok], z[ok]))
-    cloud = transform_points(base_T_camera, depth_to_points(K, depth, stride=stride))
-    dist, idx = cKDTree(cloud).query(raw)
-    cleaned = cloud[idx[dist < clean_radius_m]]
-    _, first = np.unique(idx[dist < clean_radius_m], return_index=True)
-    cleaned = cleaned[np.sort(first)]
+    dist, idx = cKDTree(body_base).query(raw)
+    on_body = dist < clean_radius_m
+    if (~on_body).mean() > max_off_body:
+        u, v = dense[ok][np.argmax(~on_body)]
+        raise StrokeOffBody(f"the stroke leaves the body at pixel ({u:.0f}, {v:.0f}): "
+                            f"{int((~on_body).sum())} of {len(raw)} points are off the body; "
+                            "redraw it on the body")
+    _, first = np.unique(idx[on_body], return_index=True)
+    cleaned = body_base[idx[on_body][np.sort(first)]]
     if len(cleaned) < 4:
-        raise NoDepthError("fewer than 4 stroke points lie on the body cloud")
+        raise StrokeOffBody("fewer than 4 stroke points lie on the body; draw a longer stroke")
     length = float(np.sum(np.linalg.norm(np.diff(cleaned, axis=0), axis=1)))
     spline, _ = make_splprep(cleaned.T, k=3, s=len(cleaned) * (0.002**2))
     fine = np.asarray(spline(np.linspace(0, 1, 400))).T

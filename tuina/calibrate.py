@@ -139,9 +139,13 @@ def _settle(robot: Any, timeout_s: float = 2.0, tolerance_m: float = 2e-5) -> np
 
 
 def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = True,
-                  distance_m: float = 0.6, half_extent_m: tuple[float, float, float] = (
-                      0.12, 0.12, 0.08), log: Any = print) -> SimCalibrationRun:
-    """Calibrate the camera of a simulated world by moving its FR3 through ``count`` poses."""
+                  centre: tuple[float, float, float] | None = None,
+                  half_extent_m: tuple[float, float, float] = (0.12, 0.12, 0.08),
+                  log: Any = print) -> SimCalibrationRun:
+    """Calibrate the camera of a simulated world by moving its FR3 through ``count`` poses.
+
+    The poses fill a box around ``centre`` (default: 0.7 m along the drawn optical axis).
+    """
     import franky
 
     from tuina.sim.world import MARKER_IN_EE_M, MARKER_RADIUS_M, MassageWorld
@@ -153,8 +157,12 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
     skipped: list[str] = []
     with MassageWorld(cfg) as world:
         nominal = world.nominal_base_T_camera()
-        centre = nominal[:3, 3] + distance_m * nominal[:3, 2]
-        poses = calibration_poses(centre, np.asarray(half_extent_m), count, rng)
+        if centre is None:
+            centre = nominal[:3, 3] + 0.7 * nominal[:3, 2]
+        to_camera = nominal[:3, 3] - np.asarray(centre)
+        facing = np.degrees(np.arctan2(to_camera[1], to_camera[0]))
+        poses = calibration_poses(np.asarray(centre), np.asarray(half_extent_m), count, rng,
+                                  facing_yaw_deg=facing)
         K = intrinsics_matrix(*world.intrinsics())
         robot = franky.Robot(cfg.hostname, realtime_config=franky.RealtimeConfig.Ignore)
         robot.relative_dynamics_factor = 0.2

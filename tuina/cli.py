@@ -75,7 +75,19 @@ def main(argv: list[str] | None = None) -> int:
                      help="marker centre in the end-effector frame, m (with --pairs)")
     cal.add_argument("--save-pairs", default=None, help="also write the collected poses (CSV)")
     cal.add_argument("--no-noise", action="store_true", help="sim: skip the depth noise model")
+    ev = sub.add_parser("eval", help="reproducible evaluations in the simulated world")
+    ev_sub = ev.add_subparsers(dest="evaluation", required=True)
+    perception = ev_sub.add_parser("perception", help="VBRM positioning protocol: 9 targets, "
+                                   "near/middle/far, calibration, normals")
+    perception.add_argument("--json", action="store_true", help="print one JSON object")
+    perception.add_argument("--seed", type=int, default=0)
+    perception.add_argument("--poses", type=int, default=20, help="calibration poses")
+    perception.add_argument("--trials", type=int, default=3, help="noisy frames per target")
     args = parser.parse_args(argv)
+    if args.command == "eval":
+        from tuina.evaluation import perception as perception_eval
+
+        return perception_eval.main(args)
     if args.command == "calibrate":
         from tuina.calibrate import main as calibrate_main
 

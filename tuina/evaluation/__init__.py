@@ -1,0 +1,1 @@
+"""Reproducible evaluations in the simulated world (``tuina eval ...``)."""
