@@ -9,9 +9,9 @@ from dataclasses import dataclass
 from tuina.operators.phantom import ATLAS, Acupoint
 
 PRESSURE_WORDS: dict[str, tuple[str, ...]] = {
-    "light": ("light", "gentle", "gently", "soft", "softly", "轻"),
-    "moderate": ("moderate", "medium", "normal", "适中", "中等"),
-    "firm": ("firm", "deep", "strong", "hard", "重"),
+    "light": ("light", "lightly", "gentle", "gently", "soft", "softly", "轻"),
+    "moderate": ("moderate", "moderately", "medium", "normal", "适中", "中等"),
+    "firm": ("firm", "firmly", "deep", "deeply", "strong", "strongly", "hard", "重"),
 }
 TECHNIQUE_WORDS: dict[str, tuple[str, ...]] = {
     "press": ("press", "push", "hold", "按", "点"),

@@ -22,7 +22,7 @@ from tuina.messages import (
     encode_targets,
 )
 
-from .test_operators import BASE_T_CAM, K, plane_depth
+from .test_operators import BASE_T_CAM, K, block_on_table_depth, plane_depth
 
 
 def meta(stamp: int, frame: str = "base", seq: int = 0) -> dict:
@@ -64,19 +64,71 @@ def test_grounding_reports_unknown_acupoint_and_sends_no_target(monkeypatch):
     assert event.kind == "error" and "Zusanli" in event.detail
 
 
-def test_pose_fit_turns_a_pixel_into_a_pose(monkeypatch):
+def targets_event(target: GroundedTarget, stamp: int) -> dict:
+    return {"type": "INPUT", "id": "targets", "value": encode_targets([target]),
+            "metadata": meta(stamp, "camera_color_optical")}
+
+
+def test_pose_fit_turns_a_pixel_and_a_stroke_into_a_pose(monkeypatch):
     from tuina.nodes import pose_fit
 
     target = GroundedTarget("ST36", "Zusanli", 1, [300, 220, 340, 260], [319.5, 239.5],
-                            [319.5, 239.5, 380.0, 239.5], 1.0, 6.0, "press", 5)
+                            [319.5, 239.5, 360.0, 239.5], 1.0, 6.0, "press", 5)
     mock = run_node(monkeypatch, pose_fit.main, [
-        camera_info_event(), depth_event(plane_depth(0.1), 5),
-        {"type": "INPUT", "id": "targets", "value": encode_targets([target]),
-         "metadata": meta(6, "camera_color_optical")},
+        camera_info_event(), depth_event(block_on_table_depth(), 5), targets_event(target, 6),
     ])
     pose = TargetPose.from_arrow(mock.outputs["target_pose"][0])
     np.testing.assert_allclose(pose.position, [0.5, 0.0, 0.1], atol=2e-3)
-    assert pose.normal[2] > 0.999 and len(pose.path) >= 6 and pose.force_n == 6.0
+    assert pose.normal[2] > 0.999 and len(pose.path) >= 6 * 3 and pose.force_n == 6.0
+
+
+@pytest.mark.parametrize("depth, stroke, message", [
+    ("holes", [], "no valid depth"),
+    ("block", [319.5, 239.5, 630.0, 239.5], "leaves the body"),
+])
+def test_pose_fit_sends_no_target_on_bad_data(monkeypatch, depth, stroke, message):
+    from tuina.nodes import pose_fit
+
+    image = block_on_table_depth()
+    if depth == "holes":
+        image[:] = np.nan
+    target = GroundedTarget("ST36", "Zusanli", 1, [300, 220, 340, 260], [319.5, 239.5],
+                            stroke, 1.0, 6.0, "press", 5)
+    mock = run_node(monkeypatch, pose_fit.main, [
+        camera_info_event(), depth_event(image, 5), targets_event(target, 6),
+    ])
+    assert "target_pose" not in mock.outputs
+    event = SessionEvent.from_arrow(mock.outputs["events"][0])
+    assert event.kind == "error" and message in event.detail
+
+
+def instruction_event(text: str, stroke: list[float], stamp: int = 1) -> dict:
+    return {"type": "INPUT", "id": "instruction", "value": Instruction(text, stroke).to_arrow(),
+            "metadata": meta(stamp)}
+
+
+def test_grounding_refuses_a_stroke_outside_the_image(monkeypatch):
+    from tuina.nodes import grounding
+
+    mock = run_node(monkeypatch, grounding.main, [
+        camera_info_event(), instruction_event("stroke here", [100.0, 100.0, 900.0, 100.0]),
+        depth_event(block_on_table_depth(), 2),
+    ])
+    assert "targets" not in mock.outputs
+    detail = SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+    assert "outside the 640x480 image" in detail
+
+
+def test_grounding_passes_a_drawn_stroke_without_an_acupoint_name(monkeypatch):
+    from tuina.nodes import grounding
+
+    mock = run_node(monkeypatch, grounding.main, [
+        camera_info_event(), instruction_event("stroke here gently", [300.0, 240, 360, 240]),
+        depth_event(block_on_table_depth(), 2),
+    ])
+    target = decode_targets(mock.outputs["targets"][0])[0]
+    assert (target.code, target.technique, target.force_n) == ("STROKE", "stroke", 4.0)
+    assert target.center_px == [300.0, 240.0] and len(target.stroke_px) == 4
 
 
 def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):

@@ -12,7 +12,7 @@ from tuina.operators.geometry import (
     tool_orientation,
     transform_points,
 )
-from tuina.operators.grounding import fit_phantom
+from tuina.operators.grounding import GroundingError, body_cloud, fit_phantom, validate_stroke
 from tuina.operators.instructions import UnknownAcupoint, parse_instruction
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
@@ -23,7 +23,13 @@ from tuina.operators.planner import (
     min_jerk_duration,
     plan_massage,
 )
-from tuina.operators.posefit import NoDepthError, point_at_pixel, stroke_path, surface_normal
+from tuina.operators.posefit import (
+    NoDepthError,
+    StrokeOffBody,
+    point_at_pixel,
+    stroke_path,
+    surface_normal,
+)
 from tuina.operators.safety import SafetyConfig, command_problem, rate_limit, retreat_point
 from tuina.operators.sensor import DepthNoise, apply_depth_noise
 from tuina.operators.session import SessionLimits, SessionLog, summarize
@@ -65,6 +71,9 @@ def test_atlas_has_twelve_points_on_the_surface():
     ("按足三里，重一点", "ST36", "firm", "press"),
     ("Please tell me the location of the massage point number 4.", "SP6", "moderate", "press"),
     ("stroke Neiguan, firm", "PC6", "firm", "stroke"),
+    ("massage point number 10, light", "CV12", "light", "press"),
+    ("揉中脘", "CV12", "moderate", "knead"),
+    ("Press QIHAI firmly", "CV6", "firm", "press"),
 ])
 def test_instruction_parsing(text, code, pressure, technique):
     parsed = parse_instruction(text)
@@ -126,13 +135,82 @@ def test_no_depth_is_a_clear_error():
         point_at_pixel(depth, K, BASE_T_CAM, np.array([320.0, 240.0]))
 
 
+def block_on_table_depth() -> np.ndarray:
+    """Depth of a table (z = 0) with a flat-topped 'body' block (z = 0.1) under BASE_T_CAM."""
+    v, u = np.mgrid[0:480, 0:640].astype(float)
+    rays = np.stack([(u - K[0, 2]) / K[0, 0], (v - K[1, 2]) / K[1, 1], np.ones_like(u)], -1)
+    d = rays @ BASE_T_CAM[:3, :3].T
+    depth = (0.0 - BASE_T_CAM[2, 3]) / d[..., 2]
+    z_top = (0.1 - BASE_T_CAM[2, 3]) / d[..., 2]
+    hit = BASE_T_CAM[:3, 3] + d * z_top[..., None]
+    on_block = (np.abs(hit[..., 0] - 0.5) < 0.1) & (np.abs(hit[..., 1]) < 0.15)
+    depth[on_block] = z_top[on_block]
+    return depth.astype(np.float32)
+
+
+def block_body() -> np.ndarray:
+    depth = block_on_table_depth()
+    return body_cloud(depth, K, BASE_T_CAM, np.array([0.1, -0.9, -0.05]),
+                      np.array([1.0, 0.9, 0.3]), np.random.default_rng(0))
+
+
+def test_body_cloud_drops_the_table():
+    body = block_body()
+    assert len(body) > 500
+    np.testing.assert_allclose(body[:, 2], 0.1, atol=1e-3)
+
+
 def test_stroke_path_is_on_the_surface_and_evenly_spaced():
-    depth = plane_depth(0.1)
-    path = stroke_path(depth, K, BASE_T_CAM, np.array([[300.0, 240], [400, 240]]), 0.005)
+    depth = block_on_table_depth()
+    path = stroke_path(depth, K, BASE_T_CAM, np.array([[300.0, 240], [360, 240]]),
+                       block_body(), 0.005)
     np.testing.assert_allclose(path[:, 2], 0.1, atol=1e-3)
     steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
     assert np.all(np.abs(steps - steps.mean()) < 1e-3)
-    assert abs(np.linalg.norm(path[-1] - path[0]) - 100 * 0.8 / 433) < 0.005
+    assert abs(np.linalg.norm(path[-1] - path[0]) - 60 * 0.8 / 433) < 0.005
+
+
+def test_stroke_leaving_the_body_is_refused():
+    depth = block_on_table_depth()
+    # from the block's top across its edge onto the table
+    with pytest.raises(StrokeOffBody, match="leaves the body at pixel"):
+        stroke_path(depth, K, BASE_T_CAM, np.array([[320.0, 240], [620, 240]]), block_body(),
+                    0.005)
+
+
+@pytest.mark.parametrize("stroke, message", [
+    ([], "0 point"),
+    ([10.0, 20.0], "1 point"),
+    ([10.0, 20.0, 30.0], "u,v pairs"),
+    ([10.0, 20.0, float("nan"), 30.0], "NaN"),
+    ([100.0, 100.0, 700.0, 100.0], "outside the 640x480 image"),
+    ([100.0, 100.0, 100.5, 100.0], "shorter than 2 px"),
+])
+def test_bad_strokes_give_one_clear_error(stroke, message):
+    with pytest.raises(GroundingError, match=message) as err:
+        validate_stroke(stroke, 640, 480)
+    assert "\n" not in str(err.value)
+
+
+def test_point_on_a_curved_limb_is_unbiased_at_a_subpixel():
+    # a horizontal cylinder (radius 4 cm, axis along y at z = 0.06) seen from above, noisy
+    v, u = np.mgrid[0:480, 0:640].astype(float)
+    x = (u - K[0, 2]) / K[0, 0]
+    centre_x, radius, axis_z = 0.02, 0.04, 0.06
+    # optical frame: camera looks down, optical x = base x; surface height above the axis
+    lateral = np.clip(x * 0.84 - centre_x, -radius, radius)  # first guess of the range
+    depth = np.full(u.shape, np.nan)
+    for _ in range(4):
+        z_surface = axis_z + np.sqrt(np.maximum(radius**2 - lateral**2, 0.0))
+        depth = BASE_T_CAM[2, 3] - z_surface
+        lateral = x * depth + BASE_T_CAM[0, 3] - 0.5 - centre_x
+    rng = np.random.default_rng(3)
+    noisy = (depth + rng.normal(0, 0.0015, depth.shape)).astype(np.float32)
+    uv = np.array([338.37, 240.61])
+    p = point_at_pixel(noisy, K, BASE_T_CAM, uv)
+    z_true = depth[240, 338] + (depth[240, 339] - depth[240, 338]) * 0.37
+    truth = transform_points(BASE_T_CAM, backproject(K, uv[None], np.array([z_true])))[0]
+    assert np.linalg.norm(p - truth) < 0.8e-3
 
 
 # --- sensor -----------------------------------------------------------------------------
