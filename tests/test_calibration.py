@@ -172,3 +172,22 @@ def test_calibrate_in_the_sim_world_moves_the_arm_and_sees_the_marker(tmp_path):
     mm, deg = (float(v.split()[0]) for v in line.split(":")[1].split(","))
     assert mm < 1.0 and deg < 0.2
     assert json.loads(out.read_text())["poses"] >= 6
+
+
+@pytest.mark.parametrize("defect, message", [
+    ("drop_column", "lacks columns marker_z"),
+    ("zero_quaternion", "row 2: the end-effector quaternion"),
+])
+def test_broken_pairs_file_is_one_line_and_no_file(tmp_path, defect, message):
+    frame = samples_frame(synthetic_samples(6, 0.0))
+    if defect == "drop_column":
+        frame = frame.drop("marker_z")
+    else:
+        frame[1, "ee_qx"] = frame[1, "ee_qy"] = frame[1, "ee_qz"] = frame[1, "ee_qw"] = 0.0
+    pairs = tmp_path / "pairs.csv"
+    frame.write_csv(pairs)
+    out = tmp_path / "extrinsics.json"
+    proc = run_tuina("calibrate", str(ROOT / "dataflows" / "sim.yml"), "--pairs", str(pairs),
+                     "--marker-in-ee", "0", "0", "0", "--out", str(out))
+    assert proc.returncode == 2 and message in proc.stderr
+    assert proc.stderr.strip().count("\n") == 0 and not out.exists()

@@ -89,7 +89,8 @@ def read_samples(path: Path) -> list[PoseSample]:
     try:
         df = pl.read_parquet(path) if path.suffix == ".parquet" else pl.read_csv(path)
     except (OSError, pl.exceptions.PolarsError) as err:
-        raise CalibrationError(f"cannot read {path}: {err}") from None
+        first_line = (str(err).splitlines() or ["unreadable"])[0]
+        raise CalibrationError(f"cannot read {path}: {first_line}") from None
     missing = [c for c in EE_COLUMNS + MARKER_COLUMNS if c not in df.columns]
     if missing:
         raise CalibrationError(f"{path} lacks columns {', '.join(missing)}; it needs "
@@ -97,10 +98,14 @@ def read_samples(path: Path) -> list[PoseSample]:
     ee = df.select(EE_COLUMNS).to_numpy().astype(float)
     marker = df.select(MARKER_COLUMNS).to_numpy().astype(float)
     samples = []
-    for row_ee, row_m in zip(ee, marker, strict=True):
+    for row, (row_ee, row_m) in enumerate(zip(ee, marker, strict=True), start=1):
         T = np.eye(4)
         T[:3, 3] = row_ee[:3]
-        T[:3, :3] = quat_to_matrix(row_ee[3:]) if np.all(np.isfinite(row_ee[3:])) else np.nan
+        try:
+            T[:3, :3] = quat_to_matrix(row_ee[3:])
+        except ValueError:
+            raise CalibrationError(f"{path} row {row}: the end-effector quaternion "
+                                   f"{row_ee[3:].tolist()} is not a rotation") from None
         samples.append(PoseSample(T, row_m))
     return samples
 
@@ -233,6 +238,9 @@ def main(args: Any) -> int:
                                     depth_noise=not args.no_noise)
             except RenderingUnavailable as err:
                 return error(str(err))
+            except OSError as err:
+                return error(f"cannot serve the simulated FR3: {err}; is another simulated "
+                             "session running?")
             for line in run.skipped:
                 print(f"skipped {line}")
             calibration, samples, truth = run.calibration, run.samples, run.true_base_T_camera
