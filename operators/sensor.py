@@ -38,3 +38,8 @@ def apply_depth_noise(depth: np.ndarray, fx: float, params: DepthNoise,
     holes |= (z < params.min_range_m) | (z > params.max_range_m) | ~np.isfinite(z)
     noisy[holes] = np.nan
     return noisy.astype(np.float32)
+
+
+def quantize_depth(depth: np.ndarray, scale_m: float = 1e-3) -> np.ndarray:
+    """Depth as a z16 stream in ``scale_m`` units carries it (NaN stays NaN)."""
+    return (np.round(depth / scale_m) * scale_m).astype(np.float32)

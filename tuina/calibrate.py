@@ -35,7 +35,7 @@ from tuina.operators.calibration import (
     solve_base_T_camera,
 )
 from tuina.operators.geometry import intrinsics_matrix, matrix_to_quat, quat_to_matrix
-from tuina.operators.sensor import DepthNoise, apply_depth_noise
+from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
 
 EE_COLUMNS = ["ee_x", "ee_y", "ee_z", "ee_qx", "ee_qy", "ee_qz", "ee_qw"]
 MARKER_COLUMNS = ["marker_x", "marker_y", "marker_z"]
@@ -184,7 +184,7 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
             depth = frame.depth
             if depth_noise:
                 depth = apply_depth_noise(depth, K[0, 0], noise, np.random.default_rng([seed, i]))
-                depth = np.round(depth / 1e-3) * 1e-3  # the camera's z16 stream, 1 mm units
+                depth = quantize_depth(depth)  # the camera's z16 stream
             try:
                 obs = detect_marker(frame.rgb, depth, K, MARKER_RADIUS_M)
             except MarkerNotFound as err:

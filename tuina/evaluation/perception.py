@@ -37,7 +37,7 @@ from tuina.operators.geometry import (
 from tuina.operators.grounding import GroundingError, body_cloud, ground_acupoint
 from tuina.operators.phantom import ATLAS, placement, right_side
 from tuina.operators.posefit import NoDepthError, fit_target, point_at_pixel
-from tuina.operators.sensor import DepthNoise, apply_depth_noise
+from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
 
 # visible from the evaluation camera, three per distance band ("-R": the right-side point)
 TARGETS = ("CV12", "ST25", "ST25-R", "PC6", "PC6-R", "SP10", "ST36-R", "LR3", "LR3-R")
@@ -125,7 +125,7 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print) -> di
     for trial in range(trials):
         rng_noise = np.random.default_rng([seed, 1000 + trial])
         depth = apply_depth_noise(depth_clean, K[0, 0], noise, rng_noise)
-        depth = np.round(depth / 1e-3) * 1e-3  # the camera's z16 stream, 1 mm units
+        depth = quantize_depth(depth)  # the camera's z16 stream
         rng = np.random.default_rng([seed, trial])
         body = body_cloud(depth, K, base_T_cam, ROI_MIN, ROI_MAX, rng)
         for code in TARGETS:
