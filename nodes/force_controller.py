@@ -2,6 +2,13 @@
 
 Inputs: ``robot_state`` (trigger), ``trajectory`` and ``body_motion`` (latest values).
 Outputs: ``command`` (tool reference for the robot node), ``events`` (phase changes, done).
+
+Body motion: the trajectory follows the tracker's R, t (P_u = R P_d + t, rate-limited)
+when the motion is relative to the frame the trajectory was planned on. A frame the
+tracker does not trust freezes the motion where it was (never chasing a bad estimate); a
+lost track (a large motion), or no body motion for TRACKER_TIMEOUT_S of robot time once the
+tracker has spoken, aborts the massage: the tool backs off along the normal and holds
+until a new trajectory (after re-grounding) arrives.
 """
 
 from __future__ import annotations
@@ -27,7 +34,17 @@ PARAMS = [
           low=0.0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard cap: above it the controller retreats",
           low=1.0, high=40.0),
+    Param("MAX_FOLLOW_SPEED", "float", 0.03, "m/s",
+          "rate limit of the trajectory following the body", low=0.001, high=0.2),
+    Param("MAX_FOLLOW_RATE_DEG_S", "float", 10.0, "deg/s",
+          "rotation rate limit of the trajectory following the body", low=0.1, high=90),
+    Param("RETREAT_M", "float", 0.06, "m", "back-off along the normal when a massage aborts",
+          low=0.01, high=0.2),
+    Param("TRACKER_TIMEOUT_S", "float", 0.5, "s",
+          "robot time without body motion (once seen) that aborts the massage", low=0.05),
 ]
+
+LOST = ("large_motion", "lost")
 
 
 def main() -> None:
@@ -41,7 +58,10 @@ def main() -> None:
                        max_normal_speed=cfg["MAX_NORMAL_SPEED"],
                        search_speed=cfg["SEARCH_SPEED"],
                        contact_threshold_n=cfg["CONTACT_THRESHOLD_N"],
-                       max_depth_m=cfg["MAX_DEPTH_M"], force_cap_n=cfg["FORCE_CAP_N"])
+                       max_depth_m=cfg["MAX_DEPTH_M"], force_cap_n=cfg["FORCE_CAP_N"],
+                       max_follow_speed=cfg["MAX_FOLLOW_SPEED"],
+                       max_follow_rate_deg=cfg["MAX_FOLLOW_RATE_DEG_S"],
+                       retreat_m=cfg["RETREAT_M"])
     node = Node()
     out = Outputs(node)
     traj: Trajectory | None = None
@@ -50,6 +70,9 @@ def main() -> None:
     controller = HybridForceController(fcfg)
     motion = np.eye(4)
     phase = ""
+    track_lost = ""  # why the tracker gave up on the current plan's reference
+    motion_seen_ns: int | None = None  # robot time of the first state after a body motion
+    motion_fresh = False
     for event in events(node):
         stamp = stamp_of(event)
         if event["id"] == "trajectory":
@@ -59,12 +82,18 @@ def main() -> None:
                       np.asarray(traj.normals).reshape(-1, 3), traj.phases)
             start_ns = None
             controller = HybridForceController(fcfg)
+            motion, track_lost = np.eye(4), ""
         elif event["id"] == "body_motion":
             bm = BodyMotion.from_arrow(event["value"])
-            if bm.status == "ok":
-                motion = np.eye(4)
-                motion[:3, :3] = np.asarray(bm.rotation).reshape(3, 3)
-                motion[:3, 3] = bm.translation
+            motion_fresh = True
+            # motions relative to an older reference belong to an older plan
+            if traj is not None and bm.reference_stamp_ns >= traj.reference_stamp_ns:
+                if bm.status == "ok":
+                    motion = np.eye(4)
+                    motion[:3, :3] = np.asarray(bm.rotation).reshape(3, 3)
+                    motion[:3, 3] = bm.translation
+                elif bm.status in LOST:
+                    track_lost = track_lost or f"body tracking {bm.status.replace('_', ' ')}"
         elif event["id"] == "robot_state" and arrays is not None:
             state = RobotState.from_arrow(event["value"])
             if start_ns is None:
@@ -73,6 +102,17 @@ def main() -> None:
             t = (stamp - start_ns) * 1e-9
             if t < 0:
                 continue
+            if motion_fresh:
+                motion_seen_ns, motion_fresh = stamp, False
+            if (motion_seen_ns is not None and not track_lost
+                    and (stamp - motion_seen_ns) * 1e-9 > cfg["TRACKER_TIMEOUT_S"]):
+                track_lost = f"no body motion for {cfg['TRACKER_TIMEOUT_S']} s"
+            if track_lost and not controller.aborted and phase != "done":
+                controller.abort(t, np.asarray(state.tool_position), track_lost)
+                print(f"force-controller: {track_lost}: backing off", flush=True)
+                out.send("events", SessionEvent("abort", f"force-controller: {track_lost}; "
+                         "backing off until the target is found again").to_arrow(),
+                         stamp, BASE_FRAME)
             ref = controller.step(t, *arrays[:3], arrays[3], arrays[4], arrays[5],
                                   np.asarray(state.tool_position), np.asarray(state.wrench),
                                   motion)

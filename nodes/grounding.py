@@ -1,7 +1,9 @@
 """grounding: instruction -> acupoint boxes in the image (atlas backend).
 
 Inputs: ``instruction`` (trigger for a new request), ``depth`` (trigger: the frame a pending
-request is grounded on), ``camera_info`` (latest value).
+request is grounded on), ``camera_info`` (latest value), ``reground`` (events of the tracker:
+a ``reground`` event grounds the last instruction again, on the first frame REGROUND_DELAY_S
+after it, starting from where the body was last found).
 Outputs: ``targets`` (GroundedTarget rows), ``events`` (errors such as an unknown acupoint).
 """
 
@@ -49,6 +51,8 @@ PARAMS = [
     Param("ROI_MAX", "floats", [1.0, 0.9, 0.3], "m", "region of the body cloud (base)",
           length=3),
     Param("SEED", "int", 0, "-", "seed of the table RANSAC"),
+    Param("REGROUND_DELAY_S", "float", 1.0, "s",
+          "after a re-grounding request, wait this long for the body to settle", low=0.0),
 ]
 
 
@@ -64,16 +68,32 @@ def main() -> None:
     nominal = placement(tuple(cfg["BODY_POSITION"]), cfg["BODY_YAW_DEG"])
     info: CameraInfo | None = None
     pending: Instruction | None = None
+    last: Instruction | None = None
+    not_before = 0  # depth stamp a pending re-grounding waits for
     for event in events(node):
         stamp = stamp_of(event)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])
         elif event["id"] == "instruction":
-            pending = Instruction.from_arrow(event["value"])
-        elif event["id"] == "depth" and pending is not None and info is not None:
+            pending, not_before = Instruction.from_arrow(event["value"]), 0
+        elif event["id"] == "reground":
+            if SessionEvent.from_arrow(event["value"]).kind != "reground" or last is None:
+                continue
+            if last.stroke_px:
+                err = ("grounding: the body moved away from the drawn stroke; draw it again "
+                       "on the new image")
+                print(f"tuina-grounding: error: {err}", file=sys.stderr, flush=True)
+                out.send("events", SessionEvent("error", err).to_arrow(), stamp, CAMERA_FRAME)
+                continue
+            pending, not_before = last, stamp + int(cfg["REGROUND_DELAY_S"] * 1e9)
+            print(f"grounding: finding {last.text!r} again after the body moved", flush=True)
+        elif (event["id"] == "depth" and pending is not None and info is not None
+              and stamp >= not_before):
             request, pending = pending, None
+            last = request
             try:
-                target = ground(request, event, info, cfg, forces, nominal, stamp)
+                target, found_body = ground(request, event, info, cfg, forces, nominal, stamp)
+                nominal = nominal if found_body is None else found_body
             except (UnknownAcupoint, GroundingError) as err:
                 print(f"tuina-grounding: error: {err}", file=sys.stderr, flush=True)
                 out.send("events", SessionEvent("error", f"grounding: {err}").to_arrow(),
@@ -86,8 +106,10 @@ def main() -> None:
 
 
 def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
-           forces: dict[str, float], nominal: np.ndarray, stamp: int) -> GroundedTarget:
-    """One instruction on one depth frame -> a grounded target (or an error).
+           forces: dict[str, float], nominal: np.ndarray,
+           stamp: int) -> tuple[GroundedTarget, np.ndarray | None]:
+    """One instruction on one depth frame -> a grounded target (or an error), and where the
+    body was found (None for a drawn stroke).
 
     A drawn stroke needs no acupoint name: the path starts at its first pixel.
     """
@@ -100,7 +122,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     if point is None:
         box = np.concatenate([stroke.min(axis=0), stroke.max(axis=0)])
         return GroundedTarget("STROKE", "drawn stroke", 0, box.tolist(), stroke[0].tolist(),
-                              stroke.ravel().tolist(), 1.0, force, parsed.technique, stamp)
+                              stroke.ravel().tolist(), 1.0, force, parsed.technique,
+                              stamp), None
     depth = decode_depth(event["value"], event["metadata"])
     rng = np.random.default_rng([cfg["SEED"], stamp])
     body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
@@ -112,7 +135,7 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     stroke_flat = [] if stroke is None else stroke.ravel().tolist()
     return GroundedTarget(point.code, point.pinyin, point.number, found.box.tolist(),
                           found.centre_px.tolist(), stroke_flat, found.fit.fitness, force,
-                          parsed.technique, stamp)
+                          parsed.technique, stamp), found.fit.base_T_body
 
 if __name__ == "__main__":
     main()

@@ -76,7 +76,7 @@ def main() -> None:
             msg = Trajectory(state_stamp + int(0.05e9), plan.t_s.tolist(),
                              plan.positions.ravel().tolist(), plan.quaternions.ravel().tolist(),
                              plan.forces_n.tolist(), plan.phases, plan.normals.ravel().tolist(),
-                             plan.joints.ravel().tolist(), target.code)
+                             plan.joints.ravel().tolist(), target.code, target.source_stamp_ns)
             out.send("trajectory", msg.to_arrow(), stamp, BASE_FRAME)
             print(f"planner: {target.code}: {len(plan.t_s)} samples, "
                   f"{plan.t_s[-1]:.1f} s", flush=True)

@@ -1,7 +1,8 @@
 """session: watches a massage session, ends it, scores it and writes its summary.
 
 Inputs: ``command`` (phase and forces, trigger of the force log), ``ground_truth`` (sim truth),
-``target_pose``, and any number of ``events*`` inputs (errors and phases from other nodes).
+``target_pose``, ``body_motion`` (scored against the true body motion), and any number of
+``events*`` inputs (errors, phases, aborts and re-grounding requests from other nodes).
 Outputs: ``events`` (``done`` when the session is over: the world and the robot close).
 Writes ``<RECORDINGS_DIR>/<SESSION>/summary.json``; exits non-zero when the session failed.
 """
@@ -15,11 +16,12 @@ from datetime import datetime
 from pathlib import Path
 
 import numpy as np
-from tuina.operators.geometry import angle_between_deg
+from tuina.operators.geometry import angle_between_deg, quat_to_matrix
 from tuina.operators.session import SessionLimits, SessionLog, summarize
+from tuina.operators.tracking import rotation_angle_deg
 
 from tuina.config import Param
-from tuina.messages import Command, GroundTruth, SessionEvent, TargetPose
+from tuina.messages import BodyMotion, Command, GroundTruth, SessionEvent, TargetPose
 from tuina.node import Outputs, configure, events, stamp_of
 
 PARAMS = [
@@ -57,6 +59,18 @@ def main() -> None:
     first_ns: int | None = None
     last_ns = 0
     summary: dict | None = None
+    # truth by frame stamp (body rotation, target acupoint), to score the tracker's motions
+    truths: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+    waiting: dict[int, BodyMotion] = {}
+
+    def score_motion(stamp: int, bm: BodyMotion) -> None:
+        ref, now = truths.get(bm.reference_stamp_ns), truths.get(stamp)
+        if ref is None or now is None or target is None or target.code not in ref[1]:
+            return
+        R = np.asarray(bm.rotation).reshape(3, 3)
+        moved = R @ ref[1][target.code] + np.asarray(bm.translation)
+        log.tracking_err_mm.append(float(np.linalg.norm(moved - now[1][target.code]) * 1000))
+        log.tracking_err_deg.append(rotation_angle_deg(R.T @ now[0] @ ref[0].T))
 
     def finish(stamp: int) -> None:
         nonlocal summary
@@ -88,6 +102,19 @@ def main() -> None:
                 finish(stamp)
             elif ev.kind == "done":
                 finish(stamp)
+            elif ev.kind == "abort":
+                log.aborts.append(ev.detail)
+            elif ev.kind == "reground":
+                log.regrounds += 1
+        elif eid == "body_motion":
+            bm = BodyMotion.from_arrow(event["value"])
+            log.motion_t.append(stamp * 1e-9)
+            log.motion_status.append(bm.status)
+            if bm.status == "ok":
+                if stamp in truths:
+                    score_motion(stamp, bm)
+                else:
+                    waiting[stamp] = bm
         elif eid == "target_pose":
             target = TargetPose.from_arrow(event["value"])
         elif eid == "command":
@@ -104,6 +131,15 @@ def main() -> None:
         elif eid == "ground_truth":
             truth = GroundTruth.from_arrow(event["value"])
             log.max_force_n = max(log.max_force_n, truth.max_contact_force_n)
+            points = np.asarray(truth.acupoint_positions).reshape(-1, 3)
+            truths[stamp] = (quat_to_matrix(np.asarray(truth.body_quaternion)),
+                             dict(zip(truth.acupoint_codes, points, strict=True)))
+            while len(truths) > 900:  # a minute of frames at 15 Hz
+                truths.pop(next(iter(truths)))
+            if stamp in waiting:
+                score_motion(stamp, waiting.pop(stamp))
+            while len(waiting) > 100:
+                waiting.pop(next(iter(waiting)))
             if target is not None and target.code in truth.acupoint_codes:
                 k = truth.acupoint_codes.index(target.code)
                 acu = np.asarray(truth.acupoint_positions).reshape(-1, 3)[k]
@@ -113,6 +149,10 @@ def main() -> None:
                 contact = np.asarray(truth.contact_point)
                 if phase == "press" and np.all(np.isfinite(contact)):
                     log.contact_errors_mm.append(float(np.linalg.norm(contact - acu) * 1000))
+                in_contact = np.linalg.norm(truth.contact_force) > 1.0
+                if phase in ("press", "stroke") and in_contact and np.all(np.isfinite(contact)):
+                    log.follow_t.append(stamp * 1e-9)
+                    log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))
         if (summary is None and first_ns is not None
                 and (last_ns - first_ns) * 1e-9 > cfg["TIMEOUT_S"]):
             log.errors.append(f"session timed out after {cfg['TIMEOUT_S']} s in phase "

@@ -12,7 +12,7 @@ import time
 from typing import Any
 
 import numpy as np
-from tuina.operators.motion import KINDS, BodyMotionScript
+from tuina.operators.motion import JERK_S, KINDS, TRIGGERS, BodyMotionScript
 
 from tuina.config import Param
 from tuina.messages import (
@@ -45,9 +45,14 @@ PARAMS = [
     Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m", "phantom pelvis on the table",
           length=3),
     Param("BODY_YAW_DEG", "float", 90.0, "deg", "phantom heading about z"),
-    Param("BODY_MOTION", "choice", "none", "-", "scripted body motion", choices=KINDS),
-    Param("BODY_MOTION_START_S", "float", 10.0, "s", "sim time the motion starts", low=0),
-    Param("BODY_MOTION_DURATION_S", "float", 2.0, "s", "duration of shift / drift", low=0.001),
+    Param("BODY_MOTION", "choice", "none", "-", "scripted body motion: shift (smooth), "
+          f"drift (constant velocity, goes on), jerk (within {JERK_S} s)", choices=KINDS),
+    Param("BODY_MOTION_TRIGGER", "choice", "time", "-",
+          "BODY_MOTION_START_S counts from the start (time) or the first tool contact",
+          choices=TRIGGERS),
+    Param("BODY_MOTION_START_S", "float", 10.0, "s", "when the motion starts", low=0),
+    Param("BODY_MOTION_DURATION_S", "float", 2.0, "s",
+          "duration of a shift; a drift moves by the motion in this time", low=0.001),
     Param("BODY_MOTION_TRANSLATION_MM", "floats", [10.0, 0.0, 0.0], "mm",
           "translation of the motion (body frame)", length=3),
     Param("BODY_MOTION_ROTATION_DEG", "floats", [0.0, 0.0, 0.0], "deg",
@@ -62,7 +67,7 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
     motion = BodyMotionScript(
         cfg["BODY_MOTION"], cfg["BODY_MOTION_START_S"], cfg["BODY_MOTION_DURATION_S"],
         tuple(np.multiply(cfg["BODY_MOTION_TRANSLATION_MM"], 1e-3)),
-        tuple(cfg["BODY_MOTION_ROTATION_DEG"]))
+        tuple(cfg["BODY_MOTION_ROTATION_DEG"]), cfg["BODY_MOTION_TRIGGER"])
     return WorldConfig(
         hostname=cfg["FRANKA_HOSTNAME"], body_position=tuple(cfg["BODY_POSITION"]),
         body_yaw_deg=cfg["BODY_YAW_DEG"], camera_position=tuple(cfg["CAMERA_POSITION"]),

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 from scipy.spatial.transform import Rotation
-from tuina.operators.planner import sample
+from tuina.operators.planner import min_jerk, sample
 
 
 @dataclass(frozen=True)
@@ -34,6 +34,8 @@ class ForceConfig:
     max_follow_rate_deg: float = 10.0
     compensation_gain: float = 2.0  # 1/s, PBVS compensation of the position tracking error
     max_compensation_m: float = 0.03
+    retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
+    retreat_speed: float = 0.05  # m/s, mean speed of that retreat
 
 
 @dataclass
@@ -71,7 +73,7 @@ class ControlOutput:
     position: np.ndarray
     quaternion: np.ndarray
     mode: str  # track | hold | stop
-    phase: str
+    phase: str  # the trajectory's phase, "done", or "abort" while backing off
     force_target_n: float
     force_measured_n: float
 
@@ -88,6 +90,10 @@ class HybridForceController:
     last_t: float | None = None
     applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
     compensation: np.ndarray = field(default_factory=lambda: np.zeros(3))
+    abort_reason: str = ""
+    _abort: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # t, from, to, q
+    _last: ControlOutput | None = None
+    _normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
 
     def __post_init__(self) -> None:
         c = self.config
@@ -111,6 +117,31 @@ class HybridForceController:
         self.applied_motion = out
         return out
 
+    def abort(self, t: float, tool_position: np.ndarray, reason: str) -> None:
+        """Stop the massage: back off along the surface normal from where the tool is, then
+        hold there (until a new trajectory replaces this controller)."""
+        if self._abort is not None:
+            return
+        last = self._last
+        n = np.array([0.0, 0.0, 1.0]) if last is None else self._normal
+        q = np.array([0.0, 0.0, 0.0, 1.0]) if last is None else last.quaternion
+        start = np.asarray(tool_position, float)
+        self._abort = (t, start, start + n * self.config.retreat_m, q)
+        self.abort_reason = reason
+
+    @property
+    def aborted(self) -> bool:
+        """The massage was stopped (backing off or holding off the body)."""
+        return self._abort is not None
+
+    def _retreat(self, t: float, f_meas: float) -> ControlOutput:
+        t0, start, goal, q = self._abort
+        duration = 1.875 * self.config.retreat_m / self.config.retreat_speed
+        s = min_jerk(np.array([(t - t0) / duration]))[0]
+        moving = t - t0 < duration
+        return ControlOutput(start + s * (goal - start), q, "track" if moving else "hold",
+                             "abort", 0.0, f_meas)
+
     def step(self, t: float, plan_t: np.ndarray, positions: np.ndarray, quats: np.ndarray,
              forces: np.ndarray, normals: np.ndarray, phases: list[str],
              tool_position: np.ndarray, wrench: np.ndarray,
@@ -119,12 +150,20 @@ class HybridForceController:
         c = self.config
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
         self.last_t = t
+        if self._abort is not None:
+            n = self._normal
+            f_meas = float(-np.asarray(wrench[:3]) @ n)
+            if f_meas > c.force_cap_n or not np.isfinite(f_meas):
+                return ControlOutput(tool_position + n * 0.02, self._abort[3], "stop", "abort",
+                                     0.0, f_meas)
+            return self._retreat(t, f_meas)
         M = self._follow(body_motion, dt)
         i = int(np.clip(np.searchsorted(plan_t, t, side="right") - 1, 0, len(plan_t) - 1))
         phase = phases[i] if t <= plan_t[-1] else "done"
         p_plan = M[:3, :3] @ sample(plan_t, positions, t) + M[:3, 3]
         n = M[:3, :3] @ normals[i]
         n /= np.linalg.norm(n)
+        self._normal = n
         q = (Rotation.from_matrix(M[:3, :3]) * Rotation.from_quat(quats[i])).as_quat()
         f_target = float(forces[i]) if phase != "done" else 0.0
         f_meas = float(-np.asarray(wrench[:3]) @ n)  # pushing into the body is positive
@@ -159,5 +198,6 @@ class HybridForceController:
         if norm > c.max_compensation_m:
             self.compensation *= c.max_compensation_m / norm
         position = p_plan + self.compensation - n * self.depth
-        return ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
-                             f_target, f_meas)
+        self._last = ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
+                                   f_target, f_meas)
+        return self._last

@@ -17,6 +17,7 @@ class SessionLimits:
     force_cap_n: float = 15.0
     min_contact_s: float = 1.0
     settle_s: float = 0.8  # first part of the press excluded from the steady statistics
+    follow_settle_s: float = 0.2  # first part of each contact excluded from the follow error
 
 
 @dataclass
@@ -32,6 +33,27 @@ class SessionLog:
     max_force_n: float = 0.0
     errors: list[str] = field(default_factory=list)
     first_contact_s: float | None = None
+    follow_t: list[float] = field(default_factory=list)  # press / stroke samples with the
+    follow_mm: list[float] = field(default_factory=list)  # contact-to-acupoint distance
+    motion_t: list[float] = field(default_factory=list)  # body_motion stamps
+    motion_status: list[str] = field(default_factory=list)
+    tracking_err_mm: list[float] = field(default_factory=list)  # at the target, vs the truth
+    tracking_err_deg: list[float] = field(default_factory=list)
+    aborts: list[str] = field(default_factory=list)
+    regrounds: int = 0
+
+
+def follow_errors(t: np.ndarray, err: np.ndarray, settle_s: float,
+                  gap_s: float = 0.05) -> np.ndarray:
+    """Errors of in-contact samples, each contact's first ``settle_s`` left out.
+
+    A contact is a run of samples no more than ``gap_s`` apart.
+    """
+    if len(t) == 0:
+        return np.zeros(0)
+    starts = np.concatenate([[True], np.diff(t) > gap_s])
+    episode_start = t[np.maximum.accumulate(np.where(starts, np.arange(len(t)), 0))]
+    return err[t - episode_start >= settle_s]
 
 
 def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict:
@@ -51,6 +73,12 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
            if steady.any() else float("nan"))
     acu = float(np.median(log.contact_errors_mm)) if log.contact_errors_mm else float("nan")
     max_force = max(log.max_force_n, float(f.max()) if len(f) else 0.0)
+    follow = follow_errors(np.asarray(log.follow_t), np.asarray(log.follow_mm),
+                           limits.follow_settle_s)
+    mt = np.asarray(log.motion_t)
+    ok_motion = np.asarray(log.motion_status) == "ok"
+    statuses = {k: int(np.sum(np.asarray(log.motion_status) == k))
+                for k in sorted(set(log.motion_status))}
     problems = list(log.errors)
     if contact_s < limits.min_contact_s:
         problems.append(f"contact lasted {contact_s:.1f} s (< {limits.min_contact_s} s)")
@@ -73,6 +101,18 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "contact_s": contact_s,
         "duration_s": float(duration_s),
         "first_contact_s": log.first_contact_s,
+        "follow_err_mm": float(np.mean(follow)) if len(follow) else float("nan"),
+        "follow_err_max_mm": float(np.max(follow)) if len(follow) else float("nan"),
+        "tracking_err_mm": (float(np.mean(log.tracking_err_mm)) if log.tracking_err_mm
+                            else float("nan")),
+        "tracking_err_deg": (float(np.mean(log.tracking_err_deg)) if log.tracking_err_deg
+                             else float("nan")),
+        "body_motion_hz": (float((len(mt) - 1) / (mt[-1] - mt[0])) if len(mt) > 1
+                           and mt[-1] > mt[0] else 0.0),
+        "body_motion_ok": float(ok_motion.mean()) if len(mt) else float("nan"),
+        "body_motion_statuses": statuses,
+        "aborts": list(log.aborts),
+        "regrounds": log.regrounds,
         "ok": not problems,
         "problems": problems,
     }

@@ -1,4 +1,16 @@
-"""Body-motion tracking (VBRM Eq. 6-8): ICP between body clouds and the motion criterion."""
+"""Body-motion tracking (VBRM Eq. 6-8): ICP between body clouds and the motion criterion.
+
+Method, chosen by measurement (``benchmarks/registration.py``, D455-like noise, 10-20 mm /
+3-5 deg motions): each frame is registered *onto* the reference with open3d's point-to-plane
+ICP (legacy API). The reference is prepared once (table plane, voxel grid, normals, k-d
+tree), so a frame costs a back-projection, a voxel grid and the ICP: 12 ms median and
+0.17 mm / 0.01 deg at 10 mm voxels and a 4-pixel stride on two cores. GICP (open3d or
+small_gicp) is as accurate but needs covariances of every frame (10-37 ms); point-to-point
+stalls at ~9 mm on smooth skin; small_gicp's point-to-plane stops at 2-3 mm. Registering the
+frame onto the reference also makes the fitness the share of *seen* points that match, so
+the arm's occlusion shadow and holes do not read as a lost track; how much of the reference
+is seen is checked separately (coverage).
+"""
 
 from __future__ import annotations
 
@@ -6,32 +18,51 @@ from dataclasses import dataclass
 
 import numpy as np
 import open3d as o3d
+from tuina.operators.geometry import fit_plane_ransac
+
+STATUSES = ("ok", "no_reference", "no_cloud", "partial_view", "low_fitness", "large_motion",
+            "lost")
 
 
 @dataclass(frozen=True)
 class TrackerConfig:
-    """Registration and gating parameters (metres, degrees)."""
+    """Registration and gating parameters (metres, degrees, seconds)."""
 
     voxel_m: float = 0.01
     max_correspondence_m: float = 0.03
-    min_points: int = 300
-    min_fitness: float = 0.6
-    translation_threshold_m: float = 0.003
-    rotation_threshold_deg: float = 1.0
-    max_step_m: float = 0.03  # larger motion between frames than this is a lost track
-    max_step_deg: float = 5.0
     iterations: int = 30
+    min_points: int = 300  # voxels of a frame's body cloud
+    min_coverage: float = 0.5  # frame voxels / reference voxels
+    min_fitness: float = 0.6
+    translation_threshold_m: float = 0.001  # s(t, theta): motion that updates the plan
+    rotation_threshold_deg: float = 0.2
+    max_speed_m_s: float = 0.08  # faster body motion between frames: large motion
+    max_rate_deg_s: float = 20.0
+    max_total_m: float = 0.06  # further from the reference than this: large motion
+    max_total_deg: float = 10.0
+    lost_after_frames: int = 15  # consecutive bad frames before the track is lost
+    table_margin_m: float = 0.012
 
 
 @dataclass(frozen=True)
 class MotionEstimate:
-    """Body motion since the reference: p_now = R p_ref + t."""
+    """Body motion since the reference: p_now = R p_ref + t.
+
+    ``transform`` is what trajectories should follow (it changes only when the motion
+    criterion passes); ``estimate`` is this frame's registration, valid when status is ok.
+    ``reground`` is true on the frame where the track was lost: the target must be found
+    again.
+    """
 
     transform: np.ndarray
+    estimate: np.ndarray
     fitness: float
     inlier_rmse: float
     updated: bool
     status: str
+    points: int
+    coverage: float
+    reground: bool = False
 
 
 def rotation_angle_deg(R: np.ndarray) -> float:
@@ -39,73 +70,167 @@ def rotation_angle_deg(R: np.ndarray) -> float:
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
 
 
-def body_cloud(points_base: np.ndarray, roi_min: np.ndarray, roi_max: np.ndarray,
-               tool_position: np.ndarray | None, tool_radius_m: float) -> np.ndarray:
-    """Body points: inside the region of interest above the table, the tool masked out."""
-    keep = np.all((points_base >= roi_min) & (points_base <= roi_max), axis=1)
-    if tool_position is not None:
-        keep &= np.linalg.norm(points_base - tool_position, axis=1) > tool_radius_m
-    return points_base[keep]
+def segment_distances(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Distance of every point to the segment a-b."""
+    ab = b - a
+    denom = float(ab @ ab)
+    s = np.zeros(len(points)) if denom < 1e-12 else np.clip((points - a) @ ab / denom, 0, 1)
+    return np.linalg.norm(points - (a + s[:, None] * ab), axis=1)
+
+
+def outside_capsules(points: np.ndarray, chain: np.ndarray, radius_m: float) -> np.ndarray:
+    """Mask of the points farther than ``radius_m`` from every segment of a polyline chain."""
+    keep = np.ones(len(points), dtype=bool)
+    for a, b in zip(chain[:-1], chain[1:], strict=True):
+        keep &= segment_distances(points, a, b) > radius_m
+    return keep
+
+
+class ArmModel:
+    """Where the arm is: its kinematic chain as a polyline, to mask it out of body clouds.
+
+    The polyline runs through every joint origin, the flange, the tool contact point and
+    across the hand (``hand_points`` in the flange frame): with a radius it covers links,
+    hand and tool.
+    """
+
+    def __init__(self, urdf: str, flange_frame: str, flange_T_tool: np.ndarray,
+                 hand_points: np.ndarray):
+        import pinocchio as pin
+
+        self._pin = pin
+        self.model = pin.buildModelFromXML(urdf)
+        self.data = self.model.createData()
+        self.flange = self.model.getFrameId(flange_frame)
+        self.flange_T_tool = np.asarray(flange_T_tool, float)
+        self.hand_points = np.asarray(hand_points, float).reshape(-1, 3)
+
+    def chain(self, q: np.ndarray) -> np.ndarray:
+        """Polyline of the arm in the base frame for joint positions q."""
+        pin = self._pin
+        pin.forwardKinematics(self.model, self.data, np.asarray(q, float))
+        pin.updateFramePlacements(self.model, self.data)
+        joints = [self.data.oMi[i].translation for i in range(self.model.njoints)]
+        flange = self.data.oMf[self.flange].homogeneous
+        tool = (flange @ self.flange_T_tool)[:3, 3]
+        hand = self.hand_points @ flange[:3, :3].T + flange[:3, 3]
+        # the hand crosswise, back through the flange, then down to the tool
+        return np.vstack([*joints, flange[:3, 3], *hand, flange[:3, 3], tool])
 
 
 class BodyTracker:
-    """Registers each body cloud to the reference cloud, warm-started from the last estimate.
+    """Registers each frame's body cloud onto the reference, warm-started from the last one."""
 
-    Point-to-plane ICP (open3d, legacy API): point-to-point stalls at ~2.5 deg / 9 mm on
-    smooth skin, point-to-plane reaches ~0.05 deg / 0.1 mm and runs the whole
-    depth->motion pipeline in ~12 ms at 10 mm voxels on two cores.
-    """
-
-    def __init__(self, config: TrackerConfig):
+    def __init__(self, config: TrackerConfig, seed: int = 0):
         self.config = config
+        self.seed = seed
         self.reference: o3d.geometry.PointCloud | None = None
-        self.last = np.eye(4)
-        self.published = np.eye(4)
+        self.reference_stamp_ns = 0
+        self.table: np.ndarray | None = None  # a, b, c, d with the normal up
+        self.centroid = np.zeros(3)
+        self._reset()
 
-    def _cloud(self, points: np.ndarray) -> o3d.geometry.PointCloud:
+    def _reset(self) -> None:
+        self.last = np.eye(4)
+        self.last_stamp_ns = self.reference_stamp_ns
+        self.published = np.eye(4)
+        self.bad_frames = 0
+        self.lost = False
+
+    def body_points(self, points_base: np.ndarray, arm_chain: np.ndarray | None,
+                    arm_radius_m: float) -> np.ndarray:
+        """Points of the body: above the table, outside the arm's capsules."""
+        pts = points_base
+        if self.table is not None and len(pts):
+            pts = pts[pts @ self.table[:3] + self.table[3] > self.config.table_margin_m]
+        if arm_chain is not None and len(pts):
+            pts = pts[outside_capsules(pts, arm_chain, arm_radius_m)]
+        return pts
+
+    def set_reference(self, points_base: np.ndarray, stamp_ns: int,
+                      arm_chain: np.ndarray | None = None, arm_radius_m: float = 0.0) -> str:
+        """Take this frame (region-of-interest points, base) as the one the plan was made on.
+
+        Finds the table plane once; returns "ok" or why the frame cannot be a reference.
+        """
+        cfg = self.config
+        if len(points_base) < max(cfg.min_points, 3):
+            return "no_cloud"
+        rng = np.random.default_rng([self.seed, stamp_ns])
+        # the table is the lowest large plane: search among the lowest points only, so a
+        # broad flat back cannot pass for it
+        low = points_base[points_base[:, 2] < np.percentile(points_base[:, 2], 10) + 0.02]
+        normal, d, _ = fit_plane_ransac(low, cfg.table_margin_m * 0.5, 100, rng)
+        if normal[2] < 0:
+            normal, d = -normal, -d
+        self.table = np.append(normal, d) if abs(normal[2]) > 0.9 else None
+        body = self.body_points(points_base, arm_chain, arm_radius_m)
+        cloud = self._voxels(body)
+        if len(cloud.points) < cfg.min_points:
+            return "no_cloud"
+        cloud.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(
+            radius=cfg.voxel_m * 3, max_nn=20))
+        self.reference = cloud
+        self.reference_stamp_ns = stamp_ns
+        self.centroid = np.asarray(cloud.points).mean(axis=0)
+        self._reset()
+        return "ok"
+
+    def _voxels(self, points: np.ndarray) -> o3d.geometry.PointCloud:
         pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points))
-        pcd = pcd.voxel_down_sample(self.config.voxel_m)
-        pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(
-            radius=self.config.voxel_m * 3, max_nn=20))
-        pcd.orient_normals_towards_camera_location(np.array([0.0, 0.0, 10.0]))
-        return pcd
+        return pcd.voxel_down_sample(self.config.voxel_m)
 
-    def set_reference(self, points: np.ndarray) -> bool:
-        """Take this cloud as the one trajectories are planned on."""
-        if len(points) < self.config.min_points:
-            return False
-        self.reference = self._cloud(points)
-        self.last = np.eye(4)
-        self.published = np.eye(4)
-        return True
+    def _bad(self, status: str, fitness: float = 0.0, rmse: float = 0.0, points: int = 0,
+             coverage: float = 0.0) -> MotionEstimate:
+        self.bad_frames += 1
+        reground = False
+        if status == "large_motion" or self.bad_frames >= self.config.lost_after_frames:
+            reground = not self.lost
+            self.lost = True
+        return MotionEstimate(self.published, self.last, fitness, rmse, False, status, points,
+                              coverage, reground)
 
-    def update(self, points: np.ndarray) -> MotionEstimate:
-        """Estimate the motion of this cloud relative to the reference."""
+    def update(self, points_base: np.ndarray, stamp_ns: int,
+               arm_chain: np.ndarray | None = None, arm_radius_m: float = 0.0) -> MotionEstimate:
+        """Estimate the motion of this frame's body relative to the reference."""
         cfg = self.config
         if self.reference is None:
-            return MotionEstimate(self.published, 0.0, 0.0, False, "no_reference")
-        if len(points) < cfg.min_points:
-            return MotionEstimate(self.published, 0.0, 0.0, False, "no_cloud")
-        current = self._cloud(points)
-        # register reference -> current: the transform that moves the body as it moved
+            return MotionEstimate(self.published, self.last, 0.0, 0.0, False, "no_reference",
+                                  0, 0.0)
+        if self.lost:
+            return MotionEstimate(self.published, self.last, 0.0, 0.0, False, "lost", 0, 0.0)
+        finite = points_base[np.all(np.isfinite(points_base), axis=1)]
+        current = self._voxels(self.body_points(finite, arm_chain, arm_radius_m))
+        n = len(current.points)
+        coverage = n / max(len(self.reference.points), 1)
+        if n < cfg.min_points:
+            return self._bad("no_cloud", points=n, coverage=coverage)
+        if coverage < cfg.min_coverage:
+            return self._bad("partial_view", points=n, coverage=coverage)
+        # frame -> reference: the inverse of the body motion, warm-started from the last one
         result = o3d.pipelines.registration.registration_icp(
-            self.reference, current, cfg.max_correspondence_m, self.last,
+            current, self.reference, cfg.max_correspondence_m, np.linalg.inv(self.last),
             o3d.pipelines.registration.TransformationEstimationPointToPlane(),
             o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=cfg.iterations))
-        T = np.asarray(result.transformation)
-        if result.fitness < cfg.min_fitness:
-            return MotionEstimate(self.published, float(result.fitness),
-                                  float(result.inlier_rmse), False, "low_fitness")
-        step = np.linalg.inv(self.last) @ T
-        if (np.linalg.norm(step[:3, 3]) > cfg.max_step_m
-                or rotation_angle_deg(step[:3, :3]) > cfg.max_step_deg):
-            return MotionEstimate(self.published, float(result.fitness),
-                                  float(result.inlier_rmse), False, "jump")
-        self.last = T
-        delta = np.linalg.inv(self.published) @ T
-        updated = (np.linalg.norm(delta[:3, 3]) > cfg.translation_threshold_m
+        fitness, rmse = float(result.fitness), float(result.inlier_rmse)
+        if fitness < cfg.min_fitness:
+            return self._bad("low_fitness", fitness, rmse, n, coverage)
+        motion = np.linalg.inv(np.asarray(result.transformation))
+        dt = max((stamp_ns - self.last_stamp_ns) * 1e-9, 1e-3)
+        c = np.append(self.centroid, 1.0)
+        step_m = float(np.linalg.norm((motion @ c - self.last @ c)[:3]))
+        step_deg = rotation_angle_deg(motion[:3, :3] @ self.last[:3, :3].T)
+        total_m = float(np.linalg.norm((motion @ c)[:3] - self.centroid))
+        total_deg = rotation_angle_deg(motion[:3, :3])
+        if (step_m / dt > cfg.max_speed_m_s or step_deg / dt > cfg.max_rate_deg_s
+                or total_m > cfg.max_total_m or total_deg > cfg.max_total_deg):
+            return self._bad("large_motion", fitness, rmse, n, coverage)
+        self.bad_frames = 0
+        self.last, self.last_stamp_ns = motion, stamp_ns
+        delta = np.linalg.inv(self.published) @ motion
+        updated = (float(np.linalg.norm((delta @ c)[:3] - self.centroid))
+                   > cfg.translation_threshold_m
                    or rotation_angle_deg(delta[:3, :3]) > cfg.rotation_threshold_deg)
         if updated:
-            self.published = T
-        return MotionEstimate(self.published, float(result.fitness), float(result.inlier_rmse),
-                              updated, "ok")
+            self.published = motion
+        return MotionEstimate(self.published, motion, fitness, rmse, updated, "ok", n, coverage)

@@ -174,7 +174,8 @@ def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):
 
 def trajectory_event(stamp: int) -> dict:
     traj = Trajectory(stamp, [0.0, 1.0, 2.0], [0.4, 0.0, 0.2] * 3, [1.0, 0, 0, 0] * 3,
-                      [0.0, 0.0, 0.0], ["approach"] * 3, [0, 0, 1.0] * 3, [0.0] * 21, "ST36")
+                      [0.0, 0.0, 0.0], ["approach"] * 3, [0, 0, 1.0] * 3, [0.0] * 21, "ST36",
+                      0)
     return {"type": "INPUT", "id": "trajectory", "value": traj.to_arrow(),
             "metadata": meta(stamp)}
 

@@ -33,7 +33,6 @@ from tuina.operators.posefit import (
 from tuina.operators.safety import SafetyConfig, command_problem, rate_limit, retreat_point
 from tuina.operators.sensor import DepthNoise, apply_depth_noise
 from tuina.operators.session import SessionLimits, SessionLog, summarize
-from tuina.operators.tracking import BodyTracker, TrackerConfig, rotation_angle_deg
 
 K = np.array([[433.0, 0, 319.5], [0, 433.0, 239.5], [0, 0, 1]])
 # camera 0.9 m above the base origin looking straight down
@@ -240,22 +239,6 @@ def test_fit_phantom_recovers_the_body_pose():
     assert fit.fitness > 0.9
 
 
-def test_tracker_recovers_a_shift_and_flags_the_update():
-    cloud = phantom_cloud(placement((0.55, 0.2, 0.0), 90.0))
-    tracker = BodyTracker(TrackerConfig())
-    assert tracker.update(cloud).status == "no_reference"
-    assert tracker.set_reference(cloud)
-    still = tracker.update(cloud)
-    assert still.status == "ok" and not still.updated
-    R = pin.rpy.rpyToMatrix(0, 0, np.radians(2.0))
-    moved = cloud @ R.T + np.array([0.008, 0.004, 0.0])
-    est = tracker.update(moved)
-    assert est.updated and est.status == "ok"
-    np.testing.assert_allclose(transform_points(est.transform, cloud), moved, atol=2e-3)
-    assert abs(rotation_angle_deg(est.transform[:3, :3]) - 2.0) < 0.3
-    assert tracker.update(cloud[:50]).status == "no_cloud"
-
-
 # --- planner and IK ---------------------------------------------------------------------
 
 def test_plan_phases_limits_and_clearance():
@@ -352,7 +335,8 @@ def test_scripted_motion_kinds():
     assert np.allclose(body_offset(shift, 0.5), np.eye(4))
     assert np.allclose(body_offset(shift, 5.0)[:3, 3], [0.01, 0, 0])
     jerk = BodyMotionScript("jerk", 1.0, 2.0, (0.02, 0, 0))
-    assert body_offset(jerk, 1.0)[0, 3] == 0.02
+    assert body_offset(jerk, 1.05)[0, 3] == pytest.approx(0.01)
+    assert body_offset(jerk, 1.1)[0, 3] == pytest.approx(0.02)
     drift = BodyMotionScript("drift", 0.0, 2.0, (0.01, 0, 0))
     assert np.isclose(body_offset(drift, 4.0)[0, 3], 0.02)
     with pytest.raises(ValueError, match="unknown"):

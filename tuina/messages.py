@@ -232,18 +232,26 @@ class TargetPose(Message):
 
 @dataclass
 class BodyMotion(Message):
-    """Rigid body motion since the reference cloud: p_now = R p_ref + t (base frame)."""
+    """Rigid body motion since the reference cloud: p_now = R p_ref + t (base frame).
+
+    R, t change only when the motion criterion s(t, theta) passes; a status other than ok
+    means this frame's estimate was not trusted (R, t then repeat the last good motion).
+    """
 
     rotation: list[float]  # 3x3 row-major
     translation: list[float]  # m
-    fitness: float  # fraction of reference points with a correspondence
+    fitness: float  # fraction of the frame's body voxels that match the reference
     inlier_rmse: float  # m
     updated: bool  # the motion criterion passed: trajectories should follow
-    status: str  # ok | no_reference | no_cloud | low_fitness | jump
+    status: str  # ok | no_reference | no_cloud | partial_view | low_fitness | large_motion | lost
+    reference_stamp_ns: int  # stamp of the depth frame the reference cloud came from
+    points: int  # body voxels in this frame
+    coverage: float  # body voxels in this frame / in the reference
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("rotation", _vec(9)), ("translation", _vec(3)), ("fitness", pa.float64()),
         ("inlier_rmse", pa.float64()), ("updated", pa.bool_()), ("status", pa.string()),
+        ("reference_stamp_ns", pa.int64()), ("points", pa.int32()), ("coverage", pa.float64()),
     ])
 
 
@@ -260,13 +268,15 @@ class Trajectory(Message):
     normals: list[float]  # flat N x 3 outward surface normal at each sample
     joints: list[float]  # flat N x 7 IK solution per sample (rad)
     code: str
+    reference_stamp_ns: int  # depth frame the target was found on: body motions relative
+    # to the tracker reference of this frame move the trajectory
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("start_stamp_ns", pa.int64()), ("t_s", pa.list_(pa.float64())),
         ("positions", pa.list_(pa.float64())), ("quaternions", pa.list_(pa.float64())),
         ("forces_n", pa.list_(pa.float64())), ("phases", pa.list_(pa.string())),
         ("normals", pa.list_(pa.float64())), ("joints", pa.list_(pa.float64())),
-        ("code", pa.string()),
+        ("code", pa.string()), ("reference_stamp_ns", pa.int64()),
     ])
 
 
@@ -334,7 +344,7 @@ class GroundTruth(Message):
 class SessionEvent(Message):
     """A session-level event: phase changes, errors, the end of a session."""
 
-    kind: str  # phase | error | done
+    kind: str  # phase | error | done | reground (find the target again) | abort
     detail: str
 
     ARROW_TYPE: ClassVar = pa.struct([("kind", pa.string()), ("detail", pa.string())])

@@ -198,6 +198,7 @@ class MassageWorld:
         self._contact_force = np.zeros(3)
         self._contact_point = np.full(3, np.nan)
         self._max_force = 0.0
+        self._first_contact_s: float | None = None
         self._nominal = nominal_base_T_body(cfg)
         self.renderer = None
 
@@ -265,9 +266,16 @@ class MassageWorld:
 
     def _pre_step(self) -> None:
         # the 1 kHz hot path: a body that never moves keeps its mocap pose from the XML
-        if self.cfg.motion.kind == "none":
+        motion = self.cfg.motion
+        if motion.kind == "none":
             return
-        T = self._nominal @ body_offset(self.cfg.motion, self.time_s)
+        if motion.trigger == "contact":
+            if self._first_contact_s is None:
+                return
+            t = self.time_s - self._first_contact_s
+        else:
+            t = self.time_s
+        T = self._nominal @ body_offset(motion, t)
         self.data.mocap_pos[self._mocap_id] = T[:3, 3]
         self.data.mocap_quat[self._mocap_id] = np.roll(matrix_to_quat(T[:3, :3]), 1)
 
@@ -293,6 +301,8 @@ class MassageWorld:
             weighted += c6[0] * c.pos
             weight += c6[0]
         self._contact_force = force
+        if self._first_contact_s is None and force @ force > 1.0:
+            self._first_contact_s = self.time_s
         self._max_force = max(self._max_force, float(np.linalg.norm(force)))
         self._contact_point = weighted / weight if weight > 1e-6 else np.full(3, np.nan)
         self._wrench_base = np.concatenate([force, np.zeros(3)])

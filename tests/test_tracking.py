@@ -1,0 +1,175 @@
+"""Body tracking: registration accuracy, the motion criterion, losing track, masking the arm."""
+
+import functools
+
+import numpy as np
+import pytest
+from scipy.spatial.transform import Rotation
+from tuina.operators.geometry import make_transform, transform_points
+from tuina.operators.phantom import placement, surface_samples
+from tuina.operators.tracking import (
+    BodyTracker,
+    TrackerConfig,
+    outside_capsules,
+    rotation_angle_deg,
+)
+
+FRAME_NS = 33_333_333  # 30 Hz
+NOMINAL = placement((0.55, 0.2, 0.0), 90.0)
+
+
+@functools.cache
+def phantom_surface() -> tuple[np.ndarray, np.ndarray]:
+    return surface_samples(0.005)
+
+
+def upper_body(T: np.ndarray, rng: np.random.Generator, noise_m: float = 0.001) -> np.ndarray:
+    """What a camera above sees of the phantom at base_T_body = T, with a table around it."""
+    pts, normals = phantom_surface()
+    seen = transform_points(T, pts[(normals @ T[:3, :3].T)[:, 2] > 0.2])
+    seen = seen[seen[:, 2] > 0.01]
+    table = np.column_stack([rng.uniform(0.2, 0.9, 4000), rng.uniform(-0.7, 0.9, 4000),
+                             np.zeros(4000)])
+    cloud = np.vstack([seen, table])
+    return cloud + rng.normal(scale=noise_m, size=cloud.shape)
+
+
+def body_motion(t_mm, r_deg) -> np.ndarray:
+    """A base-frame motion of the body about its own origin."""
+    local = make_transform(Rotation.from_euler("xyz", r_deg, degrees=True).as_matrix(),
+                           np.asarray(t_mm) * 1e-3)
+    return NOMINAL @ local @ np.linalg.inv(NOMINAL)
+
+
+def tracker_with_reference(rng, **cfg) -> BodyTracker:
+    tracker = BodyTracker(TrackerConfig(**cfg))
+    assert tracker.set_reference(upper_body(NOMINAL, rng), 0) == "ok"
+    return tracker
+
+
+def test_reference_drops_the_table():
+    rng = np.random.default_rng(0)
+    tracker = tracker_with_reference(rng)
+    ref = np.asarray(tracker.reference.points)
+    assert ref[:, 2].min() > 0.01
+    np.testing.assert_allclose(tracker.table[:3], [0, 0, 1], atol=0.01)
+
+
+@pytest.mark.parametrize("t_mm,r_deg", [((10, 0, 0), (0, 0, 0)), ((0, 20, 0), (0, 0, 3)),
+                                        ((-8, 12, 0), (5, 0, 0)), ((12, -16, 2), (0, 2, 4))])
+def test_motion_is_recovered_within_half_a_millimetre(t_mm, r_deg):
+    rng = np.random.default_rng(1)
+    tracker = tracker_with_reference(rng)
+    truth = body_motion(t_mm, r_deg)
+    # a smooth motion over ten frames, as the camera sees it
+    for k in range(1, 11):
+        s = k / 10
+        step = body_motion(np.multiply(t_mm, s), np.multiply(r_deg, s))
+        est = tracker.update(upper_body(step @ NOMINAL, rng), k * 3 * FRAME_NS)
+        assert est.status == "ok", est
+    acupoint = transform_points(NOMINAL, np.array([[0.0, -0.1, 0.1]]))
+    err = transform_points(est.estimate, acupoint) - transform_points(truth, acupoint)
+    assert np.linalg.norm(err) < 0.5e-3
+    assert rotation_angle_deg(est.estimate[:3, :3] @ truth[:3, :3].T) < 0.2
+    assert est.fitness > 0.9 and est.inlier_rmse < 0.006  # point-to-point, 10 mm voxels
+
+
+def test_motion_criterion_gates_small_motions():
+    rng = np.random.default_rng(2)
+    tracker = tracker_with_reference(rng, translation_threshold_m=0.002)
+    small = tracker.update(upper_body(body_motion((1, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                           FRAME_NS)
+    assert small.status == "ok" and not small.updated
+    np.testing.assert_array_equal(small.transform, np.eye(4))
+    large = tracker.update(upper_body(body_motion((3, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                           20 * FRAME_NS)
+    assert large.updated
+    assert abs(large.transform[:3, 3] @ (NOMINAL[:3, 0]) - 0.003) < 0.0005
+
+
+def test_a_jerk_loses_the_track_once_and_stops_updates():
+    rng = np.random.default_rng(3)
+    tracker = tracker_with_reference(rng)
+    ok = tracker.update(upper_body(body_motion((5, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                        30 * FRAME_NS)
+    assert ok.status == "ok" and ok.updated
+    # 15 mm within one frame: 0.45 m/s
+    jerk = tracker.update(upper_body(body_motion((20, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                          31 * FRAME_NS)
+    assert jerk.status == "large_motion" and jerk.reground and not jerk.updated
+    np.testing.assert_array_equal(jerk.transform, ok.transform)
+    after = tracker.update(upper_body(body_motion((20, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                           40 * FRAME_NS)
+    assert after.status == "lost" and not after.reground
+    np.testing.assert_array_equal(after.transform, ok.transform)
+    # a new reference (the target found again) restores tracking
+    assert tracker.set_reference(upper_body(body_motion((20, 0, 0), (0, 0, 0)) @ NOMINAL,
+                                            rng), 41 * FRAME_NS) == "ok"
+    assert tracker.update(upper_body(body_motion((20, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                          42 * FRAME_NS).status == "ok"
+
+
+def test_motion_too_far_from_the_reference_asks_for_regrounding():
+    rng = np.random.default_rng(4)
+    tracker = tracker_with_reference(rng, max_total_m=0.015)
+    statuses = []
+    for k in range(1, 25):
+        moved = body_motion((k, 0, 0), (0, 0, 0)) @ NOMINAL  # 1 mm per 0.1 s
+        statuses.append(tracker.update(upper_body(moved, rng), k * 3 * FRAME_NS))
+    assert [e.status for e in statuses[:14]] == ["ok"] * 14
+    assert statuses[15].status == "large_motion" and statuses[15].reground
+    assert all(e.status == "lost" for e in statuses[16:])
+
+
+@pytest.mark.parametrize("make,status", [
+    (lambda c: np.zeros((0, 3)), "no_cloud"),
+    (lambda c: c[:40], "no_cloud"),
+    (lambda c: np.full_like(c, np.nan), "no_cloud"),
+    # the body half out of view: only the half nearer the head is seen
+    (lambda c: c[c[:, 1] < np.median(c[c[:, 2] > 0.02, 1])], "partial_view"),
+])
+def test_bad_frames_give_a_status_and_no_update(make, status):
+    rng = np.random.default_rng(5)
+    tracker = tracker_with_reference(rng)
+    good = tracker.update(upper_body(body_motion((4, 0, 0), (0, 0, 0)) @ NOMINAL, rng),
+                          30 * FRAME_NS)
+    moved = upper_body(body_motion((6, 0, 0), (0, 0, 0)) @ NOMINAL, rng)
+    est = tracker.update(make(moved), 31 * FRAME_NS)
+    assert est.status == status and not est.updated and not est.reground
+    np.testing.assert_array_equal(est.transform, good.transform)
+
+
+def test_bad_frames_in_a_row_lose_the_track():
+    rng = np.random.default_rng(6)
+    tracker = tracker_with_reference(rng, lost_after_frames=5)
+    results = [tracker.update(np.zeros((0, 3)), k * FRAME_NS) for k in range(1, 8)]
+    assert [r.reground for r in results] == [False] * 4 + [True, False, False]
+    assert results[-1].status == "lost"
+
+
+def test_arm_capsules_mask_the_arm_and_keep_the_body():
+    from tuina.nodes.icp_tracker import arm_model
+
+    arm = arm_model("fr3", 0.0466)
+    q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+    chain = arm.chain(q)
+    assert len(chain) == 13  # 8 joint origins, flange, hand ends, flange, tool
+    rng = np.random.default_rng(7)
+    # points on the links, and body points 20 cm below the tool
+    s = rng.uniform(size=(500, 1))
+    i = rng.integers(0, len(chain) - 1, 500)
+    on_arm = chain[i] + s * (chain[i + 1] - chain[i]) + rng.normal(scale=0.02, size=(500, 3))
+    tool = chain[-1]
+    body = tool + np.column_stack([rng.uniform(-0.3, 0.3, 500), rng.uniform(-0.3, 0.3, 500),
+                                   np.full(500, -0.2)])
+    assert not outside_capsules(on_arm, chain, 0.08).any()
+    assert outside_capsules(body, chain, 0.08).all()
+    # the tool tip from the arm's own forward kinematics sits where the planner puts it
+    import pinocchio as pin
+    from franky_sim.urdf import FR3_URDF
+    from tuina.operators.planner import ToolIK
+
+    ik = ToolIK(FR3_URDF, "link8", pin.SE3(pin.rpy.rpyToMatrix(0, 0, -np.pi / 4),
+                                           np.array([0, 0, 0.1034 + 0.0466])).homogeneous,
+                q)
+    np.testing.assert_allclose(ik.forward(q).translation, tool, atol=1e-9)
