@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 from tuina.operators.force_control import ForceConfig, HybridForceController
+from tuina.operators.tracking import predict
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
@@ -34,10 +35,16 @@ PARAMS = [
           low=0.0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard cap: above it the controller retreats",
           low=1.0, high=40.0),
-    Param("MAX_FOLLOW_SPEED", "float", 0.03, "m/s",
+    Param("MAX_FOLLOW_SPEED", "float", 0.06, "m/s",
           "rate limit of the trajectory following the body", low=0.001, high=0.2),
-    Param("MAX_FOLLOW_RATE_DEG_S", "float", 10.0, "deg/s",
+    Param("MAX_FOLLOW_RATE_DEG_S", "float", 15.0, "deg/s",
           "rotation rate limit of the trajectory following the body", low=0.1, high=90),
+    Param("FOLLOW_LEAD_S", "float", 0.15, "s",
+          "age of a body motion when it arrives (frame time to here): the motion is "
+          "extrapolated at the tracker's body velocity by this plus the time since", low=0,
+          high=0.5),
+    Param("MAX_LEAD_S", "float", 0.25, "s", "longest extrapolation of the body motion",
+          low=0, high=1.0),
     Param("RETREAT_M", "float", 0.06, "m", "back-off along the normal when a massage aborts",
           low=0.01, high=0.2),
     Param("TRACKER_TIMEOUT_S", "float", 0.5, "s",
@@ -69,10 +76,12 @@ def main() -> None:
     start_ns: int | None = None
     controller = HybridForceController(fcfg)
     motion = np.eye(4)
+    twist = np.zeros(6)
     phase = ""
     track_lost = ""  # why the tracker gave up on the current plan's reference
     motion_seen_ns: int | None = None  # robot time of the first state after a body motion
     motion_fresh = False
+    announced = False  # the current controller's abort was reported
     for event in events(node):
         stamp = stamp_of(event)
         if event["id"] == "trajectory":
@@ -82,7 +91,7 @@ def main() -> None:
                       np.asarray(traj.normals).reshape(-1, 3), traj.phases)
             start_ns = None
             controller = HybridForceController(fcfg)
-            motion, track_lost = np.eye(4), ""
+            motion, twist, track_lost, announced = np.eye(4), np.zeros(6), "", False
         elif event["id"] == "body_motion":
             bm = BodyMotion.from_arrow(event["value"])
             motion_fresh = True
@@ -92,7 +101,10 @@ def main() -> None:
                     motion = np.eye(4)
                     motion[:3, :3] = np.asarray(bm.rotation).reshape(3, 3)
                     motion[:3, 3] = bm.translation
-                elif bm.status in LOST:
+                    twist = np.asarray(bm.twist)
+                else:
+                    twist = np.zeros(6)  # hold the last good motion, never extrapolate it
+                if bm.status in LOST:
                     track_lost = track_lost or f"body tracking {bm.status.replace('_', ' ')}"
         elif event["id"] == "robot_state" and arrays is not None:
             state = RobotState.from_arrow(event["value"])
@@ -109,14 +121,17 @@ def main() -> None:
                 track_lost = f"no body motion for {cfg['TRACKER_TIMEOUT_S']} s"
             if track_lost and not controller.aborted and phase != "done":
                 controller.abort(t, np.asarray(state.tool_position), track_lost)
-                print(f"force-controller: {track_lost}: backing off", flush=True)
-                out.send("events", SessionEvent("abort", f"force-controller: {track_lost}; "
-                         "backing off until the target is found again").to_arrow(),
-                         stamp, BASE_FRAME)
+            lead = cfg["FOLLOW_LEAD_S"] + (stamp - (motion_seen_ns or stamp)) * 1e-9
             ref = controller.step(t, *arrays[:3], arrays[3], arrays[4], arrays[5],
                                   np.asarray(state.tool_position), np.asarray(state.wrench),
-                                  motion)
-            cmd = Command(ref.position.tolist(), ref.quaternion.tolist(), [0.0] * 6, ref.mode,
+                                  predict(motion, twist, min(lead, cfg["MAX_LEAD_S"])), twist)
+            if controller.aborted and not announced:
+                announced = True
+                print(f"force-controller: {controller.abort_reason}: backing off", flush=True)
+                out.send("events", SessionEvent("abort", f"force-controller: "
+                         f"{controller.abort_reason}; backing off").to_arrow(), stamp, BASE_FRAME)
+            cmd = Command(ref.position.tolist(), ref.quaternion.tolist(), ref.twist.tolist(),
+                          ref.mode,
                           ref.phase, ref.force_target_n, ref.force_measured_n)
             out.send("command", cmd.to_arrow(), stamp, BASE_FRAME)
             if ref.phase != phase:

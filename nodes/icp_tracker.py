@@ -16,8 +16,13 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from tuina.operators.geometry import depth_to_points, transform_points
-from tuina.operators.tracking import ArmModel, BodyTracker, MotionEstimate, TrackerConfig
+from tuina.operators.tracking import (
+    ArmModel,
+    BodyTracker,
+    MotionEstimate,
+    TrackerConfig,
+    roi_points,
+)
 
 from tuina.config import Param
 from tuina.messages import (
@@ -42,7 +47,7 @@ PARAMS = [
     Param("MIN_COVERAGE", "float", 0.5, "-",
           "fewest body voxels of a frame relative to the reference (body out of view)",
           low=0, high=1),
-    Param("TRANSLATION_THRESHOLD_M", "float", 0.001, "m",
+    Param("TRANSLATION_THRESHOLD_M", "float", 0.0005, "m",
           "motion criterion s(t, theta): translation that updates the trajectory", low=0),
     Param("ROTATION_THRESHOLD_DEG", "float", 0.2, "deg",
           "motion criterion s(t, theta): rotation that updates the trajectory", low=0),
@@ -108,7 +113,8 @@ def to_message(estimate: MotionEstimate, reference_stamp_ns: int) -> BodyMotion:
     T = estimate.transform
     return BodyMotion(T[:3, :3].ravel().tolist(), T[:3, 3].tolist(), estimate.fitness,
                       estimate.inlier_rmse, estimate.updated, estimate.status,
-                      reference_stamp_ns, estimate.points, estimate.coverage)
+                      reference_stamp_ns, estimate.points, estimate.coverage,
+                      estimate.twist.tolist())
 
 
 def main() -> None:
@@ -130,10 +136,9 @@ def main() -> None:
     roi_min, roi_max = np.asarray(cfg["ROI_MIN"]), np.asarray(cfg["ROI_MAX"])
     status = ""
 
-    def roi_points(value, metadata: dict) -> np.ndarray:
-        depth = decode_depth(value, metadata)
-        pts = transform_points(info.extrinsics, depth_to_points(info.K, depth, cfg["STRIDE"]))
-        return pts[np.all((pts >= roi_min) & (pts <= roi_max), axis=1)]
+    def frame_points(value, metadata: dict) -> np.ndarray:
+        return roi_points(decode_depth(value, metadata), info.K, info.extrinsics,
+                          cfg["STRIDE"], roi_min, roi_max)
 
     def chain(joints: np.ndarray | None) -> np.ndarray | None:
         return None if arm is None or joints is None else arm.chain(joints)
@@ -157,7 +162,7 @@ def main() -> None:
             if arm is not None and q is None:
                 continue  # without the joints the arm cannot be masked: no estimate
             try:
-                points = roi_points(event["value"], event["metadata"])
+                points = frame_points(event["value"], event["metadata"])
             except MessageError as err:
                 print(f"tuina-icp-tracker: error: {err}", flush=True)
                 points = np.zeros((0, 3))

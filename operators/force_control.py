@@ -30,8 +30,8 @@ class ForceConfig:
     max_depth_m: float = 0.03  # furthest the reference may go past the planned surface
     force_cap_n: float = 15.0
     release_speed: float = 0.02  # m/s, reference back to the plan after contact ends
-    max_follow_speed: float = 0.03  # m/s, body-motion correction rate limit
-    max_follow_rate_deg: float = 10.0
+    max_follow_speed: float = 0.06  # m/s, body-motion correction rate limit
+    max_follow_rate_deg: float = 15.0
     compensation_gain: float = 2.0  # 1/s, PBVS compensation of the position tracking error
     max_compensation_m: float = 0.03
     retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
@@ -76,6 +76,8 @@ class ControlOutput:
     phase: str  # the trajectory's phase, "done", or "abort" while backing off
     force_target_n: float
     force_measured_n: float
+    twist: np.ndarray = field(default_factory=lambda: np.zeros(6))  # feed-forward v, w
+
 
 
 @dataclass
@@ -91,6 +93,7 @@ class HybridForceController:
     applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
     compensation: np.ndarray = field(default_factory=lambda: np.zeros(3))
     abort_reason: str = ""
+    paused_s: float = 0.0  # plan time held back while searching for contact
     _abort: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # t, from, to, q
     _last: ControlOutput | None = None
     _normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
@@ -145,8 +148,16 @@ class HybridForceController:
     def step(self, t: float, plan_t: np.ndarray, positions: np.ndarray, quats: np.ndarray,
              forces: np.ndarray, normals: np.ndarray, phases: list[str],
              tool_position: np.ndarray, wrench: np.ndarray,
-             body_motion: np.ndarray) -> ControlOutput:
-        """Reference at event time t (s since the trajectory start)."""
+             body_motion: np.ndarray, body_twist: np.ndarray | None = None) -> ControlOutput:
+        """Reference at event time t (s since the trajectory start).
+
+        ``body_twist`` (v, w: p' = w x p + v) is the body's velocity: with the plan's own
+        velocity it becomes the reference's feed-forward twist, so the arm's impedance does
+        not lag a moving body. While the body moves, the PBVS compensation holds still: its
+        integral would wind up on the transient lag and overshoot when the body stops.
+        """
+        body_twist = np.zeros(6) if body_twist is None else np.asarray(body_twist, float)
+        body_moving = bool(np.any(body_twist))
         c = self.config
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
         self.last_t = t
@@ -158,7 +169,19 @@ class HybridForceController:
                                      0.0, f_meas)
             return self._retreat(t, f_meas)
         M = self._follow(body_motion, dt)
-        i = int(np.clip(np.searchsorted(plan_t, t, side="right") - 1, 0, len(plan_t) - 1))
+
+        def index(tp: float) -> int:
+            return int(np.clip(np.searchsorted(plan_t, tp, side="right") - 1, 0,
+                               len(plan_t) - 1))
+
+        t = t - self.paused_s  # plan time
+        i = index(t)
+        if (self.force_phase and not self.in_contact and phases[i] != "contact"
+                and forces[i] > 0):
+            # the plan waits at the end of the contact phase until the tool touches
+            self.paused_s += dt
+            t -= dt
+            i = index(t)
         phase = phases[i] if t <= plan_t[-1] else "done"
         p_plan = M[:3, :3] @ sample(plan_t, positions, t) + M[:3, 3]
         n = M[:3, :3] @ normals[i]
@@ -183,6 +206,10 @@ class HybridForceController:
                 rate = c.search_speed
             rate = float(np.clip(rate, -c.max_normal_speed, c.max_normal_speed))
             self.depth = float(min(self.depth + rate * dt, c.max_depth_m))
+            if not self.in_contact and self.depth >= c.max_depth_m:
+                self.abort(t + self.paused_s, tool_position, f"no contact within "
+                           f"{c.max_depth_m * 1000:.0f} mm past the planned surface")
+                return self._retreat(t + self.paused_s, f_meas)
         else:
             self.force_phase = False
             self.in_contact = False
@@ -193,11 +220,19 @@ class HybridForceController:
         error = p_plan - np.asarray(tool_position, float)
         if self.force_phase:
             error = error - (error @ n) * n
-        self.compensation = self.compensation + c.compensation_gain * error * dt
+        if not body_moving:
+            self.compensation = self.compensation + c.compensation_gain * error * dt
         norm = np.linalg.norm(self.compensation)
         if norm > c.max_compensation_m:
             self.compensation *= c.max_compensation_m / norm
         position = p_plan + self.compensation - n * self.depth
+        h = 0.01
+        plan_velocity = M[:3, :3] @ (sample(plan_t, positions, t + h)
+                                     - sample(plan_t, positions, t - h)) / (2 * h)
+        velocity = plan_velocity + body_twist[:3] + np.cross(body_twist[3:], position)
+        if self.force_phase:  # the normal belongs to the force loop (S = I - n n^T)
+            velocity = velocity - (velocity @ n) * n
+        twist = np.zeros(6) if phase == "done" else np.concatenate([velocity, body_twist[3:]])
         self._last = ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
-                                   f_target, f_meas)
+                                   f_target, f_meas, twist)
         return self._last

@@ -49,6 +49,21 @@ def rate_limit(previous: np.ndarray, target: np.ndarray, max_speed: float,
     return target if dist <= step else previous + delta * (step / dist)
 
 
+def feed_forward(twist: np.ndarray, config: SafetyConfig,
+                 max_rate_rad_s: float = 0.5) -> np.ndarray | None:
+    """A command's feed-forward twist within the speed limits; None when it is not finite."""
+    twist = np.asarray(twist, float)
+    if twist.shape != (6,) or not np.all(np.isfinite(twist)):
+        return None
+    v, w = twist[:3].copy(), twist[3:].copy()
+    speed, rate = float(np.linalg.norm(v)), float(np.linalg.norm(w))
+    if speed > config.max_speed:
+        v *= config.max_speed / speed
+    if rate > max_rate_rad_s:
+        w *= max_rate_rad_s / rate
+    return np.concatenate([v, w])
+
+
 def contact_force(wrench: np.ndarray) -> float:
     """Magnitude of the force the robot applies."""
     return float(np.linalg.norm(np.asarray(wrench, float)[:3]))

@@ -44,7 +44,7 @@ class SessionLog:
 
 
 def follow_errors(t: np.ndarray, err: np.ndarray, settle_s: float,
-                  gap_s: float = 0.05) -> np.ndarray:
+                  gap_s: float = 0.25) -> np.ndarray:
     """Errors of in-contact samples, each contact's first ``settle_s`` left out.
 
     A contact is a run of samples no more than ``gap_s`` apart.

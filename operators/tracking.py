@@ -14,11 +14,12 @@ is seen is checked separately (coverage).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import open3d as o3d
-from tuina.operators.geometry import fit_plane_ransac
+from scipy.spatial.transform import Rotation
+from tuina.operators.geometry import depth_to_points, fit_plane_ransac, transform_points
 
 STATUSES = ("ok", "no_reference", "no_cloud", "partial_view", "low_fitness", "large_motion",
             "lost")
@@ -34,7 +35,7 @@ class TrackerConfig:
     min_points: int = 300  # voxels of a frame's body cloud
     min_coverage: float = 0.5  # frame voxels / reference voxels
     min_fitness: float = 0.6
-    translation_threshold_m: float = 0.001  # s(t, theta): motion that updates the plan
+    translation_threshold_m: float = 0.0005  # s(t, theta): motion that updates the plan
     rotation_threshold_deg: float = 0.2
     max_speed_m_s: float = 0.08  # faster body motion between frames: large motion
     max_rate_deg_s: float = 20.0
@@ -42,6 +43,8 @@ class TrackerConfig:
     max_total_deg: float = 10.0
     lost_after_frames: int = 15  # consecutive bad frames before the track is lost
     table_margin_m: float = 0.012
+    velocity_smoothing: float = 0.5  # weight of the newest frame's velocity
+    velocity_deadband_m_s: float = 0.004  # slower (at the body centroid) reads as still
 
 
 @dataclass(frozen=True)
@@ -63,11 +66,34 @@ class MotionEstimate:
     points: int
     coverage: float
     reground: bool = False
+    twist: np.ndarray = field(default_factory=lambda: np.zeros(6))  # v (base origin), w
+
+
+def motion_twist(previous: np.ndarray, current: np.ndarray, dt: float) -> np.ndarray:
+    """Twist (v, w) with p_dot = w x p + v that moves ``previous`` to ``current`` in dt."""
+    step = current @ np.linalg.inv(previous)
+    w = Rotation.from_matrix(step[:3, :3]).as_rotvec() / dt
+    return np.concatenate([step[:3, 3] / dt, w])
+
+
+def predict(motion: np.ndarray, twist: np.ndarray, horizon_s: float) -> np.ndarray:
+    """The motion ``horizon_s`` later at a constant twist."""
+    step = np.eye(4)
+    step[:3, :3] = Rotation.from_rotvec(twist[3:] * horizon_s).as_matrix()
+    step[:3, 3] = twist[:3] * horizon_s
+    return step @ motion
 
 
 def rotation_angle_deg(R: np.ndarray) -> float:
     """|theta| of VBRM Eq. 7."""
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))
+
+
+def roi_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stride: int,
+               roi_min: np.ndarray, roi_max: np.ndarray) -> np.ndarray:
+    """Base-frame points of a depth image (every ``stride``-th pixel) inside the region."""
+    pts = transform_points(base_T_camera, depth_to_points(K, depth, stride))
+    return pts[np.all((pts >= roi_min) & (pts <= roi_max), axis=1)]
 
 
 def segment_distances(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
@@ -136,6 +162,7 @@ class BodyTracker:
         self.published = np.eye(4)
         self.bad_frames = 0
         self.lost = False
+        self.twist = np.zeros(6)
 
     def body_points(self, points_base: np.ndarray, arm_chain: np.ndarray | None,
                     arm_radius_m: float) -> np.ndarray:
@@ -187,6 +214,7 @@ class BodyTracker:
         if status == "large_motion" or self.bad_frames >= self.config.lost_after_frames:
             reground = not self.lost
             self.lost = True
+        self.twist = np.zeros(6)  # no trusted motion: nothing to extrapolate
         return MotionEstimate(self.published, self.last, fitness, rmse, False, status, points,
                               coverage, reground)
 
@@ -226,11 +254,16 @@ class BodyTracker:
                 or total_m > cfg.max_total_m or total_deg > cfg.max_total_deg):
             return self._bad("large_motion", fitness, rmse, n, coverage)
         self.bad_frames = 0
+        a = cfg.velocity_smoothing
+        self.twist = a * motion_twist(self.last, motion, dt) + (1 - a) * self.twist
         self.last, self.last_stamp_ns = motion, stamp_ns
+        speed = np.linalg.norm(self.twist[:3] + np.cross(self.twist[3:], self.centroid))
+        twist = self.twist if speed > cfg.velocity_deadband_m_s else np.zeros(6)
         delta = np.linalg.inv(self.published) @ motion
         updated = (float(np.linalg.norm((delta @ c)[:3] - self.centroid))
                    > cfg.translation_threshold_m
                    or rotation_angle_deg(delta[:3, :3]) > cfg.rotation_threshold_deg)
         if updated:
             self.published = motion
-        return MotionEstimate(self.published, motion, fitness, rmse, updated, "ok", n, coverage)
+        return MotionEstimate(self.published, motion, fitness, rmse, updated, "ok", n, coverage,
+                              twist=twist)

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from tuina.config import ConfigError, load
+from tuina.config import ConfigError, env_strings, load
 from tuina.operators.calibration import (
     Calibration,
     CalibrationError,
@@ -201,9 +201,7 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
 def _world_config_from_graph(nodes: dict[str, dict[str, Any]]) -> Any:
     from tuina.nodes.world import PARAMS, world_config
 
-    env = {k: str(v).lower() if isinstance(v, bool) else str(v)
-           for k, v in (nodes["tuina-world"].get("env") or {}).items()}
-    return world_config(load("world", PARAMS, env))
+    return world_config(load("world", PARAMS, env_strings(nodes["tuina-world"].get("env"))))
 
 
 def main(args: Any) -> int:

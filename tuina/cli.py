@@ -83,8 +83,20 @@ def main(argv: list[str] | None = None) -> int:
     perception.add_argument("--seed", type=int, default=0)
     perception.add_argument("--poses", type=int, default=20, help="calibration poses")
     perception.add_argument("--trials", type=int, default=3, help="noisy frames per target")
+    tracking = ev_sub.add_parser("tracking", help="follow a moving body: registration error, "
+                                 "depth->motion time, tool-to-acupoint distance in contact")
+    tracking.add_argument("--json", action="store_true", help="print one JSON object")
+    tracking.add_argument("--seed", type=int, default=0)
+    tracking.add_argument("--graph", default="dataflows/sim.yml",
+                          help="the sim graph whose tracker and world are evaluated")
+    tracking.add_argument("--frames-only", action="store_true",
+                          help="only the tracker on rendered frames, no closed-loop sessions")
     args = parser.parse_args(argv)
     if args.command == "eval":
+        if args.evaluation == "tracking":
+            from tuina.evaluation import tracking as tracking_eval
+
+            return tracking_eval.main(args)
         from tuina.evaluation import perception as perception_eval
 
         return perception_eval.main(args)

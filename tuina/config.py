@@ -94,3 +94,17 @@ def table(params: Sequence[Param]) -> str:
         rows.append(f"| `{p.key}` | {kind} | {p.unit} | `{_format(p.default)}` | {p.doc} |")
     return "\n".join(rows)
 
+
+def env_strings(env: Mapping[str, Any] | None) -> dict[str, str]:
+    """A graph YAML's ``env:`` block as the strings a node reads (booleans lower-case,
+    lists comma-separated)."""
+    out = {}
+    for key, value in (env or {}).items():
+        if isinstance(value, bool):
+            out[key] = str(value).lower()
+        elif isinstance(value, (list, tuple)):
+            out[key] = ",".join(str(v) for v in value)
+        else:
+            out[key] = str(value)
+    return out
+

@@ -247,11 +247,13 @@ class BodyMotion(Message):
     reference_stamp_ns: int  # stamp of the depth frame the reference cloud came from
     points: int  # body voxels in this frame
     coverage: float  # body voxels in this frame / in the reference
+    twist: list[float]  # body velocity now: v (m/s, of the base origin), w (rad/s); p' = w x p + v
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("rotation", _vec(9)), ("translation", _vec(3)), ("fitness", pa.float64()),
         ("inlier_rmse", pa.float64()), ("updated", pa.bool_()), ("status", pa.string()),
         ("reference_stamp_ns", pa.int64()), ("points", pa.int32()), ("coverage", pa.float64()),
+        ("twist", _vec(6)),
     ])
 
 

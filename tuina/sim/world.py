@@ -328,17 +328,39 @@ class MassageWorld:
         return stamp, T
 
     # --- outputs -----------------------------------------------------------------------
-    def render(self) -> Frame:
-        """Render RGB and depth of one consistent simulation instant."""
+    def render(self, rgb: bool = True) -> Frame:
+        """Render depth (and RGB unless told not to) of one consistent simulation instant."""
         stamp, base_T_body = self._snapshot()
         r = self.renderer
-        r.disable_depth_rendering()
-        r.update_scene(self._render_data, camera="d455")
-        rgb = r.render().copy()
+        image = np.zeros((0, 0, 3), np.uint8)
+        if rgb:
+            r.disable_depth_rendering()
+            r.update_scene(self._render_data, camera="d455")
+            image = r.render().copy()
         r.enable_depth_rendering()
         r.update_scene(self._render_data, camera="d455")
         depth = r.render().astype(np.float32)
-        return Frame(stamp, rgb, depth, base_T_body)
+        r.disable_depth_rendering()
+        return Frame(stamp, image, depth, base_T_body)
+
+    def render_posed(self, q: np.ndarray, base_T_body: np.ndarray, stamp_ns: int = 0) -> Frame:
+        """Render the scene with the arm at joints ``q`` and the phantom at ``base_T_body``,
+        whatever the physics is doing (evaluations pose the scene frame by frame)."""
+        mj, r = self._mujoco, self._render_data
+        with self._lock:
+            r.qpos[:] = self.data.qpos
+            r.mocap_pos[:] = self.data.mocap_pos
+            r.mocap_quat[:] = self.data.mocap_quat
+        r.qpos[:7] = q
+        r.mocap_pos[self._mocap_id] = base_T_body[:3, 3]
+        r.mocap_quat[self._mocap_id] = np.roll(matrix_to_quat(base_T_body[:3, :3]), 1)
+        mj.mj_kinematics(self.model, r)
+        mj.mj_camlight(self.model, r)
+        self.renderer.enable_depth_rendering()
+        self.renderer.update_scene(r, camera="d455")
+        depth = self.renderer.render().astype(np.float32)
+        self.renderer.disable_depth_rendering()
+        return Frame(stamp_ns, np.zeros((0, 0, 3), np.uint8), depth, base_T_body)
 
     def intrinsics(self) -> tuple[float, float, float, float]:
         """fx, fy, cx, cy of the rendered camera (pixel centres at integer coordinates)."""

@@ -1,0 +1,356 @@
+"""``tuina eval tracking``: follow a moving body, scored against the simulated truth.
+
+Scenarios (each one a scripted motion of the phantom, as the world's BODY_MOTION_* keys
+set it): translations of 10 and 20 mm, rotations of 3 deg (yaw: ~28 mm at ST36) and 5 deg
+(roll), a slow drift that goes on, and a jerk (15 mm within 0.1 s).
+
+Two parts per scenario:
+
+- frames: the motion rendered at 30 Hz from the sim graph's camera, with the arm pressing
+  on the moving ST36 (so it is in view and must be masked), D455-like noise, z16 at 1 mm.
+  The icp-tracker's own code (the node's defaults) runs on them paced at the camera rate,
+  on this machine: registration error at the acupoint against the true motion, time from
+  the depth message to the body_motion message, achieved update rate.
+- session (unless ``--frames-only``): the whole sim graph under dora with the motion
+  starting 1.5 s into the press; the session node scores the tool's contact point against
+  the moving acupoint (in contact, each contact's first 200 ms left out), the tracker's
+  published motion against the truth, and counts aborts and re-groundings.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import yaml
+
+from tuina.operators.geometry import intrinsics_matrix, tool_orientation, transform_points
+from tuina.operators.motion import BodyMotionScript, body_offset
+from tuina.operators.phantom import ATLAS
+from tuina.operators.sensor import DepthNoise, apply_depth_noise
+from tuina.operators.tracking import BodyTracker, roi_points, rotation_angle_deg
+
+FPS = 30.0
+TARGET = "ST36"
+PRESS_DEPTH_M = 0.003  # the ball sits this far into the skin in the rendered frames
+
+
+@dataclass(frozen=True)
+class Scenario:
+    """One scripted body motion."""
+
+    name: str
+    kind: str
+    translation_mm: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    rotation_deg: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    duration_s: float = 2.0
+
+    def script(self, start_s: float) -> BodyMotionScript:
+        """The world's motion script starting at ``start_s``."""
+        return BodyMotionScript(self.kind, start_s, self.duration_s,
+                                tuple(np.multiply(self.translation_mm, 1e-3)),
+                                self.rotation_deg)
+
+
+SCENARIOS = (
+    Scenario("shift 10 mm", "shift", (10.0, 0.0, 0.0)),
+    Scenario("shift 20 mm", "shift", (12.0, -16.0, 0.0)),
+    Scenario("yaw 3 deg", "shift", rotation_deg=(0.0, 0.0, 3.0)),
+    Scenario("roll 5 deg", "shift", rotation_deg=(5.0, 0.0, 0.0)),
+    Scenario("drift 2.5 mm/s", "drift", (5.0, 0.0, 0.0)),
+    Scenario("jerk 15 mm", "jerk", (15.0, 0.0, 0.0)),
+)
+
+
+# --- frames: the tracker on pre-rendered 30 Hz frames ------------------------------------
+
+def _pressing_joints(ik: Any, body: np.ndarray, q0: np.ndarray) -> np.ndarray:
+    """Joints that put the massage ball on the acupoint of the body at ``body``."""
+    import pinocchio as pin
+
+    acu = next(a for a in ATLAS if a.code == TARGET)
+    point = transform_points(body, acu.position[None])[0]
+    normal = body[:3, :3] @ acu.normal
+    quat = tool_orientation(normal, np.array([1.0, 0.0, 0.0]))
+    from tuina.operators.geometry import quat_to_matrix
+
+    return ik.solve(pin.SE3(quat_to_matrix(quat), point - normal * PRESS_DEPTH_M), q0)
+
+
+def render_scenario(world: Any, scenario: Scenario, ik: Any, seed: int,
+                    before_s: float = 0.5, after_s: float = 1.0) -> dict[str, Any]:
+    """Noisy z16 frames of one scenario at 30 Hz with the truth and the arm's joints."""
+    from tuina.sim.world import nominal_base_T_body
+
+    nominal = nominal_base_T_body(world.cfg)
+    script = scenario.script(before_s)
+    span = before_s + (0.3 if scenario.kind == "jerk" else scenario.duration_s) + after_s
+    K = intrinsics_matrix(*world.intrinsics())
+    noise = DepthNoise()
+    q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+    frames = []
+    for k in range(int(span * FPS) + 1):
+        t = k / FPS
+        body = nominal @ body_offset(script, t)
+        q = _pressing_joints(ik, body, q)
+        depth = world.render_posed(q, body).depth
+        noisy = apply_depth_noise(depth, K[0, 0], noise, np.random.default_rng([seed, k]))
+        raw = np.nan_to_num(noisy / 1e-3, nan=0.0)
+        frames.append({"stamp_ns": int(round(t * 1e9)), "z16": np.rint(raw).astype(np.uint16),
+                       "q": q.copy(), "body": body})
+    return {"frames": frames, "K": K, "base_T_camera": world.base_T_camera()}
+
+
+def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
+    """Run the tracker on the frames paced at 30 Hz (newest frame first, as a camera with a
+    one-frame queue delivers them) and score it."""
+    import pyarrow as pa
+
+    from tuina.messages import Header, decode_depth
+    from tuina.nodes.icp_tracker import arm_model, to_message, tracker_config
+
+    frames, K, cam = rendered["frames"], rendered["K"], rendered["base_T_camera"]
+    h, w = frames[0]["z16"].shape
+    roi_min, roi_max = np.asarray(cfg["ROI_MIN"]), np.asarray(cfg["ROI_MAX"])
+    arm = arm_model(cfg["ROBOT"], cfg["TOOL_LENGTH_M"])
+    tracker = BodyTracker(tracker_config(cfg), cfg["SEED"])
+    acu = next(a for a in ATLAS if a.code == TARGET)
+
+    def message(f: dict) -> tuple[pa.Array, dict]:
+        meta = Header(f["stamp_ns"], 0, "camera_color_optical").to_metadata(
+            width=w, height=h, encoding="z16", depth_scale=1e-3)
+        return pa.array(f["z16"].reshape(-1)), meta
+
+    ref = frames[0]
+    tracker.set_reference(roi_points(decode_depth(*message(ref)), K, cam, cfg["STRIDE"],
+                                     roi_min, roi_max), ref["stamp_ns"], arm.chain(ref["q"]),
+                          cfg["ARM_MASK_M"])
+    p_ref = transform_points(ref["body"], acu.position[None])[0]
+    messages = [message(f) for f in frames]
+    times, t_err, r_err, rmse, statuses, published_err = [], [], [], [], [], []
+    start = time.perf_counter()
+    k = 1
+    processed = 0
+    first_start = last_end = 0.0
+    while k < len(frames):
+        due = start + k / FPS
+        now = time.perf_counter()
+        if now < due:
+            time.sleep(due - now)
+        # the newest frame that has arrived by now
+        k = max(k, min(len(frames) - 1, int((time.perf_counter() - start) * FPS)))
+        f = frames[k]
+        t0 = time.perf_counter()
+        first_start = first_start or t0
+        points = roi_points(decode_depth(*messages[k]), K, cam, cfg["STRIDE"], roi_min, roi_max)
+        est = tracker.update(points, f["stamp_ns"], arm.chain(f["q"]), cfg["ARM_MASK_M"])
+        to_message(est, tracker.reference_stamp_ns).to_arrow()
+        last_end = time.perf_counter()
+        times.append((last_end - t0) * 1e3)
+        processed += 1
+        statuses.append(est.status)
+        truth = f["body"] @ np.linalg.inv(ref["body"])
+        p_true = transform_points(truth, p_ref[None])[0]
+        if est.status == "ok":
+            t_err.append(float(np.linalg.norm(transform_points(est.estimate, p_ref[None])[0]
+                                              - p_true)) * 1e3)
+            r_err.append(rotation_angle_deg(est.estimate[:3, :3] @ truth[:3, :3].T))
+            rmse.append(est.inlier_rmse)
+            published_err.append(float(np.linalg.norm(
+                transform_points(est.transform, p_ref[None])[0] - p_true)) * 1e3)
+        k += 1
+    # rate of the published motions: intervals between the first and the last of them
+    elapsed = last_end - first_start
+    counts = {s: statuses.count(s) for s in sorted(set(statuses))}
+    return {
+        "frames": len(frames) - 1, "processed": processed,
+        "update_hz": (processed - 1) / elapsed if elapsed > 0 else 0.0,
+        "registration_ms_median": statistics.median(times),
+        "registration_ms_p95": float(np.percentile(times, 95)),
+        "translation_err_mm": float(np.mean(t_err)) if t_err else float("nan"),
+        "translation_err_max_mm": float(np.max(t_err)) if t_err else float("nan"),
+        "rotation_err_deg": float(np.mean(r_err)) if r_err else float("nan"),
+        "rotation_err_max_deg": float(np.max(r_err)) if r_err else float("nan"),
+        "published_err_max_mm": float(np.max(published_err)) if published_err else float("nan"),
+        "inlier_rmse_m": float(np.median(rmse)) if rmse else float("nan"),
+        "statuses": counts,
+        "motion_mm": float(np.linalg.norm(p_true - p_ref) * 1e3),
+    }
+
+
+# --- session: the whole graph under dora ----------------------------------------------------
+
+def session_graph(graph: Path, scenario: Scenario, folder: Path, name: str) -> Path:
+    """A copy of the sim graph that runs one scenario and writes its summary to ``folder``."""
+    spec = yaml.safe_load(graph.read_text())
+    for node in spec["nodes"]:
+        env = node.setdefault("env", {})
+        if node["id"] == "world":
+            env.update(BODY_MOTION=scenario.kind, BODY_MOTION_TRIGGER="contact",
+                       BODY_MOTION_START_S=1.5, BODY_MOTION_DURATION_S=scenario.duration_s,
+                       BODY_MOTION_TRANSLATION_MM=",".join(map(str, scenario.translation_mm)),
+                       BODY_MOTION_ROTATION_DEG=",".join(map(str, scenario.rotation_deg)))
+        elif node["id"] == "planner":
+            env["PRESS_S"] = 6.0
+        elif node["id"] == "session":
+            env.update(RECORDINGS_DIR=str(folder), SESSION=name, TIMEOUT_S=90)
+        if "EXTRINSICS_FILE" in env:  # relative to the graph, which now lives elsewhere
+            env["EXTRINSICS_FILE"] = str((graph.parent / env["EXTRINSICS_FILE"]).resolve())
+    path = folder / f"{name}.yml"
+    path.write_text(yaml.safe_dump(spec))
+    return path
+
+
+def run_session(graph: Path, scenario: Scenario, folder: Path, name: str) -> dict[str, Any]:
+    """``dora run`` the scenario; the session node's summary."""
+    path = session_graph(graph, scenario, folder, name)
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
+                          env=env, capture_output=True, text=True, timeout=300)
+    summary = folder / name / "summary.json"
+    if not summary.exists():
+        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
+        raise RuntimeError(f"the {scenario.name} session wrote no summary: " + " | ".join(tail))
+    return json.loads(summary.read_text())
+
+
+# --- the evaluation ----------------------------------------------------------------------------
+
+def run(graph: Path, seed: int = 0, sessions: bool = True,
+        log: Any = print) -> dict[str, Any]:
+    """Every scenario: frames first, then (optionally) the closed loop."""
+    import open3d as o3d
+    import pinocchio as pin
+    from franky_sim.urdf import FR3_URDF
+
+    from tuina.config import env_strings, load
+    from tuina.nodes import icp_tracker
+    from tuina.nodes.world import PARAMS as WORLD_PARAMS
+    from tuina.nodes.world import world_config
+    from tuina.operators.planner import ToolIK
+    from tuina.sim.world import MassageWorld
+
+    o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    spec = yaml.safe_load(graph.read_text())
+    envs = {n["id"]: env_strings(n.get("env")) for n in spec["nodes"]}
+    tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, envs.get("icp-tracker", {}))
+    world_cfg = world_config(load("world", WORLD_PARAMS, envs.get("world", {})))
+    ik = ToolIK(FR3_URDF, "link8", pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4), np.array(
+        [0.0, 0.0, 0.1034 + tracker_cfg["TOOL_LENGTH_M"]])).homogeneous,
+        np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))
+    log(f"rendering {len(SCENARIOS)} scenarios at {FPS:.0f} Hz with the arm on {TARGET}")
+    rendered = {}
+    with MassageWorld(world_cfg) as world:
+        for sc in SCENARIOS:
+            rendered[sc.name] = render_scenario(world, sc, ik, seed)
+    rows: dict[str, dict[str, Any]] = {}
+    for sc in SCENARIOS:
+        rows[sc.name] = {"frames": track_scenario(rendered[sc.name], tracker_cfg)}
+        r = rows[sc.name]["frames"]
+        log(f"  {sc.name}: {r['translation_err_mm']:.2f} mm, {r['rotation_err_deg']:.3f} deg, "
+            f"{r['registration_ms_median']:.1f} ms, {r['update_hz']:.1f} Hz, {r['statuses']}")
+    if sessions:
+        with tempfile.TemporaryDirectory(prefix="tuina-eval-tracking-") as tmp:
+            for i, sc in enumerate(SCENARIOS):
+                log(f"session: {sc.name}")
+                rows[sc.name]["session"] = run_session(graph, sc, Path(tmp), f"scenario-{i}")
+                s = rows[sc.name]["session"]
+                log(f"  follow {s['follow_err_mm']:.2f} mm (max {s['follow_err_max_mm']:.2f}), "
+                    f"force {s['force_mean_n']:.2f} N, max {s['max_force_n']:.1f} N, aborts "
+                    f"{len(s['aborts'])}, regrounds {s['regrounds']}, ok {s['ok']}")
+    return summarize(rows)
+
+
+def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
+    """Headline numbers over the scenarios the tracker should follow (all but the jerk)."""
+    follow = [n for n, sc in zip(rows, SCENARIOS, strict=True) if sc.kind != "jerk"]
+    frames = [rows[n]["frames"] for n in follow]
+    out: dict[str, Any] = {
+        "translation_err_mm": float(np.mean([f["translation_err_mm"] for f in frames])),
+        "translation_err_max_mm": float(np.max([f["translation_err_max_mm"] for f in frames])),
+        "rotation_err_deg": float(np.mean([f["rotation_err_deg"] for f in frames])),
+        "rotation_err_max_deg": float(np.max([f["rotation_err_max_deg"] for f in frames])),
+        "registration_ms_median": float(np.median(
+            [rows[n]["frames"]["registration_ms_median"] for n in rows])),
+        "update_hz": float(np.min([rows[n]["frames"]["update_hz"] for n in rows])),
+        "inlier_rmse_m": float(np.median([f["inlier_rmse_m"] for f in frames])),
+        "jerk_detected": all(rows[n]["frames"]["statuses"].get("large_motion", 0) == 1
+                             for n, sc in zip(rows, SCENARIOS, strict=True)
+                             if sc.kind == "jerk"),
+        "scenarios": rows,
+    }
+    sessions = [rows[n]["session"] for n in follow if "session" in rows[n]]
+    if sessions:
+        out.update(
+            follow_err_mm=float(np.max([s["follow_err_mm"] for s in sessions])),
+            follow_err_max_mm=float(np.max([s["follow_err_max_mm"] for s in sessions])),
+            session_max_force_n=float(np.max([rows[n]["session"]["max_force_n"]
+                                              for n in rows])),
+            sessions_ok=all(rows[n]["session"]["ok"] for n in rows),
+        )
+    return out
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The result as Markdown tables."""
+    lines = ["| scenario | motion at ST36 (mm) | error (mm, mean / max) | error (deg, mean / "
+             "max) | depth->motion (ms, median / p95) | updates (Hz) | statuses |",
+             "|---|---|---|---|---|---|---|"]
+    for name, row in summary["scenarios"].items():
+        f = row["frames"]
+        lines.append(f"| {name} | {f['motion_mm']:.1f} | {f['translation_err_mm']:.2f} / "
+                     f"{f['translation_err_max_mm']:.2f} | {f['rotation_err_deg']:.3f} / "
+                     f"{f['rotation_err_max_deg']:.3f} | {f['registration_ms_median']:.1f} / "
+                     f"{f['registration_ms_p95']:.1f} | {f['update_hz']:.1f} | "
+                     f"{', '.join(f'{k} {v}' for k, v in f['statuses'].items())} |")
+    if any("session" in r for r in summary["scenarios"].values()):
+        lines += ["", "| scenario (closed loop) | follow error (mm, mean / max) | tracking "
+                  "error (mm) | force (N, mean / max) | body_motion (Hz) | aborts | "
+                  "re-groundings | ok |", "|---|---|---|---|---|---|---|---|"]
+        for name, row in summary["scenarios"].items():
+            s = row.get("session")
+            if s is None:
+                continue
+            lines.append(f"| {name} | {s['follow_err_mm']:.2f} / {s['follow_err_max_mm']:.2f} "
+                         f"| {s['tracking_err_mm']:.2f} | {s['force_mean_n']:.2f} / "
+                         f"{s['max_force_n']:.1f} | {s['body_motion_hz']:.1f} | "
+                         f"{len(s['aborts'])} | {s['regrounds']} | {s['ok']} |")
+    lines += ["", f"registration error at the acupoint: {summary['translation_err_mm']:.2f} mm "
+              f"mean, {summary['translation_err_max_mm']:.2f} mm max; "
+              f"{summary['rotation_err_deg']:.3f} deg mean, "
+              f"{summary['rotation_err_max_deg']:.3f} deg max",
+              f"depth -> body motion: {summary['registration_ms_median']:.1f} ms median; "
+              f"{summary['update_hz']:.1f} Hz at a {FPS:.0f} Hz camera"]
+    if "follow_err_mm" in summary:
+        lines.append(f"tool to moving acupoint in contact: {summary['follow_err_mm']:.2f} mm "
+                     f"(worst scenario mean), {summary['follow_err_max_mm']:.2f} mm max")
+    return "\n".join(lines)
+
+
+def main(args: Any) -> int:
+    """``tuina eval tracking``: print the tables, or one JSON object with --json."""
+    from tuina.sim.world import RenderingUnavailable
+
+    graph = Path(args.graph)
+    if not graph.is_file():
+        print(f"tuina eval tracking: error: no graph at {graph}; pass --graph "
+              "dataflows/sim.yml from the project folder", file=sys.stderr)
+        return 2
+    try:
+        summary = run(graph, args.seed, sessions=not args.frames_only,
+                      log=(lambda _line: None) if args.json else print)
+    except (RenderingUnavailable, RuntimeError) as err:
+        print(f"tuina eval tracking: error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary) if args.json else table(summary))
+    return 0
