@@ -179,8 +179,12 @@ class HybridForceController:
         if (self.force_phase and not self.in_contact and phases[i] != "contact"
                 and forces[i] > 0):
             # the plan waits at the end of the contact phase until the tool touches
-            self.paused_s += dt
-            t -= dt
+            first = i
+            while first > 0 and phases[first - 1] != "contact":
+                first -= 1
+            held = float(plan_t[first]) - 1e-6
+            self.paused_s += t - held
+            t = held
             i = index(t)
         phase = phases[i] if t <= plan_t[-1] else "done"
         p_plan = M[:3, :3] @ sample(plan_t, positions, t) + M[:3, 3]

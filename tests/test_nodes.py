@@ -9,6 +9,7 @@ from dora.testing import MockNode
 from tuina.operators.geometry import make_transform
 
 from tuina.messages import (
+    BodyMotion,
     Command,
     GroundedTarget,
     Header,
@@ -131,14 +132,14 @@ def test_grounding_passes_a_drawn_stroke_without_an_acupoint_name(monkeypatch):
     assert target.center_px == [300.0, 240.0] and len(target.stroke_px) == 4
 
 
-def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):
-    from tuina.nodes import grounding
-    from tuina.operators.phantom import ATLAS, placement, surface_samples
-
-    # a synthetic depth image of the phantom on the table, as the camera sees it
-    body_T = placement((0.55, 0.2, 0.0), 90.0)
-    cam_T = make_transform(np.array([[0, -1.0, 0], [-1, 0, 0], [0, 0, -1]]),
+SIM_CAM_T = make_transform(np.array([[0, -1.0, 0], [-1, 0, 0], [0, 0, -1]]),
                            np.array([0.55, 0.0, 0.95]))
+
+
+def phantom_depth(body_T: np.ndarray, cam_T: np.ndarray = SIM_CAM_T) -> np.ndarray:
+    """A synthetic depth image of the phantom on the table, as the camera sees it."""
+    from tuina.operators.phantom import surface_samples
+
     pts, _ = surface_samples(0.002)
     pts = pts @ body_T[:3, :3].T + body_T[:3, 3]
     pc = (pts - cam_T[:3, 3]) @ cam_T[:3, :3]
@@ -150,17 +151,34 @@ def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):
     rays = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones(uu.shape)], -1)
     depth[:] = (0.0 - cam_T[2, 3]) / (rays @ cam_T[:3, :3].T)[..., 2]
     ok = (u >= 0) & (u < 640) & (v >= 0) & (v < 480)
-    for uu_, vv_, z in zip(u[ok], v[ok], pc[ok, 2], strict=True):
-        depth[vv_, uu_] = min(depth[vv_, uu_], z)
+    order = np.lexsort((-pc[ok, 2], v[ok], u[ok]))  # the nearest point of a pixel last
+    depth[v[ok][order], u[ok][order]] = np.minimum(depth[v[ok][order], u[ok][order]],
+                                                   pc[ok, 2][order])
+    return depth.astype(np.float32)
+
+
+def sim_camera_info_event(stamp: int = 0) -> dict:
     from tuina.messages import CameraInfo
 
     info = CameraInfo(640, 480, K[0, 0], K[1, 1], K[0, 2], K[1, 2], [0.0] * 5,
-                      cam_T.ravel().tolist(), 0.001)
+                      SIM_CAM_T.ravel().tolist(), 0.001)
+    return {"type": "INPUT", "id": "camera_info", "value": info.to_arrow(),
+            "metadata": meta(stamp)}
+
+
+def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):
+    from tuina.nodes import grounding
+    from tuina.operators.phantom import ATLAS, placement
+
+    body_T = placement((0.55, 0.2, 0.0), 90.0)
+    cam_T = SIM_CAM_T
+    depth = phantom_depth(body_T)
+    info_event = sim_camera_info_event()
     mock = run_node(monkeypatch, grounding.main, [
-        {"type": "INPUT", "id": "camera_info", "value": info.to_arrow(), "metadata": meta(0)},
+        info_event,
         {"type": "INPUT", "id": "instruction",
          "value": Instruction("press Zusanli, firm").to_arrow(), "metadata": meta(1)},
-        depth_event(depth.astype(np.float32), 2),
+        depth_event(depth, 2),
     ])
     target = decode_targets(mock.outputs["targets"][0])[0]
     st36 = next(a for a in ATLAS if a.code == "ST36")
@@ -227,3 +245,100 @@ def test_unreachable_robot_fails_fast_with_one_line():
         connect("127.0.0.250", 1.5, realtime=False)
     assert time.monotonic() - start < 2.5
     assert "127.0.0.250" in str(err.value) and "FRANKA_IP" in str(err.value)
+
+
+def target_pose_event(stamp: int, source_stamp: int) -> dict:
+    pose = TargetPose("ST36", [0.4, 0.0, 0.1], [1.0, 0, 0, 0], [0, 0, 1.0], [], 6.0, "press",
+                      source_stamp)
+    return {"type": "INPUT", "id": "target_pose", "value": pose.to_arrow(),
+            "metadata": meta(stamp)}
+
+
+def test_icp_tracker_follows_then_loses_the_body_safely(monkeypatch):
+    from tuina.nodes import icp_tracker
+    from tuina.operators.phantom import placement
+
+    monkeypatch.setenv("ROBOT", "none")  # no arm in these frames
+    frame = 33_333_333
+    body = placement((0.55, 0.2, 0.0), 90.0)
+
+    def moved(dx: float) -> np.ndarray:
+        return make_transform(np.eye(3), np.array([dx, 0.0, 0.0])) @ body
+
+    nan = np.full((480, 640), np.nan, np.float32)
+    mock = run_node(monkeypatch, icp_tracker.main, [
+        sim_camera_info_event(),
+        depth_event(phantom_depth(body), 0),
+        target_pose_event(1, 0),
+        depth_event(phantom_depth(moved(0.004)), 3 * frame),
+        depth_event(nan, 4 * frame),  # all-NaN depth: a status, no update
+        depth_event(phantom_depth(moved(0.03)), 5 * frame),  # 26 mm in a frame: a jerk
+        depth_event(phantom_depth(moved(0.03)), 6 * frame),
+    ])
+    motions = [BodyMotion.from_arrow(m) for m in mock.outputs["body_motion"]]
+    assert [m.status for m in motions] == ["no_reference", "ok", "no_cloud", "large_motion",
+                                           "lost"]
+    assert motions[1].updated and abs(motions[1].translation[0] - 0.004) < 5e-4
+    assert motions[1].reference_stamp_ns == 0
+    for m in motions[2:]:  # the last good motion stays; nothing new is published
+        assert not m.updated and m.translation == motions[1].translation
+    events = [SessionEvent.from_arrow(e) for e in mock.outputs["events"]]
+    assert [e.kind for e in events] == ["reground"]
+
+
+def test_grounding_finds_the_target_again_after_a_reground_request(monkeypatch):
+    from tuina.nodes import grounding
+    from tuina.operators.phantom import placement
+
+    body = placement((0.55, 0.2, 0.0), 90.0)
+    moved = make_transform(np.eye(3), np.array([0.0, 0.02, 0.0])) @ body
+    second = 1_000_000_000
+    reground = {"type": "INPUT", "id": "reground", "metadata": meta(2 * second),
+                "value": SessionEvent("reground", "icp-tracker: large_motion").to_arrow()}
+    mock = run_node(monkeypatch, grounding.main, [
+        sim_camera_info_event(),
+        {"type": "INPUT", "id": "instruction",
+         "value": Instruction("press Zusanli").to_arrow(), "metadata": meta(1)},
+        depth_event(phantom_depth(body), second),
+        reground,
+        depth_event(phantom_depth(moved), int(2.5 * second)),  # within REGROUND_DELAY_S
+        depth_event(phantom_depth(moved), int(3.1 * second)),
+    ])
+    first, again = (decode_targets(t)[0] for t in mock.outputs["targets"])
+    assert first.source_stamp_ns == second and again.source_stamp_ns == int(3.1 * second)
+    # the body moved 2 cm towards the camera's -x image axis: the box followed it
+    assert again.center_px[0] < first.center_px[0] - 5
+
+
+def motion_event(stamp: int, status: str, reference: int, dx: float = 0.0) -> dict:
+    bm = BodyMotion(np.eye(3).ravel().tolist(), [dx, 0.0, 0.0], 1.0, 0.001, True, status,
+                    reference, 4000, 1.0, [0.0] * 6)
+    return {"type": "INPUT", "id": "body_motion", "value": bm.to_arrow(),
+            "metadata": meta(stamp)}
+
+
+def test_force_controller_backs_off_when_the_track_is_lost(monkeypatch):
+    from tuina.nodes import force_controller
+
+    ms = 10_000_000
+    traj = Trajectory(0, [0.0, 5.0, 10.0], [0.4, 0.0, 0.2] * 3, [1.0, 0, 0, 0] * 3,
+                      [0.0] * 3, ["approach"] * 3, [0, 0, 1.0] * 3, [0.0] * 21, "ST36", 7)
+    events = [state_event(0), {"type": "INPUT", "id": "trajectory", "value": traj.to_arrow(),
+                               "metadata": meta(0)}]
+    events += [state_event(k * ms) for k in range(1, 20)]
+    # a motion relative to an older reference belongs to an older plan: ignored
+    events += [motion_event(20 * ms, "large_motion", 3)]
+    events += [state_event(k * ms) for k in range(20, 40)]
+    events += [motion_event(40 * ms, "ok", 7, 0.01)]
+    events += [state_event(k * ms) for k in range(40, 60)]
+    events += [motion_event(60 * ms, "large_motion", 7)]
+    events += [state_event(k * ms) for k in range(60, 200)]
+    mock = run_node(monkeypatch, force_controller.main, events)
+    cmds = [Command.from_arrow(c) for c in mock.outputs["command"]]
+    phases = [c.phase for c in cmds]
+    assert "abort" not in phases[:59] and phases[-1] == "abort"  # cmds[k]: state k + 1
+    assert cmds[57].position[0] > 0.4  # followed the good motion
+    backing = [c.position[2] for c in cmds[59:]]
+    assert np.all(np.diff(backing) >= -1e-12) and backing[-1] > 0.2 + 0.03
+    kinds = [SessionEvent.from_arrow(e).kind for e in mock.outputs["events"]]
+    assert "abort" in kinds and "done" not in kinds

@@ -173,3 +173,107 @@ def test_arm_capsules_mask_the_arm_and_keep_the_body():
                                            np.array([0, 0, 0.1034 + 0.0466])).homogeneous,
                 q)
     np.testing.assert_allclose(ik.forward(q).translation, tool, atol=1e-9)
+
+
+# --- the controller following the body ----------------------------------------------------
+
+def contact_plan(phases=("approach", "contact", "press", "press", "retreat")):
+    t = np.arange(len(phases)) * 1.0
+    pos = np.array([[0.4, 0.0, 0.1]] * len(phases))
+    quat = np.array([[1.0, 0, 0, 0]] * len(phases))
+    forces = np.array([6.0 if p in ("contact", "press") else 0.0 for p in phases])
+    normals = np.array([[0.0, 0, 1]] * len(phases))
+    return t, pos, quat, forces, normals, list(phases)
+
+
+def tissue(p: np.ndarray) -> float:
+    """1000 N/m below z = 0.1."""
+    return max(0.0, (0.1 - p[2]) * 1000.0)
+
+
+def drive(ctrl, plan, steps, motion_at=lambda t: np.eye(4), twist_at=lambda t: None,
+          force_at=tissue, tool=(0.4, 0.0, 0.14), start=0.0, dt=0.01):
+    from tuina.operators.force_control import ControlOutput  # noqa: F401
+
+    tool = np.asarray(tool, float)
+    outs = []
+    for k in range(steps):
+        t = start + k * dt
+        out = ctrl.step(t, *plan[:3], plan[3], plan[4], plan[5], tool,
+                        np.array([0, 0, -force_at(tool), 0, 0, 0]), motion_at(t), twist_at(t))
+        outs.append(out)
+        tool = tool + 0.5 * (out.position - tool)
+    return outs, tool
+
+
+def test_trajectory_follows_the_body_rate_limited_without_jumps():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    ctrl = HybridForceController(ForceConfig(max_follow_speed=0.06))
+    plan = contact_plan(("approach",) * 5)
+    moved = make_transform(Rotation.from_euler("z", 3, degrees=True).as_matrix(),
+                           np.array([0.02, 0.0, 0.0]))
+    applied = []
+    tool = np.array([0.4, 0, 0.1])
+    for k in range(150):
+        out = ctrl.step(k * 0.01, *plan[:3], plan[3], plan[4], plan[5], tool, np.zeros(6), moved)
+        tool = out.position
+        applied.append(ctrl.applied_motion[:3, 3].copy())
+    steps = np.linalg.norm(np.diff(applied, axis=0), axis=1)
+    assert steps.max() <= 0.06 * 0.01 + 1e-9  # never faster than the follow limit
+    np.testing.assert_allclose(ctrl.applied_motion, moved, atol=1e-9)
+    # P_u = R P_d + t once caught up
+    np.testing.assert_allclose(out.position, moved[:3, :3] @ [0.4, 0, 0.1] + moved[:3, 3],
+                               atol=1e-3)
+
+
+def test_feed_forward_twist_is_tangential_while_pressing():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    ctrl = HybridForceController(ForceConfig())
+    plan = contact_plan()
+    body_twist = np.array([0.01, 0.0, 0.005, 0.0, 0.0, 0.0])
+    outs, _ = drive(ctrl, plan, 800, twist_at=lambda t: body_twist, start=1.0)
+    pressing = [o for o in outs if o.phase == "press"]
+    assert pressing
+    np.testing.assert_allclose(pressing[-1].twist[:3], [0.01, 0.0, 0.0], atol=1e-9)
+    approach = HybridForceController(ForceConfig()).step(
+        0.0, *plan[:3], plan[3], plan[4], plan[5], np.array([0.4, 0, 0.14]), np.zeros(6),
+        np.eye(4), body_twist)
+    np.testing.assert_allclose(approach.twist[:3], body_twist[:3], atol=1e-9)
+
+
+def test_plan_waits_for_contact_then_gives_up_safely():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    # a surface 1 cm further than planned: the press waits until the tool touches
+    ctrl = HybridForceController(ForceConfig(search_speed=0.02))
+    outs, _ = drive(ctrl, contact_plan(), 500, force_at=lambda p: max(0.0, (0.09 - p[2]) * 1e3),
+                    start=1.0)
+    phases = [o.phase for o in outs]
+    first_press = phases.index("press")
+    assert outs[first_press].force_measured_n > 1.0 or outs[first_press - 1].force_measured_n > 1
+    assert ctrl.paused_s > 0
+    # no surface at all: the search stops MAX_DEPTH past the plan and backs off
+    ctrl = HybridForceController(ForceConfig(search_speed=0.02, max_depth_m=0.02))
+    outs, tool = drive(ctrl, contact_plan(), 600, force_at=lambda p: 0.0, start=1.0)
+    assert ctrl.aborted and "no contact" in ctrl.abort_reason
+    assert min(o.position[2] for o in outs) >= 0.1 - 0.02 - 1e-9
+    assert outs[-1].mode == "hold" and outs[-1].phase == "abort"
+    assert tool[2] > 0.1
+
+
+def test_abort_backs_off_along_the_normal_and_never_pushes():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    ctrl = HybridForceController(ForceConfig(retreat_m=0.05))
+    plan = contact_plan(("approach", "contact") + ("press",) * 8 + ("retreat",))
+    outs, tool = drive(ctrl, plan, 700, start=1.0)
+    assert outs[-1].phase == "press" and abs(outs[-1].force_measured_n - 6.0) < 1.0
+    ctrl.abort(8.0, tool, "body tracking large motion")
+    after, end = drive(ctrl, plan, 300, start=8.0, tool=tool)
+    z = np.array([o.position[2] for o in after])
+    assert np.all(np.diff(z) >= -1e-12)  # only away from the body
+    assert abs(z[-1] - (tool[2] + 0.05)) < 1e-6 and after[-1].mode == "hold"
+    assert all(o.force_target_n == 0.0 and o.phase == "abort" for o in after)
+    assert np.all(after[-1].twist == 0)
