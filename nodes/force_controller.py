@@ -35,11 +35,17 @@ PARAMS = [
           low=0.0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard cap: above it the controller retreats",
           low=1.0, high=40.0),
+    Param("COMPENSATION_GAIN", "float", 2.0, "1/s",
+          "PBVS compensation: integral gain on the tangential tool tracking error", low=0,
+          high=20),
+    Param("MAX_COMPENSATION_M", "float", 0.005, "m",
+          "clamp of that compensation (anti-windup: skin friction holds the ball)", low=0,
+          high=0.05),
     Param("MAX_FOLLOW_SPEED", "float", 0.06, "m/s",
           "rate limit of the trajectory following the body", low=0.001, high=0.2),
     Param("MAX_FOLLOW_RATE_DEG_S", "float", 15.0, "deg/s",
           "rotation rate limit of the trajectory following the body", low=0.1, high=90),
-    Param("FOLLOW_LEAD_S", "float", 0.15, "s",
+    Param("FOLLOW_LEAD_S", "float", 0.12, "s",
           "age of a body motion when it arrives (frame time to here): the motion is "
           "extrapolated at the tracker's body velocity by this plus the time since", low=0,
           high=0.5),
@@ -67,6 +73,8 @@ def main() -> None:
                        contact_threshold_n=cfg["CONTACT_THRESHOLD_N"],
                        max_depth_m=cfg["MAX_DEPTH_M"], force_cap_n=cfg["FORCE_CAP_N"],
                        max_follow_speed=cfg["MAX_FOLLOW_SPEED"],
+                       compensation_gain=cfg["COMPENSATION_GAIN"],
+                       max_compensation_m=cfg["MAX_COMPENSATION_M"],
                        max_follow_rate_deg=cfg["MAX_FOLLOW_RATE_DEG_S"],
                        retreat_m=cfg["RETREAT_M"])
     node = Node()

@@ -49,7 +49,7 @@ PARAMS = [
           low=0, high=1),
     Param("TRANSLATION_THRESHOLD_M", "float", 0.0005, "m",
           "motion criterion s(t, theta): translation that updates the trajectory", low=0),
-    Param("ROTATION_THRESHOLD_DEG", "float", 0.2, "deg",
+    Param("ROTATION_THRESHOLD_DEG", "float", 0.1, "deg",
           "motion criterion s(t, theta): rotation that updates the trajectory", low=0),
     Param("MAX_BODY_SPEED", "float", 0.08, "m/s",
           "faster body motion between frames is a large motion: the track is lost", low=0),

@@ -35,7 +35,7 @@ PARAMS = [
     Param("CONNECT_TIMEOUT_S", "float", 2.0, "s", "give up connecting after this", low=0.1),
     Param("TOOL_LENGTH_M", "float", 0.0466, "m",
           "massage-ball contact point past franky's end-effector frame", low=0.0),
-    Param("STIFFNESS_N_PER_M", "float", 800.0, "N/m", "Cartesian impedance, translation",
+    Param("STIFFNESS_N_PER_M", "float", 1500.0, "N/m", "Cartesian impedance, translation",
           low=50, high=3000),
     Param("ROT_STIFFNESS_NM_PER_RAD", "float", 60.0, "N m/rad", "Cartesian impedance, rotation",
           low=5, high=300),
@@ -46,10 +46,10 @@ PARAMS = [
           length=3),
     Param("MAX_SPEED", "float", 0.15, "m/s", "reference speed limit", low=0.001, high=1.0),
     Param("WATCHDOG_S", "float", 0.1, "s", "hold when no command is this old", low=0.01),
-    Param("REFERENCE_LEAD_S", "float", 0.3, "s",
+    Param("REFERENCE_LEAD_S", "float", 0.12, "s",
           "a moving reference is set this far ahead along its feed-forward velocity: the "
-          "impedance's lag (0.2 s free, 0.3-0.35 s in contact at 800 N/m in franky-sim; "
-          "0: off)", low=0, high=0.5),
+          "impedance's lag behind a ramp (0.074 s at 2500 N/m, 0.35 s at 800 N/m in "
+          "franky-sim; 0: off)", low=0, high=0.5),
     Param("REALTIME", "bool", False, "-", "enforce a realtime kernel (real robots: true)"),
 ]
 
@@ -155,6 +155,8 @@ def main() -> None:
                         and now - last_command > safety.watchdog_s and status != "watchdog"):
                     status = "watchdog"
                     hold_at(tool_p, tool_q)
+                    print(f"tuina-robot: no command for {now - last_command:.2f} s: holding",
+                          flush=True)
                 if robot.has_errors and fault is None:
                     fault = "faulted:robot_error"
                 msg = RobotState(list(state.q), list(state.dq), tool_p.tolist(),

@@ -33,7 +33,7 @@ class ForceConfig:
     max_follow_speed: float = 0.06  # m/s, body-motion correction rate limit
     max_follow_rate_deg: float = 15.0
     compensation_gain: float = 2.0  # 1/s, PBVS compensation of the position tracking error
-    max_compensation_m: float = 0.03
+    max_compensation_m: float = 0.005
     retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
     retreat_speed: float = 0.05  # m/s, mean speed of that retreat
 
@@ -153,11 +153,9 @@ class HybridForceController:
 
         ``body_twist`` (v, w: p' = w x p + v) is the body's velocity: with the plan's own
         velocity it becomes the reference's feed-forward twist, so the arm's impedance does
-        not lag a moving body. While the body moves, the PBVS compensation holds still: its
-        integral would wind up on the transient lag and overshoot when the body stops.
+        not lag a moving body.
         """
         body_twist = np.zeros(6) if body_twist is None else np.asarray(body_twist, float)
-        body_moving = bool(np.any(body_twist))
         c = self.config
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
         self.last_t = t
@@ -224,8 +222,7 @@ class HybridForceController:
         error = p_plan - np.asarray(tool_position, float)
         if self.force_phase:
             error = error - (error @ n) * n
-        if not body_moving:
-            self.compensation = self.compensation + c.compensation_gain * error * dt
+        self.compensation = self.compensation + c.compensation_gain * error * dt
         norm = np.linalg.norm(self.compensation)
         if norm > c.max_compensation_m:
             self.compensation *= c.max_compensation_m / norm
@@ -233,9 +230,10 @@ class HybridForceController:
         h = 0.01
         plan_velocity = M[:3, :3] @ (sample(plan_t, positions, t + h)
                                      - sample(plan_t, positions, t - h)) / (2 * h)
+        if self.force_phase:  # the plan's normal motion belongs to the force loop (S = I - nn^T)
+            plan_velocity = plan_velocity - (plan_velocity @ n) * n
+        # the surface's own motion is fed forward in full: the force loop works relative to it
         velocity = plan_velocity + body_twist[:3] + np.cross(body_twist[3:], position)
-        if self.force_phase:  # the normal belongs to the force loop (S = I - n n^T)
-            velocity = velocity - (velocity @ n) * n
         twist = np.zeros(6) if phase == "done" else np.concatenate([velocity, body_twist[3:]])
         self._last = ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
                                    f_target, f_meas, twist)

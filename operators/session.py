@@ -102,6 +102,7 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "duration_s": float(duration_s),
         "first_contact_s": log.first_contact_s,
         "follow_err_mm": float(np.mean(follow)) if len(follow) else float("nan"),
+        "follow_err_p95_mm": float(np.percentile(follow, 95)) if len(follow) else float("nan"),
         "follow_err_max_mm": float(np.max(follow)) if len(follow) else float("nan"),
         "tracking_err_mm": (float(np.mean(log.tracking_err_mm)) if log.tracking_err_mm
                             else float("nan")),

@@ -36,15 +36,15 @@ class TrackerConfig:
     min_coverage: float = 0.5  # frame voxels / reference voxels
     min_fitness: float = 0.6
     translation_threshold_m: float = 0.0005  # s(t, theta): motion that updates the plan
-    rotation_threshold_deg: float = 0.2
+    rotation_threshold_deg: float = 0.1
     max_speed_m_s: float = 0.08  # faster body motion between frames: large motion
     max_rate_deg_s: float = 20.0
     max_total_m: float = 0.06  # further from the reference than this: large motion
     max_total_deg: float = 10.0
     lost_after_frames: int = 15  # consecutive bad frames before the track is lost
     table_margin_m: float = 0.012
-    velocity_smoothing: float = 0.5  # weight of the newest frame's velocity
-    velocity_deadband_m_s: float = 0.004  # slower (at the body centroid) reads as still
+    velocity_smoothing: float = 0.8  # weight of the newest frame's velocity
+    velocity_deadband_m_s: float = 0.004  # slower everywhere on the body reads as still
 
 
 @dataclass(frozen=True)
@@ -154,6 +154,7 @@ class BodyTracker:
         self.reference_stamp_ns = 0
         self.table: np.ndarray | None = None  # a, b, c, d with the normal up
         self.centroid = np.zeros(3)
+        self.extent = np.zeros((8, 3))  # corners of the reference's bounding box
         self._reset()
 
     def _reset(self) -> None:
@@ -200,6 +201,9 @@ class BodyTracker:
         self.reference = cloud
         self.reference_stamp_ns = stamp_ns
         self.centroid = np.asarray(cloud.points).mean(axis=0)
+        lo, hi = cloud.get_min_bound(), cloud.get_max_bound()
+        self.extent = np.array([[x, y, z] for x in (lo[0], hi[0]) for y in (lo[1], hi[1])
+                                for z in (lo[2], hi[2])])
         self._reset()
         return "ok"
 
@@ -257,8 +261,9 @@ class BodyTracker:
         a = cfg.velocity_smoothing
         self.twist = a * motion_twist(self.last, motion, dt) + (1 - a) * self.twist
         self.last, self.last_stamp_ns = motion, stamp_ns
-        speed = np.linalg.norm(self.twist[:3] + np.cross(self.twist[3:], self.centroid))
-        twist = self.twist if speed > cfg.velocity_deadband_m_s else np.zeros(6)
+        # speed of the fastest part of the body: a turn about the centroid moves the feet
+        speed = np.linalg.norm(self.twist[:3] + np.cross(self.twist[3:], self.extent), axis=1)
+        twist = self.twist if speed.max() > cfg.velocity_deadband_m_s else np.zeros(6)
         delta = np.linalg.inv(self.published) @ motion
         updated = (float(np.linalg.norm((delta @ c)[:3] - self.centroid))
                    > cfg.translation_threshold_m
