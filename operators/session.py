@@ -43,6 +43,11 @@ class SessionLog:
     regrounds: int = 0
 
 
+def contact_breaks(t: np.ndarray, gap_s: float = 0.25) -> int:
+    """How often contact during the press / stroke was lost (gaps longer than ``gap_s``)."""
+    return int(np.sum(np.diff(t) > gap_s)) if len(t) > 1 else 0
+
+
 def follow_errors(t: np.ndarray, err: np.ndarray, settle_s: float,
                   gap_s: float = 0.25) -> np.ndarray:
     """Errors of in-contact samples, each contact's first ``settle_s`` left out.
@@ -102,6 +107,7 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "duration_s": float(duration_s),
         "first_contact_s": log.first_contact_s,
         "follow_err_mm": float(np.mean(follow)) if len(follow) else float("nan"),
+        "contact_breaks": contact_breaks(np.asarray(log.follow_t)),
         "follow_err_p95_mm": float(np.percentile(follow, 95)) if len(follow) else float("nan"),
         "follow_err_max_mm": float(np.max(follow)) if len(follow) else float("nan"),
         "tracking_err_mm": (float(np.mean(log.tracking_err_mm)) if log.tracking_err_mm

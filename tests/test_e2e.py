@@ -58,3 +58,26 @@ def test_eval_perception_meets_the_accuracy_table():
     assert result["normal_deg"] <= 3.0
     assert result["calibration_mm"] <= 1.0 and result["calibration_deg"] <= 0.2
     assert len(result["targets"]) == 9
+
+
+@pytest.mark.e2e
+def test_eval_tracking_follows_the_moving_body():
+    exe = Path(sys.executable).parent / "tuina"
+    proc = subprocess.run([str(exe), "eval", "tracking", "--json", "--graph",
+                           str(ROOT / "dataflows" / "sim.yml")],
+                          capture_output=True, text=True, timeout=1500)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    # registration on 30 Hz frames with the arm in view
+    assert result["translation_err_mm"] <= 0.5 and result["rotation_err_deg"] <= 0.2
+    assert result["translation_err_max_mm"] <= 1.0
+    assert result["registration_ms_median"] <= 20.0
+    assert result["update_hz"] >= 25.0
+    assert result["inlier_rmse_m"] < 0.006
+    assert result["jerk_detected"]
+    # the closed loop: on the acupoint while the body moves, contact held, nothing excessive
+    assert result["follow_err_mm"] <= 3.0 and result["follow_err_p95_mm"] <= 4.0
+    assert result["contact_breaks"] == 0
+    assert result["sessions_ok"] and result["session_max_force_n"] <= 15.0
+    jerk = result["scenarios"]["jerk 15 mm"]["session"]
+    assert len(jerk["aborts"]) >= 1 and jerk["regrounds"] >= 1

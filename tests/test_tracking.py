@@ -277,3 +277,14 @@ def test_abort_backs_off_along_the_normal_and_never_pushes():
     assert abs(z[-1] - (tool[2] + 0.05)) < 1e-6 and after[-1].mode == "hold"
     assert all(o.force_target_n == 0.0 and o.phase == "abort" for o in after)
     assert np.all(after[-1].twist == 0)
+
+
+def test_follow_error_leaves_out_each_contacts_settling_and_counts_breaks():
+    from tuina.operators.session import contact_breaks, follow_errors
+
+    # two contacts, samples every 60 ms: four of each fall in its first 200 ms
+    t = np.concatenate([np.arange(20) * 0.06, 2.0 + np.arange(20) * 0.06])
+    err = np.tile(np.where(np.arange(20) < 4, 9.0, 1.0), 2)
+    kept = follow_errors(t, err, settle_s=0.2)
+    assert len(kept) == len(t) - 8 and np.all(kept == 1.0)
+    assert contact_breaks(t) == 1 and contact_breaks(t[:20]) == 0

@@ -299,6 +299,7 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
             session_max_force_n=float(np.max([rows[n]["session"]["max_force_n"]
                                               for n in rows])),
             sessions_ok=all(rows[n]["session"]["ok"] for n in rows),
+            contact_breaks=int(sum(s["contact_breaks"] for s in sessions)),
         )
     return out
 
