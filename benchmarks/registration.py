@@ -1,14 +1,15 @@
-"""Body registration methods on the same frames: time and error against the true motion.
+"""Body registration methods on the same recorded frames: time and error against the truth.
 
-    .venv/bin/python benchmarks/registration.py [--frames 8] [--seed 0] [--json OUT]
+    .venv/bin/python benchmarks/registration.py [--seed 0] [--json OUT]
 
-Frames are rendered once from the simulated world (default camera, phantom moved by known
-translations of 10-20 mm and rotations of 3-5 deg about its own axes), passed through the
-D455-like depth model, and cached under benchmarks/.cache. Every method prepares the
-reference body cloud once and registers it to each moved one from the identity (the worst
-case of the tracker, which warm-starts from its last estimate). Time is the per-frame
-depth -> motion path: back projection, region of interest, downsampling, normals or
-covariances, registration.
+The frames are those of ``tuina eval tracking``: the sim graph's camera at 30 Hz, the phantom
+moving by a scripted shift (20 mm) and roll (5 deg), the arm pressing on the moving ST36,
+D455-like noise, z16 at 1 mm. They are rendered once and recorded under benchmarks/.cache.
+Every method gets the same body points per frame (region of interest, table plane removed,
+arm masked by kinematics, as the icp-tracker prepares them), prepares the reference once,
+and registers each frame warm-started from its previous estimate, as the tracker does.
+Time: body points -> motion, per frame (the back-projection is the same for all and is
+left out). Error: at the acupoint, against the true motion since the reference frame.
 This is a measurement, not a test: nothing here asserts.
 """
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import pickle
 import statistics
 import time
 from pathlib import Path
@@ -23,168 +25,178 @@ from typing import Any
 
 import numpy as np
 import open3d as o3d
-from scipy.spatial.transform import Rotation
-from tuina.operators.geometry import (
-    depth_to_points,
-    intrinsics_matrix,
-    make_transform,
-    transform_points,
+from tuina.operators.geometry import transform_points
+from tuina.operators.phantom import ATLAS
+from tuina.operators.tracking import (
+    BodyTracker,
+    TrackerConfig,
+    roi_points,
+    rotation_angle_deg,
 )
-from tuina.operators.sensor import DepthNoise, apply_depth_noise
-from tuina.operators.tracking import rotation_angle_deg
 
 CACHE = Path(__file__).parent / ".cache"
-ROI_MIN = np.array([0.1, -0.9, 0.01])
-ROI_MAX = np.array([1.0, 0.9, 0.3])
 VOXEL_M = 0.01
 MAX_CORRESPONDENCE_M = 0.03
+ITERATIONS = 30
+SCENARIOS = ("shift 20 mm", "roll 5 deg")
+ROI_MIN = np.array([0.1, -0.9, -0.05])
+ROI_MAX = np.array([1.0, 0.9, 0.3])
+ARM_MASK_M = 0.08
 
 
-def motions(count: int, rng: np.random.Generator) -> list[np.ndarray]:
-    """Body-frame motions: 10-20 mm in the table plane, 3-5 deg about a random axis."""
-    out = []
-    for _ in range(count):
-        direction = rng.normal(size=2)
-        t = np.append(direction / np.linalg.norm(direction) * rng.uniform(0.01, 0.02), 0.0)
-        axis = rng.normal(size=3)
-        rot = Rotation.from_rotvec(axis / np.linalg.norm(axis) * np.radians(rng.uniform(3, 5)))
-        out.append(make_transform(rot.as_matrix(), t))
+def recorded_frames(seed: int) -> dict[str, Any]:
+    """The scenarios' frames, rendered once (minutes) and then read from the cache."""
+    path = CACHE / f"tracking-frames-{seed}.pkl"
+    if path.exists():
+        return pickle.loads(path.read_bytes())
+    import pinocchio as pin
+    from franky_sim.urdf import FR3_URDF
+    from tuina.operators.planner import ToolIK
+
+    from tuina.evaluation.tracking import SCENARIOS as ALL
+    from tuina.evaluation.tracking import render_scenario
+    from tuina.sim.world import MassageWorld, WorldConfig
+
+    ik = ToolIK(FR3_URDF, "link8", pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4),
+                                           np.array([0.0, 0.0, 0.15])).homogeneous,
+                np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))
+    out = {}
+    with MassageWorld(WorldConfig()) as world:
+        for sc in ALL:
+            if sc.name in SCENARIOS:
+                out[sc.name] = render_scenario(world, sc, ik, seed)
+    CACHE.mkdir(exist_ok=True)
+    path.write_bytes(pickle.dumps(out))
     return out
 
 
-def render_frames(count: int, seed: int) -> dict[str, np.ndarray]:
-    """Reference + moved depth frames, with the true base-frame motion of each."""
-    path = CACHE / f"frames-{count}-{seed}.npz"
-    if path.exists():
-        return dict(np.load(path))
-    from tuina.sim.world import MassageWorld, WorldConfig, nominal_base_T_body
+def body_frames(rendered: dict[str, Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
+    """Per frame: the body points the tracker would register, and the true motion."""
+    from tuina.nodes.icp_tracker import arm_model
 
-    cfg = WorldConfig()
-    nominal = nominal_base_T_body(cfg)
-    rng = np.random.default_rng(seed)
-    depths, truths = [], []
-    with MassageWorld(cfg) as world:
-        K = intrinsics_matrix(*world.intrinsics())
-        cam = world.base_T_camera()
-        for body_motion in [np.eye(4), *motions(count, rng)]:
-            body = nominal @ body_motion
-            with world._lock:  # the benchmark poses the body directly between steps
-                world.data.mocap_pos[world._mocap_id] = body[:3, 3]
-                world.data.mocap_quat[world._mocap_id] = np.roll(
-                    Rotation.from_matrix(body[:3, :3]).as_quat(), 1)
-            time.sleep(0.05)
-            depths.append(world.render().depth)
-            truths.append(body @ np.linalg.inv(nominal))  # base-frame motion of the body
-    CACHE.mkdir(exist_ok=True)
-    np.savez_compressed(path, depth=np.array(depths), truth=np.array(truths), K=K, cam=cam)
-    return dict(np.load(path))
+    arm = arm_model("fr3", 0.0466)
+    frames, K, cam = rendered["frames"], rendered["K"], rendered["base_T_camera"]
+
+    def region(f: dict) -> np.ndarray:
+        depth = np.where(f["z16"] > 0, f["z16"] * 1e-3, np.nan)
+        return roi_points(depth, K, cam, 4, ROI_MIN, ROI_MAX)
+
+    # the tracker's own table plane and arm masking
+    tracker = BodyTracker(TrackerConfig())
+    tracker.set_reference(region(frames[0]), 0, arm.chain(frames[0]["q"]), ARM_MASK_M)
+    points = [tracker.body_points(region(f), arm.chain(f["q"]), ARM_MASK_M) for f in frames]
+    truths = [f["body"] @ np.linalg.inv(frames[0]["body"]) for f in frames]
+    return points, truths
 
 
-def body_points(depth: np.ndarray, K: np.ndarray, cam: np.ndarray) -> np.ndarray:
-    pts = transform_points(cam, depth_to_points(K, depth, stride=2))
-    return pts[np.all((pts >= ROI_MIN) & (pts <= ROI_MAX), axis=1)]
+def _voxels(points: np.ndarray) -> o3d.geometry.PointCloud:
+    return o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points)).voxel_down_sample(VOXEL_M)
 
 
-def _o3d_cloud(points: np.ndarray) -> o3d.geometry.PointCloud:
-    pcd = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(points)).voxel_down_sample(VOXEL_M)
+def _normals(pcd: o3d.geometry.PointCloud) -> o3d.geometry.PointCloud:
     pcd.estimate_normals(o3d.geometry.KDTreeSearchParamHybrid(radius=3 * VOXEL_M, max_nn=20))
-    pcd.orient_normals_towards_camera_location(np.array([0.0, 0.0, 10.0]))
     return pcd
 
 
-class Method:
-    """A registration method: ``prepare`` a cloud once, ``register`` reference -> current."""
+class Open3d:
+    """open3d legacy ICP; ``onto_reference``: the frame is the source (reference normals
+    once), else the reference is the source and every frame needs normals."""
 
-    def prepare(self, points: np.ndarray) -> Any:
-        return _o3d_cloud(points)
+    def __init__(self, estimation: Any, onto_reference: bool, generalized: bool = False):
+        self.estimation, self.onto, self.generalized = estimation, onto_reference, generalized
 
-    def register(self, reference: Any, current: Any) -> np.ndarray:
-        raise NotImplementedError
+    def prepare_reference(self, points: np.ndarray) -> Any:
+        return _normals(_voxels(points))
 
-
-class Open3dICP(Method):
-    def __init__(self, estimation: Any):
-        self.estimation = estimation
-
-    def register(self, reference: Any, current: Any) -> np.ndarray:
-        result = o3d.pipelines.registration.registration_icp(
-            reference, current, MAX_CORRESPONDENCE_M, np.eye(4), self.estimation,
-            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
+    def register(self, reference: Any, points: np.ndarray, init: np.ndarray) -> np.ndarray:
+        reg = o3d.pipelines.registration
+        frame = _voxels(points)
+        if self.generalized or not self.onto:
+            frame = _normals(frame)
+        criteria = reg.ICPConvergenceCriteria(max_iteration=ITERATIONS)
+        run = reg.registration_generalized_icp if self.generalized else reg.registration_icp
+        if self.onto:
+            result = run(frame, reference, MAX_CORRESPONDENCE_M, np.linalg.inv(init),
+                         self.estimation, criteria)
+            return np.linalg.inv(np.asarray(result.transformation))
+        result = run(reference, frame, MAX_CORRESPONDENCE_M, init, self.estimation, criteria)
         return np.asarray(result.transformation)
 
 
-class Open3dGICP(Method):
-    def register(self, reference: Any, current: Any) -> np.ndarray:
-        result = o3d.pipelines.registration.registration_generalized_icp(
-            reference, current, MAX_CORRESPONDENCE_M, np.eye(4),
-            o3d.pipelines.registration.TransformationEstimationForGeneralizedICP(),
-            o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=30))
-        return np.asarray(result.transformation)
+class SmallGICP:
+    """small_gicp, the frame registered onto the prepared reference."""
 
-
-class SmallGICP(Method):
     def __init__(self, kind: str):
         import small_gicp
 
-        self.small_gicp = small_gicp
-        self.kind = kind
+        self.sg, self.kind = small_gicp, kind
 
-    def prepare(self, points: np.ndarray) -> Any:
-        # downsampling, covariances / normals and the k-d tree, on two threads
-        return self.small_gicp.preprocess_points(points, downsampling_resolution=VOXEL_M,
-                                                 num_neighbors=20, num_threads=2)
+    def prepare_reference(self, points: np.ndarray) -> Any:
+        return self.sg.preprocess_points(points, downsampling_resolution=VOXEL_M,
+                                         num_neighbors=20, num_threads=2)
 
-    def register(self, reference: Any, current: Any) -> np.ndarray:
-        ref_cloud, _ = reference
-        cur_cloud, cur_tree = current
-        # align(target, source) estimates T_target_source: current <- reference
-        result = self.small_gicp.align(cur_cloud, ref_cloud, cur_tree, registration_type=self.kind,
-                                       max_correspondence_distance=MAX_CORRESPONDENCE_M,
-                                       num_threads=2, max_iterations=30)
-        return np.asarray(result.T_target_source)
+    def register(self, reference: Any, points: np.ndarray, init: np.ndarray) -> np.ndarray:
+        target, tree = reference
+        if self.kind == "GICP":
+            source, _ = self.sg.preprocess_points(points, downsampling_resolution=VOXEL_M,
+                                                  num_neighbors=20, num_threads=2)
+        else:
+            source = self.sg.voxelgrid_sampling(points, VOXEL_M, num_threads=2)
+        result = self.sg.align(target, source, tree, init_T_target_source=np.linalg.inv(init),
+                               registration_type=self.kind, num_threads=2,
+                               max_correspondence_distance=MAX_CORRESPONDENCE_M,
+                               max_iterations=ITERATIONS)
+        return np.linalg.inv(np.asarray(result.T_target_source))
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--frames", type=int, default=8)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    data = render_frames(args.frames, args.seed)
-    K, cam = data["K"], data["cam"]
-    noise = DepthNoise()
-    noisy = [apply_depth_noise(d, K[0, 0], noise, np.random.default_rng([args.seed, i]))
-             for i, d in enumerate(data["depth"])]
-    estimation = o3d.pipelines.registration
-    methods: dict[str, Method] = {
-        "open3d point-to-plane": Open3dICP(estimation.TransformationEstimationPointToPlane()),
-        "open3d GICP": Open3dGICP(),
-        "open3d point-to-point": Open3dICP(estimation.TransformationEstimationPointToPoint()),
+    recorded = recorded_frames(args.seed)
+    reg = o3d.pipelines.registration
+    methods: dict[str, Any] = {
+        "open3d point-to-plane, frame onto reference (tracker)":
+            Open3d(reg.TransformationEstimationPointToPlane(), True),
+        "open3d point-to-plane, reference onto frame":
+            Open3d(reg.TransformationEstimationPointToPlane(), False),
+        "open3d GICP, frame onto reference":
+            Open3d(reg.TransformationEstimationForGeneralizedICP(), True, generalized=True),
+        "open3d point-to-point, frame onto reference":
+            Open3d(reg.TransformationEstimationPointToPoint(), True),
     }
     try:
         methods["small_gicp GICP"] = SmallGICP("GICP")
         methods["small_gicp point-to-plane"] = SmallGICP("PLANE_ICP")
     except ImportError:
-        print("small_gicp is not installed: pip install small_gicp==1.0.1")
-    reference_points = body_points(noisy[0], K, cam)
-    rows = {}
+        print("small_gicp is not installed: pip install -e '.[bench]'")
+    acu = next(a for a in ATLAS if a.code == "ST36")
+    rows: dict[str, dict[str, float]] = {}
     for name, method in methods.items():
-        reference = method.prepare(reference_points)
         times, t_err, r_err = [], [], []
-        for depth, truth in zip(noisy[1:], data["truth"][1:], strict=True):
-            start = time.perf_counter()
-            T = method.register(reference, method.prepare(body_points(depth, K, cam)))
-            times.append((time.perf_counter() - start) * 1e3)
-            delta = np.linalg.inv(truth) @ T
-            t_err.append(float(np.linalg.norm(T[:3, 3] - truth[:3, 3])) * 1e3)
-            r_err.append(rotation_angle_deg(delta[:3, :3]))
-        rows[name] = {"ms_median": statistics.median(times), "translation_mm_mean":
-                      float(np.mean(t_err)), "translation_mm_max": float(np.max(t_err)),
+        for rendered in recorded.values():
+            points, truths = body_frames(rendered)
+            p_ref = transform_points(rendered["frames"][0]["body"], acu.position[None])
+            reference = method.prepare_reference(points[0])
+            estimate = np.eye(4)
+            for pts, truth in zip(points[1:], truths[1:], strict=True):
+                start = time.perf_counter()
+                estimate = method.register(reference, pts, estimate)
+                times.append((time.perf_counter() - start) * 1e3)
+                t_err.append(float(np.linalg.norm(transform_points(estimate, p_ref)
+                                                  - transform_points(truth, p_ref))) * 1e3)
+                r_err.append(rotation_angle_deg(estimate[:3, :3] @ truth[:3, :3].T))
+        rows[name] = {"ms_median": statistics.median(times),
+                      "translation_mm_mean": float(np.mean(t_err)),
+                      "translation_mm_max": float(np.max(t_err)),
                       "rotation_deg_mean": float(np.mean(r_err)),
                       "rotation_deg_max": float(np.max(r_err))}
-    print(f"{args.frames} moved frames, 10-20 mm / 3-5 deg, voxel {VOXEL_M * 1e3:.0f} mm\n")
-    print("| method | depth->motion ms (median) | translation mm (mean / max) | "
+    frames = sum(len(r["frames"]) - 1 for r in recorded.values())
+    print(f"{frames} frames ({', '.join(recorded)}), voxel {VOXEL_M * 1e3:.0f} mm, "
+          "arm in view and masked, warm-started\n")
+    print("| method | body points -> motion ms (median) | error at ST36 mm (mean / max) | "
           "rotation deg (mean / max) |")
     print("|---|---|---|---|")
     for name, r in rows.items():
