@@ -17,7 +17,7 @@ from pathlib import Path
 
 import numpy as np
 from tuina.operators.geometry import angle_between_deg, quat_to_matrix
-from tuina.operators.session import SessionLimits, SessionLog, summarize
+from tuina.operators.session import SessionLimits, SessionLog, distance_to_path, summarize
 from tuina.operators.tracking import rotation_angle_deg
 
 from tuina.config import Param
@@ -34,6 +34,15 @@ PARAMS = [
     Param("MAX_FORCE_RMS_ERROR_N", "float", 1.5, "N", "ok bound", low=0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "ok bound on the largest contact force", low=0),
 ]
+
+
+def moved_path(target: TargetPose, ref: tuple | None, now: tuple) -> np.ndarray:
+    """The target's planned surface path carried along with the body since its frame."""
+    path = np.asarray(target.path).reshape(-1, 3)
+    if ref is None or target.code not in ref[1]:
+        return path
+    rotation = now[0] @ ref[0].T
+    return (path - ref[1][target.code]) @ rotation.T + now[1][target.code]
 
 
 def _fmt(value) -> str:
@@ -128,9 +137,12 @@ def main() -> None:
                 log.force_target_n = cmd.force_target_n
             if log.first_contact_s is None and cmd.force_measured_n > 1.0:
                 log.first_contact_s = t - first_ns * 1e-9
+                log.first_contact_t = t
         elif eid == "ground_truth":
             truth = GroundTruth.from_arrow(event["value"])
             log.max_force_n = max(log.max_force_n, truth.max_contact_force_n)
+            log.truth_t.append(stamp * 1e-9)
+            log.truth_peak_n.append(truth.max_contact_force_n)
             points = np.asarray(truth.acupoint_positions).reshape(-1, 3)
             truths[stamp] = (quat_to_matrix(np.asarray(truth.body_quaternion)),
                              dict(zip(truth.acupoint_codes, points, strict=True)))
@@ -150,6 +162,10 @@ def main() -> None:
                 if phase == "press" and np.all(np.isfinite(contact)):
                     log.contact_errors_mm.append(float(np.linalg.norm(contact - acu) * 1000))
                 in_contact = np.linalg.norm(truth.contact_force) > 1.0
+                if phase == "stroke" and in_contact and np.all(np.isfinite(contact)):
+                    path = moved_path(target, truths.get(target.source_stamp_ns),
+                                      truths[stamp])
+                    log.stroke_mm.append(distance_to_path(contact, path) * 1000)
                 if phase in ("press", "stroke") and in_contact and np.all(np.isfinite(contact)):
                     log.follow_t.append(stamp * 1e-9)
                     log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))

@@ -33,6 +33,7 @@ class SessionLog:
     max_force_n: float = 0.0
     errors: list[str] = field(default_factory=list)
     first_contact_s: float | None = None
+    first_contact_t: float | None = None  # event time of the first contact, s
     follow_t: list[float] = field(default_factory=list)  # press / stroke samples with the
     follow_mm: list[float] = field(default_factory=list)  # contact-to-acupoint distance
     motion_t: list[float] = field(default_factory=list)  # body_motion stamps
@@ -41,6 +42,38 @@ class SessionLog:
     tracking_err_deg: list[float] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
     regrounds: int = 0
+    truth_t: list[float] = field(default_factory=list)  # ground-truth frames
+    truth_peak_n: list[float] = field(default_factory=list)  # largest contact force since
+    stroke_mm: list[float] = field(default_factory=list)  # contact point to planned path
+
+
+def overshoot(t: np.ndarray, peaks: np.ndarray, first_contact_t: float | None, target_n: float,
+              window_s: float = 1.0) -> float:
+    """Largest contact force above the target within ``window_s`` of the first contact."""
+    if first_contact_t is None or not len(t):
+        return float("nan")
+    near = (t >= first_contact_t) & (t <= first_contact_t + window_s)
+    return float(max(peaks[near].max() - target_n, 0.0)) if near.any() else float("nan")
+
+
+def loop_timing(stamps_s: np.ndarray) -> tuple[float, float]:
+    """Rate (Hz) and p99 of |period - median period| (ms) of a loop's output stamps."""
+    if len(stamps_s) < 3:
+        return 0.0, float("nan")
+    periods = np.diff(stamps_s)
+    rate = (len(stamps_s) - 1) / (stamps_s[-1] - stamps_s[0])
+    return float(rate), float(np.percentile(np.abs(periods - np.median(periods)), 99) * 1e3)
+
+
+def distance_to_path(point: np.ndarray, path: np.ndarray) -> float:
+    """Distance from a point to a polyline."""
+    if len(path) == 1:
+        return float(np.linalg.norm(point - path[0]))
+    a, b = path[:-1], path[1:]
+    ab = b - a
+    s = np.clip(np.einsum("ij,ij->i", point - a, ab) / np.maximum(
+        np.einsum("ij,ij->i", ab, ab), 1e-12), 0.0, 1.0)
+    return float(np.min(np.linalg.norm(a + s[:, None] * ab - point, axis=1)))
 
 
 def contact_breaks(t: np.ndarray, gap_s: float = 0.25) -> int:
@@ -84,6 +117,13 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
     ok_motion = np.asarray(log.motion_status) == "ok"
     statuses = {k: int(np.sum(np.asarray(log.motion_status) == k))
                 for k in sorted(set(log.motion_status))}
+    stroke = phases == "stroke"
+    if stroke.any():
+        stroke &= t >= t[stroke][0] + limits.follow_settle_s
+    stroke_rms = (float(np.sqrt(np.mean((f[stroke] - log.force_target_n) ** 2)))
+                  if stroke.any() else float("nan"))
+    first_contact = log.first_contact_t
+    control_hz, jitter_ms = loop_timing(t)
     problems = list(log.errors)
     if contact_s < limits.min_contact_s:
         problems.append(f"contact lasted {contact_s:.1f} s (< {limits.min_contact_s} s)")
@@ -107,6 +147,15 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "duration_s": float(duration_s),
         "first_contact_s": log.first_contact_s,
         "follow_err_mm": float(np.mean(follow)) if len(follow) else float("nan"),
+        "overshoot_n": overshoot(np.asarray(log.truth_t), np.asarray(log.truth_peak_n),
+                                 first_contact, log.force_target_n),
+        "stroke_rms_error_n": stroke_rms,
+        "stroke_tracking_mm": (float(np.mean(log.stroke_mm)) if log.stroke_mm
+                               else float("nan")),
+        "stroke_tracking_max_mm": (float(np.max(log.stroke_mm)) if log.stroke_mm
+                                   else float("nan")),
+        "control_hz": control_hz,
+        "period_jitter_p99_ms": jitter_ms,
         "contact_breaks": contact_breaks(np.asarray(log.follow_t)),
         "follow_err_p95_mm": float(np.percentile(follow, 95)) if len(follow) else float("nan"),
         "follow_err_max_mm": float(np.max(follow)) if len(follow) else float("nan"),

@@ -91,8 +91,16 @@ def main(argv: list[str] | None = None) -> int:
                           help="the sim graph whose tracker and world are evaluated")
     tracking.add_argument("--frames-only", action="store_true",
                           help="only the tracker on rendered frames, no closed-loop sessions")
+    force = ev_sub.add_parser("force", help="contact scenarios: steady press, stroke, moving "
+                              "body; force errors, overshoot, loop rate and jitter")
+    force.add_argument("--json", action="store_true", help="print one JSON object")
+    force.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
     args = parser.parse_args(argv)
     if args.command == "eval":
+        if args.evaluation == "force":
+            from tuina.evaluation import force as force_eval
+
+            return force_eval.main(args)
         if args.evaluation == "tracking":
             from tuina.evaluation import tracking as tracking_eval
 

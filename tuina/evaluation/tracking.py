@@ -20,9 +20,7 @@ Two parts per scenario:
 from __future__ import annotations
 
 import json
-import os
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,6 +31,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tuina.evaluation.sessions import run_session
 from tuina.operators.geometry import intrinsics_matrix, tool_orientation, transform_points
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS
@@ -189,39 +188,16 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
 
 # --- session: the whole graph under dora ----------------------------------------------------
 
-def session_graph(graph: Path, scenario: Scenario, folder: Path, name: str) -> Path:
-    """A copy of the sim graph that runs one scenario and writes its summary to ``folder``."""
-    spec = yaml.safe_load(graph.read_text())
-    for node in spec["nodes"]:
-        env = node.setdefault("env", {})
-        if node["id"] == "world":
-            env.update(BODY_MOTION=scenario.kind, BODY_MOTION_TRIGGER="contact",
-                       BODY_MOTION_START_S=1.5, BODY_MOTION_DURATION_S=scenario.duration_s,
-                       BODY_MOTION_TRANSLATION_MM=",".join(map(str, scenario.translation_mm)),
-                       BODY_MOTION_ROTATION_DEG=",".join(map(str, scenario.rotation_deg)))
-        elif node["id"] == "planner":
-            env["PRESS_S"] = 6.0
-        elif node["id"] == "session":
-            env.update(RECORDINGS_DIR=str(folder), SESSION=name, TIMEOUT_S=90)
-        if "EXTRINSICS_FILE" in env:  # relative to the graph, which now lives elsewhere
-            env["EXTRINSICS_FILE"] = str((graph.parent / env["EXTRINSICS_FILE"]).resolve())
-    path = folder / f"{name}.yml"
-    path.write_text(yaml.safe_dump(spec))
-    return path
-
-
-def run_session(graph: Path, scenario: Scenario, folder: Path, name: str) -> dict[str, Any]:
-    """``dora run`` the scenario; the session node's summary."""
-    path = session_graph(graph, scenario, folder, name)
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
-    proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
-                          env=env, capture_output=True, text=True, timeout=300)
-    summary = folder / name / "summary.json"
-    if not summary.exists():
-        tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise RuntimeError(f"the {scenario.name} session wrote no summary: " + " | ".join(tail))
-    return json.loads(summary.read_text())
+def scenario_overrides(scenario: Scenario) -> dict[str, dict[str, Any]]:
+    """The sim graph's env changes that run one scenario: the motion 1.5 s into a 6 s press."""
+    return {
+        "world": {"BODY_MOTION": scenario.kind, "BODY_MOTION_TRIGGER": "contact",
+                  "BODY_MOTION_START_S": 1.5, "BODY_MOTION_DURATION_S": scenario.duration_s,
+                  "BODY_MOTION_TRANSLATION_MM": ",".join(map(str, scenario.translation_mm)),
+                  "BODY_MOTION_ROTATION_DEG": ",".join(map(str, scenario.rotation_deg))},
+        "planner": {"PRESS_S": 6.0},
+        "session": {"TIMEOUT_S": 90},
+    }
 
 
 # --- the evaluation ----------------------------------------------------------------------------
@@ -263,7 +239,8 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
         with tempfile.TemporaryDirectory(prefix="tuina-eval-tracking-") as tmp:
             for i, sc in enumerate(SCENARIOS):
                 log(f"session: {sc.name}")
-                rows[sc.name]["session"] = run_session(graph, sc, Path(tmp), f"scenario-{i}")
+                rows[sc.name]["session"] = run_session(graph, scenario_overrides(sc), Path(tmp),
+                                                       f"scenario-{i}", sc.name)
                 s = rows[sc.name]["session"]
                 log(f"  follow {s['follow_err_mm']:.2f} mm (p95 {s['follow_err_p95_mm']:.2f}, max "
                     f"{s['follow_err_max_mm']:.2f}), "

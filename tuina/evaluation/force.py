@@ -1,0 +1,97 @@
+"""``tuina eval force``: contact scenarios of the sim graph, scored against the truth.
+
+- press: "press Zusanli with moderate pressure", 6 N for 6 s on a still body;
+- stroke: a 10 cm stroke from Zusanli at 2 cm/s and 6 N;
+- moving: the press while the body shifts 20 mm (the tracker following it).
+
+Each runs the whole sim graph under dora; the session node scores the force the controller
+measured (the robot's wrench estimate) against the target, the truth contact force for the
+overshoot at first contact and the cap, the truth contact point against the planned stroke,
+and the command stamps for the loop rate and its jitter.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuina.evaluation.sessions import run_session
+
+SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
+    "press": {"planner": {"PRESS_S": 6.0}},
+    "stroke": {"operator": {"INSTRUCTION": "stroke Zusanli with moderate pressure"},
+               "grounding": {"STROKE_LENGTH_M": 0.10},
+               "planner": {"PRESS_S": 1.5, "STROKE_SPEED": 0.02}},
+    "moving": {"planner": {"PRESS_S": 6.0},
+               "world": {"BODY_MOTION": "shift", "BODY_MOTION_TRIGGER": "contact",
+                         "BODY_MOTION_START_S": 1.5, "BODY_MOTION_DURATION_S": 2.0,
+                         "BODY_MOTION_TRANSLATION_MM": "12,-16,0"}},
+}
+
+
+def run(graph: Path, log: Any = print) -> dict[str, Any]:
+    """Every scenario's session summary and the headline numbers."""
+    rows: dict[str, dict[str, Any]] = {}
+    with tempfile.TemporaryDirectory(prefix="tuina-eval-force-") as tmp:
+        for name, overrides in SCENARIOS.items():
+            log(f"session: {name}")
+            overrides = {**overrides, "session": {"TIMEOUT_S": 90}}
+            rows[name] = run_session(graph, overrides, Path(tmp), name, name)
+            s = rows[name]
+            log(f"  force {s['force_mean_n']:.2f} N (RMS error {s['force_rms_error_n']:.2f}), "
+                f"overshoot {s['overshoot_n']:.2f} N, max {s['max_force_n']:.1f} N, "
+                f"{s['control_hz']:.0f} Hz, ok {s['ok']}")
+    return {
+        "rms_error_n": rows["press"]["force_rms_error_n"],
+        "overshoot_n": float(np.nanmax([r["overshoot_n"] for r in rows.values()])),
+        "max_force_n": float(max(r["max_force_n"] for r in rows.values())),
+        "stroke_rms_error_n": rows["stroke"]["stroke_rms_error_n"],
+        "stroke_tracking_mm": rows["stroke"]["stroke_tracking_mm"],
+        "stroke_tracking_max_mm": rows["stroke"]["stroke_tracking_max_mm"],
+        "moving_rms_error_n": rows["moving"]["force_rms_error_n"],
+        "control_hz": float(min(r["control_hz"] for r in rows.values())),
+        "period_jitter_p99_ms": float(max(r["period_jitter_p99_ms"] for r in rows.values())),
+        "sessions_ok": all(r["ok"] for r in rows.values()),
+        "scenarios": rows,
+    }
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The result as a Markdown table plus the headline numbers."""
+    lines = ["| scenario | force (N, mean) | RMS error (N) | overshoot (N) | max (N) | stroke "
+             "RMS (N) | stroke path (mm, mean / max) | loop (Hz) | jitter p99 (ms) | ok |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
+    for name, s in summary["scenarios"].items():
+        lines.append(f"| {name} | {s['force_mean_n']:.2f} | {s['force_rms_error_n']:.2f} | "
+                     f"{s['overshoot_n']:.2f} | {s['max_force_n']:.1f} | "
+                     f"{s['stroke_rms_error_n']:.2f} | {s['stroke_tracking_mm']:.2f} / "
+                     f"{s['stroke_tracking_max_mm']:.2f} | {s['control_hz']:.0f} | "
+                     f"{s['period_jitter_p99_ms']:.2f} | {s['ok']} |")
+    lines += ["", f"steady press RMS error {summary['rms_error_n']:.2f} N, overshoot "
+              f"{summary['overshoot_n']:.2f} N, max {summary['max_force_n']:.1f} N; stroke RMS "
+              f"{summary['stroke_rms_error_n']:.2f} N, path {summary['stroke_tracking_mm']:.2f} mm;"
+              f" moving RMS {summary['moving_rms_error_n']:.2f} N; loop "
+              f"{summary['control_hz']:.0f} Hz, jitter p99 "
+              f"{summary['period_jitter_p99_ms']:.2f} ms"]
+    return "\n".join(lines)
+
+
+def main(args: Any) -> int:
+    """``tuina eval force``: print the table, or one JSON object with --json."""
+    graph = Path(args.graph)
+    if not graph.is_file():
+        print(f"tuina eval force: error: no graph at {graph}; pass --graph dataflows/sim.yml "
+              "from the project folder", file=sys.stderr)
+        return 2
+    try:
+        summary = run(graph, log=(lambda _line: None) if args.json else print)
+    except RuntimeError as err:
+        print(f"tuina eval force: error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary) if args.json else table(summary))
+    return 0
