@@ -23,7 +23,8 @@ from tuina.node import Outputs, configure, events, stamp_of
 
 PARAMS = [
     Param("KP", "float", 0.004, "(m/s)/N", "proportional gain of the normal force loop", low=0),
-    Param("KI", "float", 0.002, "(m/s)/(N s)", "integral gain", low=0),
+    Param("KI", "float", 0.0, "(m/s)/(N s)", "integral gain (the admittance itself "
+          "integrates the force error; an integral on top makes the force drift)", low=0),
     Param("KD", "float", 0.0002, "(m/s)/(N/s)", "derivative gain", low=0),
     Param("DERIVATIVE_TAU_S", "float", 0.05, "s", "derivative low-pass time constant", low=0),
     Param("INTEGRAL_LIMIT", "float", 5.0, "N s", "anti-windup clamp", low=0),

@@ -20,7 +20,7 @@ class ForceConfig:
     """Gains and limits (SI units: N, m, s)."""
 
     kp: float = 0.004  # (m/s) per N
-    ki: float = 0.002  # (m/s) per N s
+    ki: float = 0.0  # (m/s) per N s: the admittance already integrates the force error
     kd: float = 0.0002  # (m/s) per N/s
     derivative_tau_s: float = 0.05
     integral_limit: float = 5.0  # N s
@@ -34,6 +34,7 @@ class ForceConfig:
     max_follow_rate_deg: float = 15.0
     compensation_gain: float = 2.0  # 1/s, PBVS compensation of the position tracking error
     max_compensation_m: float = 0.005
+    moving_speed: float = 0.002  # m/s: a slower reference counts as still
     retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
     retreat_speed: float = 0.05  # m/s, mean speed of that retreat
 
@@ -217,19 +218,24 @@ class HybridForceController:
             self.in_contact = False
             step = c.release_speed * dt
             self.depth = float(np.clip(0.0, self.depth - step, self.depth + step))
+        h = 0.01
+        plan_velocity = M[:3, :3] @ (sample(plan_t, positions, t + h)
+                                     - sample(plan_t, positions, t - h)) / (2 * h)
         # PBVS compensation velocity: the tracking error drives an offset of the reference
-        # (tangential only while the force loop owns the normal: S = I - n n^T)
+        # (tangential only while the force loop owns the normal: S = I - n n^T). It acts
+        # while the reference moves (approach, stroke, a moving body); on a still target
+        # skin friction holds the ball and the integral would only load and slip it.
+        surface_speed = np.linalg.norm(body_twist[:3] + np.cross(body_twist[3:], p_plan))
+        moving = max(float(np.linalg.norm(plan_velocity)), surface_speed) > c.moving_speed
         error = p_plan - np.asarray(tool_position, float)
         if self.force_phase:
             error = error - (error @ n) * n
-        self.compensation = self.compensation + c.compensation_gain * error * dt
+        if moving or not self.force_phase:
+            self.compensation = self.compensation + c.compensation_gain * error * dt
         norm = np.linalg.norm(self.compensation)
         if norm > c.max_compensation_m:
             self.compensation *= c.max_compensation_m / norm
         position = p_plan + self.compensation - n * self.depth
-        h = 0.01
-        plan_velocity = M[:3, :3] @ (sample(plan_t, positions, t + h)
-                                     - sample(plan_t, positions, t - h)) / (2 * h)
         if self.force_phase:  # the plan's normal motion belongs to the force loop (S = I - nn^T)
             plan_velocity = plan_velocity - (plan_velocity @ n) * n
         # the surface's own motion is fed forward in full: the force loop works relative to it

@@ -166,6 +166,7 @@ class BodyTracker:
         self.bad_frames = 0
         self.lost = False
         self.twist = np.zeros(6)
+        self.since_update = 99  # frames since the published motion last changed
 
     def body_points(self, points_base: np.ndarray, arm_chain: np.ndarray | None,
                     arm_radius_m: float) -> np.ndarray:
@@ -263,14 +264,18 @@ class BodyTracker:
         a = cfg.velocity_smoothing
         self.twist = a * motion_twist(self.last, motion, dt) + (1 - a) * self.twist
         self.last, self.last_stamp_ns = motion, stamp_ns
-        # speed of the fastest part of the body: a turn about the centroid moves the feet
-        speed = np.linalg.norm(self.twist[:3] + np.cross(self.twist[3:], self.extent), axis=1)
-        twist = self.twist if speed.max() > cfg.velocity_deadband_m_s else np.zeros(6)
         delta = np.linalg.inv(self.published) @ motion
         updated = (float(np.linalg.norm((delta @ c)[:3] - self.centroid))
                    > cfg.translation_threshold_m
                    or rotation_angle_deg(delta[:3, :3]) > cfg.rotation_threshold_deg)
         if updated:
             self.published = motion
+            self.since_update = 0
+        else:
+            self.since_update += 1
+        # the body counts as moving while the motion criterion keeps passing and some part of
+        # it (a turn about the centroid moves the feet) is faster than the deadband
+        speed = np.linalg.norm(self.twist[:3] + np.cross(self.twist[3:], self.extent), axis=1)
+        moving = self.since_update <= 2 and speed.max() > cfg.velocity_deadband_m_s
         return MotionEstimate(self.published, motion, fitness, rmse, updated, "ok", n, coverage,
-                              twist=twist)
+                              twist=self.twist.copy() if moving else np.zeros(6))
