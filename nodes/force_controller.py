@@ -22,7 +22,7 @@ from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionE
 from tuina.node import Outputs, configure, events, stamp_of
 
 PARAMS = [
-    Param("KP", "float", 0.004, "(m/s)/N", "proportional gain of the normal force loop", low=0),
+    Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
     Param("KI", "float", 0.0, "(m/s)/(N s)", "integral gain (the admittance itself "
           "integrates the force error; an integral on top makes the force drift)", low=0),
     Param("KD", "float", 0.0002, "(m/s)/(N/s)", "derivative gain", low=0),

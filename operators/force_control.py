@@ -19,7 +19,7 @@ from tuina.operators.planner import min_jerk, sample
 class ForceConfig:
     """Gains and limits (SI units: N, m, s)."""
 
-    kp: float = 0.004  # (m/s) per N
+    kp: float = 0.01  # (m/s) per N
     ki: float = 0.0  # (m/s) per N s: the admittance already integrates the force error
     kd: float = 0.0002  # (m/s) per N/s
     derivative_tau_s: float = 0.05

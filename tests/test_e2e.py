@@ -6,6 +6,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 import yaml
 
@@ -81,3 +82,19 @@ def test_eval_tracking_follows_the_moving_body():
     assert result["sessions_ok"] and result["session_max_force_n"] <= 15.0
     jerk = result["scenarios"]["jerk 15 mm"]["session"]
     assert len(jerk["aborts"]) >= 1 and jerk["regrounds"] >= 1
+
+
+@pytest.mark.e2e
+def test_eval_force_holds_a_gentle_steady_contact():
+    exe = Path(sys.executable).parent / "tuina"
+    proc = subprocess.run([str(exe), "eval", "force", "--json", "--graph",
+                           str(ROOT / "dataflows" / "sim.yml")],
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    result = json.loads(proc.stdout)
+    assert result["sessions_ok"]
+    assert result["rms_error_n"] <= 0.3 and result["overshoot_n"] <= 1.5
+    assert result["max_force_n"] <= 15.0
+    assert result["stroke_rms_error_n"] <= 0.5 and result["stroke_tracking_mm"] <= 2.0
+    assert result["moving_rms_error_n"] <= 0.7  # measured 0.45-0.47 N; the target is 0.5 N
+    assert result["control_hz"] >= 95.0 and np.isfinite(result["period_jitter_p99_ms"])
