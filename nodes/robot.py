@@ -25,10 +25,11 @@ from tuina.operators.safety import (
     rate_limit,
     retreat_point,
 )
+from tuina.operators.timing import LoopTimer
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, RobotState, SessionEvent
-from tuina.node import Outputs, configure, events, fail
+from tuina.node import Outputs, configure, events, fail, stamp_of
 
 PARAMS = [
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
@@ -132,6 +133,7 @@ def main() -> None:
     status = "ok"
     fault: str | None = None
     last_command = None  # wall time of the last accepted command: the watchdog's clock
+    timer = LoopTimer()
 
     def hold_at(position: np.ndarray, quat: np.ndarray,
                 twist: np.ndarray | None = None) -> None:
@@ -161,9 +163,11 @@ def main() -> None:
                     fault = "faulted:robot_error"
                 msg = RobotState(list(state.q), list(state.dq), tool_p.tolist(),
                                  tool_q.tolist(), wrench.tolist(), fault or status)
-                out.send("robot_state", msg.to_arrow(), int(state.time.to_msec()) * 1_000_000,
-                         BASE_FRAME)
+                stamp = int(state.time.to_msec()) * 1_000_000
+                out.send("robot_state", msg.to_arrow(), stamp, BASE_FRAME)
+                timer.published(stamp, time.perf_counter())
             elif event["id"] == "command":
+                timer.commanded(stamp_of(event), time.perf_counter())
                 if fault is not None:
                     continue
                 try:
@@ -201,6 +205,10 @@ def main() -> None:
                 if SessionEvent.from_arrow(event["value"]).kind == "done":
                     break
     finally:
+        stats = timer.summary()
+        if stats:
+            print("robot: loop " + ", ".join(f"{k} {v:.2f}" for k, v in stats.items()),
+                  flush=True)
         try:
             robot.stop()
             robot.join_motion(timeout=1.0)

@@ -288,3 +288,18 @@ def test_follow_error_leaves_out_each_contacts_settling_and_counts_breaks():
     kept = follow_errors(t, err, settle_s=0.2)
     assert len(kept) == len(t) - 8 and np.all(kept == 1.0)
     assert contact_breaks(t) == 1 and contact_breaks(t[:20]) == 0
+
+
+def test_loop_timer_measures_rate_jitter_and_latency():
+    from tuina.operators.timing import LoopTimer
+
+    timer = LoopTimer()
+    for k in range(100):
+        wall = k * 0.01 + (0.004 if k == 50 else 0.0)  # one late state
+        timer.published(k * 10_000_000, wall)
+        timer.commanded(k * 10_000_000, wall + 0.002)
+    timer.commanded(123, 2.0)  # a command for a state never seen: no latency
+    stats = timer.summary()
+    assert abs(stats["state_hz"] - 100.0) < 1.0
+    assert abs(stats["latency_p50_ms"] - 2.0) < 1e-6
+    assert 3.0 < stats["state_jitter_p99_ms"] <= 4.0 + 1e-9
