@@ -6,9 +6,12 @@ depth frame it was found on becomes the reference cloud).
 Outputs: ``body_motion`` for every depth frame; ``events`` (``reground`` when the track is
 lost: a motion too fast or too large to follow, or too many bad frames in a row).
 
-Registration (chosen by measurement, see ``tuina.operators.tracking``): each frame's body
+Registration, chosen by measurement (``benchmarks/registration.py``): each frame's body
 cloud, voxelised, is registered onto the reference cloud with open3d point-to-plane ICP
 from the last estimate; the reference's table plane, normals and k-d tree are built once.
+Why: 4.0 ms and 0.32 mm at the acupoint per frame, against 9.3 ms the other way round
+(normals of every frame), 14 ms for open3d GICP and 4.8 ms for small_gicp GICP (as accurate,
+one more dependency); point-to-point stalls at 3 mm on smooth skin.
 """
 
 from __future__ import annotations
