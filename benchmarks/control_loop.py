@@ -36,14 +36,18 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--graph", default="dataflows/sim.yml")
     parser.add_argument("--runs", type=int, default=1)
+    parser.add_argument("--nice", type=int, default=None,
+                        help="run the robot and force-controller nodes at this nice value")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     rows = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="tuina-bench-loop-") as tmp:
-            path = session_graph(Path(args.graph), {"planner": {"PRESS_S": 6.0}}, Path(tmp),
-                                 f"run-{run}")
+            overrides = {"planner": {"PRESS_S": 6.0}}
+            if args.nice:
+                overrides |= {"robot": {"NICE": args.nice}, "force-controller": {"NICE": args.nice}}
+            path = session_graph(Path(args.graph), overrides, Path(tmp), f"run-{run}")
             subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
                            env=env, capture_output=True, text=True, timeout=300)
             fields = dict(item.split(" ") for item in robot_loop_line(Path(tmp) / "out")

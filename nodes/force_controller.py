@@ -19,7 +19,7 @@ from tuina.operators.tracking import predict
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.node import Outputs, configure, events, raise_priority, stamp_of
 
 PARAMS = [
     Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
@@ -56,6 +56,9 @@ PARAMS = [
           low=0.01, high=0.2),
     Param("TRACKER_TIMEOUT_S", "float", 0.5, "s",
           "robot time without body motion (once seen) that aborts the massage", low=0.05),
+    Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
+          "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
+          low=-20, high=19),
 ]
 
 LOST = ("large_motion", "lost")
@@ -64,6 +67,7 @@ LOST = ("large_motion", "lost")
 def main() -> None:
     """One command per robot state."""
     cfg = configure("force-controller", PARAMS)
+    raise_priority("force-controller", cfg["NICE"])
     from dora import Node
 
     fcfg = ForceConfig(kp=cfg["KP"], ki=cfg["KI"], kd=cfg["KD"],

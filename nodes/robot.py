@@ -29,7 +29,7 @@ from tuina.operators.timing import LoopTimer
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, RobotState, SessionEvent
-from tuina.node import Outputs, configure, events, fail, stamp_of
+from tuina.node import Outputs, configure, events, fail, raise_priority, stamp_of
 
 PARAMS = [
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
@@ -52,6 +52,9 @@ PARAMS = [
           "impedance's lag behind a ramp (0.074 s at 2500 N/m, 0.35 s at 800 N/m in "
           "franky-sim; 0: off)", low=0, high=0.5),
     Param("REALTIME", "bool", False, "-", "enforce a realtime kernel (real robots: true)"),
+    Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
+          "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
+          low=-20, high=19),
 ]
 
 
@@ -89,6 +92,7 @@ def connect(ip: str, timeout_s: float, realtime: bool):
 def main() -> None:
     """Drive the arm from commands, publish its state on every tick."""
     cfg = configure("robot", PARAMS)
+    raise_priority("robot", cfg["NICE"])
     import franky
     from dora import Node
 

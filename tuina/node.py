@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
@@ -16,6 +17,19 @@ def fail(node: str, message: str, code: int = 2) -> None:
     """Print one clear error line and exit."""
     print(f"tuina-{node}: error: {message}", file=sys.stderr, flush=True)
     raise SystemExit(code)
+
+
+def raise_priority(node: str, nice: int) -> None:
+    """Run this node at a higher scheduling priority (a lower nice value); without the
+    permission for it, say so in one line and carry on at the normal priority."""
+    if nice >= 0:
+        return
+    try:
+        os.setpriority(os.PRIO_PROCESS, 0, nice)
+    except OSError as err:
+        print(f"tuina-{node}: cannot set nice {nice} ({err.strerror}); running at the normal "
+              "priority (grant CAP_SYS_NICE or run as root for a steadier loop)",
+              file=sys.stderr, flush=True)
 
 
 def configure(node: str, params: Sequence[Param]) -> dict[str, Any]:
