@@ -23,9 +23,6 @@ import open3d as o3d
 from scipy.spatial.transform import Rotation
 from tuina.operators.geometry import depth_to_points, fit_plane_ransac, transform_points
 
-STATUSES = ("ok", "no_reference", "no_cloud", "partial_view", "low_fitness", "large_motion",
-            "lost")
-
 
 @dataclass(frozen=True)
 class TrackerConfig:

@@ -193,8 +193,6 @@ def tissue(p: np.ndarray) -> float:
 
 def drive(ctrl, plan, steps, motion_at=lambda t: np.eye(4), twist_at=lambda t: None,
           force_at=tissue, tool=(0.4, 0.0, 0.14), start=0.0, dt=0.01):
-    from tuina.operators.force_control import ControlOutput  # noqa: F401
-
     tool = np.asarray(tool, float)
     outs = []
     for k in range(steps):
