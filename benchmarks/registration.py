@@ -49,17 +49,13 @@ def recorded_frames(seed: int) -> dict[str, Any]:
     path = CACHE / f"tracking-frames-{seed}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
-    import pinocchio as pin
-    from franky_sim.urdf import FR3_URDF
-    from tuina.operators.planner import ToolIK
+    from tuina.operators.planner import fr3_tool_ik
 
     from tuina.evaluation.tracking import SCENARIOS as ALL
     from tuina.evaluation.tracking import render_scenario
     from tuina.sim.world import MassageWorld, WorldConfig
 
-    ik = ToolIK(FR3_URDF, "link8", pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4),
-                                           np.array([0.0, 0.0, 0.15])).homogeneous,
-                np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))
+    ik = fr3_tool_ik(0.0466)
     out = {}
     with MassageWorld(WorldConfig()) as world:
         for sc in ALL:

@@ -19,6 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
+from tuina.operators.planner import FR3_FLANGE, fr3_flange_T_tool
 from tuina.operators.tracking import (
     ArmModel,
     BodyTracker,
@@ -101,14 +102,10 @@ def arm_model(robot: str, tool_length_m: float) -> ArmModel | None:
         return None
     from franky_sim.urdf import FR3_URDF
 
-    # franky's EE frame: 0.1034 m past the flange, turned -45 deg about z (the hand's axes)
-    c, s = np.cos(-np.pi / 4), np.sin(-np.pi / 4)
-    flange_T_tool = np.eye(4)
-    flange_T_tool[:3, :3] = [[c, -s, 0], [s, c, 0], [0, 0, 1]]
-    flange_T_tool[2, 3] = 0.1034 + tool_length_m
-    finger_axis = flange_T_tool[:3, 1]
+    flange_T_tool = fr3_flange_T_tool(tool_length_m)
+    finger_axis = flange_T_tool[:3, 1]  # the hand's fingers open along the EE frame's y
     hand = np.array([0.08 * finger_axis + [0, 0, 0.05], -0.08 * finger_axis + [0, 0, 0.05]])
-    return ArmModel(FR3_URDF, "link8", flange_T_tool, hand)
+    return ArmModel(FR3_URDF, FR3_FLANGE, flange_T_tool, hand)
 
 
 def to_message(estimate: MotionEstimate, reference_stamp_ns: int) -> BodyMotion:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from tuina.operators.planner import PlannerConfig, PlanningError, ToolIK, plan_massage
+from tuina.operators.planner import PlannerConfig, PlanningError, fr3_tool_ik, plan_massage
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, RobotState, SessionEvent, TargetPose, Trajectory
@@ -33,14 +33,9 @@ PARAMS = [
 def main() -> None:
     """Plan a trajectory for every target pose."""
     cfg = configure("planner", PARAMS)
-    import pinocchio as pin
     from dora import Node
-    from franky_sim.urdf import FR3_URDF
 
-    flange_T_tool = pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4),
-                            np.array([0.0, 0.0, 0.1034 + cfg["TOOL_LENGTH_M"]]))
-    posture = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
-    ik = ToolIK(FR3_URDF, "link8", flange_T_tool.homogeneous, posture)
+    ik = fr3_tool_ik(cfg["TOOL_LENGTH_M"])
     pcfg = PlannerConfig(standoff_m=cfg["STANDOFF_M"], clearance_m=cfg["CLEARANCE_M"],
                          max_speed=cfg["MAX_SPEED"], max_accel=cfg["MAX_ACCEL"],
                          max_jerk=cfg["MAX_JERK"], press_s=cfg["PRESS_S"],

@@ -17,7 +17,13 @@ from pathlib import Path
 
 import numpy as np
 from tuina.operators.geometry import angle_between_deg, quat_to_matrix
-from tuina.operators.session import SessionLimits, SessionLog, distance_to_path, summarize
+from tuina.operators.session import (
+    SessionLimits,
+    SessionLog,
+    distance_to_path,
+    moved_path,
+    summarize,
+)
 from tuina.operators.tracking import rotation_angle_deg
 
 from tuina.config import Param
@@ -34,15 +40,6 @@ PARAMS = [
     Param("MAX_FORCE_RMS_ERROR_N", "float", 1.5, "N", "ok bound", low=0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "ok bound on the largest contact force", low=0),
 ]
-
-
-def moved_path(target: TargetPose, ref: tuple | None, now: tuple) -> np.ndarray:
-    """The target's planned surface path carried along with the body since its frame."""
-    path = np.asarray(target.path).reshape(-1, 3)
-    if ref is None or target.code not in ref[1]:
-        return path
-    rotation = now[0] @ ref[0].T
-    return (path - ref[1][target.code]) @ rotation.T + now[1][target.code]
 
 
 def _fmt(value) -> str:
@@ -163,8 +160,11 @@ def main() -> None:
                     log.contact_errors_mm.append(float(np.linalg.norm(contact - acu) * 1000))
                 in_contact = np.linalg.norm(truth.contact_force) > 1.0
                 if phase == "stroke" and in_contact and np.all(np.isfinite(contact)):
-                    path = moved_path(target, truths.get(target.source_stamp_ns),
-                                      truths[stamp])
+                    ref = truths.get(target.source_stamp_ns)
+                    path = np.asarray(target.path).reshape(-1, 3)
+                    if ref is not None and target.code in ref[1]:
+                        path = moved_path(path, ref[0], ref[1][target.code],
+                                          truths[stamp][0], acu)
                     log.stroke_mm.append(distance_to_path(contact, path) * 1000)
                 if phase in ("press", "stroke") and in_contact and np.all(np.isfinite(contact)):
                     log.follow_t.append(stamp * 1e-9)

@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import sys
 import time
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
 from tuina.operators.motion import JERK_S, KINDS, TRIGGERS, BodyMotionScript
 
-from tuina.config import Param
+from tuina.config import Param, env_strings, load
 from tuina.messages import (
     BASE_FRAME,
     CAMERA_FRAME,
@@ -77,6 +78,11 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
         calibration_marker=cfg["CALIBRATION_MARKER"],
         width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion)
+
+
+def world_config_from_env(env: Mapping[str, Any] | None) -> WorldConfig:
+    """The world a graph's ``env:`` block for this node describes (validated)."""
+    return world_config(load("world", PARAMS, env_strings(env)))
 
 
 def main() -> None:

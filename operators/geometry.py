@@ -114,3 +114,19 @@ def tool_orientation(outward_normal: np.ndarray, reference_x: np.ndarray) -> np.
     x /= np.linalg.norm(x)
     y = np.cross(z, x)
     return matrix_to_quat(np.stack([x, y, z], axis=1))
+
+
+def polyline_distances(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
+    """Distance of every point (N x 3) to the nearest segment of a polyline (M x 3)."""
+    points = np.atleast_2d(points)
+    if len(polyline) == 1:
+        return np.linalg.norm(points - polyline[0], axis=1)
+    nearest = np.full(len(points), np.inf)
+    for a, b in zip(polyline[:-1], polyline[1:], strict=True):
+        ab = b - a
+        denom = float(ab @ ab)
+        s = (np.zeros(len(points)) if denom < 1e-12
+             else np.clip((points - a) @ ab / denom, 0.0, 1.0))
+        nearest = np.minimum(nearest, np.linalg.norm(points - (a + s[:, None] * ab), axis=1))
+    return nearest
+

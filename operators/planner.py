@@ -190,3 +190,23 @@ def sample(plan_t: np.ndarray, values: np.ndarray, t: float) -> np.ndarray:
     span = plan_t[i + 1] - plan_t[i]
     a = np.clip((t - plan_t[i]) / span, 0.0, 1.0) if span > 0 else 0.0
     return (1 - a) * values[i] + a * values[i + 1]
+
+
+# franky's end-effector frame on an FR3: 0.1034 m past the flange, turned -45 deg about z
+FR3_FLANGE = "link8"
+FR3_FLANGE_TO_EE_M = 0.1034
+FR3_POSTURE = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])  # null-space posture (rad)
+
+
+def fr3_flange_T_tool(tool_length_m: float) -> np.ndarray:
+    """The tool contact frame in the FR3 flange frame, ``tool_length_m`` past franky's EE."""
+    return pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4),
+                   np.array([0.0, 0.0, FR3_FLANGE_TO_EE_M + tool_length_m])).homogeneous
+
+
+def fr3_tool_ik(tool_length_m: float) -> ToolIK:
+    """IK of the FR3's tool contact point, with the default null-space posture."""
+    from franky_sim.urdf import FR3_URDF
+
+    return ToolIK(FR3_URDF, FR3_FLANGE, fr3_flange_T_tool(tool_length_m), FR3_POSTURE)
+

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+from tuina.operators.geometry import polyline_distances
 
 
 @dataclass(frozen=True)
@@ -65,15 +66,16 @@ def loop_timing(stamps_s: np.ndarray) -> tuple[float, float]:
     return float(rate), float(np.percentile(np.abs(periods - np.median(periods)), 99) * 1e3)
 
 
+def moved_path(path: np.ndarray, rotation_ref: np.ndarray, anchor_ref: np.ndarray,
+               rotation_now: np.ndarray, anchor_now: np.ndarray) -> np.ndarray:
+    """A surface path carried with the body: its rotation and one of its points (the
+    target acupoint) then and now."""
+    return (path - anchor_ref) @ (rotation_now @ rotation_ref.T).T + anchor_now
+
+
 def distance_to_path(point: np.ndarray, path: np.ndarray) -> float:
     """Distance from a point to a polyline."""
-    if len(path) == 1:
-        return float(np.linalg.norm(point - path[0]))
-    a, b = path[:-1], path[1:]
-    ab = b - a
-    s = np.clip(np.einsum("ij,ij->i", point - a, ab) / np.maximum(
-        np.einsum("ij,ij->i", ab, ab), 1e-12), 0.0, 1.0)
-    return float(np.min(np.linalg.norm(a + s[:, None] * ab - point, axis=1)))
+    return float(polyline_distances(point, path)[0])
 
 
 def contact_breaks(t: np.ndarray, gap_s: float = 0.25) -> int:

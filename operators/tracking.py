@@ -21,7 +21,12 @@ from dataclasses import dataclass, field
 import numpy as np
 import open3d as o3d
 from scipy.spatial.transform import Rotation
-from tuina.operators.geometry import depth_to_points, fit_plane_ransac, transform_points
+from tuina.operators.geometry import (
+    depth_to_points,
+    fit_plane_ransac,
+    polyline_distances,
+    transform_points,
+)
 
 
 @dataclass(frozen=True)
@@ -95,20 +100,9 @@ def roi_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stri
     return pts[np.all((pts >= roi_min) & (pts <= roi_max), axis=1)]
 
 
-def segment_distances(points: np.ndarray, a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    """Distance of every point to the segment a-b."""
-    ab = b - a
-    denom = float(ab @ ab)
-    s = np.zeros(len(points)) if denom < 1e-12 else np.clip((points - a) @ ab / denom, 0, 1)
-    return np.linalg.norm(points - (a + s[:, None] * ab), axis=1)
-
-
 def outside_capsules(points: np.ndarray, chain: np.ndarray, radius_m: float) -> np.ndarray:
     """Mask of the points farther than ``radius_m`` from every segment of a polyline chain."""
-    keep = np.ones(len(points), dtype=bool)
-    for a, b in zip(chain[:-1], chain[1:], strict=True):
-        keep &= segment_distances(points, a, b) > radius_m
-    return keep
+    return polyline_distances(points, chain) > radius_m
 
 
 class ArmModel:

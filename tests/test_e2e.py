@@ -44,13 +44,18 @@ def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path):
     assert summary["first_contact_s"] <= 30.0
 
 
+def eval_json(*args: str, timeout: int) -> dict:
+    """``tuina eval ... --json``: it must exit 0 and print one JSON object."""
+    exe = Path(sys.executable).parent / "tuina"
+    proc = subprocess.run([str(exe), "eval", *args, "--json"], capture_output=True, text=True,
+                          timeout=timeout)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return json.loads(proc.stdout)
+
+
 @pytest.mark.e2e
 def test_eval_perception_meets_the_accuracy_table():
-    exe = Path(sys.executable).parent / "tuina"
-    proc = subprocess.run([str(exe), "eval", "perception", "--json", "--trials", "2"],
-                          capture_output=True, text=True, timeout=600)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result = eval_json("perception", "--trials", "2", timeout=600)
     for group in ("near", "middle", "far"):
         assert result[f"{group}_mm"] <= 2.0, result
         assert result[f"atlas_{group}_mm"] <= 2.0, result
@@ -63,12 +68,7 @@ def test_eval_perception_meets_the_accuracy_table():
 
 @pytest.mark.e2e
 def test_eval_tracking_follows_the_moving_body():
-    exe = Path(sys.executable).parent / "tuina"
-    proc = subprocess.run([str(exe), "eval", "tracking", "--json", "--graph",
-                           str(ROOT / "dataflows" / "sim.yml")],
-                          capture_output=True, text=True, timeout=1500)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result = eval_json("tracking", "--graph", str(ROOT / "dataflows" / "sim.yml"), timeout=1500)
     # registration on 30 Hz frames with the arm in view
     assert result["translation_err_mm"] <= 0.5 and result["rotation_err_deg"] <= 0.2
     assert result["translation_err_max_mm"] <= 1.0
@@ -86,12 +86,7 @@ def test_eval_tracking_follows_the_moving_body():
 
 @pytest.mark.e2e
 def test_eval_force_holds_a_gentle_steady_contact():
-    exe = Path(sys.executable).parent / "tuina"
-    proc = subprocess.run([str(exe), "eval", "force", "--json", "--graph",
-                           str(ROOT / "dataflows" / "sim.yml")],
-                          capture_output=True, text=True, timeout=900)
-    assert proc.returncode == 0, proc.stderr[-3000:]
-    result = json.loads(proc.stdout)
+    result = eval_json("force", "--graph", str(ROOT / "dataflows" / "sim.yml"), timeout=900)
     assert result["sessions_ok"]
     assert result["rms_error_n"] <= 0.3 and result["overshoot_n"] <= 1.5
     assert result["max_force_n"] <= 15.0

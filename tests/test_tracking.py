@@ -165,14 +165,9 @@ def test_arm_capsules_mask_the_arm_and_keep_the_body():
     assert not outside_capsules(on_arm, chain, 0.08).any()
     assert outside_capsules(body, chain, 0.08).all()
     # the tool tip from the arm's own forward kinematics sits where the planner puts it
-    import pinocchio as pin
-    from franky_sim.urdf import FR3_URDF
-    from tuina.operators.planner import ToolIK
+    from tuina.operators.planner import fr3_tool_ik
 
-    ik = ToolIK(FR3_URDF, "link8", pin.SE3(pin.rpy.rpyToMatrix(0, 0, -np.pi / 4),
-                                           np.array([0, 0, 0.1034 + 0.0466])).homogeneous,
-                q)
-    np.testing.assert_allclose(ik.forward(q).translation, tool, atol=1e-9)
+    np.testing.assert_allclose(fr3_tool_ik(0.0466).forward(q).translation, tool, atol=1e-9)
 
 
 # --- the controller following the body ----------------------------------------------------

@@ -22,7 +22,7 @@ import numpy as np
 import polars as pl
 import yaml
 
-from tuina.config import ConfigError, env_strings, load
+from tuina.config import ConfigError
 from tuina.operators.calibration import (
     Calibration,
     CalibrationError,
@@ -198,12 +198,6 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
     return SimCalibrationRun(calibration, samples, truth, skipped)
 
 
-def _world_config_from_graph(nodes: dict[str, dict[str, Any]]) -> Any:
-    from tuina.nodes.world import PARAMS, world_config
-
-    return world_config(load("world", PARAMS, env_strings(nodes["tuina-world"].get("env"))))
-
-
 def main(args: Any) -> int:
     """Run ``tuina calibrate`` with parsed arguments; returns the exit status."""
     graph = Path(args.graph)
@@ -228,11 +222,13 @@ def main(args: Any) -> int:
             source = f"pairs file {args.pairs}"
             truth = None
         elif "tuina-world" in nodes:
+            from tuina.nodes.world import world_config_from_env
             from tuina.sim.world import MARKER_IN_EE_M, RenderingUnavailable
 
             marker = np.asarray(MARKER_IN_EE_M)
             try:
-                run = calibrate_sim(_world_config_from_graph(nodes), args.poses, args.seed,
+                world_cfg = world_config_from_env(nodes["tuina-world"].get("env"))
+                run = calibrate_sim(world_cfg, args.poses, args.seed,
                                     depth_noise=not args.no_noise)
             except RenderingUnavailable as err:
                 return error(str(err))

@@ -12,15 +12,13 @@ and the command stamps for the loop rate and its jitter.
 
 from __future__ import annotations
 
-import json
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tuina.evaluation.sessions import run_session
+from tuina.evaluation.sessions import evaluate_graph, run_session
 
 SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
     "press": {"planner": {"PRESS_S": 6.0}},
@@ -83,15 +81,4 @@ def table(summary: dict[str, Any]) -> str:
 
 def main(args: Any) -> int:
     """``tuina eval force``: print the table, or one JSON object with --json."""
-    graph = Path(args.graph)
-    if not graph.is_file():
-        print(f"tuina eval force: error: no graph at {graph}; pass --graph dataflows/sim.yml "
-              "from the project folder", file=sys.stderr)
-        return 2
-    try:
-        summary = run(graph, log=(lambda _line: None) if args.json else print)
-    except RuntimeError as err:
-        print(f"tuina eval force: error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary) if args.json else table(summary))
-    return 0
+    return evaluate_graph("force", args, run, table, (RuntimeError,))

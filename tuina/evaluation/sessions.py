@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -42,3 +43,22 @@ def run_session(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path,
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise RuntimeError(f"the {label} session wrote no summary: " + " | ".join(tail))
     return json.loads(summary.read_text())
+
+
+def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], None]], dict],
+                   table: Callable[[dict], str], errors: tuple[type[Exception], ...]) -> int:
+    """``tuina eval NAME`` on the graph in ``args.graph``: progress and a table, or one JSON
+    object with ``args.json``; one error line and a non-zero status when it cannot run."""
+    graph = Path(args.graph)
+    if not graph.is_file():
+        print(f"tuina eval {name}: error: no graph at {graph}; pass --graph dataflows/sim.yml "
+              "from the project folder", file=sys.stderr)
+        return 2
+    try:
+        summary = run(graph, (lambda _line: None) if args.json else print)
+    except errors as err:
+        print(f"tuina eval {name}: error: {err}", file=sys.stderr)
+        return 1
+    print(json.dumps(summary) if args.json else table(summary))
+    return 0
+

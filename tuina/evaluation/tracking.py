@@ -19,9 +19,7 @@ Two parts per scenario:
 
 from __future__ import annotations
 
-import json
 import statistics
-import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -31,10 +29,16 @@ from typing import Any
 import numpy as np
 import yaml
 
-from tuina.evaluation.sessions import run_session
-from tuina.operators.geometry import intrinsics_matrix, tool_orientation, transform_points
+from tuina.evaluation.sessions import evaluate_graph, run_session
+from tuina.operators.geometry import (
+    intrinsics_matrix,
+    quat_to_matrix,
+    tool_orientation,
+    transform_points,
+)
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS
+from tuina.operators.planner import FR3_POSTURE, fr3_tool_ik
 from tuina.operators.sensor import DepthNoise, apply_depth_noise
 from tuina.operators.tracking import BodyTracker, roi_points, rotation_angle_deg
 
@@ -80,8 +84,6 @@ def _pressing_joints(ik: Any, body: np.ndarray, q0: np.ndarray) -> np.ndarray:
     point = transform_points(body, acu.position[None])[0]
     normal = body[:3, :3] @ acu.normal
     quat = tool_orientation(normal, np.array([1.0, 0.0, 0.0]))
-    from tuina.operators.geometry import quat_to_matrix
-
     return ik.solve(pin.SE3(quat_to_matrix(quat), point - normal * PRESS_DEPTH_M), q0)
 
 
@@ -95,7 +97,7 @@ def render_scenario(world: Any, scenario: Scenario, ik: Any, seed: int,
     span = before_s + (0.3 if scenario.kind == "jerk" else scenario.duration_s) + after_s
     K = intrinsics_matrix(*world.intrinsics())
     noise = DepthNoise()
-    q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])
+    q = FR3_POSTURE.copy()
     frames = []
     for k in range(int(span * FPS) + 1):
         t = k / FPS
@@ -206,24 +208,17 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
         log: Any = print) -> dict[str, Any]:
     """Every scenario: frames first, then (optionally) the closed loop."""
     import open3d as o3d
-    import pinocchio as pin
-    from franky_sim.urdf import FR3_URDF
 
     from tuina.config import env_strings, load
     from tuina.nodes import icp_tracker
-    from tuina.nodes.world import PARAMS as WORLD_PARAMS
-    from tuina.nodes.world import world_config
-    from tuina.operators.planner import ToolIK
+    from tuina.nodes.world import world_config_from_env
     from tuina.sim.world import MassageWorld
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
-    spec = yaml.safe_load(graph.read_text())
-    envs = {n["id"]: env_strings(n.get("env")) for n in spec["nodes"]}
-    tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, envs.get("icp-tracker", {}))
-    world_cfg = world_config(load("world", WORLD_PARAMS, envs.get("world", {})))
-    ik = ToolIK(FR3_URDF, "link8", pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4), np.array(
-        [0.0, 0.0, 0.1034 + tracker_cfg["TOOL_LENGTH_M"]])).homogeneous,
-        np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))
+    envs = {n["id"]: n.get("env") for n in yaml.safe_load(graph.read_text())["nodes"]}
+    tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, env_strings(envs.get("icp-tracker")))
+    world_cfg = world_config_from_env(envs.get("world"))
+    ik = fr3_tool_ik(tracker_cfg["TOOL_LENGTH_M"])
     log(f"rendering {len(SCENARIOS)} scenarios at {FPS:.0f} Hz with the arm on {TARGET}")
     rendered = {}
     with MassageWorld(world_cfg) as world:
@@ -323,16 +318,7 @@ def main(args: Any) -> int:
     """``tuina eval tracking``: print the tables, or one JSON object with --json."""
     from tuina.sim.world import RenderingUnavailable
 
-    graph = Path(args.graph)
-    if not graph.is_file():
-        print(f"tuina eval tracking: error: no graph at {graph}; pass --graph "
-              "dataflows/sim.yml from the project folder", file=sys.stderr)
-        return 2
-    try:
-        summary = run(graph, args.seed, sessions=not args.frames_only,
-                      log=(lambda _line: None) if args.json else print)
-    except (RenderingUnavailable, RuntimeError) as err:
-        print(f"tuina eval tracking: error: {err}", file=sys.stderr)
-        return 1
-    print(json.dumps(summary) if args.json else table(summary))
-    return 0
+    return evaluate_graph(
+        "tracking", args,
+        lambda graph, log: run(graph, args.seed, sessions=not args.frames_only, log=log),
+        table, (RenderingUnavailable, RuntimeError))
