@@ -49,13 +49,13 @@ def recorded_frames(seed: int) -> dict[str, Any]:
     path = CACHE / f"tracking-frames-{seed}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
-    from tuina.operators.planner import fr3_tool_ik
+    from tuina.operators.arms import arm_kinematics
 
     from tuina.evaluation.tracking import SCENARIOS as ALL
     from tuina.evaluation.tracking import render_scenario
     from tuina.sim.world import MassageWorld, WorldConfig
 
-    ik = fr3_tool_ik(0.0466)
+    ik = arm_kinematics("fr3", 0.0466)
     out = {}
     with MassageWorld(WorldConfig()) as world:
         for sc in ALL:

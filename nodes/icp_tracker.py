@@ -19,7 +19,7 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from tuina.operators.planner import FR3_FLANGE, fr3_flange_T_tool
+from tuina.operators.arms import ARMS, arm_kinematics
 from tuina.operators.tracking import (
     ArmModel,
     BodyTracker,
@@ -70,7 +70,7 @@ PARAMS = [
     Param("TABLE_MARGIN_M", "float", 0.012, "m", "points this close to the table are dropped",
           low=0),
     Param("ROBOT", "choice", "fr3", "-", "arm to mask out of the cloud (none: no arm in view)",
-          choices=("fr3", "none")),
+          choices=(*ARMS, "none")),
     Param("ARM_MASK_M", "float", 0.08, "m", "radius around the arm's links, hand and tool "
           "removed from the cloud", low=0),
     Param("TOOL_LENGTH_M", "float", 0.0466, "m",
@@ -100,12 +100,10 @@ def arm_model(robot: str, tool_length_m: float) -> ArmModel | None:
     """Kinematic chain of the arm in view, for masking; None when no arm is in view."""
     if robot == "none":
         return None
-    from franky_sim.urdf import FR3_URDF
-
-    flange_T_tool = fr3_flange_T_tool(tool_length_m)
-    finger_axis = flange_T_tool[:3, 1]  # the hand's fingers open along the EE frame's y
+    arm = arm_kinematics(robot, tool_length_m)
+    finger_axis = arm.flange_T_tool[:3, 1]  # the hand's fingers open along the tool frame's y
     hand = np.array([0.08 * finger_axis + [0, 0, 0.05], -0.08 * finger_axis + [0, 0, 0.05]])
-    return ArmModel(FR3_URDF, FR3_FLANGE, flange_T_tool, hand)
+    return ArmModel(arm, hand)
 
 
 def to_message(estimate: MotionEstimate, reference_stamp_ns: int) -> BodyMotion:

@@ -9,7 +9,8 @@ from __future__ import annotations
 import sys
 
 import numpy as np
-from tuina.operators.planner import PlannerConfig, PlanningError, fr3_tool_ik, plan_massage
+from tuina.operators.arms import ARMS, arm_kinematics
+from tuina.operators.planner import PlannerConfig, PlanningError, plan_massage, solve_plan
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, RobotState, SessionEvent, TargetPose, Trajectory
@@ -25,8 +26,9 @@ PARAMS = [
     Param("STROKE_SPEED", "float", 0.02, "m/s", "speed along the stroke", low=0.001, high=0.1),
     Param("DT", "float", 0.02, "s", "trajectory sample period", low=0.001, high=0.1),
     Param("TOOL_LENGTH_M", "float", 0.0466, "m",
-          "contact point of the massage ball past franky's end-effector frame", low=0.0),
-    Param("ROBOT", "choice", "fr3", "-", "kinematic model", choices=("fr3",)),
+          "massage-ball contact point past the arm's tool mount (franky's end-effector "
+          "frame on an FR3, the gripper endpoint on a Baxter)", low=0.0),
+    Param("ROBOT", "choice", "fr3", "-", "kinematic model of the arm", choices=ARMS),
 ]
 
 
@@ -35,7 +37,7 @@ def main() -> None:
     cfg = configure("planner", PARAMS)
     from dora import Node
 
-    ik = fr3_tool_ik(cfg["TOOL_LENGTH_M"])
+    arm = arm_kinematics(cfg["ROBOT"], cfg["TOOL_LENGTH_M"])
     pcfg = PlannerConfig(standoff_m=cfg["STANDOFF_M"], clearance_m=cfg["CLEARANCE_M"],
                          max_speed=cfg["MAX_SPEED"], max_accel=cfg["MAX_ACCEL"],
                          max_jerk=cfg["MAX_JERK"], press_s=cfg["PRESS_S"],
@@ -55,13 +57,19 @@ def main() -> None:
                     "error", "planner: no robot state yet; is the robot node running?"
                 ).to_arrow(), stamp, BASE_FRAME)
                 continue
+            if len(state.q) != arm.nq:
+                out.send("events", SessionEvent(
+                    "error", f"planner: the robot reports {len(state.q)} joints but ROBOT="
+                    f"{cfg['ROBOT']} has {arm.nq}; set ROBOT to the arm in the graph"
+                ).to_arrow(), stamp, BASE_FRAME)
+                continue
             try:
                 plan = plan_massage(
                     np.asarray(state.tool_position), np.asarray(state.tool_quaternion),
                     np.asarray(target.position), np.asarray(target.normal),
                     np.asarray(target.quaternion), np.asarray(target.path).reshape(-1, 3),
                     target.force_n, target.technique, pcfg)
-                plan = ik.solve_plan(plan, np.asarray(state.q))
+                plan = solve_plan(arm, plan, np.asarray(state.q))
             except PlanningError as err:
                 print(f"tuina-planner: error: {err}", file=sys.stderr, flush=True)
                 out.send("events", SessionEvent("error", f"planner: {err}").to_arrow(),

@@ -10,12 +10,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import pinocchio as pin
 from scipy.spatial.transform import Rotation, Slerp
+from tuina.operators.arms import ArmKinematics, PlanningError
 
-
-class PlanningError(ValueError):
-    """No safe trajectory exists for this target."""
+__all__ = ["Plan", "PlannerConfig", "PlanningError", "plan_massage", "solve_plan"]
 
 
 @dataclass(frozen=True)
@@ -44,7 +42,7 @@ class Plan:
     forces_n: np.ndarray
     phases: list[str]
     normals: np.ndarray  # N x 3
-    joints: np.ndarray  # N x 7
+    joints: np.ndarray  # N x number of joints (filled by solve_plan)
 
 
 def min_jerk_duration(distance: float, cfg: PlannerConfig) -> float:
@@ -128,60 +126,7 @@ def plan_massage(start_position: np.ndarray, start_quaternion: np.ndarray,
     quats = slerp(frac).as_quat()
     quats[quats[:, 3] < 0] *= -1
     normals = np.repeat(n[None], len(positions), axis=0)
-    return Plan(t, positions, quats, forces, phases, normals, np.zeros((len(positions), 7)))
-
-
-class ToolIK:
-    """Damped least-squares IK of the tool contact frame with joint limits and a posture task."""
-
-    def __init__(self, urdf: str, flange_frame: str, flange_T_tool: np.ndarray,
-                 posture: np.ndarray, damping: float = 1e-3, posture_gain: float = 0.1):
-        self.model = pin.buildModelFromXML(urdf)
-        self.data = self.model.createData()
-        flange = self.model.getFrameId(flange_frame)
-        frame = self.model.frames[flange]
-        self.tool = self.model.addFrame(pin.Frame(
-            "massage_tool", frame.parentJoint, flange, frame.placement * pin.SE3(flange_T_tool),
-            pin.FrameType.OP_FRAME))
-        self.data = self.model.createData()
-        self.posture = np.asarray(posture, float)
-        self.damping = damping
-        self.posture_gain = posture_gain
-        self.lower = self.model.lowerPositionLimit
-        self.upper = self.model.upperPositionLimit
-
-    def forward(self, q: np.ndarray) -> pin.SE3:
-        """Tool pose in the base frame."""
-        pin.framesForwardKinematics(self.model, self.data, q)
-        return self.data.oMf[self.tool].copy()
-
-    def solve(self, target: pin.SE3, q0: np.ndarray, iterations: int = 100,
-              tol: float = 1e-4) -> np.ndarray:
-        """Joint solution near q0; raises PlanningError when the pose is out of reach."""
-        q = np.asarray(q0, float).copy()
-        for _ in range(iterations):
-            current = self.forward(q)
-            err = pin.log6(current.actInv(target)).vector
-            if np.linalg.norm(err) < tol:
-                return q
-            J = pin.computeFrameJacobian(self.model, self.data, q, self.tool, pin.LOCAL)
-            JJt = J @ J.T + self.damping * np.eye(6)
-            dq = J.T @ np.linalg.solve(JJt, err)
-            null = np.eye(len(q)) - np.linalg.pinv(J) @ J
-            dq += null @ (self.posture_gain * (self.posture - q))
-            q = np.clip(q + dq, self.lower, self.upper)
-        raise PlanningError(f"no IK solution for tool position {np.round(target.translation, 3)}"
-                            f" (residual {np.linalg.norm(err):.3g}); the target is out of reach")
-
-    def solve_plan(self, plan: Plan, q0: np.ndarray) -> Plan:
-        """Fill plan.joints, warm-starting each sample from the previous one."""
-        q = np.asarray(q0, float)
-        for i in range(len(plan.t_s)):
-            target = pin.SE3(Rotation.from_quat(plan.quaternions[i]).as_matrix(),
-                             plan.positions[i])
-            q = self.solve(target, q)
-            plan.joints[i] = q
-        return plan
+    return Plan(t, positions, quats, forces, phases, normals, np.zeros((len(positions), 0)))
 
 
 def sample(plan_t: np.ndarray, values: np.ndarray, t: float) -> np.ndarray:
@@ -192,21 +137,8 @@ def sample(plan_t: np.ndarray, values: np.ndarray, t: float) -> np.ndarray:
     return (1 - a) * values[i] + a * values[i + 1]
 
 
-# franky's end-effector frame on an FR3: 0.1034 m past the flange, turned -45 deg about z
-FR3_FLANGE = "link8"
-FR3_FLANGE_TO_EE_M = 0.1034
-FR3_POSTURE = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])  # null-space posture (rad)
-
-
-def fr3_flange_T_tool(tool_length_m: float) -> np.ndarray:
-    """The tool contact frame in the FR3 flange frame, ``tool_length_m`` past franky's EE."""
-    return pin.SE3(pin.rpy.rpyToMatrix(0.0, 0.0, -np.pi / 4),
-                   np.array([0.0, 0.0, FR3_FLANGE_TO_EE_M + tool_length_m])).homogeneous
-
-
-def fr3_tool_ik(tool_length_m: float) -> ToolIK:
-    """IK of the FR3's tool contact point, with the default null-space posture."""
-    from franky_sim.urdf import FR3_URDF
-
-    return ToolIK(FR3_URDF, FR3_FLANGE, fr3_flange_T_tool(tool_length_m), FR3_POSTURE)
-
+def solve_plan(arm: ArmKinematics, plan: Plan, q0: np.ndarray) -> Plan:
+    """Fill plan.joints by IK along the plan; PlanningError where a pose is out of reach."""
+    dt = float(plan.t_s[1] - plan.t_s[0]) if len(plan.t_s) > 1 else 0.02
+    plan.joints = arm.solve_path(plan.positions, plan.quaternions, q0, dt)
+    return plan

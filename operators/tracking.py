@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import open3d as o3d
 from scipy.spatial.transform import Rotation
+from tuina.operators.arms import ArmKinematics
 from tuina.operators.geometry import (
     depth_to_points,
     fit_plane_ransac,
@@ -113,25 +114,17 @@ class ArmModel:
     hand and tool.
     """
 
-    def __init__(self, urdf: str, flange_frame: str, flange_T_tool: np.ndarray,
-                 hand_points: np.ndarray):
-        import pinocchio as pin
-
-        self._pin = pin
-        self.model = pin.buildModelFromXML(urdf)
-        self.data = self.model.createData()
-        self.flange = self.model.getFrameId(flange_frame)
-        self.flange_T_tool = np.asarray(flange_T_tool, float)
+    def __init__(self, arm: ArmKinematics, hand_points: np.ndarray):
+        self.arm = arm
+        self.flange = arm.model.getFrameId(arm.flange_frame)
         self.hand_points = np.asarray(hand_points, float).reshape(-1, 3)
 
     def chain(self, q: np.ndarray) -> np.ndarray:
         """Polyline of the arm in the base frame for joint positions q."""
-        pin = self._pin
-        pin.forwardKinematics(self.model, self.data, np.asarray(q, float))
-        pin.updateFramePlacements(self.model, self.data)
-        joints = [self.data.oMi[i].translation for i in range(self.model.njoints)]
-        flange = self.data.oMf[self.flange].homogeneous
-        tool = (flange @ self.flange_T_tool)[:3, 3]
+        arm = self.arm
+        tool = arm.forward(q).translation  # also places every joint and frame
+        joints = [arm.data.oMi[i].translation for i in range(arm.model.njoints)]
+        flange = arm.data.oMf[self.flange].homogeneous
         hand = self.hand_points @ flange[:3, :3].T + flange[:3, 3]
         # the hand crosswise, back through the flange, then down to the tool
         return np.vstack([*joints, flange[:3, 3], *hand, flange[:3, 3], tool])

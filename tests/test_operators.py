@@ -1,7 +1,8 @@
 import numpy as np
 import pinocchio as pin
 import pytest
-from franky_sim.urdf import FR3_URDF
+from scipy.spatial.transform import Rotation
+from tuina.operators.arms import ArmKinematics, arm_kinematics, load_arm
 from tuina.operators.force_control import PID, ForceConfig, HybridForceController
 from tuina.operators.geometry import (
     backproject,
@@ -19,9 +20,9 @@ from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
 from tuina.operators.planner import (
     PlannerConfig,
     PlanningError,
-    ToolIK,
     min_jerk_duration,
     plan_massage,
+    solve_plan,
 )
 from tuina.operators.posefit import (
     NoDepthError,
@@ -262,8 +263,8 @@ def test_plan_phases_limits_and_clearance():
 
 def test_ik_reaches_tool_poses_and_rejects_unreachable():
     flange_T_tool = pin.SE3(pin.rpy.rpyToMatrix(0, 0, -np.pi / 4), np.array([0, 0, 0.15]))
-    ik = ToolIK(FR3_URDF, "link8", flange_T_tool.homogeneous,
-                np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785]))
+    model, flange, posture = load_arm("fr3")
+    ik = ArmKinematics(model, flange, flange_T_tool.homogeneous, posture)
     q0 = np.array([0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785])
     target = pin.SE3(quat_to_matrix(np.array([1.0, 0, 0, 0])), np.array([0.45, -0.3, 0.12]))
     q = ik.solve(target, q0)
@@ -271,6 +272,34 @@ def test_ik_reaches_tool_poses_and_rejects_unreachable():
     assert np.all(q >= ik.lower) and np.all(q <= ik.upper)
     with pytest.raises(PlanningError, match="out of reach"):
         ik.solve(pin.SE3(np.eye(3), np.array([1.5, 0.0, 0.2])), q0)
+
+
+def test_baxter_left_arm_ik_follows_a_massage_plan_within_its_limits():
+    arm = arm_kinematics("baxter_left", 0.05)
+    assert arm.nq == 7
+    start = arm.forward(arm.posture)
+    # a target below and inwards of the neutral pose, tool pointing down (tapping)
+    target = start.translation + np.array([-0.1, -0.1, -0.2])
+    # the tool axis turned straight down, keeping the neutral pose's turn about it
+    tilt, _ = Rotation.align_vectors([[0.0, 0.0, -1.0]], [start.rotation[:, 2]])
+    down = (tilt * Rotation.from_matrix(start.rotation)).as_quat()
+    plan = plan_massage(start.translation, Rotation.from_matrix(start.rotation).as_quat(),
+                        target, np.array([0, 0, 1.0]), down, np.zeros((0, 3)), 6.0, "press",
+                        PlannerConfig(press_s=1.0))
+    plan = solve_plan(arm, plan, arm.posture)
+    assert plan.joints.shape == (len(plan.t_s), 7)
+    assert np.all(plan.joints >= arm.lower - 1e-9) and np.all(plan.joints <= arm.upper + 1e-9)
+    reached = np.array([arm.forward(q).translation for q in plan.joints])
+    np.testing.assert_allclose(reached, plan.positions, atol=1e-3)
+    # joint motion stays smooth: no sample jumps further than the arm could move in dt,
+    # except onto the contact phase's surface point (the force loop searches down to it
+    # from wherever the tool is; the controller never steps there)
+    step = np.abs(np.diff(plan.joints, axis=0))
+    onto_surface = plan.phases.index("contact") - 1
+    step = np.delete(step, onto_surface, axis=0).max(axis=0)
+    assert np.all(step <= arm.velocity_limit * 0.02 * 0.5), step
+    with pytest.raises(PlanningError, match="out of reach"):
+        arm.solve(pin.SE3(np.eye(3), start.translation + [1.5, 0.0, 0.0]), arm.posture)
 
 
 # --- force control ----------------------------------------------------------------------

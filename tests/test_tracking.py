@@ -165,9 +165,10 @@ def test_arm_capsules_mask_the_arm_and_keep_the_body():
     assert not outside_capsules(on_arm, chain, 0.08).any()
     assert outside_capsules(body, chain, 0.08).all()
     # the tool tip from the arm's own forward kinematics sits where the planner puts it
-    from tuina.operators.planner import fr3_tool_ik
+    from tuina.operators.arms import arm_kinematics
 
-    np.testing.assert_allclose(fr3_tool_ik(0.0466).forward(q).translation, tool, atol=1e-9)
+    arm = arm_kinematics("fr3", 0.0466)
+    np.testing.assert_allclose(arm.forward(q).translation, tool, atol=1e-9)
 
 
 # --- the controller following the body ----------------------------------------------------

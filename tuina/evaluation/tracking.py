@@ -30,6 +30,7 @@ import numpy as np
 import yaml
 
 from tuina.evaluation.sessions import evaluate_graph, run_session
+from tuina.operators.arms import FR3_POSTURE, arm_kinematics
 from tuina.operators.geometry import (
     intrinsics_matrix,
     quat_to_matrix,
@@ -38,7 +39,6 @@ from tuina.operators.geometry import (
 )
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS
-from tuina.operators.planner import FR3_POSTURE, fr3_tool_ik
 from tuina.operators.sensor import DepthNoise, apply_depth_noise
 from tuina.operators.tracking import BodyTracker, roi_points, rotation_angle_deg
 
@@ -218,7 +218,7 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
     envs = {n["id"]: n.get("env") for n in yaml.safe_load(graph.read_text())["nodes"]}
     tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, env_strings(envs.get("icp-tracker")))
     world_cfg = world_config_from_env(envs.get("world"))
-    ik = fr3_tool_ik(tracker_cfg["TOOL_LENGTH_M"])
+    ik = arm_kinematics("fr3", tracker_cfg["TOOL_LENGTH_M"])
     log(f"rendering {len(SCENARIOS)} scenarios at {FPS:.0f} Hz with the arm on {TARGET}")
     rendered = {}
     with MassageWorld(world_cfg) as world:
