@@ -3,6 +3,13 @@
 Inputs: ``robot_state`` (trigger), ``trajectory`` and ``body_motion`` (latest values).
 Outputs: ``command`` (tool reference for the robot node), ``events`` (phase changes, done).
 
+The command is the tool reference pose with its feed-forward twist: franky's Cartesian
+impedance closes the pose error (the PBVS set point) at 1 kHz. With OUTPUT joint_velocity
+(a Baxter) the command also carries q' = J^+ v_robot (VBRM Eq. 10-19): PBVS with the
+interaction matrix towards the reference, the force loop's speed along the normal, S
+splitting the two. FORCE_SOURCE joint_torques estimates the contact force as
+F = (J^T)^+ (tau - g(q)) (Eq. 15) for robots that report no wrench.
+
 Body motion: the trajectory follows the tracker's R, t (P_u = R P_d + t, rate-limited)
 when the motion is relative to the frame the trajectory was planned on. A frame the
 tracker does not trust freezes the motion where it was (never chasing a bad estimate); a
@@ -14,12 +21,15 @@ until a new trajectory (after re-grounding) arrives.
 from __future__ import annotations
 
 import numpy as np
+from tuina.operators.arms import ARMS, arm_kinematics
 from tuina.operators.force_control import ForceConfig, HybridForceController
+from tuina.operators.safety import trajectory_problem
+from tuina.operators.servo import joint_velocity_command, wrench_from_torques
 from tuina.operators.tracking import predict
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
-from tuina.node import Outputs, configure, events, raise_priority, stamp_of
+from tuina.node import Outputs, configure, events, fail, raise_priority, stamp_of
 
 PARAMS = [
     Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
@@ -56,9 +66,24 @@ PARAMS = [
           low=0.01, high=0.2),
     Param("TRACKER_TIMEOUT_S", "float", 0.5, "s",
           "robot time without body motion (once seen) that aborts the massage", low=0.05),
+    Param("MAX_FORCE_JUMP_N", "float", 5.0, "N", "a larger change of the force reading "
+          "between two robot states is a sensor fault: the massage aborts (the sim's largest: "
+          "2.9 N, at first contact)", low=0.5),
     Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
           "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
           low=-20, high=19),
+    Param("OUTPUT", "choice", "cartesian", "-", "cartesian: pose + twist (franky); "
+          "joint_velocity: also joint velocities (a Baxter)",
+          choices=("cartesian", "joint_velocity")),
+    Param("FORCE_SOURCE", "choice", "wrench", "-", "wrench: the robot's estimate; "
+          "joint_torques: (J^T)^+ (tau - g(q)) from the measured joint torques",
+          choices=("wrench", "joint_torques")),
+    Param("ROBOT", "choice", "fr3", "-", "kinematic model for joint velocities and torques",
+          choices=ARMS),
+    Param("TOOL_LENGTH_M", "float", 0.0466, "m", "massage-ball contact point past the arm's "
+          "tool mount (as the planner's)", low=0.0),
+    Param("PBVS_GAIN", "float", 4.0, "1/s", "lambda of v_e = -lambda L_e^-1 e (joint output)",
+          low=0.1, high=50),
 ]
 
 LOST = ("large_motion", "lost")
@@ -81,7 +106,11 @@ def main() -> None:
                        compensation_gain=cfg["COMPENSATION_GAIN"],
                        max_compensation_m=cfg["MAX_COMPENSATION_M"],
                        max_follow_rate_deg=cfg["MAX_FOLLOW_RATE_DEG_S"],
-                       retreat_m=cfg["RETREAT_M"])
+                       retreat_m=cfg["RETREAT_M"], max_force_jump_n=cfg["MAX_FORCE_JUMP_N"])
+    joint_output = cfg["OUTPUT"] == "joint_velocity"
+    from_torques = cfg["FORCE_SOURCE"] == "joint_torques"
+    arm = (arm_kinematics(cfg["ROBOT"], cfg["TOOL_LENGTH_M"]) if joint_output or from_torques
+           else None)
     node = Node()
     out = Outputs(node)
     traj: Trajectory | None = None
@@ -98,10 +127,21 @@ def main() -> None:
     for event in events(node):
         stamp = stamp_of(event)
         if event["id"] == "trajectory":
-            traj = Trajectory.from_arrow(event["value"])
-            arrays = (np.asarray(traj.t_s), np.asarray(traj.positions).reshape(-1, 3),
-                      np.asarray(traj.quaternions).reshape(-1, 4), np.asarray(traj.forces_n),
-                      np.asarray(traj.normals).reshape(-1, 3), traj.phases)
+            candidate = Trajectory.from_arrow(event["value"])
+            new = (np.asarray(candidate.t_s, float),
+                   np.asarray(candidate.positions, float).reshape(-1, 3),
+                   np.asarray(candidate.quaternions, float).reshape(-1, 4),
+                   np.asarray(candidate.forces_n, float),
+                   np.asarray(candidate.normals, float).reshape(-1, 3), candidate.phases)
+            problem = trajectory_problem(*new, fcfg.force_cap_n)
+            if problem is not None:
+                # never follow it; a massage in progress stops and backs off
+                print(f"force-controller: error: {problem}; not following it", flush=True)
+                out.send("events", SessionEvent("error", f"force-controller: {problem}")
+                         .to_arrow(), stamp, BASE_FRAME)
+                track_lost = track_lost or "a malformed trajectory arrived"
+                continue
+            traj, arrays = candidate, new
             start_ns = None
             controller = HybridForceController(fcfg)
             motion, twist, track_lost, announced = np.eye(4), np.zeros(6), "", False
@@ -121,6 +161,17 @@ def main() -> None:
                     track_lost = track_lost or f"body tracking {bm.status.replace('_', ' ')}"
         elif event["id"] == "robot_state" and arrays is not None:
             state = RobotState.from_arrow(event["value"])
+            q = np.asarray(state.q, float)
+            if arm is not None and (q.shape != (arm.nq,) or not np.all(np.isfinite(q))):
+                fail("force-controller", f"robot state has joints {state.q}, not the "
+                     f"{arm.nq} finite values ROBOT={cfg['ROBOT']} needs; set ROBOT")
+            wrench = np.asarray(state.wrench, float)
+            if from_torques:
+                tau = np.asarray(state.joint_torques, float)
+                if tau.shape != (arm.nq,):
+                    fail("force-controller", f"FORCE_SOURCE joint_torques but the robot "
+                         f"reports {tau.size} joint torques; use FORCE_SOURCE wrench")
+                wrench = wrench_from_torques(arm.jacobian(q), tau, arm.gravity_torques(q))
             if start_ns is None:
                 # the trajectory starts at the first state the controller sees for it
                 start_ns = max(stamp, traj.start_stamp_ns)
@@ -136,16 +187,17 @@ def main() -> None:
                 controller.abort(t, np.asarray(state.tool_position), track_lost)
             lead = cfg["FOLLOW_LEAD_S"] + (stamp - (motion_seen_ns or stamp)) * 1e-9
             ref = controller.step(t, *arrays[:3], arrays[3], arrays[4], arrays[5],
-                                  np.asarray(state.tool_position), np.asarray(state.wrench),
+                                  np.asarray(state.tool_position), wrench,
                                   predict(motion, twist, min(lead, cfg["MAX_LEAD_S"])), twist)
             if controller.aborted and not announced:
                 announced = True
                 print(f"force-controller: {controller.abort_reason}: backing off", flush=True)
                 out.send("events", SessionEvent("abort", f"force-controller: "
                          f"{controller.abort_reason}; backing off").to_arrow(), stamp, BASE_FRAME)
+            joints = (joint_velocity_command(ref, arm, q, cfg["PBVS_GAIN"]).tolist()
+                       if joint_output else [])
             cmd = Command(ref.position.tolist(), ref.quaternion.tolist(), ref.twist.tolist(),
-                          ref.mode,
-                          ref.phase, ref.force_target_n, ref.force_measured_n)
+                          ref.mode, ref.phase, ref.force_target_n, ref.force_measured_n, joints)
             out.send("command", cmd.to_arrow(), stamp, BASE_FRAME)
             if ref.phase != phase:
                 phase = ref.phase

@@ -37,6 +37,7 @@ class ForceConfig:
     moving_speed: float = 0.002  # m/s: a slower reference counts as still
     retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
     retreat_speed: float = 0.05  # m/s, mean speed of that retreat
+    max_force_jump_n: float = 5.0  # a larger change between two readings is a sensor fault
 
 
 @dataclass
@@ -78,7 +79,9 @@ class ControlOutput:
     force_target_n: float
     force_measured_n: float
     twist: np.ndarray = field(default_factory=lambda: np.zeros(6))  # feed-forward v, w
-
+    normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
+    force_controlled: bool = False  # the normal direction belongs to the force loop
+    normal_speed: float = 0.0  # m/s into the body, the force loop's output (Eq. 16)
 
 
 @dataclass
@@ -97,6 +100,7 @@ class HybridForceController:
     paused_s: float = 0.0  # plan time held back while searching for contact
     _abort: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # t, from, to, q
     _last: ControlOutput | None = None
+    _last_force: float | None = None
     _normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
 
     def __post_init__(self) -> None:
@@ -143,8 +147,9 @@ class HybridForceController:
         duration = 1.875 * self.config.retreat_m / self.config.retreat_speed
         s = min_jerk(np.array([(t - t0) / duration]))[0]
         moving = t - t0 < duration
+        n = self._normal
         return ControlOutput(start + s * (goal - start), q, "track" if moving else "hold",
-                             "abort", 0.0, f_meas)
+                             "abort", 0.0, f_meas, normal=n)
 
     def step(self, t: float, plan_t: np.ndarray, positions: np.ndarray, quats: np.ndarray,
              forces: np.ndarray, normals: np.ndarray, phases: list[str],
@@ -160,12 +165,19 @@ class HybridForceController:
         c = self.config
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
         self.last_t = t
+        if self._abort is None:
+            f_check = float(-np.asarray(wrench[:3]) @ self._normal)
+            last_force, self._last_force = self._last_force, f_check
+            if (last_force is not None and np.isfinite(f_check)
+                    and abs(f_check - last_force) > c.max_force_jump_n):
+                self.abort(t, tool_position, f"the force reading jumped {last_force:.1f} -> "
+                           f"{f_check:.1f} N in one period (sensor fault?)")
         if self._abort is not None:
             n = self._normal
             f_meas = float(-np.asarray(wrench[:3]) @ n)
             if f_meas > c.force_cap_n or not np.isfinite(f_meas):
                 return ControlOutput(tool_position + n * 0.02, self._abort[3], "stop", "abort",
-                                     0.0, f_meas)
+                                     0.0, f_meas, normal=n)
             return self._retreat(t, f_meas)
         M = self._follow(body_motion, dt)
 
@@ -194,7 +206,9 @@ class HybridForceController:
         f_target = float(forces[i]) if phase != "done" else 0.0
         f_meas = float(-np.asarray(wrench[:3]) @ n)  # pushing into the body is positive
         if f_meas > c.force_cap_n or not np.isfinite(f_meas):
-            return ControlOutput(tool_position + n * 0.02, q, "stop", phase, f_target, f_meas)
+            return ControlOutput(tool_position + n * 0.02, q, "stop", phase, f_target, f_meas,
+                                 normal=n)
+        rate = 0.0
         if f_target > 0:
             if not self.force_phase:
                 # the force loop takes over where the tool is, so the reference is continuous
@@ -242,5 +256,5 @@ class HybridForceController:
         velocity = plan_velocity + body_twist[:3] + np.cross(body_twist[3:], position)
         twist = np.zeros(6) if phase == "done" else np.concatenate([velocity, body_twist[3:]])
         self._last = ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
-                                   f_target, f_meas, twist)
+                                   f_target, f_meas, twist, n, self.force_phase, rate)
         return self._last

@@ -75,3 +75,32 @@ def retreat_point(tool_position: np.ndarray, wrench: np.ndarray, distance: float
     if np.linalg.norm(f) < 1e-6:
         return tool_position + np.array([0.0, 0.0, distance])
     return tool_position - distance * f / np.linalg.norm(f)
+
+
+def trajectory_problem(t_s: np.ndarray, positions: np.ndarray, quaternions: np.ndarray,
+                       forces_n: np.ndarray, normals: np.ndarray, phases: list[str],
+                       force_cap_n: float) -> str | None:
+    """Why a trajectory must not be followed, or None when it is well formed."""
+    n = len(t_s)
+    if n < 2:
+        return f"trajectory has {n} samples (needs at least 2)"
+    shapes = {"positions": (positions, 3), "quaternions": (quaternions, 4),
+              "normals": (normals, 3)}
+    for name, (values, width) in shapes.items():
+        if values.shape != (n, width):
+            return f"trajectory {name} have shape {values.shape}, expected ({n}, {width})"
+    if forces_n.shape != (n,) or len(phases) != n:
+        return f"trajectory has {n} times but {forces_n.size} forces and {len(phases)} phases"
+    for name, values in (("times", t_s), ("positions", positions),
+                         ("quaternions", quaternions), ("forces", forces_n),
+                         ("normals", normals)):
+        if not np.all(np.isfinite(values)):
+            return f"trajectory {name} contain NaN or infinity"
+    if np.any(np.diff(t_s) <= 0):
+        return "trajectory times do not increase"
+    if np.any(np.abs(np.linalg.norm(quaternions, axis=1) - 1.0) > 1e-3):
+        return "trajectory quaternions are not unit"
+    if np.any(forces_n < 0) or np.any(forces_n > force_cap_n):
+        return (f"trajectory forces span {forces_n.min():.1f}..{forces_n.max():.1f} N, "
+                f"outside 0..{force_cap_n} N")
+    return None

@@ -6,6 +6,7 @@ import dora
 import numpy as np
 import pytest
 from dora.testing import MockNode
+from scipy.spatial.transform import Rotation
 from tuina.operators.geometry import make_transform
 
 from tuina.messages import (
@@ -216,6 +217,62 @@ def test_force_controller_commands_follow_the_trajectory_then_finish(monkeypatch
     np.testing.assert_allclose(cmds[0].position, [0.4, 0.0, 0.2], atol=1e-6)
     kinds = [SessionEvent.from_arrow(e).kind for e in mock.outputs["events"]]
     assert kinds == ["phase", "done"]
+
+
+def test_force_controller_drives_a_baxter_by_joint_velocities_from_joint_torques(monkeypatch):
+    from tuina.nodes import force_controller
+    from tuina.operators.arms import arm_kinematics
+
+    arm = arm_kinematics("baxter_left", 0.05)
+    q = arm.posture
+    tool = arm.forward(q)
+    quat = Rotation.from_matrix(tool.rotation).as_quat().tolist()
+    goal = (tool.translation + [0.03, 0.0, 0.0]).tolist()
+    traj = Trajectory(0, [0.0, 1.0], tool.translation.tolist() + goal, quat * 2, [0.0, 0.0],
+                      ["approach"] * 2, [0, 0, 1.0] * 2, list(q) * 2, "ST36", 0)
+    # holding still, pushing nothing: the joints measure exactly the gravity torques
+    state = RobotState(list(q), [0.0] * 7, tool.translation.tolist(), quat, [float("nan")] * 6,
+                       "ok", arm.gravity_torques(q).tolist())
+    events = [{"type": "INPUT", "id": "robot_state", "value": state.to_arrow(),
+               "metadata": meta(k * 10_000_000)} for k in range(60)]
+    events.insert(1, {"type": "INPUT", "id": "trajectory", "value": traj.to_arrow(),
+                      "metadata": meta(0)})
+    for key, value in dict(OUTPUT="joint_velocity", FORCE_SOURCE="joint_torques",
+                           ROBOT="baxter_left", TOOL_LENGTH_M="0.05").items():
+        monkeypatch.setenv(key, value)
+    mock = run_node(monkeypatch, force_controller.main, events)
+    cmds = [Command.from_arrow(c) for c in mock.outputs["command"]]
+    assert all(c.mode == "track" and abs(c.force_measured_n) < 1e-6 for c in cmds)
+    dq = np.asarray(cmds[30].joint_velocities)
+    assert dq.shape == (7,) and np.all(np.abs(dq) <= arm.velocity_limit)
+    # the joints move the tool along +x, where the trajectory goes
+    v = arm.jacobian(q) @ dq
+    assert v[0] > 0.01 and abs(v[1]) < 0.2 * v[0] and abs(v[2]) < 0.2 * v[0]
+
+
+def test_force_controller_refuses_a_nan_trajectory(monkeypatch, capsys):
+    from tuina.nodes import force_controller
+
+    ms = 10_000_000
+    bad = Trajectory(0, [0.0, 1.0], [0.4, 0.0, 0.2, float("nan"), 0.0, 0.2], [1.0, 0, 0, 0] * 2,
+                     [0.0, 0.0], ["approach"] * 2, [0, 0, 1.0] * 2, [0.0] * 14, "ST36", 0)
+    bad_event = {"type": "INPUT", "id": "trajectory", "value": bad.to_arrow(),
+                 "metadata": meta(0)}
+    # alone: nothing is ever commanded
+    mock = run_node(monkeypatch, force_controller.main,
+                    [state_event(0), bad_event] + [state_event(k * ms) for k in range(1, 30)])
+    assert "command" not in mock.outputs
+    errors = [SessionEvent.from_arrow(e).detail for e in mock.outputs["events"]]
+    assert errors == ["force-controller: trajectory positions contain NaN or infinity"]
+    assert "NaN" in capsys.readouterr().out
+    # in the middle of a massage: the massage stops and the tool backs off
+    events = [state_event(0), trajectory_event(0)]
+    events += [state_event(k * ms) for k in range(1, 20)] + [bad_event]
+    events += [state_event(k * ms) for k in range(20, 200)]
+    mock = run_node(monkeypatch, force_controller.main, events)
+    cmds = [Command.from_arrow(c) for c in mock.outputs["command"]]
+    assert cmds[-1].phase == "abort" and cmds[-1].position[2] > cmds[18].position[2] + 0.03
+    assert all(np.all(np.isfinite(c.position)) for c in cmds)
 
 
 def test_force_controller_never_commands_without_a_trajectory(monkeypatch):

@@ -273,6 +273,20 @@ def test_abort_backs_off_along_the_normal_and_never_pushes():
     assert np.all(after[-1].twist == 0)
 
 
+def test_an_implausible_force_jump_aborts_and_backs_off():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    ctrl = HybridForceController(ForceConfig(max_force_jump_n=5.0))
+    plan = contact_plan(("approach", "contact") + ("press",) * 8 + ("retreat",))
+    outs, tool = drive(ctrl, plan, 700, start=1.0)
+    assert not ctrl.aborted and abs(outs[-1].force_measured_n - 6.0) < 1.0
+    # the sensor drops to zero while pressing: pushing on to "find" the force would hurt
+    after, _ = drive(ctrl, plan, 200, start=8.0, tool=tool, force_at=lambda p: 0.0)
+    assert ctrl.aborted and "jumped" in ctrl.abort_reason
+    z = np.array([o.position[2] for o in after])
+    assert np.all(np.diff(z) >= -1e-12) and z[-1] > tool[2] + 0.03
+
+
 def test_follow_error_leaves_out_each_contacts_settling_and_counts_breaks():
     from tuina.operators.session import contact_breaks, follow_errors
 

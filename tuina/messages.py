@@ -268,7 +268,7 @@ class Trajectory(Message):
     forces_n: list[float]  # desired normal contact force per sample (0 = free motion)
     phases: list[str]  # approach | contact | press | stroke | retreat
     normals: list[float]  # flat N x 3 outward surface normal at each sample
-    joints: list[float]  # flat N x 7 IK solution per sample (rad)
+    joints: list[float]  # flat N x number of joints, IK solution per sample (rad)
     code: str
     reference_stamp_ns: int  # depth frame the target was found on: body motions relative
     # to the tracker reference of this frame move the trajectory
@@ -284,7 +284,8 @@ class Trajectory(Message):
 
 @dataclass
 class Command(Message):
-    """Reference for the robot: tool contact point pose + feed-forward twist (base frame)."""
+    """Reference for the robot: tool contact point pose + feed-forward twist (base frame);
+    for joint-velocity robots (a Baxter) also the joint velocities of VBRM Eq. 19."""
 
     position: list[float]
     quaternion: list[float]
@@ -293,11 +294,12 @@ class Command(Message):
     phase: str
     force_target_n: float
     force_measured_n: float
+    joint_velocities: list[float] = field(default_factory=list)  # rad/s; empty: Cartesian only
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("position", _vec(3)), ("quaternion", _vec(4)), ("twist", _vec(6)),
         ("mode", pa.string()), ("phase", pa.string()), ("force_target_n", pa.float64()),
-        ("force_measured_n", pa.float64()),
+        ("force_measured_n", pa.float64()), ("joint_velocities", pa.list_(pa.float64())),
     ])
 
 
@@ -311,11 +313,12 @@ class RobotState(Message):
     tool_quaternion: list[float]  # x y z w
     wrench: list[float]  # N, N m (O_F_ext_hat_K convention)
     status: str  # ok | faulted:<reason> | estop | watchdog
+    joint_torques: list[float] = field(default_factory=list)  # N m measured; empty: unknown
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("q", pa.list_(pa.float64())), ("dq", pa.list_(pa.float64())),
         ("tool_position", _vec(3)), ("tool_quaternion", _vec(4)), ("wrench", _vec(6)),
-        ("status", pa.string()),
+        ("status", pa.string()), ("joint_torques", pa.list_(pa.float64())),
     ])
 
 
