@@ -124,6 +124,7 @@ def main() -> None:
     motion_seen_ns: int | None = None  # robot time of the first state after a body motion
     motion_fresh = False
     announced = False  # the current controller's abort was reported
+    last_dq: tuple[int, np.ndarray] | None = None  # stamp, joint velocities
     for event in events(node):
         stamp = stamp_of(event)
         if event["id"] == "trajectory":
@@ -171,7 +172,13 @@ def main() -> None:
                 if tau.shape != (arm.nq,):
                     fail("force-controller", f"FORCE_SOURCE joint_torques but the robot "
                          f"reports {tau.size} joint torques; use FORCE_SOURCE wrench")
-                wrench = wrench_from_torques(arm.jacobian(q), tau, arm.gravity_torques(q))
+                dq = np.asarray(state.dq, float)
+                if last_dq is not None and stamp > last_dq[0]:
+                    ddq = (dq - last_dq[1]) / ((stamp - last_dq[0]) * 1e-9)
+                else:
+                    ddq = np.zeros_like(dq)
+                last_dq = (stamp, dq)
+                wrench = wrench_from_torques(arm.jacobian(q), tau, arm.model_torques(q, dq, ddq))
             if start_ns is None:
                 # the trajectory starts at the first state the controller sees for it
                 start_ns = max(stamp, traj.start_stamp_ns)

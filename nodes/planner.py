@@ -10,7 +10,13 @@ import sys
 
 import numpy as np
 from tuina.operators.arms import ARMS, arm_kinematics
-from tuina.operators.planner import PlannerConfig, PlanningError, plan_massage, solve_plan
+from tuina.operators.planner import (
+    PlannerConfig,
+    PlanningError,
+    check_workspace,
+    plan_massage,
+    solve_plan,
+)
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, RobotState, SessionEvent, TargetPose, Trajectory
@@ -29,6 +35,9 @@ PARAMS = [
           "massage-ball contact point past the arm's tool mount (franky's end-effector "
           "frame on an FR3, the gripper endpoint on a Baxter)", low=0.0),
     Param("ROBOT", "choice", "fr3", "-", "kinematic model of the arm", choices=ARMS),
+    Param("WORKSPACE_MIN", "floats", [0.15, -0.75, 0.0], "m",
+          "workspace box (base); a plan leaving it is refused (as the robot node's)", length=3),
+    Param("WORKSPACE_MAX", "floats", [0.85, 0.75, 0.8], "m", "workspace box (base)", length=3),
 ]
 
 
@@ -69,6 +78,8 @@ def main() -> None:
                     np.asarray(target.position), np.asarray(target.normal),
                     np.asarray(target.quaternion), np.asarray(target.path).reshape(-1, 3),
                     target.force_n, target.technique, pcfg)
+                check_workspace(plan, np.asarray(cfg["WORKSPACE_MIN"]),
+                                np.asarray(cfg["WORKSPACE_MAX"]))
                 plan = solve_plan(arm, plan, np.asarray(state.q))
             except PlanningError as err:
                 print(f"tuina-planner: error: {err}", file=sys.stderr, flush=True)

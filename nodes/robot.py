@@ -1,13 +1,17 @@
 """robot: a Franka FR3 through franky (the same node drives franky-sim in simulation).
 
 Inputs: ``tick`` (state publishing clock, e.g. dora/timer/millis/10), ``command`` (tool
-reference), ``estop`` (any message stops the arm until restart), ``events`` (the session's
-``done`` ends the motion cleanly).
-Outputs: ``robot_state`` (stamped with the robot's own clock).
+reference), ``estop`` and any other input whose name starts with ``estop`` (any message
+stops the arm until the graph restarts: wire the operator's ``tuina estop`` button or any
+node's output there), ``events`` (the session's ``done`` ends the motion cleanly).
+Outputs: ``robot_state`` (stamped with the robot's own clock), ``events`` (e-stop, faults,
+a lost connection: one error line each).
 
 Safety lives here whatever upstream sends: NaN, malformed or out-of-workspace commands
 latch a fault and hold; a force above the cap latches a fault and retreats; no fresh command
-for WATCHDOG_S holds the arm where it is; the reference moves at most MAX_SPEED.
+for WATCHDOG_S holds the arm where it is; the reference moves at most MAX_SPEED. A robot
+whose state cannot be read, or whose clock stops for CONNECTION_TIMEOUT_S, is reported lost
+and the node stops.
 """
 
 from __future__ import annotations
@@ -47,6 +51,9 @@ PARAMS = [
           length=3),
     Param("MAX_SPEED", "float", 0.15, "m/s", "reference speed limit", low=0.001, high=1.0),
     Param("WATCHDOG_S", "float", 0.1, "s", "hold when no command is this old", low=0.01),
+    Param("CONNECTION_TIMEOUT_S", "float", 0.5, "s",
+          "the robot's clock standing still this long (wall time) means the connection is lost",
+          low=0.05),
     Param("REFERENCE_LEAD_S", "float", 0.12, "s",
           "a moving reference is set this far ahead along its feed-forward velocity: the "
           "impedance's lag behind a ramp (0.074 s at 2500 N/m, 0.35 s at 800 N/m in "
@@ -138,6 +145,12 @@ def main() -> None:
     fault: str | None = None
     last_command = None  # wall time of the last accepted command: the watchdog's clock
     timer = LoopTimer()
+    clock = (-1, time.monotonic())  # robot time (ms), wall time when it last advanced
+    stamp = 0
+
+    def report(line: str) -> None:
+        print(f"tuina-robot: {line}", flush=True)
+        out.send("events", SessionEvent("error", f"robot: {line}").to_arrow(), stamp, BASE_FRAME)
 
     def hold_at(position: np.ndarray, quat: np.ndarray,
                 twist: np.ndarray | None = None) -> None:
@@ -149,7 +162,18 @@ def main() -> None:
         for event in events(node, timers=("tick",)):
             now = time.monotonic()
             if event["id"] == "tick":
-                state = robot.state
+                try:
+                    state = robot.state
+                except Exception as err:  # libfranka's network and control errors
+                    report(f"lost the robot connection ({err}); stopping")
+                    break
+                robot_ms = int(state.time.to_msec())
+                if robot_ms != clock[0]:
+                    clock = (robot_ms, now)
+                elif now - clock[1] > cfg["CONNECTION_TIMEOUT_S"]:
+                    report(f"lost the robot connection: its clock stopped {now - clock[1]:.2f} "
+                           "s ago; stopping")
+                    break
                 tool_p, tool_q = tool_pose(state)
                 wrench = np.asarray(state.O_F_ext_hat_K, float)
                 if fault is None and contact_force(wrench) > safety.force_cap_n:
@@ -165,9 +189,11 @@ def main() -> None:
                           flush=True)
                 if robot.has_errors and fault is None:
                     fault = "faulted:robot_error"
+                    report(f"the robot reports an error ({robot.current_errors}); holding")
                 msg = RobotState(list(state.q), list(state.dq), tool_p.tolist(),
-                                 tool_q.tolist(), wrench.tolist(), fault or status)
-                stamp = int(state.time.to_msec()) * 1_000_000
+                                 tool_q.tolist(), wrench.tolist(), fault or status,
+                                 list(state.tau_J))
+                stamp = robot_ms * 1_000_000
                 out.send("robot_state", msg.to_arrow(), stamp, BASE_FRAME)
                 timer.published(stamp, time.perf_counter())
             elif event["id"] == "command":
@@ -201,10 +227,18 @@ def main() -> None:
                 target = rate_limit(reference, np.asarray(cmd.position), safety.max_speed,
                                     period)
                 hold_at(target, np.asarray(cmd.quaternion), twist if cmd.mode == "track" else None)
-            elif event["id"] == "estop":
-                robot.stop()
+            elif event["id"].startswith("estop"):
+                if fault == "estop":
+                    continue
+                try:
+                    robot.stop()
+                except franky.ControlException:
+                    pass  # stopping an async motion reports it as preempted
                 fault = "estop"
-                print("tuina-robot: e-stop", flush=True)
+                meta = event["metadata"]
+                reason = f": {meta['reason']}" if meta.get("reason") else ""
+                report(f"e-stop from {meta.get('source', event['id'])}{reason}; stopped until "
+                       "the graph restarts")
             elif event["id"] == "events":
                 if SessionEvent.from_arrow(event["value"]).kind == "done":
                     break
@@ -216,8 +250,8 @@ def main() -> None:
         try:
             robot.stop()
             robot.join_motion(timeout=1.0)
-        except franky.ControlException:
-            pass  # stopping an async motion reports it as preempted
+        except Exception:  # preempted (ControlException) or already gone (NetworkException)
+            pass
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ PARAMS = [
           "rotation of the motion, xyz Euler (body frame)", length=3),
     Param("CLOSE_DELAY_S", "float", 0.5, "s", "keep physics running after the session ends",
           low=0),
+    Param("ROBOT_LINK_DROP_S", "float", 0.0, "s", "fault drill: at this sim time the FR3's "
+          "network link goes silent (no states, no commands) while physics goes on; 0: never",
+          low=0),
 ]
 
 
@@ -77,7 +80,8 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         camera_target=tuple(cfg["CAMERA_TARGET"]), camera_up=tuple(cfg["CAMERA_UP"]),
         camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
         calibration_marker=cfg["CALIBRATION_MARKER"],
-        width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion)
+        width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion,
+        robot_link_drop_s=cfg["ROBOT_LINK_DROP_S"])
 
 
 def world_config_from_env(env: Mapping[str, Any] | None) -> WorldConfig:

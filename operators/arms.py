@@ -108,6 +108,11 @@ class ArmKinematics:
         """The joint torques that hold the arm still against gravity."""
         return pin.computeGeneralizedGravity(self.model, self.data, np.asarray(q, float)).copy()
 
+    def model_torques(self, q: np.ndarray, dq: np.ndarray, ddq: np.ndarray) -> np.ndarray:
+        """The joint torques the arm's own motion takes: M(q) q'' + C(q, q') q' + g(q)."""
+        return pin.rnea(self.model, self.data, np.asarray(q, float), np.asarray(dq, float),
+                        np.asarray(ddq, float)).copy()
+
     def solve(self, target: pin.SE3, q0: np.ndarray, iterations: int = 100,
               tol: float = 1e-4, posture_gain: float | None = None) -> np.ndarray:
         """Joint solution near q0; raises PlanningError when the pose is out of reach."""

@@ -13,7 +13,8 @@ import numpy as np
 from scipy.spatial.transform import Rotation, Slerp
 from tuina.operators.arms import ArmKinematics, PlanningError
 
-__all__ = ["Plan", "PlannerConfig", "PlanningError", "plan_massage", "solve_plan"]
+__all__ = ["Plan", "PlannerConfig", "PlanningError", "check_workspace", "plan_massage",
+           "solve_plan"]
 
 
 @dataclass(frozen=True)
@@ -135,6 +136,17 @@ def sample(plan_t: np.ndarray, values: np.ndarray, t: float) -> np.ndarray:
     span = plan_t[i + 1] - plan_t[i]
     a = np.clip((t - plan_t[i]) / span, 0.0, 1.0) if span > 0 else 0.0
     return (1 - a) * values[i] + a * values[i + 1]
+
+
+def check_workspace(plan: Plan, lower: np.ndarray, upper: np.ndarray) -> None:
+    """PlanningError when any sample of the plan leaves the workspace box."""
+    outside = np.any((plan.positions < lower) | (plan.positions > upper), axis=1)
+    if outside.any():
+        i = int(np.argmax(outside))
+        raise PlanningError(
+            f"the {plan.phases[i]} phase reaches {np.round(plan.positions[i], 3).tolist()}, "
+            f"outside the workspace box {np.round(lower, 3).tolist()}.."
+            f"{np.round(upper, 3).tolist()}; move the body or the box (WORKSPACE_MIN/MAX)")
 
 
 def solve_plan(arm: ArmKinematics, plan: Plan, q0: np.ndarray) -> Plan:

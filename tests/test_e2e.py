@@ -4,6 +4,8 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -96,3 +98,70 @@ def test_eval_force_holds_a_gentle_steady_contact():
     assert result["stroke_rms_error_n"] <= 0.5 and result["stroke_tracking_mm"] <= 2.0
     assert result["moving_rms_error_n"] <= 0.7  # measured 0.45-0.47 N; the target is 0.5 N
     assert result["control_hz"] >= 95.0 and np.isfinite(result["period_jitter_p99_ms"])
+
+
+def start_session(tmp_path: Path, name: str, overrides: dict) -> tuple[subprocess.Popen, list]:
+    """``dora run`` the sim graph with ``overrides`` in the background; its output lines are
+    collected as they come."""
+    from tuina.evaluation.sessions import session_graph
+
+    path = session_graph(ROOT / "dataflows" / "sim.yml", overrides, tmp_path, name)
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    proc = subprocess.Popen([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    lines: list[str] = []
+    threading.Thread(target=lambda: lines.extend(proc.stdout), daemon=True).start()
+    return proc, lines
+
+
+def wait_for(lines: list, text: str, timeout_s: float) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not any(text in line for line in list(lines)):
+        assert time.monotonic() < deadline, f"no '{text}' within {timeout_s} s: {lines[-20:]}"
+        time.sleep(0.2)
+
+
+@pytest.mark.e2e
+def test_the_operators_estop_stops_the_robot_with_one_line(tmp_path):
+    proc, lines = start_session(tmp_path, "estop", {"planner": {"PRESS_S": 10.0},
+                                                    "session": {"TIMEOUT_S": 60}})
+    try:
+        wait_for(lines, "phase press", 120)
+        pressed = subprocess.run([str(Path(sys.executable).parent / "tuina"), "estop",
+                                  "--reason", "test button"], capture_output=True, text=True,
+                                 timeout=30)
+        assert pressed.returncode == 0, pressed.stderr
+        proc.wait(timeout=60)
+    finally:
+        proc.kill()
+    said = [line for line in lines if "tuina-robot: e-stop" in line]
+    assert len(said) == 1 and "e-stop from estop-button: test button" in said[0], said
+    summary = json.loads((tmp_path / "estop" / "summary.json").read_text())
+    assert not summary["ok"] and any("e-stop" in p for p in summary["problems"])
+    assert summary["max_force_n"] <= 15.0
+
+
+@pytest.mark.e2e
+def test_a_silent_robot_link_is_reported_and_stops_the_robot_node(tmp_path):
+    proc, lines = start_session(tmp_path, "link", {"world": {"ROBOT_LINK_DROP_S": 15.0},
+                                                   "planner": {"PRESS_S": 10.0},
+                                                   "session": {"TIMEOUT_S": 60}})
+    try:
+        proc.wait(timeout=200)
+    finally:
+        proc.kill()
+    said = [line for line in lines if "tuina-robot: lost the robot connection" in line]
+    assert len(said) == 1 and "its clock stopped" in said[0], lines[-30:]
+    stopped_after = float(said[0].split("stopped ")[1].split(" s ago")[0])
+    assert stopped_after <= 1.0
+    summary = json.loads((tmp_path / "link" / "summary.json").read_text())
+    assert not summary["ok"] and any("lost the robot" in p for p in summary["problems"])
+
+
+def test_estop_without_a_running_graph_is_one_line():
+    proc = subprocess.run([str(Path(sys.executable).parent / "tuina"), "estop"],
+                          capture_output=True, text=True, timeout=30)
+    assert proc.returncode == 1
+    line = proc.stderr.strip()
+    assert "\n" not in line and "estop-button" in line and "hardware e-stop" in line

@@ -20,6 +20,7 @@ from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
 from tuina.operators.planner import (
     PlannerConfig,
     PlanningError,
+    check_workspace,
     min_jerk_duration,
     plan_massage,
     solve_plan,
@@ -272,6 +273,16 @@ def test_ik_reaches_tool_poses_and_rejects_unreachable():
     assert np.all(q >= ik.lower) and np.all(q <= ik.upper)
     with pytest.raises(PlanningError, match="out of reach"):
         ik.solve(pin.SE3(np.eye(3), np.array([1.5, 0.0, 0.2])), q0)
+
+
+def test_a_plan_leaving_the_workspace_is_refused():
+    cfg = PlannerConfig()
+    plan = plan_massage(np.array([0.4, 0.0, 0.3]), np.array([1.0, 0, 0, 0]),
+                        np.array([0.5, 0.0, 0.05]), np.array([0, 0, 1.0]),
+                        np.array([1.0, 0, 0, 0]), np.zeros((0, 3)), 6.0, "press", cfg)
+    check_workspace(plan, np.array([0.15, -0.75, 0.0]), np.array([0.85, 0.75, 0.8]))
+    with pytest.raises(PlanningError, match="outside the workspace box.*WORKSPACE_MIN"):
+        check_workspace(plan, np.array([0.15, -0.75, 0.06]), np.array([0.85, 0.75, 0.8]))
 
 
 def test_baxter_left_arm_ik_follows_a_massage_plan_within_its_limits():

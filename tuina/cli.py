@@ -95,7 +95,16 @@ def main(argv: list[str] | None = None) -> int:
                               "body; force errors, overshoot, loop rate and jitter")
     force.add_argument("--json", action="store_true", help="print one JSON object")
     force.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
+    stop = sub.add_parser("estop", help="stop the robot of the running graph now (the "
+                          "operator's e-stop; the robot moves again only after a restart)")
+    stop.add_argument("--node", default="estop-button",
+                      help="the graph's dynamic e-stop node (default estop-button)")
+    stop.add_argument("--reason", default="operator", help="why, for the robot's log line")
     args = parser.parse_args(argv)
+    if args.command == "estop":
+        from tuina.estop import main as estop_main
+
+        return estop_main(args)
     if args.command == "eval":
         if args.evaluation == "force":
             from tuina.evaluation import force as force_eval

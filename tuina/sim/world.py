@@ -66,6 +66,7 @@ class WorldConfig:
     height: int = 480
     motion: BodyMotionScript = field(default_factory=BodyMotionScript)
     initial_q: tuple[float, ...] = (0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785)
+    robot_link_drop_s: float = 0.0  # sim time the robot's network link goes silent; 0: never
 
 
 @dataclass
@@ -241,13 +242,17 @@ class MassageWorld:
 
     def _run(self) -> None:
         deadline = time.perf_counter()
+        drop_s = self.cfg.robot_link_drop_s
         while self._running:
-            for rs in self.server.robot_servers:
-                rs.process_commands()
+            link_up = drop_s <= 0 or self.time_s < drop_s
+            if link_up:
+                for rs in self.server.robot_servers:
+                    rs.process_commands()
             with self._lock:
                 self.sim.step()
-            for rs in self.server.robot_servers:
-                rs.send_state()
+            if link_up:
+                for rs in self.server.robot_servers:
+                    rs.send_state()
             deadline += 0.001
             delay = deadline - time.perf_counter()
             if delay > 0:

@@ -1,0 +1,39 @@
+"""``tuina estop``: the operator's e-stop button for a running graph.
+
+The graph declares a dynamic node (``path: dynamic``) whose ``estop`` output is wired to the
+robot node's ``estop`` input; this command connects as that node and presses it. Any other
+node can stop the robot the same way: wire one of its outputs to a robot input whose name
+starts with ``estop``.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from typing import Any
+
+
+def estop_message(reason: str, source: str, seq: int = 0) -> tuple[Any, dict[str, Any]]:
+    """The e-stop payload and metadata: Bool[1] true, the wall-clock stamp of the press."""
+    import pyarrow as pa
+
+    return pa.array([True]), {"stamp_ns": time.time_ns(), "seq": seq, "frame_id": "-",
+                              "reason": reason, "source": source}
+
+
+def main(args: Any) -> int:
+    """Press the e-stop of the running graph's dynamic node ``args.node``."""
+    try:
+        from dora import Node
+
+        node = Node(node_id=args.node)
+    except Exception as err:  # dora raises RuntimeError with the daemon's message
+        cause = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        print(f"tuina estop: error: cannot connect as node '{args.node}' ({cause}); is a graph "
+              f"with a dynamic node '{args.node}' running (`dora run dataflows/sim.yml`)? "
+              "Otherwise use the robot's hardware e-stop", file=sys.stderr)
+        return 1
+    value, metadata = estop_message(args.reason, args.node)
+    node.send_output("estop", value, metadata)
+    print(f"tuina estop: sent ({args.reason})")
+    return 0
