@@ -1,6 +1,7 @@
 """The control loop over dora: robot state out, command back, on this machine.
 
     .venv/bin/python benchmarks/control_loop.py [--graph dataflows/sim.yml] [--runs 1]
+        [--realtime N] [--nice N]
 
 Runs the sim graph's press session (6 s at 6 N) and reads the robot node's own account of
 the loop, in wall time: how often states went out and commands came back, the period
@@ -38,6 +39,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=1)
     parser.add_argument("--nice", type=int, default=None,
                         help="run the robot and force-controller nodes at this nice value")
+    parser.add_argument("--realtime", type=int, default=None,
+                        help="their SCHED_FIFO priority (0: off; default: the graph's)")
     args = parser.parse_args()
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -45,8 +48,10 @@ def main() -> None:
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="tuina-bench-loop-") as tmp:
             overrides = {"planner": {"PRESS_S": 6.0}}
-            if args.nice:
-                overrides |= {"robot": {"NICE": args.nice}, "force-controller": {"NICE": args.nice}}
+            for key, value in (("NICE", args.nice), ("REALTIME_PRIORITY", args.realtime)):
+                if value is not None:
+                    for node in ("robot", "force-controller"):
+                        overrides.setdefault(node, {})[key] = value
             path = session_graph(Path(args.graph), overrides, Path(tmp), f"run-{run}")
             subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
                            env=env, capture_output=True, text=True, timeout=300)

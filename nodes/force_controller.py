@@ -72,6 +72,9 @@ PARAMS = [
     Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
           "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
           low=-20, high=19),
+    Param("REALTIME_PRIORITY", "int", 0, "-", "SCHED_FIFO priority of this loop (1-99, needs "
+          "root or CAP_SYS_NICE; takes precedence over NICE): the period stays steady while "
+          "other nodes load every core; 0: off", low=0, high=99),
     Param("OUTPUT", "choice", "cartesian", "-", "cartesian: pose + twist (franky); "
           "joint_velocity: also joint velocities (a Baxter)",
           choices=("cartesian", "joint_velocity")),
@@ -92,7 +95,7 @@ LOST = ("large_motion", "lost")
 def main() -> None:
     """One command per robot state."""
     cfg = configure("force-controller", PARAMS)
-    raise_priority("force-controller", cfg["NICE"])
+    raise_priority("force-controller", cfg["NICE"], cfg["REALTIME_PRIORITY"])
     from dora import Node
 
     fcfg = ForceConfig(kp=cfg["KP"], ki=cfg["KI"], kd=cfg["KD"],

@@ -1,6 +1,7 @@
 """robot: a Franka FR3 through franky (the same node drives franky-sim in simulation).
 
-Inputs: ``tick`` (state publishing clock, e.g. dora/timer/millis/10), ``command`` (tool
+Inputs: ``tick`` (state publishing clock when STATE_RATE_HZ is 0, e.g.
+dora/timer/millis/10; otherwise the node keeps its own schedule), ``command`` (tool
 reference), ``estop`` and any other input whose name starts with ``estop`` (any message
 stops the arm until the graph restarts: wire the operator's ``tuina estop`` button or any
 node's output there), ``events`` (the session's ``done`` ends the motion cleanly).
@@ -33,7 +34,7 @@ from tuina.operators.timing import LoopTimer
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, RobotState, SessionEvent
-from tuina.node import Outputs, configure, events, fail, raise_priority, stamp_of
+from tuina.node import Outputs, configure, events, fail, paced_events, raise_priority, stamp_of
 
 PARAMS = [
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
@@ -58,10 +59,16 @@ PARAMS = [
           "a moving reference is set this far ahead along its feed-forward velocity: the "
           "impedance's lag behind a ramp (0.074 s at 2500 N/m, 0.35 s at 800 N/m in "
           "franky-sim; 0: off)", low=0, high=0.5),
+    Param("STATE_RATE_HZ", "float", 100.0, "Hz", "robot states published on this node's own "
+          "absolute schedule (steadier than a dora timer, whose ticks pass through the daemon); "
+          "0: on each ``tick`` input", low=0, high=1000),
     Param("REALTIME", "bool", False, "-", "enforce a realtime kernel (real robots: true)"),
     Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
           "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
           low=-20, high=19),
+    Param("REALTIME_PRIORITY", "int", 0, "-", "SCHED_FIFO priority of this loop (1-99, needs "
+          "root or CAP_SYS_NICE; takes precedence over NICE): the period stays steady while "
+          "other nodes load every core; 0: off", low=0, high=99),
 ]
 
 
@@ -99,7 +106,7 @@ def connect(ip: str, timeout_s: float, realtime: bool):
 def main() -> None:
     """Drive the arm from commands, publish its state on every tick."""
     cfg = configure("robot", PARAMS)
-    raise_priority("robot", cfg["NICE"])
+    raise_priority("robot", cfg["NICE"], cfg["REALTIME_PRIORITY"])
     import franky
     from dora import Node
 
@@ -159,7 +166,9 @@ def main() -> None:
         send_reference(reference, ref_quat, twist)
 
     try:
-        for event in events(node, timers=("tick",)):
+        stream = (paced_events(node, 1.0 / cfg["STATE_RATE_HZ"]) if cfg["STATE_RATE_HZ"] > 0
+                  else events(node, timers=("tick",)))
+        for event in stream:
             now = time.monotonic()
             if event["id"] == "tick":
                 try:

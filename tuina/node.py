@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -19,17 +20,26 @@ def fail(node: str, message: str, code: int = 2) -> None:
     raise SystemExit(code)
 
 
-def raise_priority(node: str, nice: int) -> None:
-    """Run this node at a higher scheduling priority (a lower nice value); without the
-    permission for it, say so in one line and carry on at the normal priority."""
-    if nice >= 0:
-        return
-    try:
-        os.setpriority(os.PRIO_PROCESS, 0, nice)
-    except OSError as err:
-        print(f"tuina-{node}: cannot set nice {nice} ({err.strerror}); running at the normal "
-              "priority (grant CAP_SYS_NICE or run as root for a steadier loop)",
-              file=sys.stderr, flush=True)
+def raise_priority(node: str, nice: int, realtime_priority: int = 0) -> None:
+    """Run this node at a higher scheduling priority: the SCHED_FIFO real-time class at
+    ``realtime_priority`` (1-99; the threads the node starts later, dora's and franky's,
+    inherit it), else a lower nice value. Without the permission for it, say so in one line
+    and carry on at the next best priority."""
+    if realtime_priority > 0:
+        try:
+            os.sched_setscheduler(0, os.SCHED_FIFO, os.sched_param(realtime_priority))
+            return
+        except OSError as err:
+            print(f"tuina-{node}: cannot set real-time priority {realtime_priority} "
+                  f"({err.strerror}); grant CAP_SYS_NICE or run as root for a steadier loop",
+                  file=sys.stderr, flush=True)
+    if nice < 0:
+        try:
+            os.setpriority(os.PRIO_PROCESS, 0, nice)
+        except OSError as err:
+            print(f"tuina-{node}: cannot set nice {nice} ({err.strerror}); running at the "
+                  "normal priority (grant CAP_SYS_NICE or run as root for a steadier loop)",
+                  file=sys.stderr, flush=True)
 
 
 def configure(node: str, params: Sequence[Param]) -> dict[str, Any]:
@@ -80,6 +90,33 @@ def events(node: Any, timers: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
         elif kind == "STOP":
             return
         elif kind == "ERROR":
+            print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
+
+
+def paced_events(node: Any, period_s: float, tick: str = "tick",
+                 clock: Any = time.perf_counter) -> Iterator[dict[str, Any]]:
+    """Like ``events``, plus a ``{"id": tick}`` event at every multiple of ``period_s`` (an
+    absolute schedule in this process: no drift, and no daemon hop that a busy machine can
+    delay). A deadline missed by more than a period is skipped, not made up in a burst."""
+    deadline = clock() + period_s
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            yield {"type": "INPUT", "id": tick, "metadata": {}, "value": None}
+            deadline += period_s
+            if clock() - deadline > period_s:
+                deadline = clock() + period_s
+            continue
+        event = node.next(timeout=remaining)
+        if event is None:  # every sender is gone
+            return
+        kind = event["type"]
+        if kind == "INPUT":
+            if event["id"] != tick:  # a wired clock of the same name is not needed
+                yield event
+        elif kind in ("INPUT_CLOSED", "STOP") and event.get("id") != tick:
+            return
+        elif kind == "ERROR" and not str(event.get("error", "")).startswith("Timeout"):
             print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
 
 
