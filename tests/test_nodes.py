@@ -399,3 +399,38 @@ def test_force_controller_backs_off_when_the_track_is_lost(monkeypatch):
     assert np.all(np.diff(backing) >= -1e-12) and backing[-1] > 0.2 + 0.03
     kinds = [SessionEvent.from_arrow(e).kind for e in mock.outputs["events"]]
     assert "abort" in kinds and "done" not in kinds
+
+
+def test_paced_events_tick_on_an_absolute_schedule_between_inputs():
+    from tuina.node import paced_events
+
+    class Clock:
+        now = 0.0
+
+        def __call__(self) -> float:
+            return self.now
+
+    clock = Clock()
+    script = [("wait", 0.0042), ("input", "command"), ("wait", 1.0), ("stop", None)]
+
+    class FakeNode:
+        def next(self, timeout: float):
+            kind, arg = script[0]
+            if kind == "wait":
+                step = min(timeout, arg)
+                clock.now += step + 0.0003  # every wake-up is a little late
+                script[0] = ("wait", arg - step)
+                if script[0][1] <= 1e-12:
+                    script.pop(0)
+                return {"type": "ERROR", "error": "Timeout event stream error: timed out"}
+            script.pop(0)
+            if kind == "input":
+                return {"type": "INPUT", "id": arg, "metadata": {}, "value": None}
+            return {"type": "STOP"}
+
+    seen = [(e["id"], round(clock.now, 4)) for e in paced_events(FakeNode(), 0.01, clock=clock)]
+    ticks = [t for name, t in seen if name == "tick"]
+    assert ("command", 0.0045) in seen
+    # lateness does not accumulate: each tick is within one wake-up delay of its deadline
+    deadlines = 0.01 * np.arange(1, len(ticks) + 1)
+    assert len(ticks) >= 95 and np.all(np.abs(np.asarray(ticks) - deadlines) < 0.0007)
