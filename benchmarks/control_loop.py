@@ -13,24 +13,13 @@ This is a measurement, not a test: nothing here asserts.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
-from tuina.evaluation.sessions import session_graph
-
-
-def robot_loop_line(out_dir: Path) -> str:
-    """The robot node's loop summary from the dora logs of one run."""
-    for log in out_dir.glob("*/log_robot.jsonl"):
-        for line in log.read_text().splitlines():
-            message = json.loads(line).get("msg", "")
-            if message.startswith("robot: loop "):
-                return message[len("robot: loop "):]
-    raise RuntimeError(f"no loop summary from the robot node under {out_dir}")
+from tuina.evaluation.sessions import robot_loop, session_graph
 
 
 def main() -> None:
@@ -55,9 +44,10 @@ def main() -> None:
             path = session_graph(Path(args.graph), overrides, Path(tmp), f"run-{run}")
             subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
                            env=env, capture_output=True, text=True, timeout=300)
-            fields = dict(item.split(" ") for item in robot_loop_line(Path(tmp) / "out")
-                          .split(", "))
-            rows.append({k: float(v) for k, v in fields.items()})
+            loop = robot_loop(sorted((Path(tmp) / "out").glob("*")))
+            if not loop:
+                raise RuntimeError(f"no loop summary from the robot node under {tmp}/out")
+            rows.append(loop)
     print("| run | states (Hz) | commands (Hz) | state / command period jitter p99 (ms) | "
           "state -> command latency p50 / p99 (ms) |")
     print("|---|---|---|---|---|")

@@ -30,19 +30,39 @@ def session_graph(graph: Path, overrides: dict[str, dict[str, Any]], folder: Pat
     return path
 
 
+def robot_loop(log_dirs: list[Path]) -> dict[str, float]:
+    """The robot node's wall-clock account of the control loop (``robot: loop ...``, printed
+    when it stops) from dora's logs of one run: rates, period jitter, latency."""
+    for log_dir in log_dirs:
+        log = log_dir / "log_robot.jsonl"
+        if not log.exists():
+            continue
+        for line in log.read_text().splitlines():
+            message = json.loads(line).get("msg", "")
+            if message.startswith("robot: loop "):
+                fields = (item.split(" ") for item in message[len("robot: loop "):].split(", "))
+                return {key: float(value) for key, value in fields}
+    return {}
+
+
 def run_session(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path, name: str,
                 label: str) -> dict[str, Any]:
-    """``dora run`` the changed graph; the session node's summary."""
+    """``dora run`` the changed graph; the session node's summary, with the robot node's
+    wall-clock loop account under ``loop``."""
     path = session_graph(graph, overrides, folder, name)
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    logs = folder / "out"  # dora writes one folder of node logs per run here
+    before = set(logs.iterdir()) if logs.exists() else set()
     proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
                           env=env, capture_output=True, text=True, timeout=300)
     summary = folder / name / "summary.json"
     if not summary.exists():
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         raise RuntimeError(f"the {label} session wrote no summary: " + " | ".join(tail))
-    return json.loads(summary.read_text())
+    result = json.loads(summary.read_text())
+    result["loop"] = robot_loop(sorted(set(logs.iterdir()) - before) if logs.exists() else [])
+    return result
 
 
 def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], None]], dict],
