@@ -167,3 +167,27 @@ def test_estop_without_a_running_graph_is_one_line():
     assert proc.returncode == 1
     line = proc.stderr.strip()
     assert "\n" not in line and "estop-button" in line and "hardware e-stop" in line
+
+
+@pytest.mark.e2e
+def test_record_keeps_every_message_of_a_sim_session(tmp_path):
+    import polars as pl
+
+    from tuina.recording import read_manifest
+
+    folder = tmp_path / "rec"
+    proc = subprocess.run([str(Path(sys.executable).parent / "tuina"), "record",
+                           str(ROOT / "dataflows" / "sim.yml"), "-o", str(folder),
+                           "--stop-after", "150s"], capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    manifest = read_manifest(folder)
+    assert manifest["complete"] and "nodes:" in manifest["graph"]
+    topics = manifest["topics"]
+    for topic in ("world/rgb", "world/depth", "camera/depth", "robot/robot_state",
+                  "force-controller/command", "icp-tracker/body_motion", "session/events"):
+        assert topics[topic]["count"] > 0 and topics[topic]["lost"] == 0, (topic, topics)
+    assert sum(t["lost"] for t in topics.values()) == 0
+    states = pl.read_ipc(folder / "robot__robot_state.arrow")
+    assert states.height == topics["robot/robot_state"]["count"] > 1000
+    assert states["seq"].to_list() == list(range(states.height))
+    assert not list(folder.glob("*.arrows"))  # every stream became a file

@@ -14,7 +14,7 @@ from tuina.config import table
 from tuina.messages import STREAMS
 
 NODE_MODULES = ("world", "camera", "operator", "grounding", "pose_fit", "icp_tracker",
-                "planner", "force_controller", "robot", "session")
+                "planner", "force_controller", "robot", "session", "recorder")
 
 
 def contract_table() -> str:
@@ -95,12 +95,24 @@ def main(argv: list[str] | None = None) -> int:
                               "body; force errors, overshoot, loop rate and jitter")
     force.add_argument("--json", action="store_true", help="print one JSON object")
     force.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
+    rec = sub.add_parser("record", help="run a graph and record its outputs (one Arrow IPC "
+                         "file per topic + manifest)")
+    rec.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")
+    rec.add_argument("--topics", default=None,
+                     help="node/output,... to record (default: every output)")
+    rec.add_argument("-o", "--output", default=None,
+                     help="recording folder (default recordings/<graph>-<date>-<time>)")
+    rec.add_argument("--stop-after", default=None, help="bound the run, e.g. 60s")
     stop = sub.add_parser("estop", help="stop the robot of the running graph now (the "
                           "operator's e-stop; the robot moves again only after a restart)")
     stop.add_argument("--node", default="estop-button",
                       help="the graph's dynamic e-stop node (default estop-button)")
     stop.add_argument("--reason", default="operator", help="why, for the robot's log line")
     args = parser.parse_args(argv)
+    if args.command == "record":
+        from tuina.record import main as record_main
+
+        return record_main(args)
     if args.command == "estop":
         from tuina.estop import main as estop_main
 

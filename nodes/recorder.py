@@ -1,0 +1,117 @@
+"""recorder: writes every input to a recording folder (one Arrow IPC file per topic).
+
+Inputs: any; an input named ``<node>__<output>`` is recorded as topic ``node/output``
+(``tuina record`` wires them; by hand, give each input a large ``queue_size`` so nothing is
+dropped while the disk is busy).
+Outputs: ``estop`` (only with MANDATORY: the recording failed, the robot must stop).
+
+Batches reach the disk at least once a second, so a recorder killed with SIGKILL keeps
+everything but the last second, readable. A recording that ends cleanly is marked complete
+in its manifest; one that cannot be written (a full disk) stops cleanly, is marked
+incomplete with the reason, and with MANDATORY the robot is told to stop.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+from importlib import metadata
+from pathlib import Path
+
+import pyarrow as pa
+
+from tuina.config import Param
+from tuina.node import configure
+from tuina.recording import Recorder, RecordingError
+
+PARAMS = [
+    Param("RECORDING_DIR", "str", "", "-", "the recording folder (created; must be new)"),
+    Param("GRAPH_FILE", "str", "", "-", "the graph being recorded, stored in the manifest"),
+    Param("MANDATORY", "bool", False, "-",
+          "the session must not go on unrecorded: a failed recording sends estop"),
+    Param("END_WITH_INPUTS", "str", "", "-", "comma-separated inputs whose closing ends the "
+          "recording (leave out those of dynamic nodes, which may never connect); empty: "
+          "record until the graph stops"),
+]
+
+PACKAGES = ("tuina", "dora-rs", "pyarrow", "numpy", "polars", "franky-control", "franky-sim",
+            "mujoco", "open3d", "pin", "opencv-python-headless")
+
+
+def versions() -> dict[str, str]:
+    """Installed versions of the packages a recording depends on."""
+    out = {}
+    for name in PACKAGES:
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "not installed"
+    return out
+
+
+def topic_of(input_id: str) -> str:
+    """``node__output`` -> ``node/output`` (any other id is recorded under ``recorder/``)."""
+    node, sep, output = input_id.partition("__")
+    return f"{node}/{output}" if sep and node and output else f"recorder/{input_id}"
+
+
+def main() -> None:
+    """Record until the graph stops."""
+    cfg = configure("recorder", PARAMS)
+    if not cfg["RECORDING_DIR"]:
+        print("tuina-recorder: error: RECORDING_DIR is empty; set it to a new folder, e.g. "
+              "recordings/my-session", file=sys.stderr, flush=True)
+        sys.exit(2)
+    folder = Path(cfg["RECORDING_DIR"])
+    if (folder / "manifest.json").exists():
+        print(f"tuina-recorder: error: {folder} already holds a recording; choose a new "
+              "folder (-o)", file=sys.stderr, flush=True)
+        sys.exit(2)
+    from dora import Node
+
+    graph_file = Path(cfg["GRAPH_FILE"]) if cfg["GRAPH_FILE"] else None
+    manifest = {
+        "graph_file": str(graph_file) if graph_file else "",
+        "graph": graph_file.read_text() if graph_file and graph_file.is_file() else "",
+        "versions": versions(),
+        "start_wall_ns": time.time_ns(),
+        "complete": False,
+    }
+    recorder = Recorder(folder, manifest)
+    node = Node()
+    failed = ""
+    ending = {name for name in cfg["END_WITH_INPUTS"].split(",") if name}
+    closed: set[str] = set()
+    for event in node:  # to the end: STOP, every sender gone, or END_WITH_INPUTS closed
+        if event["type"] == "STOP":
+            break
+        if event["type"] == "INPUT_CLOSED":
+            closed.add(event["id"])
+            if ending and ending <= closed:
+                break
+            continue
+        if event["type"] != "INPUT" or failed:
+            continue
+        try:
+            recorder.add(topic_of(event["id"]), event["value"], event["metadata"])
+        except (OSError, RecordingError) as err:
+            failed = f"recording stopped: {err}"
+            print(f"tuina-recorder: error: {failed}", flush=True)
+            try:
+                recorder.close(complete=False, reason=failed)
+            except (OSError, RecordingError):
+                pass  # the manifest keeps its last good state
+            if cfg["MANDATORY"]:
+                node.send_output("estop", pa.array([True]),
+                                 {"stamp_ns": int(event["metadata"].get("stamp_ns", 0)),
+                                  "seq": 0, "frame_id": "-", "source": "recorder",
+                                  "reason": failed})
+    if not failed:
+        recorder.close(complete=True)
+        counts = {t: v["count"] for t, v in recorder.manifest["topics"].items()}
+        print(f"tuina-recorder: {sum(counts.values())} messages on {len(counts)} topics "
+              f"in {folder}", flush=True)
+
+
+if __name__ == "__main__":
+    main()

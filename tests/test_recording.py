@@ -1,0 +1,141 @@
+"""Recordings: Arrow IPC per topic, crash safety, truncation, the recorder node."""
+
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import polars as pl
+import pyarrow as pa
+import pytest
+
+from tuina import recording
+from tuina.messages import Header, RobotState, decode_depth, encode_depth
+from tuina.recording import Recorder, RecordingError, read_manifest, read_topic
+
+from .test_nodes import run_node
+
+
+def state(k: int) -> RobotState:
+    return RobotState([0.1 * k] * 7, [0.0] * 7, [0.4, 0.0, 0.2 + k * 1e-3], [1.0, 0, 0, 0],
+                      [0.0, 0.0, -6.0, 0, 0, 0], "ok", [1.0] * 7)
+
+
+def test_a_recording_round_trips_through_polars(tmp_path):
+    rec = Recorder(tmp_path / "rec", {"graph": "nodes: []"})
+    depth = np.full((48, 64), 0.8, np.float32)
+    for k in range(50):
+        rec.add("robot/robot_state", state(k).to_arrow(),
+                {"stamp_ns": k * 10_000_000, "seq": k, "frame_id": "base"})
+        payload, meta = encode_depth(depth + k * 1e-3, Header(k * 33_000_000, k, "cam"))
+        rec.add("camera/depth", payload, meta)
+    rec.close()
+    manifest = read_manifest(tmp_path / "rec")
+    assert manifest["complete"] and manifest["topics"]["robot/robot_state"]["count"] == 50
+    assert manifest["topics"]["camera/depth"]["lost"] == 0
+    frame = pl.read_ipc(tmp_path / "rec" / "robot__robot_state.arrow")
+    assert frame.columns == ["seq", "stamp_ns", "recv_ns", "metadata", "payload"]
+    assert frame["seq"].to_list() == list(range(50))
+    assert frame["stamp_ns"][7] == 70_000_000
+    table = read_topic(tmp_path / "rec", "robot/robot_state")
+    again = RobotState.from_arrow(pa.array(table.column("payload")[12].values))
+    assert again == state(12)
+    depth_table = read_topic(tmp_path / "rec", "camera/depth")
+    row = depth_table.slice(5, 1).to_pylist()[0]
+    meta = {**__import__("json").loads(row["metadata"]), "stamp_ns": row["stamp_ns"]}
+    image = decode_depth(pa.array(row["payload"], pa.uint16()), meta)
+    np.testing.assert_allclose(image, depth + 5e-3, atol=1e-3)
+    assert pl.scan_ipc(tmp_path / "rec" / "camera__depth.arrow").select(pl.len()).collect()[0, 0] \
+        == 50
+
+
+def test_gaps_in_a_senders_seq_are_counted_as_lost(tmp_path):
+    rec = Recorder(tmp_path / "rec", {})
+    for k in (0, 1, 2, 5, 6, 9):
+        rec.add("robot/robot_state", state(k).to_arrow(),
+                {"stamp_ns": k, "seq": k, "frame_id": "base"})
+    rec.close()
+    assert read_manifest(tmp_path / "rec")["topics"]["robot/robot_state"]["lost"] == 4
+
+
+def test_a_recorder_killed_with_sigkill_keeps_everything_flushed(tmp_path):
+    script = textwrap.dedent(f"""
+        import time
+        from tuina.messages import RobotState
+        from tuina.recording import Recorder
+        def state(k):
+            return RobotState([0.1 * k] * 7, [0.0] * 7, [0.4, 0.0, 0.2], [1.0, 0, 0, 0],
+                              [0.0] * 6, "ok", [1.0] * 7)
+        rec = Recorder(__import__("pathlib").Path({str(tmp_path / "rec")!r}), {{}})
+        for k in range(200):
+            rec.add("robot/robot_state", state(k).to_arrow(),
+                    {{"stamp_ns": k, "seq": k, "frame_id": "base"}})
+        rec.flush()
+        for k in range(200, 230):  # not flushed yet
+            rec.add("robot/robot_state", state(k).to_arrow(),
+                    {{"stamp_ns": k, "seq": k, "frame_id": "base"}})
+        print("flushed", flush=True)
+        time.sleep(60)
+    """)
+    proc = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    try:
+        assert proc.stdout.readline().strip() == "flushed"
+    finally:
+        os.kill(proc.pid, signal.SIGKILL)
+        proc.wait()
+    manifest = read_manifest(tmp_path / "rec")
+    assert manifest["complete"] is False
+    assert manifest["topics"]["robot/robot_state"]["count"] == 200
+    table = read_topic(tmp_path / "rec", "robot/robot_state")
+    assert table.column("seq").to_pylist() == list(range(200))
+    assert pl.read_ipc_stream(tmp_path / "rec" / "robot__robot_state.arrows").height == 200
+
+
+def test_a_truncated_stream_names_the_file_and_the_last_good_message(tmp_path):
+    rec = Recorder(tmp_path / "rec", {})
+    for k in range(30):
+        rec.add("robot/robot_state", state(k).to_arrow(),
+                {"stamp_ns": k, "seq": k, "frame_id": "base"})
+        if k in (9, 19):
+            rec.flush()
+    rec.flush()
+    stream = tmp_path / "rec" / "robot__robot_state.arrows"
+    data = stream.read_bytes()
+    stream.write_bytes(data[:-200])  # the last batch cut short
+    with pytest.raises(RecordingError, match=r"robot__robot_state.arrows: cut short or corrupt "
+                                             r"after seq 19"):
+        read_topic(tmp_path / "rec", "robot/robot_state")
+    kept = read_topic(tmp_path / "rec", "robot/robot_state", partial=True)
+    assert kept.column("seq").to_pylist() == list(range(20))
+
+
+def test_the_recorder_node_marks_a_failed_write_and_stops_the_robot(monkeypatch, tmp_path):
+    from tuina.nodes import recorder
+
+    folder = tmp_path / "rec"
+    folder.mkdir()
+    os.symlink("/dev/full", folder / "robot__robot_state.arrows")  # a disk that is full
+    monkeypatch.setattr(recording, "FLUSH_S", 0.0)
+    monkeypatch.setenv("RECORDING_DIR", str(folder))
+    monkeypatch.setenv("MANDATORY", "true")
+    events = [{"type": "INPUT", "id": "robot__robot_state", "value": state(k).to_arrow(),
+               "metadata": {"stamp_ns": k, "seq": k, "frame_id": "base"}} for k in range(5)]
+    mock = run_node(monkeypatch, recorder.main, events)
+    assert len(mock.outputs["estop"]) == 1
+    manifest = read_manifest(folder)
+    assert manifest["complete"] is False and "No space left" in manifest["incomplete_reason"]
+
+
+def test_record_refuses_unknown_topics_with_the_list():
+    from tuina.record import with_recorder
+
+    spec = {"nodes": [{"id": "robot", "path": "x", "outputs": ["robot_state"]}]}
+    with pytest.raises(ValueError, match="no output robot/state; it has: robot/robot_state"):
+        with_recorder(spec, ["robot/state"], Path("/tmp/r"), Path("g.yml"))
+    out = with_recorder(spec, ["robot/robot_state"], Path("/tmp/r"), Path("g.yml"))
+    rec = out["nodes"][-1]
+    assert rec["inputs"]["robot__robot_state"]["source"] == "robot/robot_state"
+    assert rec["inputs"]["robot__robot_state"]["queue_size"] >= 1000

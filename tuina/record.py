@@ -1,0 +1,86 @@
+"""``tuina record``: run a graph with a recorder wired to its outputs (like ``dora record``)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from tuina.recording import input_id
+
+RECORDER_ID = "recorder"
+QUEUE_SIZE = 10_000  # a busy disk must never make dora drop a message
+
+
+def graph_topics(spec: dict[str, Any]) -> list[str]:
+    """Every ``node/output`` a graph produces."""
+    return [f"{node['id']}/{output}" for node in spec.get("nodes", [])
+            for output in node.get("outputs", [])]
+
+
+def with_recorder(spec: dict[str, Any], topics: list[str], folder: Path, graph_file: Path,
+                  mandatory: bool = False) -> dict[str, Any]:
+    """A copy of the graph spec with a recorder node subscribed to ``topics``."""
+    known = graph_topics(spec)
+    unknown = [t for t in topics if t not in known]
+    if unknown:
+        raise ValueError(f"the graph has no output {', '.join(unknown)}; it has: "
+                         f"{', '.join(known)}")
+    if any(node["id"] == RECORDER_ID for node in spec.get("nodes", [])):
+        raise ValueError(f"the graph already has a node '{RECORDER_ID}'")
+    dynamic = {node["id"] for node in spec["nodes"] if node.get("path") == "dynamic"}
+    out = dict(spec)
+    out["nodes"] = [*spec["nodes"], {
+        "id": RECORDER_ID,
+        "path": "tuina-recorder",
+        "inputs": {input_id(t): {"source": t, "queue_size": QUEUE_SIZE,
+                                 "queue_policy": "backpressure"} for t in topics},
+        "outputs": ["estop"],
+        "env": {"RECORDING_DIR": str(folder.resolve()), "GRAPH_FILE": str(graph_file.resolve()),
+                "MANDATORY": mandatory,
+                # the recording ends when these close; dynamic nodes may never connect
+                "END_WITH_INPUTS": ",".join(input_id(t) for t in topics
+                                            if t.split("/")[0] not in dynamic)},
+    }]
+    return out
+
+
+def main(args: Any) -> int:
+    """Record a run of ``args.graph``; the folder in ``args.output``."""
+    graph = Path(args.graph)
+    if not graph.is_file():
+        print(f"tuina record: error: no graph at {graph}; the graphs are in dataflows/",
+              file=sys.stderr)
+        return 2
+    spec = yaml.safe_load(graph.read_text())
+    topics = ([t.strip() for t in args.topics.split(",") if t.strip()] if args.topics
+              else graph_topics(spec))
+    folder = Path(args.output or f"recordings/{graph.stem}-{time.strftime('%Y%m%d-%H%M%S')}")
+    if folder.exists() and any(folder.iterdir()):
+        print(f"tuina record: error: {folder} exists and is not empty; choose a new -o folder",
+              file=sys.stderr)
+        return 2
+    try:
+        recorded = with_recorder(spec, topics, folder, graph)
+    except ValueError as err:
+        print(f"tuina record: error: {err}", file=sys.stderr)
+        return 2
+    # next to the original, so the graph's relative paths keep their meaning
+    path = graph.parent / f".{graph.stem}.record.yml"
+    path.write_text(yaml.safe_dump(recorded, sort_keys=False))
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    cmd = [str(bin_dir / "dora"), "run", str(path)]
+    if args.stop_after:
+        cmd += ["--stop-after", args.stop_after]
+    try:
+        status = subprocess.call(cmd, env=env)
+    finally:
+        path.unlink(missing_ok=True)
+    print(f"tuina record: {folder}")
+    return status
