@@ -169,17 +169,28 @@ def test_estop_without_a_running_graph_is_one_line():
     assert "\n" not in line and "estop-button" in line and "hardware e-stop" in line
 
 
+TUINA = Path(sys.executable).parent / "tuina"
+ALL_BUT_CONTROLLER = "world,camera,operator,grounding,pose-fit,icp-tracker,planner,robot,session"
+
+
+@pytest.fixture(scope="module")
+def recorded_session(tmp_path_factory) -> Path:
+    """One sim session recorded with `tuina record` (every output)."""
+    folder = tmp_path_factory.mktemp("recording") / "rec"
+    proc = subprocess.run([str(TUINA), "record", str(ROOT / "dataflows" / "sim.yml"), "-o",
+                           str(folder), "--stop-after", "150s"], capture_output=True, text=True,
+                          timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    return folder
+
+
 @pytest.mark.e2e
-def test_record_keeps_every_message_of_a_sim_session(tmp_path):
+def test_record_keeps_every_message_of_a_sim_session(recorded_session):
     import polars as pl
 
     from tuina.recording import read_manifest
 
-    folder = tmp_path / "rec"
-    proc = subprocess.run([str(Path(sys.executable).parent / "tuina"), "record",
-                           str(ROOT / "dataflows" / "sim.yml"), "-o", str(folder),
-                           "--stop-after", "150s"], capture_output=True, text=True, timeout=300)
-    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    folder = recorded_session
     manifest = read_manifest(folder)
     assert manifest["complete"] and "nodes:" in manifest["graph"]
     topics = manifest["topics"]
@@ -191,3 +202,27 @@ def test_record_keeps_every_message_of_a_sim_session(tmp_path):
     assert states.height == topics["robot/robot_state"]["count"] > 1000
     assert states["seq"].to_list() == list(range(states.height))
     assert not list(folder.glob("*.arrows"))  # every stream became a file
+
+
+@pytest.mark.e2e
+def test_replay_at_full_speed_reproduces_the_force_controller_bit_for_bit(recorded_session,
+                                                                         tmp_path):
+    import polars as pl
+
+    runs = []
+    for k in range(2):
+        out = tmp_path / f"replay-{k}"
+        proc = subprocess.run([str(TUINA), "replay", str(recorded_session), "--replace",
+                               ALL_BUT_CONTROLLER, "--speed", "0", "-o", str(out)],
+                              capture_output=True, text=True, timeout=300)
+        assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+        runs.append(pl.read_ipc(out / "force-controller__command.arrow"))
+    recorded = pl.read_ipc(recorded_session / "force-controller__command.arrow")
+    fed = sum(pl.read_ipc(recorded_session / f"{t}.arrow").height for t in
+              ("robot__robot_state", "icp-tracker__body_motion", "planner__trajectory"))
+    assert fed >= 1000 and recorded.height >= 1000
+    for run in runs:  # three inputs through one multi-input node, exactly as recorded
+        assert run.height == recorded.height
+        assert run["payload"].to_list() == recorded["payload"].to_list()
+        assert run["stamp_ns"].to_list() == recorded["stamp_ns"].to_list()
+    assert runs[0]["payload"].to_list() == runs[1]["payload"].to_list()

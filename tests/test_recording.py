@@ -139,3 +139,44 @@ def test_record_refuses_unknown_topics_with_the_list():
     rec = out["nodes"][-1]
     assert rec["inputs"]["robot__robot_state"]["source"] == "robot/robot_state"
     assert rec["inputs"]["robot__robot_state"]["queue_size"] >= 1000
+
+
+def test_feed_order_repeats_the_interleaving_each_output_saw():
+    from tuina.replay import feed_order
+
+    def table(seqs):
+        return pa.table({"seq": pa.array(seqs, pa.int64()),
+                         "recv_ns": pa.array([s * 10 for s in seqs], pa.int64())})
+
+    rows = {"state": table(range(6)), "traj": table([0]), "motion": table([0, 1, 2])}
+    outputs = [{"inputs": "state=2;traj=0", "trigger": "state"},
+               {"inputs": "motion=1;state=3;traj=0", "trigger": "state"},
+               {"inputs": "motion=2;state=5;traj=0", "trigger": "state"}]
+    order = [f"{name[0]}{rows[name].column('seq')[i].as_py()}"
+             for name, i in feed_order(rows, outputs)]
+    # states 0-1 produced nothing (no trajectory yet); each output's trigger comes last
+    assert order == ["s0", "s1", "t0", "s2", "m0", "m1", "s3", "s4", "m2", "s5"]
+    # without any recorded output: the recording's own order
+    assert [n[0] for n, _ in feed_order(rows, [])][:3] == ["s", "t", "m"]
+
+
+def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
+    from tuina.replay import replay_graph
+
+    spec = {"nodes": [
+        {"id": "world", "path": "tuina-world", "outputs": ["depth"]},
+        {"id": "tracker", "path": "t", "inputs": {"depth": "world/depth"},
+         "outputs": ["motion"]},
+        {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state",
+                                               "motion": "tracker/motion"},
+         "outputs": ["command"]},
+        {"id": "robot", "path": "tuina-robot", "inputs": {"command": "ctrl/command"},
+         "outputs": ["state"]}]}
+    graph, feeds = replay_graph(spec, ["world", "robot"], {"world/depth", "robot/state"})
+    nodes = {n["id"]: n for n in graph["nodes"]}
+    assert set(nodes) == {"tracker", "ctrl", "replayer"}
+    assert nodes["ctrl"]["inputs"]["motion"] == "tracker/motion"  # live
+    assert nodes["ctrl"]["inputs"]["replay"]["source"] == "replayer/to_ctrl"
+    assert feeds == {"tracker": [("world/depth", "depth")], "ctrl": [("robot/state", "state")]}
+    with pytest.raises(ValueError, match=r"lacks topics .*robot/state \(for ctrl/state\)"):
+        replay_graph(spec, ["world", "robot"], {"world/depth"})

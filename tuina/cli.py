@@ -14,7 +14,7 @@ from tuina.config import table
 from tuina.messages import STREAMS
 
 NODE_MODULES = ("world", "camera", "operator", "grounding", "pose_fit", "icp_tracker",
-                "planner", "force_controller", "robot", "session", "recorder")
+                "planner", "force_controller", "robot", "session", "recorder", "replayer")
 
 
 def contract_table() -> str:
@@ -103,6 +103,16 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("-o", "--output", default=None,
                      help="recording folder (default recordings/<graph>-<date>-<time>)")
     rec.add_argument("--stop-after", default=None, help="bound the run, e.g. 60s")
+    rep = sub.add_parser("replay", help="run a graph with some nodes' outputs from a recording")
+    rep.add_argument("recording", help="recording folder, e.g. recordings/my-session")
+    rep.add_argument("--graph", default=None, help="graph to run (default: the recorded one)")
+    rep.add_argument("--replace", default=None, help="node,... whose outputs come from the "
+                     "recording (default: the nodes facing hardware or the sim world)")
+    rep.add_argument("--speed", type=float, default=1.0,
+                     help="0: as fast as the graph goes, 0.5, 1 (recorded timing), 2")
+    rep.add_argument("--loop", action="store_true", help="start over at the end")
+    rep.add_argument("-o", "--output", default=None,
+                     help="record the replayed run here (as tuina record does)")
     stop = sub.add_parser("estop", help="stop the robot of the running graph now (the "
                           "operator's e-stop; the robot moves again only after a restart)")
     stop.add_argument("--node", default="estop-button",
@@ -113,6 +123,10 @@ def main(argv: list[str] | None = None) -> int:
         from tuina.record import main as record_main
 
         return record_main(args)
+    if args.command == "replay":
+        from tuina.replay import main as replay_main
+
+        return replay_main(args)
     if args.command == "estop":
         from tuina.estop import main as estop_main
 

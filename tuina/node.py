@@ -74,6 +74,43 @@ class Outputs:
         self.node.send_output(output, *encoded)
 
 
+REPLAY_INPUT = "replay"  # a replayer's single, ordered input (see ``tuina replay``)
+
+
+class Lineage:
+    """The ``seq`` of the latest message on each input: sent with every output (metadata
+    ``inputs``), so a replay can feed a node exactly the interleaving it saw."""
+
+    def __init__(self) -> None:
+        self.seq: dict[str, int] = {}
+        self.trigger = ""
+
+    def note(self, event: dict[str, Any]) -> None:
+        """Remember the input's latest seq; this event is the one being handled."""
+        seq = event.get("metadata", {}).get("seq")
+        if seq is not None:
+            self.seq[event["id"]] = int(seq)
+            self.trigger = event["id"]
+
+    def metadata(self) -> dict[str, str]:
+        """``inputs``: ``input=seq;...`` of the messages this output was computed from;
+        ``trigger``: the input being handled when it was sent."""
+        return {"inputs": ";".join(f"{k}={v}" for k, v in sorted(self.seq.items())),
+                "trigger": self.trigger}
+
+
+def parse_lineage(text: str) -> dict[str, int]:
+    """``input=seq;...`` back to a dict."""
+    return {k: int(v) for k, v in (item.split("=") for item in text.split(";") if item)}
+
+
+def unwrap(event: dict[str, Any]) -> dict[str, Any]:
+    """A replayed message as the input it stands for (its ``replay_input`` metadata)."""
+    if event["id"] == REPLAY_INPUT and "replay_input" in event.get("metadata", {}):
+        return {**event, "id": event["metadata"]["replay_input"]}
+    return event
+
+
 def events(node: Any, timers: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     """INPUT events until the session ends.
 
@@ -84,13 +121,27 @@ def events(node: Any, timers: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
     for event in node:
         kind = event["type"]
         if kind == "INPUT":
-            yield event
-        elif kind == "INPUT_CLOSED" and event["id"] not in timers:
-            return
-        elif kind == "STOP":
+            yield unwrap(event)
+        elif (kind == "INPUT_CLOSED" and event["id"] not in timers) or kind == "STOP":
+            yield from drained(node)
             return
         elif kind == "ERROR":
             print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
+
+
+def drained(node: Any) -> Iterator[dict[str, Any]]:
+    """The inputs still queued when the session ends: dora can deliver a closed input or a
+    STOP ahead of messages already sent (a replay at full speed ends that way)."""
+    while True:
+        try:
+            pending = node.drain() if hasattr(node, "drain") else []
+        except RuntimeError:  # the channel is already closed: nothing is left
+            return
+        inputs = [e for e in pending if e.get("type") == "INPUT"]
+        if not inputs:
+            return
+        for event in inputs:
+            yield unwrap(event)
 
 
 def paced_events(node: Any, period_s: float, tick: str = "tick",
@@ -113,7 +164,7 @@ def paced_events(node: Any, period_s: float, tick: str = "tick",
         kind = event["type"]
         if kind == "INPUT":
             if event["id"] != tick:  # a wired clock of the same name is not needed
-                yield event
+                yield unwrap(event)
         elif kind in ("INPUT_CLOSED", "STOP") and event.get("id") != tick:
             return
         elif kind == "ERROR" and not str(event.get("error", "")).startswith("Timeout"):

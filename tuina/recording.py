@@ -180,6 +180,20 @@ def read_topic(folder: Path, topic: str, partial: bool = False) -> pa.Table:
     return table
 
 
+def topic_problem(folder: Path, topic: str) -> str:
+    """Why a topic of a recording is not whole ('' when it is)."""
+    stem = Path(folder) / topic_file(topic)
+    if stem.with_suffix(".arrow").exists():
+        try:
+            ipc.open_file(str(stem.with_suffix(".arrow")))
+        except pa.ArrowInvalid as err:
+            return f"{stem.with_suffix('.arrow')}: not a readable Arrow file ({err})"
+        return ""
+    if not stem.with_suffix(".arrows").exists():
+        return f"{folder} has no topic {topic}"
+    return read_stream_partial(stem.with_suffix(".arrows"))[1]
+
+
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of a recording folder."""
     path = Path(folder) / MANIFEST

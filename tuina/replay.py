@@ -1,0 +1,214 @@
+"""``tuina replay``: run a graph with some nodes' outputs coming from a recording.
+
+The replaced nodes leave the graph; a replayer node sends their recorded outputs instead.
+Every node fed by the replayer gets them on one input, ``replay`` (the node's event loop
+hands each message on as the input it stands for), so dora's queues keep the replayer's
+order exactly. That order is the one the node saw when it was recorded: every output of a
+tuina node carries the ``seq`` of the latest message on each of its inputs and the input
+that triggered it (metadata ``inputs`` / ``trigger``), and the replayer feeds, before each
+recorded output, the messages it was computed from, the trigger last. Messages after the
+last recorded output, and nodes with no recorded outputs, follow the recording's order.
+"""
+
+from __future__ import annotations
+
+import heapq
+import json
+import os
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pyarrow as pa
+import yaml
+
+from tuina.node import REPLAY_INPUT, parse_lineage
+from tuina.recording import RecordingError, read_manifest, read_topic, topic_problem
+
+REPLAYER_ID = "replayer"
+HARDWARE_PATHS = ("tuina-world", "tuina-camera", "tuina-robot", "tuina-realsense",
+                  "tuina-baxter")
+FEED_QUEUE = 1000  # with backpressure: 10x this before dora drops anything
+
+
+def source_of(mapping: Any) -> str:
+    """The ``node/output`` (or ``dora/timer/...``) an input mapping reads."""
+    return mapping["source"] if isinstance(mapping, dict) else str(mapping)
+
+
+def default_replaced(spec: dict[str, Any]) -> list[str]:
+    """The nodes a replay stands in for by default: those facing hardware or the sim world."""
+    return [n["id"] for n in spec["nodes"] if n.get("path") in HARDWARE_PATHS]
+
+
+def replay_graph(spec: dict[str, Any], replaced: list[str],
+                 recorded: set[str]) -> tuple[dict[str, Any], dict[str, list[tuple[str, str]]]]:
+    """The graph with ``replaced`` nodes swapped for a replayer, and per fed node the
+    (topic, input) pairs it takes from the recording. ValueError lists what is missing."""
+    ids = {n["id"] for n in spec["nodes"]}
+    unknown = [r for r in replaced if r not in ids]
+    if unknown:
+        raise ValueError(f"the graph has no node {', '.join(unknown)}; it has "
+                         f"{', '.join(sorted(ids))}")
+    feeds: dict[str, list[tuple[str, str]]] = {}
+    missing: list[str] = []
+    nodes = []
+    for node in spec["nodes"]:
+        if node["id"] in replaced:
+            continue
+        node = dict(node)
+        inputs = {}
+        for name, mapping in (node.get("inputs") or {}).items():
+            source = source_of(mapping)
+            if source.split("/")[0] in replaced:
+                if source not in recorded:
+                    missing.append(f"{source} (for {node['id']}/{name})")
+                feeds.setdefault(node["id"], []).append((source, name))
+            else:
+                inputs[name] = mapping
+        if node["id"] in feeds:
+            inputs[REPLAY_INPUT] = {"source": f"{REPLAYER_ID}/to_{node['id']}",
+                                    "queue_size": FEED_QUEUE, "queue_policy": "backpressure"}
+        node["inputs"] = inputs
+        nodes.append(node)
+    if missing:
+        raise ValueError("the recording lacks topics this graph needs: " + ", ".join(missing))
+    out = dict(spec)
+    out["nodes"] = [*nodes, {"id": REPLAYER_ID, "path": "tuina-replayer",
+                             "outputs": [f"to_{n}" for n in feeds]}]
+    return out, feeds
+
+
+def feed_order(rows: dict[str, pa.Table], outputs: list[dict[str, str]]) -> list[tuple[str, int]]:
+    """(input, row) in the order a node must see them to repeat its recorded ``outputs``
+    (their ``inputs`` / ``trigger`` metadata, in output order); ``rows``: the recorded
+    messages of each input, in seq order."""
+    seqs = {name: table.column("seq").to_pylist() for name, table in rows.items()}
+    done = dict.fromkeys(rows, 0)
+    order: list[tuple[str, int]] = []
+
+    def feed(name: str, up_to: int) -> None:
+        while done[name] < len(seqs[name]) and seqs[name][done[name]] <= up_to:
+            order.append((name, done[name]))
+            done[name] += 1
+
+    for out in outputs:
+        lineage = parse_lineage(out.get("inputs", ""))
+        trigger = out.get("trigger", "")
+        if trigger in rows and trigger in lineage:
+            # triggers since the last output produced nothing: they came before the updates
+            # this output needed (after those, they would have produced something)
+            feed(trigger, lineage[trigger] - 1)
+        for name in sorted(lineage):
+            if name in rows and name != trigger:
+                feed(name, lineage[name])
+        if trigger in rows and trigger in lineage:
+            feed(trigger, lineage[trigger])
+    rest = [(name, i) for name in rows for i in range(done[name], len(seqs[name]))]
+    rest.sort(key=lambda item: rows[item[0]].column("recv_ns")[item[1]].as_py())
+    return order + rest
+
+
+def plan(folder: Path, spec: dict[str, Any], feeds: dict[str, list[tuple[str, str]]]
+         ) -> dict[str, list[tuple[str, int, str]]]:
+    """Per fed node, the (topic, row, input) it is sent, in order."""
+    manifest = read_manifest(folder)
+    out: dict[str, list[tuple[str, int, str]]] = {}
+    for node, pairs in feeds.items():
+        topic_of = {name: topic for topic, name in pairs}
+        rows = {name: read_topic(folder, topic, partial=True) for topic, name in pairs}
+        recorded_outputs = []
+        node_spec = next(n for n in spec["nodes"] if n["id"] == node)
+        for output in node_spec.get("outputs", []):
+            topic = f"{node}/{output}"
+            if topic in manifest["topics"]:
+                table = read_topic(folder, topic, partial=True)
+                metas = [json.loads(m) for m in table.column("metadata").to_pylist()]
+                recv = table.column("recv_ns").to_pylist()
+                recorded_outputs += [(r, m) for r, m in zip(recv, metas, strict=True)
+                                     if "inputs" in m]
+        recorded_outputs.sort(key=lambda item: item[0])
+        order = feed_order(rows, [m for _, m in recorded_outputs])
+        out[node] = [(topic_of[name], row, name) for name, row in order]
+    return out
+
+
+def merged(folder: Path, feeds: dict[str, list[tuple[str, int, str]]]
+           ) -> list[tuple[str, str, int, str]]:
+    """All feeds as one sequence (node, topic, row, input): each feed's own order kept,
+    the feeds interleaved by recording time."""
+    recv: dict[str, list[int]] = {}
+    for items in feeds.values():
+        for topic, _, _ in items:
+            if topic not in recv:
+                recv[topic] = (read_topic(folder, topic, partial=True).column("recv_ns")
+                               .to_pylist())
+    heap = [(recv[items[0][0]][items[0][1]], node, 0) for node, items in feeds.items() if items]
+    heapq.heapify(heap)
+    out = []
+    while heap:
+        _, node, i = heapq.heappop(heap)
+        topic, row, name = feeds[node][i]
+        out.append((node, topic, row, name))
+        if i + 1 < len(feeds[node]):
+            nxt = feeds[node][i + 1]
+            heapq.heappush(heap, (recv[nxt[0]][nxt[1]], node, i + 1))
+    return out
+
+
+def main(args: Any) -> int:
+    """``tuina replay``: rewrite the graph and run it."""
+    from tuina.record import with_recorder
+
+    folder = Path(args.recording)
+    try:
+        manifest = read_manifest(folder)
+    except RecordingError as err:
+        print(f"tuina replay: error: {err}", file=sys.stderr)
+        return 2
+    graph = Path(args.graph or manifest.get("graph_file", ""))
+    if not graph.is_file():
+        print(f"tuina replay: error: no graph at {graph}; pass --graph dataflows/<graph>.yml",
+              file=sys.stderr)
+        return 2
+    spec = yaml.safe_load(graph.read_text())
+    replaced = ([r.strip() for r in args.replace.split(",") if r.strip()] if args.replace
+                else default_replaced(spec))
+    try:
+        rewritten, feeds = replay_graph(spec, replaced, set(manifest["topics"]))
+        order = plan(folder, spec, feeds)
+    except (ValueError, RecordingError) as err:
+        print(f"tuina replay: error: {err}", file=sys.stderr)
+        return 2
+    used = {topic for pairs in feeds.values() for topic, _ in pairs}
+    for topic in sorted(used):
+        problem = topic_problem(folder, topic)
+        if problem:
+            print(f"tuina replay: warning: {problem}; replaying what comes before",
+                  file=sys.stderr)
+    extra = sorted(set(manifest["topics"]) - used)
+    if extra:
+        print(f"tuina replay: not replayed (no node here reads them): {', '.join(extra)}")
+    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
+        json.dump({"recording": str(folder.resolve()), "speed": args.speed, "loop": args.loop,
+                   "feeds": order}, f)
+        plan_file = f.name
+    replayer = rewritten["nodes"][-1]
+    replayer["env"] = {"PLAN_FILE": plan_file}
+    if args.output:
+        rewritten = with_recorder(rewritten, [f"{n['id']}/{o}" for n in rewritten["nodes"]
+                                              if n["id"] != REPLAYER_ID
+                                              for o in n.get("outputs", [])],
+                                  Path(args.output), graph)
+    path = graph.parent / f".{graph.stem}.replay.yml"
+    path.write_text(yaml.safe_dump(rewritten, sort_keys=False))
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
+    try:
+        status = subprocess.call([str(bin_dir / "dora"), "run", str(path)], env=env)
+    finally:
+        path.unlink(missing_ok=True)
+        os.unlink(plan_file)
+    return status
