@@ -54,7 +54,7 @@ def main() -> None:
     out = Outputs(node)
     noise = DepthNoise(hole_rate=cfg["HOLE_RATE"])
     fx = None
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])

@@ -29,7 +29,7 @@ from tuina.operators.tracking import predict
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
-from tuina.node import Lineage, Outputs, configure, events, fail, raise_priority, stamp_of
+from tuina.node import Outputs, configure, events, fail, raise_priority, stamp_of
 
 PARAMS = [
     Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
@@ -128,10 +128,8 @@ def main() -> None:
     motion_fresh = False
     announced = False  # the current controller's abort was reported
     last_dq: tuple[int, np.ndarray] | None = None  # stamp, joint velocities
-    lineage = Lineage()
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
-        lineage.note(event)
         if event["id"] == "trajectory":
             candidate = Trajectory.from_arrow(event["value"])
             new = (np.asarray(candidate.t_s, float),
@@ -210,7 +208,7 @@ def main() -> None:
                        if joint_output else [])
             cmd = Command(ref.position.tolist(), ref.quaternion.tolist(), ref.twist.tolist(),
                           ref.mode, ref.phase, ref.force_target_n, ref.force_measured_n, joints)
-            out.send("command", cmd.to_arrow(), stamp, BASE_FRAME, **lineage.metadata())
+            out.send("command", cmd.to_arrow(), stamp, BASE_FRAME)
             if ref.phase != phase:
                 phase = ref.phase
                 kind = "done" if phase == "done" else "phase"

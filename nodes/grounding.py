@@ -70,7 +70,7 @@ def main() -> None:
     pending: Instruction | None = None
     last: Instruction | None = None
     not_before = 0  # depth stamp a pending re-grounding waits for
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])

@@ -141,7 +141,7 @@ def main() -> None:
     def chain(joints: np.ndarray | None) -> np.ndarray | None:
         return None if arm is None or joints is None else arm.chain(joints)
 
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])

@@ -30,7 +30,7 @@ def main() -> None:
     node = Node()
     out = Outputs(node)
     sent = False
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if not sent and stamp >= cfg["AT_S"] * 1e9:
             msg = Instruction(cfg["INSTRUCTION"], list(cfg["STROKE_PX"]))

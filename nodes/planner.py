@@ -55,7 +55,7 @@ def main() -> None:
     out = Outputs(node)
     state: RobotState | None = None
     state_stamp = 0
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "robot_state":
             state, state_stamp = RobotState.from_arrow(event["value"]), stamp

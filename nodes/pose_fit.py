@@ -58,7 +58,7 @@ def main() -> None:
     out = Outputs(node)
     frames: OrderedDict[int, tuple] = OrderedDict()
     info: CameraInfo | None = None
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])

@@ -29,6 +29,8 @@ PARAMS = [
     Param("GRAPH_FILE", "str", "", "-", "the graph being recorded, stored in the manifest"),
     Param("MANDATORY", "bool", False, "-",
           "the session must not go on unrecorded: a failed recording sends estop"),
+    Param("TOPICS", "str", "", "-", "comma-separated node/output topics listed in the "
+          "manifest even when they carry no message"),
     Param("END_WITH_INPUTS", "str", "", "-", "comma-separated inputs whose closing ends the "
           "recording (leave out those of dynamic nodes, which may never connect); empty: "
           "record until the graph stops"),
@@ -76,6 +78,8 @@ def main() -> None:
         "versions": versions(),
         "start_wall_ns": time.time_ns(),
         "complete": False,
+        "topics": {t: {"count": 0, "lost": 0, "file": ""} for t in cfg["TOPICS"].split(",")
+                   if t},
     }
     recorder = Recorder(folder, manifest)
     node = Node()

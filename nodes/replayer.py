@@ -36,7 +36,8 @@ def main() -> None:
     feeds = {node: [tuple(item) for item in items] for node, items in plan["feeds"].items()}
     try:
         sequence = merged(folder, feeds)
-        tables = {topic: read_topic(folder, topic, partial=True) for _, topic, _, _ in sequence}
+        tables = {topic: read_topic(folder, topic, partial=True)
+                  for topic in {topic for _, topic, _, _ in sequence}}
     except RecordingError as err:
         print(f"tuina-replayer: error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

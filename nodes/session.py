@@ -96,7 +96,7 @@ def main() -> None:
             print(f"  {key:20s} {_fmt(value)}", flush=True)
         print(f"  written to {folder / 'summary.json'}", flush=True)
 
-    for event in events(node):
+    for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         first_ns = stamp if first_ns is None else first_ns
         last_ns = max(last_ns, stamp)

@@ -51,29 +51,6 @@ def configure(node: str, params: Sequence[Param]) -> dict[str, Any]:
         raise  # unreachable; keeps type checkers calm
 
 
-class Outputs:
-    """Sends outputs with a per-output ``seq`` counter and the contract's metadata."""
-
-    def __init__(self, node: Any):
-        self.node = node
-        self.seq: dict[str, int] = {}
-
-    def header(self, output: str, stamp_ns: int, frame_id: str) -> Header:
-        seq = self.seq.get(output, 0)
-        self.seq[output] = seq + 1
-        return Header(int(stamp_ns), seq, frame_id)
-
-    def send(self, output: str, payload: pa.Array, stamp_ns: int, frame_id: str,
-             **extra: Any) -> None:
-        """Send a structured payload."""
-        self.node.send_output(output, payload,
-                              self.header(output, stamp_ns, frame_id).to_metadata(**extra))
-
-    def send_encoded(self, output: str, encoded: tuple[pa.Array, dict[str, Any]]) -> None:
-        """Send an (array, metadata) pair from an encode_* helper."""
-        self.node.send_output(output, *encoded)
-
-
 REPLAY_INPUT = "replay"  # a replayer's single, ordered input (see ``tuina replay``)
 
 
@@ -99,6 +76,31 @@ class Lineage:
                 "trigger": self.trigger}
 
 
+class Outputs:
+    """Sends outputs with a per-output ``seq`` counter and the contract's metadata."""
+
+    def __init__(self, node: Any):
+        self.node = node
+        self.seq: dict[str, int] = {}
+        self.lineage = Lineage()  # pass to events(): every output then carries its inputs
+
+    def header(self, output: str, stamp_ns: int, frame_id: str) -> Header:
+        seq = self.seq.get(output, 0)
+        self.seq[output] = seq + 1
+        return Header(int(stamp_ns), seq, frame_id)
+
+    def send(self, output: str, payload: pa.Array, stamp_ns: int, frame_id: str,
+             **extra: Any) -> None:
+        """Send a structured payload."""
+        self.node.send_output(output, payload, self.header(output, stamp_ns, frame_id)
+                              .to_metadata(**self.lineage.metadata(), **extra))
+
+    def send_encoded(self, output: str, encoded: tuple[pa.Array, dict[str, Any]]) -> None:
+        """Send an (array, metadata) pair from an encode_* helper."""
+        array, metadata = encoded
+        self.node.send_output(output, array, {**self.lineage.metadata(), **metadata})
+
+
 def parse_lineage(text: str) -> dict[str, int]:
     """``input=seq;...`` back to a dict."""
     return {k: int(v) for k, v in (item.split("=") for item in text.split(";") if item)}
@@ -111,13 +113,22 @@ def unwrap(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
-def events(node: Any, timers: Sequence[str] = ()) -> Iterator[dict[str, Any]]:
+def events(node: Any, timers: Sequence[str] = (),
+           lineage: Lineage | None = None) -> Iterator[dict[str, Any]]:
     """INPUT events until the session ends.
 
     The session ends on STOP, or when any input other than a timer closes: every
     upstream node of a massage graph lives for the whole session, so a closed input
-    means the session is over. Inputs queued ahead of a STOP are still delivered.
+    means the session is over. Inputs queued ahead of a STOP are still delivered. With
+    ``lineage`` (the node's ``Outputs.lineage``), each input is noted before it is handed on.
     """
+    for event in _inputs(node, timers):
+        if lineage is not None:
+            lineage.note(event)
+        yield event
+
+
+def _inputs(node: Any, timers: Sequence[str]) -> Iterator[dict[str, Any]]:
     for event in node:
         kind = event["type"]
         if kind == "INPUT":

@@ -42,7 +42,7 @@ def with_recorder(spec: dict[str, Any], topics: list[str], folder: Path, graph_f
                                  "queue_policy": "backpressure"} for t in topics},
         "outputs": ["estop"],
         "env": {"RECORDING_DIR": str(folder.resolve()), "GRAPH_FILE": str(graph_file.resolve()),
-                "MANDATORY": mandatory,
+                "MANDATORY": mandatory, "TOPICS": ",".join(topics),
                 # the recording ends when these close; dynamic nodes may never connect
                 "END_WITH_INPUTS": ",".join(input_id(t) for t in topics
                                             if t.split("/")[0] not in dynamic)},

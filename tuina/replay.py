@@ -117,13 +117,15 @@ def plan(folder: Path, spec: dict[str, Any], feeds: dict[str, list[tuple[str, st
     manifest = read_manifest(folder)
     out: dict[str, list[tuple[str, int, str]]] = {}
     for node, pairs in feeds.items():
+        pairs = [(topic, name) for topic, name in pairs
+                 if manifest["topics"][topic]["count"] > 0]  # silent topics send nothing
         topic_of = {name: topic for topic, name in pairs}
         rows = {name: read_topic(folder, topic, partial=True) for topic, name in pairs}
         recorded_outputs = []
         node_spec = next(n for n in spec["nodes"] if n["id"] == node)
         for output in node_spec.get("outputs", []):
             topic = f"{node}/{output}"
-            if topic in manifest["topics"]:
+            if manifest["topics"].get(topic, {}).get("count", 0) > 0:
                 table = read_topic(folder, topic, partial=True)
                 metas = [json.loads(m) for m in table.column("metadata").to_pylist()]
                 recv = table.column("recv_ns").to_pylist()
@@ -184,7 +186,7 @@ def main(args: Any) -> int:
         return 2
     used = {topic for pairs in feeds.values() for topic, _ in pairs}
     for topic in sorted(used):
-        problem = topic_problem(folder, topic)
+        problem = topic_problem(folder, topic) if manifest["topics"][topic]["count"] else ""
         if problem:
             print(f"tuina replay: warning: {problem}; replaying what comes before",
                   file=sys.stderr)
