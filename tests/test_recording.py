@@ -180,3 +180,38 @@ def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
     assert feeds == {"tracker": [("world/depth", "depth")], "ctrl": [("robot/state", "state")]}
     with pytest.raises(ValueError, match=r"lacks topics .*robot/state \(for ctrl/state\)"):
         replay_graph(spec, ["world", "robot"], {"world/depth"})
+
+
+def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
+    from argparse import Namespace
+
+    from tuina.messages import Command
+    from tuina.report import main as report_main
+    from tuina.report import session_series, summary, topic_table
+
+    graph = ("nodes:\n  - id: robot\n    path: tuina-robot\n    outputs: [robot_state]\n"
+             "  - id: force-controller\n    path: tuina-force-controller\n"
+             "    inputs: {robot_state: robot/robot_state}\n    outputs: [command]\n")
+    rec = Recorder(tmp_path / "rec", {"graph": graph})
+    for k in range(200):  # 100 Hz states; each command 2 ms after its state, force 6 +- 0.5
+        rec.writers.setdefault("robot/robot_state", recording.TopicWriter(
+            tmp_path / "rec" / "robot__robot_state.arrows")).add(
+            state(k).to_arrow(), {"stamp_ns": k * 10_000_000, "seq": k}, 1_000 + k * 10**7)
+        force = 6.0 + (0.5 if k % 2 else -0.5)
+        cmd = Command([0.4, 0, 0.2], [1.0, 0, 0, 0], [0.0] * 6, "track", "press", 6.0, force)
+        rec.writers.setdefault("force-controller/command", recording.TopicWriter(
+            tmp_path / "rec" / "force-controller__command.arrows")).add(
+            cmd.to_arrow(), {"stamp_ns": k * 10_000_000, "seq": k,
+                             "inputs": f"robot_state={k}", "trigger": "robot_state"},
+            1_000 + k * 10**7 + 2_000_000)
+    rec.close()
+    topics = {r["topic"]: r for r in topic_table(tmp_path / "rec").iter_rows(named=True)}
+    assert topics["robot/robot_state"]["count"] == 200
+    assert topics["robot/robot_state"]["rate_hz"] == pytest.approx(100.0)
+    assert topics["force-controller/command"]["hop_ms_p50"] == pytest.approx(2.0)
+    assert summary(session_series(tmp_path / "rec"))["force_rms_error_in_contact_n"] == \
+        pytest.approx(0.5)
+    assert report_main(Namespace(recording=str(tmp_path / "rec"), output=None)) == 0
+    page = (tmp_path / "rec" / "report" / "report.html").read_text()
+    assert "data:image/png;base64," in page and "force-controller/command" in page
+    assert (tmp_path / "rec" / "report" / "force.png").stat().st_size > 1000

@@ -113,6 +113,11 @@ def main(argv: list[str] | None = None) -> int:
     rep.add_argument("--loop", action="store_true", help="start over at the end")
     rep.add_argument("-o", "--output", default=None,
                      help="record the replayed run here (as tuina record does)")
+    rpt = sub.add_parser("report", help="counts, rates, gaps, latencies, plots and an HTML "
+                         "page of a recording")
+    rpt.add_argument("recording", help="recording folder")
+    rpt.add_argument("-o", "--output", default=None,
+                     help="where the plots and report.html go (default <recording>/report)")
     stop = sub.add_parser("estop", help="stop the robot of the running graph now (the "
                           "operator's e-stop; the robot moves again only after a restart)")
     stop.add_argument("--node", default="estop-button",
@@ -127,6 +132,10 @@ def main(argv: list[str] | None = None) -> int:
         from tuina.replay import main as replay_main
 
         return replay_main(args)
+    if args.command == "report":
+        from tuina.report import main as report_main
+
+        return report_main(args)
     if args.command == "estop":
         from tuina.estop import main as estop_main
 
