@@ -13,6 +13,7 @@ incomplete with the reason, and with MANDATORY the robot is told to stop.
 
 from __future__ import annotations
 
+import resource
 import sys
 import time
 from importlib import metadata
@@ -82,6 +83,7 @@ def main() -> None:
                    if t},
     }
     recorder = Recorder(folder, manifest)
+    started = time.monotonic()
     node = Node()
     failed = ""
     ending = {name for name in cfg["END_WITH_INPUTS"].split(",") if name}
@@ -113,8 +115,14 @@ def main() -> None:
     if not failed:
         recorder.close(complete=True)
         counts = {t: v["count"] for t, v in recorder.manifest["topics"].items()}
-        print(f"tuina-recorder: {sum(counts.values())} messages on {len(counts)} topics "
-              f"in {folder}", flush=True)
+        wall = time.monotonic() - started
+        usage = resource.getrusage(resource.RUSAGE_SELF)
+        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
+        print(f"tuina-recorder: {sum(counts.values())} messages on {len(counts)} topics, "
+              f"{size:.1f} MB in {wall:.1f} s ({size / wall:.1f} MB/s), CPU "
+              f"{100 * (usage.ru_utime + usage.ru_stime) / wall:.1f}% of one core (user "
+              f"{usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s); {folder}",
+              flush=True)
 
 
 if __name__ == "__main__":

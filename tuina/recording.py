@@ -1,13 +1,16 @@
 """Recordings: one Arrow IPC file per topic plus a manifest, written so a crash loses at most
 the last second.
 
-While recording, each topic goes to ``<node>__<output>.arrows``, an Arrow IPC *stream*
-(record batches appended and flushed at least once a second; a stream cut short is still
-readable up to its last whole batch). A recording that ends cleanly turns every stream into
-an Arrow IPC *file*, ``<node>__<output>.arrow``, which ``pl.read_ipc`` / ``pl.scan_ipc`` open,
-and marks the manifest complete. Columns: ``seq``, ``stamp_ns`` (event time), ``recv_ns``
-(wall clock at the recorder), ``metadata`` (the rest of the message metadata, JSON) and
-``payload`` (the message's Arrow array as a list).
+While recording, each topic goes to ``<node>__<output>.arrows``: an Arrow IPC file still
+without its footer, record batches appended and flushed at least once a second (the
+bytes after the file's 8-byte magic are an IPC stream, readable up to the last whole batch
+when the recorder dies). A recording that ends cleanly writes each footer, renames the
+files to ``<node>__<output>.arrow`` (``pl.read_ipc`` / ``pl.scan_ipc`` open them; nothing
+is rewritten) and marks the manifest complete. Columns: ``seq``, ``stamp_ns`` (event time),
+``recv_ns`` (wall clock at the recorder), ``metadata`` (the rest of the message metadata,
+JSON) and ``payload`` (the message's Arrow array as a list). Each topic is lz4-compressed
+when its first batch shrinks by more than 10% that way (depth and robot states do, noisy
+RGB does not).
 """
 
 from __future__ import annotations
@@ -56,7 +59,7 @@ class TopicWriter:
 
     path: Path
     rows: list[tuple[int, int, int, str, pa.Array]] = field(default_factory=list)
-    writer: ipc.RecordBatchStreamWriter | None = None
+    writer: ipc.RecordBatchFileWriter | None = None
     sink: Any = None
     schema: pa.Schema | None = None
     count: int = 0
@@ -85,10 +88,19 @@ class TopicWriter:
         """Write the buffered messages as one record batch and push it to the disk."""
         if not self.rows:
             return
+        batch = self._batch()
         if self.writer is None:
             self.sink = pa.OSFile(str(self.path), "wb")
-            self.writer = ipc.new_stream(self.sink, self.schema,
-                                         options=ipc.IpcWriteOptions(compression=COMPRESSION))
+            compression = COMPRESSION if _compresses(batch) else None
+            self.writer = ipc.new_file(self.sink, self.schema,
+                                       options=ipc.IpcWriteOptions(compression=compression))
+        self.writer.write_batch(batch)
+        self.sink.flush()
+        os.fsync(self.sink.fileno())
+        self.bytes += batch.nbytes
+        self.rows.clear()
+
+    def _batch(self) -> pa.RecordBatch:
         payload_type = self.schema.field("payload").type
         offsets = [0]
         for row in self.rows:
@@ -96,40 +108,40 @@ class TopicWriter:
         values = pa.concat_arrays([row[4] for row in self.rows])
         payload = pa.ListArray.from_arrays(pa.array(offsets, pa.int32()), values,
                                            type=payload_type)
-        batch = pa.record_batch([
+        return pa.record_batch([
             pa.array([r[0] for r in self.rows], pa.int64()),
             pa.array([r[1] for r in self.rows], pa.int64()),
             pa.array([r[2] for r in self.rows], pa.int64()),
             pa.array([r[3] for r in self.rows], pa.string()),
             payload], schema=self.schema)
-        self.writer.write_batch(batch)
-        self.sink.flush()
-        os.fsync(self.sink.fileno())
-        self.bytes += batch.nbytes
-        self.rows.clear()
 
-    def close(self, convert: bool = True) -> Path | None:
-        """Flush, close the stream and (``convert``) turn it into an IPC file; the file's
-        path. A stream that cannot be finished stays as it is."""
-        try:
-            self.flush()
-        finally:
-            if self.writer is not None:
-                try:
-                    self.writer.close()
-                finally:
-                    self.sink.close()
-        if self.writer is None or not convert:
+    def close(self, finish: bool = True) -> Path | None:
+        """Flush and (``finish``) write the footer and rename the file to ``.arrow``; its
+        path. A file that cannot be finished stays as it is, readable up to its last batch."""
+        self.flush()
+        if self.writer is None or not finish:
+            if self.sink is not None:
+                self.sink.close()
             return None
+        try:
+            self.writer.close()
+        finally:
+            self.sink.close()
         final = self.path.with_suffix(".arrow")
-        table = read_stream(self.path)
-        with pa.OSFile(str(final) + ".tmp", "wb") as sink, ipc.new_file(
-                sink, table.schema,
-                options=ipc.IpcWriteOptions(compression=COMPRESSION)) as writer:
-            writer.write_table(table)
-        os.replace(str(final) + ".tmp", final)
-        self.path.unlink()
+        os.replace(self.path, final)
         return final
+
+
+def _compresses(batch: pa.RecordBatch) -> bool:
+    """Whether lz4 makes this batch more than 10% smaller."""
+    sizes = []
+    for compression in (None, COMPRESSION):
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, batch.schema,
+                            options=ipc.IpcWriteOptions(compression=compression)) as writer:
+            writer.write_batch(batch)
+        sizes.append(sink.getvalue().size)
+    return sizes[1] < 0.9 * sizes[0]
 
 
 def read_stream(path: Path) -> pa.Table:
@@ -143,11 +155,16 @@ def read_stream(path: Path) -> pa.Table:
 
 
 def read_stream_partial(path: Path) -> tuple[pa.Table, str]:
-    """The readable part of an IPC stream and, if it ends badly, why (else '')."""
+    """The readable part of an unfinished IPC file (or an IPC stream) and, if it ends
+    badly, why (else '')."""
     batches: list[pa.RecordBatch] = []
     schema = None
     try:
         with pa.OSFile(str(path), "rb") as source:
+            if source.read(6) != b"ARROW1":
+                source.seek(0)  # a plain stream
+            else:
+                source.seek(8)  # the file's magic and padding: a stream follows
             reader = ipc.open_stream(source)
             schema = reader.schema
             for batch in reader:
@@ -258,7 +275,7 @@ class Recorder:
         problems = [reason] if reason else []
         for writer in self.writers.values():
             try:
-                writer.close(convert=complete and not problems)
+                writer.close(finish=complete and not problems)
             except (OSError, RecordingError, pa.ArrowException) as err:
                 problems.append(f"{writer.path.name}: {err}")
         self._count()
