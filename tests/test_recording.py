@@ -141,6 +141,11 @@ def test_record_refuses_unknown_topics_with_the_list():
     out = with_recorder(spec, ["robot/robot_state"], Path("/tmp/r"), Path("g.yml"))
     rec = out["nodes"][-1]
     assert rec["inputs"]["robot__robot_state"]["source"] == "robot/robot_state"
+    spec["nodes"][0]["path"] = "tuina-robot"
+    mandatory = with_recorder(spec, ["robot/robot_state"], Path("/tmp/r"), Path("g.yml"),
+                              mandatory=True)
+    assert mandatory["nodes"][0]["inputs"]["estop_recorder"] == "recorder/estop"
+    assert mandatory["nodes"][-1]["env"]["MANDATORY"] is True
     assert rec["inputs"]["robot__robot_state"]["queue_size"] >= 1000
 
 

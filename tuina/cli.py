@@ -103,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     rec.add_argument("-o", "--output", default=None,
                      help="recording folder (default recordings/<graph>-<date>-<time>)")
     rec.add_argument("--stop-after", default=None, help="bound the run, e.g. 60s")
+    rec.add_argument("--mandatory", action="store_true",
+                     help="the session must not go on unrecorded: a failed recording e-stops "
+                          "the robot")
     rep = sub.add_parser("replay", help="run a graph with some nodes' outputs from a recording")
     rep.add_argument("recording", help="recording folder, e.g. recordings/my-session")
     rep.add_argument("--graph", default=None, help="graph to run (default: the recorded one)")

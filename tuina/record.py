@@ -15,6 +15,7 @@ from tuina.recording import input_id
 
 RECORDER_ID = "recorder"
 QUEUE_SIZE = 10_000  # a busy disk must never make dora drop a message
+ROBOT_PATHS = ("tuina-robot", "tuina-baxter")
 
 
 def graph_topics(spec: dict[str, Any]) -> list[str]:
@@ -34,8 +35,14 @@ def with_recorder(spec: dict[str, Any], topics: list[str], folder: Path, graph_f
     if any(node["id"] == RECORDER_ID for node in spec.get("nodes", [])):
         raise ValueError(f"the graph already has a node '{RECORDER_ID}'")
     dynamic = {node["id"] for node in spec["nodes"] if node.get("path") == "dynamic"}
+    nodes = [dict(node) for node in spec["nodes"]]
+    if mandatory:  # a recording that fails stops every robot (their estop* inputs)
+        for node in nodes:
+            if node.get("path") in ROBOT_PATHS:
+                node["inputs"] = {**(node.get("inputs") or {}),
+                                  "estop_recorder": f"{RECORDER_ID}/estop"}
     out = dict(spec)
-    out["nodes"] = [*spec["nodes"], {
+    out["nodes"] = [*nodes, {
         "id": RECORDER_ID,
         "path": "tuina-recorder",
         "inputs": {input_id(t): {"source": t, "queue_size": QUEUE_SIZE,
@@ -66,7 +73,7 @@ def main(args: Any) -> int:
               file=sys.stderr)
         return 2
     try:
-        recorded = with_recorder(spec, topics, folder, graph)
+        recorded = with_recorder(spec, topics, folder, graph, mandatory=args.mandatory)
     except ValueError as err:
         print(f"tuina record: error: {err}", file=sys.stderr)
         return 2
