@@ -285,18 +285,24 @@ def test_a_plan_leaving_the_workspace_is_refused():
         check_workspace(plan, np.array([0.15, -0.75, 0.06]), np.array([0.85, 0.75, 0.8]))
 
 
-def test_baxter_left_arm_ik_follows_a_massage_plan_within_its_limits():
-    arm = arm_kinematics("baxter_left", 0.05)
-    assert arm.nq == 7
+def baxter_press_plan(arm, press_s: float):
+    """A 6 N press 20 cm below and inwards of the Baxter's neutral pose, the tool axis
+    turned straight down (keeping the neutral pose's turn about it); (plan, target)."""
     start = arm.forward(arm.posture)
-    # a target below and inwards of the neutral pose, tool pointing down (tapping)
     target = start.translation + np.array([-0.1, -0.1, -0.2])
-    # the tool axis turned straight down, keeping the neutral pose's turn about it
     tilt, _ = Rotation.align_vectors([[0.0, 0.0, -1.0]], [start.rotation[:, 2]])
     down = (tilt * Rotation.from_matrix(start.rotation)).as_quat()
     plan = plan_massage(start.translation, Rotation.from_matrix(start.rotation).as_quat(),
                         target, np.array([0, 0, 1.0]), down, np.zeros((0, 3)), 6.0, "press",
-                        PlannerConfig(press_s=1.0))
+                        PlannerConfig(press_s=press_s))
+    return plan, target
+
+
+def test_baxter_left_arm_ik_follows_a_massage_plan_within_its_limits():
+    arm = arm_kinematics("baxter_left", 0.05)
+    assert arm.nq == 7
+    start = arm.forward(arm.posture)
+    plan, _ = baxter_press_plan(arm, press_s=1.0)
     plan = solve_plan(arm, plan, arm.posture)
     assert plan.joints.shape == (len(plan.t_s), 7)
     assert np.all(plan.joints >= arm.lower - 1e-9) and np.all(plan.joints <= arm.upper + 1e-9)

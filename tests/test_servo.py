@@ -5,7 +5,6 @@ import pytest
 from scipy.spatial.transform import Rotation
 from tuina.operators.arms import arm_kinematics
 from tuina.operators.force_control import ForceConfig, HybridForceController
-from tuina.operators.planner import PlannerConfig, plan_massage
 from tuina.operators.servo import (
     hybrid_twist,
     interaction_matrix_inverse,
@@ -17,6 +16,8 @@ from tuina.operators.servo import (
     selection_matrix,
     wrench_from_torques,
 )
+
+from .test_operators import baxter_press_plan
 
 
 def pose(rotvec, position) -> np.ndarray:
@@ -119,13 +120,7 @@ def test_baxter_presses_at_6_n_with_joint_velocities_and_torque_sensing():
     force estimated from joint torques, driven only by joint velocities."""
     arm = arm_kinematics("baxter_left", 0.05)
     q = arm.posture.copy()
-    start = arm.forward(q)
-    target = start.translation + np.array([-0.1, -0.1, -0.2])
-    tilt, _ = Rotation.align_vectors([[0.0, 0.0, -1.0]], [start.rotation[:, 2]])
-    down = (tilt * Rotation.from_matrix(start.rotation)).as_quat()
-    plan = plan_massage(start.translation, Rotation.from_matrix(start.rotation).as_quat(),
-                        target, np.array([0, 0, 1.0]), down, np.zeros((0, 3)), 6.0, "press",
-                        PlannerConfig(press_s=3.0))
+    plan, target = baxter_press_plan(arm, press_s=3.0)
     controller = HybridForceController(ForceConfig())
     stiffness = 1100.0  # N/m: soft tissue, ~5.5 mm at 6 N
     dt, t = 0.01, 0.0

@@ -77,17 +77,23 @@ def main(args: Any) -> int:
     except ValueError as err:
         print(f"tuina record: error: {err}", file=sys.stderr)
         return 2
-    # next to the original, so the graph's relative paths keep their meaning
-    path = graph.parent / f".{graph.stem}.record.yml"
-    path.write_text(yaml.safe_dump(recorded, sort_keys=False))
+    status = run_beside(graph, recorded, "record", args.stop_after)
+    print(f"tuina record: {folder}")
+    return status
+
+
+def run_beside(graph: Path, spec: dict[str, Any], kind: str,
+               stop_after: str | None = None) -> int:
+    """``dora run`` a rewritten graph from a hidden file next to the original (so its
+    relative paths keep their meaning), with this environment's executables on PATH."""
+    path = graph.parent / f".{graph.stem}.{kind}.yml"
+    path.write_text(yaml.safe_dump(spec, sort_keys=False))
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(bin_dir / "dora"), "run", str(path)]
-    if args.stop_after:
-        cmd += ["--stop-after", args.stop_after]
+    if stop_after:
+        cmd += ["--stop-after", stop_after]
     try:
-        status = subprocess.call(cmd, env=env)
+        return subprocess.call(cmd, env=env)
     finally:
         path.unlink(missing_ok=True)
-    print(f"tuina record: {folder}")
-    return status

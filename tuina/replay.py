@@ -15,7 +15,6 @@ from __future__ import annotations
 import heapq
 import json
 import os
-import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -162,7 +161,7 @@ def merged(folder: Path, feeds: dict[str, list[tuple[str, int, str]]]
 
 def main(args: Any) -> int:
     """``tuina replay``: rewrite the graph and run it."""
-    from tuina.record import with_recorder
+    from tuina.record import run_beside, with_recorder
 
     folder = Path(args.recording)
     try:
@@ -204,13 +203,7 @@ def main(args: Any) -> int:
                                               if n["id"] != REPLAYER_ID
                                               for o in n.get("outputs", [])],
                                   Path(args.output), graph)
-    path = graph.parent / f".{graph.stem}.replay.yml"
-    path.write_text(yaml.safe_dump(rewritten, sort_keys=False))
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     try:
-        status = subprocess.call([str(bin_dir / "dora"), "run", str(path)], env=env)
+        return run_beside(graph, rewritten, "replay")
     finally:
-        path.unlink(missing_ok=True)
         os.unlink(plan_file)
-    return status
