@@ -1,3 +1,7 @@
+import subprocess
+import sys
+from pathlib import Path
+
 import pytest
 
 from tuina.config import ConfigError, Param, load, table
@@ -41,3 +45,22 @@ def test_readme_tables_match_the_code():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert contract_table() in readme
     assert nodes_doc() in readme
+
+
+@pytest.mark.parametrize("graph", sorted((Path(__file__).resolve().parents[1] / "dataflows")
+                                         .glob("*.yml")), ids=lambda p: p.name)
+def test_every_graph_passes_dora_validate(graph):
+    dora = Path(sys.executable).parent / "dora"
+    proc = subprocess.run([str(dora), "validate", str(graph)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_a_misspelt_input_fails_dora_validate(tmp_path):
+    graph = tmp_path / "bad.yml"
+    graph.write_text("nodes:\n  - id: a\n    path: a.py\n    outputs: [out]\n"
+                     "  - id: b\n    path: b.py\n    inputs:\n      inp: a/outt\n")
+    dora = Path(sys.executable).parent / "dora"
+    proc = subprocess.run([str(dora), "validate", str(graph)], capture_output=True, text=True,
+                          timeout=60)
+    assert proc.returncode != 0 and "wiring" in proc.stdout + proc.stderr

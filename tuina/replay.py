@@ -189,6 +189,13 @@ def main(args: Any) -> int:
         if problem:
             print(f"tuina replay: warning: {problem}; replaying what comes before",
                   file=sys.stderr)
+    mixed = [n["id"] for n in rewritten["nodes"] if n["id"] in feeds
+             and any(not source_of(m).startswith(("dora/", f"{REPLAYER_ID}/"))
+                     for m in n["inputs"].values())]
+    if mixed and args.speed == 0:
+        print(f"tuina replay: note: {', '.join(mixed)} take replayed and live inputs; at "
+              "--speed 0 they may meet them in another order than recorded (use --speed 1, "
+              "or --replace their live sources too)", file=sys.stderr)
     extra = sorted(set(manifest["topics"]) - used)
     if extra:
         print(f"tuina replay: not replayed (no node here reads them): {', '.join(extra)}")
