@@ -29,7 +29,15 @@ from tuina.operators.tracking import predict
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
-from tuina.node import Outputs, configure, events, fail, raise_priority, stamp_of
+from tuina.node import (
+    PRIORITY_PARAMS,
+    Outputs,
+    configure,
+    events,
+    fail,
+    raise_priority,
+    stamp_of,
+)
 
 PARAMS = [
     Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
@@ -69,12 +77,7 @@ PARAMS = [
     Param("MAX_FORCE_JUMP_N", "float", 5.0, "N", "a larger change of the force reading "
           "between two robot states is a sensor fault: the massage aborts (the sim's largest: "
           "2.9 N, at first contact)", low=0.5),
-    Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
-          "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
-          low=-20, high=19),
-    Param("REALTIME_PRIORITY", "int", 0, "-", "SCHED_FIFO priority of this loop (1-99, needs "
-          "root or CAP_SYS_NICE; takes precedence over NICE): the period stays steady while "
-          "other nodes load every core; 0: off", low=0, high=99),
+    *PRIORITY_PARAMS,
     Param("OUTPUT", "choice", "cartesian", "-", "cartesian: pose + twist (franky); "
           "joint_velocity: also joint velocities (a Baxter)",
           choices=("cartesian", "joint_velocity")),

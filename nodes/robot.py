@@ -34,7 +34,16 @@ from tuina.operators.timing import LoopTimer
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, RobotState, SessionEvent
-from tuina.node import Outputs, configure, events, fail, paced_events, raise_priority, stamp_of
+from tuina.node import (
+    PRIORITY_PARAMS,
+    Outputs,
+    configure,
+    events,
+    fail,
+    paced_events,
+    raise_priority,
+    stamp_of,
+)
 
 PARAMS = [
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
@@ -63,12 +72,7 @@ PARAMS = [
           "absolute schedule (steadier than a dora timer, whose ticks pass through the daemon); "
           "0: on each ``tick`` input", low=0, high=1000),
     Param("REALTIME", "bool", False, "-", "enforce a realtime kernel (real robots: true)"),
-    Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
-          "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
-          low=-20, high=19),
-    Param("REALTIME_PRIORITY", "int", 0, "-", "SCHED_FIFO priority of this loop (1-99, needs "
-          "root or CAP_SYS_NICE; takes precedence over NICE): the period stays steady while "
-          "other nodes load every core; 0: off", low=0, high=99),
+    *PRIORITY_PARAMS,
 ]
 
 

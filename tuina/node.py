@@ -42,6 +42,16 @@ def raise_priority(node: str, nice: int, realtime_priority: int = 0) -> None:
                   file=sys.stderr, flush=True)
 
 
+PRIORITY_PARAMS = [
+    Param("NICE", "int", 0, "-", "scheduling priority of this loop: a negative nice value "
+          "(needs root or CAP_SYS_NICE) keeps its period steady on a busy machine",
+          low=-20, high=19),
+    Param("REALTIME_PRIORITY", "int", 0, "-", "SCHED_FIFO priority of this loop (1-99, needs "
+          "root or CAP_SYS_NICE; takes precedence over NICE): the period stays steady while "
+          "other nodes load every core; 0: off", low=0, high=99),
+]  # the env keys raise_priority reads, for the loop nodes' PARAMS
+
+
 def configure(node: str, params: Sequence[Param]) -> dict[str, Any]:
     """Load and validate the node's env: block, or exit with one line naming the fix."""
     try:
