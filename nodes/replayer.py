@@ -35,9 +35,10 @@ def main() -> None:
     folder = Path(plan["recording"])
     feeds = {node: [tuple(item) for item in items] for node, items in plan["feeds"].items()}
     try:
-        sequence = merged(folder, feeds)
         tables = {topic: read_topic(folder, topic, partial=True)
-                  for topic in {topic for _, topic, _, _ in sequence}}
+                  for topic in {topic for items in feeds.values() for topic, _, _ in items}}
+        sequence = merged(feeds, {topic: t.column("recv_ns").to_pylist()
+                                  for topic, t in tables.items()})
     except RecordingError as err:
         print(f"tuina-replayer: error: {err}", file=sys.stderr, flush=True)
         sys.exit(1)

@@ -213,11 +213,13 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
                              "inputs": f"robot_state={k}", "trigger": "robot_state"},
             1_000 + k * 10**7 + 2_000_000)
     rec.close()
-    topics = {r["topic"]: r for r in topic_table(tmp_path / "rec").iter_rows(named=True)}
+    manifest = read_manifest(tmp_path / "rec")
+    topics = {r["topic"]: r for r in topic_table(tmp_path / "rec", manifest)
+              .iter_rows(named=True)}
     assert topics["robot/robot_state"]["count"] == 200
     assert topics["robot/robot_state"]["rate_hz"] == pytest.approx(100.0)
     assert topics["force-controller/command"]["hop_ms_p50"] == pytest.approx(2.0)
-    assert summary(session_series(tmp_path / "rec"))["force_rms_error_in_contact_n"] == \
+    assert summary(session_series(tmp_path / "rec", manifest))["force_rms_error_in_contact_n"] == \
         pytest.approx(0.5)
     assert report_main(Namespace(recording=str(tmp_path / "rec"), output=None)) == 0
     page = (tmp_path / "rec" / "report" / "report.html").read_text()

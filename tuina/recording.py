@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import os
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -47,10 +48,13 @@ def input_id(topic: str) -> str:
     return topic_file(topic)
 
 
+COLUMNS = ("seq", "stamp_ns", "recv_ns", "metadata", "payload")
+
+
 def schema_for(payload_type: pa.DataType) -> pa.Schema:
-    """The columns of one topic's file."""
-    return pa.schema([("seq", pa.int64()), ("stamp_ns", pa.int64()), ("recv_ns", pa.int64()),
-                      ("metadata", pa.string()), ("payload", pa.list_(payload_type))])
+    """The columns of one topic's file (COLUMNS, in that order)."""
+    return pa.schema(list(zip(COLUMNS, [pa.int64(), pa.int64(), pa.int64(), pa.string(),
+                                        pa.list_(payload_type)], strict=True)))
 
 
 @dataclass
@@ -65,7 +69,6 @@ class TopicWriter:
     count: int = 0
     lost: int = 0  # gaps in the sender's seq counter
     last_seq: int | None = None
-    bytes: int = 0
 
     def add(self, payload: pa.Array, metadata: dict[str, Any], recv_ns: int) -> None:
         """Buffer one message."""
@@ -97,7 +100,6 @@ class TopicWriter:
         self.writer.write_batch(batch)
         self.sink.flush()
         os.fsync(self.sink.fileno())
-        self.bytes += batch.nbytes
         self.rows.clear()
 
     def _batch(self) -> pa.RecordBatch:
@@ -144,17 +146,17 @@ def _compresses(batch: pa.RecordBatch) -> bool:
     return sizes[1] < 0.9 * sizes[0]
 
 
-def read_stream(path: Path) -> pa.Table:
-    """Every whole record batch of an IPC stream; RecordingError names the file and the last
-    good message when it is cut short or corrupt (what came before stays readable through
-    ``read_stream_partial``)."""
-    table, problem = read_stream_partial(path)
-    if problem:
-        raise RecordingError(problem)
-    return table
+def _read_options(columns: Sequence[str] | None) -> ipc.IpcReadOptions:
+    """Read only these columns (and ``seq``): the payloads need not be decompressed."""
+    if columns is None:
+        return ipc.IpcReadOptions()
+    wanted = {"seq", *columns}
+    return ipc.IpcReadOptions(included_fields=[i for i, name in enumerate(COLUMNS)
+                                               if name in wanted])
 
 
-def read_stream_partial(path: Path) -> tuple[pa.Table, str]:
+def read_stream_partial(path: Path, columns: Sequence[str] | None = None
+                        ) -> tuple[pa.Table, str]:
     """The readable part of an unfinished IPC file (or an IPC stream) and, if it ends
     badly, why (else '')."""
     batches: list[pa.RecordBatch] = []
@@ -165,7 +167,7 @@ def read_stream_partial(path: Path) -> tuple[pa.Table, str]:
                 source.seek(0)  # a plain stream
             else:
                 source.seek(8)  # the file's magic and padding: a stream follows
-            reader = ipc.open_stream(source)
+            reader = ipc.open_stream(source, options=_read_options(columns))
             schema = reader.schema
             for batch in reader:
                 batches.append(batch)
@@ -178,20 +180,23 @@ def read_stream_partial(path: Path) -> tuple[pa.Table, str]:
     return pa.Table.from_batches(batches, schema), ""
 
 
-def read_topic(folder: Path, topic: str, partial: bool = False) -> pa.Table:
+def read_topic(folder: Path, topic: str, partial: bool = False,
+               columns: Sequence[str] | None = None) -> pa.Table:
     """One topic of a recording (the IPC file, or the stream of a recording that ended
-    early). With ``partial``, a cut-short stream gives what it holds instead of an error."""
+    early), all columns or only ``columns`` (plus ``seq``). With ``partial``, a cut-short
+    stream gives what it holds instead of an error."""
     stem = Path(folder) / topic_file(topic)
     final = stem.with_suffix(".arrow")
     if final.exists():
         try:
-            return ipc.open_file(str(final)).read_all()
+            return ipc.open_file(pa.memory_map(str(final)),
+                                 options=_read_options(columns)).read_all()
         except pa.ArrowInvalid as err:
             raise RecordingError(f"{final}: not a readable Arrow file ({err})") from None
     stream = stem.with_suffix(".arrows")
     if not stream.exists():
         raise RecordingError(f"{folder} has no topic {topic} (no {final.name})")
-    table, problem = read_stream_partial(stream)
+    table, problem = read_stream_partial(stream, columns)
     if problem and not partial:
         raise RecordingError(problem)
     return table

@@ -85,6 +85,7 @@ def feed_order(rows: dict[str, pa.Table], outputs: list[dict[str, str]]) -> list
     (their ``inputs`` / ``trigger`` metadata, in output order); ``rows``: the recorded
     messages of each input, in seq order."""
     seqs = {name: table.column("seq").to_pylist() for name, table in rows.items()}
+    recv = {name: table.column("recv_ns").to_pylist() for name, table in rows.items()}
     done = dict.fromkeys(rows, 0)
     order: list[tuple[str, int]] = []
 
@@ -106,26 +107,27 @@ def feed_order(rows: dict[str, pa.Table], outputs: list[dict[str, str]]) -> list
         if trigger in rows and trigger in lineage:
             feed(trigger, lineage[trigger])
     rest = [(name, i) for name in rows for i in range(done[name], len(seqs[name]))]
-    rest.sort(key=lambda item: rows[item[0]].column("recv_ns")[item[1]].as_py())
+    rest.sort(key=lambda item: recv[item[0]][item[1]])
     return order + rest
 
 
-def plan(folder: Path, spec: dict[str, Any], feeds: dict[str, list[tuple[str, str]]]
-         ) -> dict[str, list[tuple[str, int, str]]]:
-    """Per fed node, the (topic, row, input) it is sent, in order."""
-    manifest = read_manifest(folder)
+def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
+         feeds: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, int, str]]]:
+    """Per fed node, the (topic, row, input) it is sent, in order (read from the
+    recording's seq, receive time and metadata columns; the payloads stay on disk)."""
     out: dict[str, list[tuple[str, int, str]]] = {}
     for node, pairs in feeds.items():
         pairs = [(topic, name) for topic, name in pairs
                  if manifest["topics"][topic]["count"] > 0]  # silent topics send nothing
         topic_of = {name: topic for topic, name in pairs}
-        rows = {name: read_topic(folder, topic, partial=True) for topic, name in pairs}
+        rows = {name: read_topic(folder, topic, partial=True, columns=("recv_ns",))
+                for topic, name in pairs}
         recorded_outputs = []
         node_spec = next(n for n in spec["nodes"] if n["id"] == node)
         for output in node_spec.get("outputs", []):
             topic = f"{node}/{output}"
             if manifest["topics"].get(topic, {}).get("count", 0) > 0:
-                table = read_topic(folder, topic, partial=True)
+                table = read_topic(folder, topic, partial=True, columns=("recv_ns", "metadata"))
                 metas = [json.loads(m) for m in table.column("metadata").to_pylist()]
                 recv = table.column("recv_ns").to_pylist()
                 recorded_outputs += [(r, m) for r, m in zip(recv, metas, strict=True)
@@ -136,16 +138,10 @@ def plan(folder: Path, spec: dict[str, Any], feeds: dict[str, list[tuple[str, st
     return out
 
 
-def merged(folder: Path, feeds: dict[str, list[tuple[str, int, str]]]
+def merged(feeds: dict[str, list[tuple[str, int, str]]], recv: dict[str, list[int]]
            ) -> list[tuple[str, str, int, str]]:
     """All feeds as one sequence (node, topic, row, input): each feed's own order kept,
-    the feeds interleaved by recording time."""
-    recv: dict[str, list[int]] = {}
-    for items in feeds.values():
-        for topic, _, _ in items:
-            if topic not in recv:
-                recv[topic] = (read_topic(folder, topic, partial=True).column("recv_ns")
-                               .to_pylist())
+    the feeds interleaved by recording time (``recv``: each topic's receive times)."""
     heap = [(recv[items[0][0]][items[0][1]], node, 0) for node, items in feeds.items() if items]
     heapq.heapify(heap)
     out = []
@@ -179,7 +175,7 @@ def main(args: Any) -> int:
                 else default_replaced(spec))
     try:
         rewritten, feeds = replay_graph(spec, replaced, set(manifest["topics"]))
-        order = plan(folder, spec, feeds)
+        order = plan(folder, manifest, spec, feeds)
     except (ValueError, RecordingError) as err:
         print(f"tuina replay: error: {err}", file=sys.stderr)
         return 2

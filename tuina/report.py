@@ -24,12 +24,12 @@ from tuina.node import parse_lineage
 from tuina.recording import RecordingError, read_manifest, read_topic
 
 
-def load(folder: Path, topic: str) -> pl.DataFrame | None:
-    """One topic as a polars frame (None when it carried nothing)."""
-    manifest = read_manifest(folder)
+def load(folder: Path, manifest: dict[str, Any], topic: str,
+         columns: tuple[str, ...] | None = None) -> pl.DataFrame | None:
+    """One topic (or some of its columns) as a polars frame; None when it carried nothing."""
     if manifest["topics"].get(topic, {}).get("count", 0) == 0:
         return None
-    return pl.from_arrow(read_topic(folder, topic, partial=True))
+    return pl.from_arrow(read_topic(folder, topic, partial=True, columns=columns))
 
 
 def input_topics(graph: str) -> dict[str, dict[str, str]]:
@@ -42,13 +42,13 @@ def input_topics(graph: str) -> dict[str, dict[str, str]]:
     return out
 
 
-def topic_table(folder: Path) -> pl.DataFrame:
-    """Counts, rates, gaps, lost messages and hop latencies per topic."""
-    manifest = read_manifest(folder)
+def topic_table(folder: Path, manifest: dict[str, Any]) -> pl.DataFrame:
+    """Counts, rates, gaps, lost messages and hop latencies per topic (no payload is read)."""
     inputs = input_topics(manifest.get("graph", ""))
     recv_by_seq: dict[str, dict[int, int]] = {}
     rows = []
-    frames = {t: load(folder, t) for t in manifest["topics"]}
+    frames = {t: load(folder, manifest, t, ("stamp_ns", "recv_ns", "metadata"))
+              for t in manifest["topics"]}
     for topic, frame in frames.items():
         if frame is not None:
             recv_by_seq[topic] = dict(zip(frame["seq"].to_list(), frame["recv_ns"].to_list(),
@@ -88,22 +88,24 @@ def _payload(frame: pl.DataFrame, field: str) -> pl.Series:
     return frame.select(pl.col("payload").list.first().struct.field(field))[field]
 
 
-def session_series(folder: Path) -> dict[str, Any]:
+def session_series(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     """The time series the plots and the summary are made of (seconds from the first)."""
     out: dict[str, Any] = {}
-    commands = load(folder, "force-controller/command")
+    commands = load(folder, manifest, "force-controller/command")
     if commands is not None:
         t0 = commands["stamp_ns"][0]
         out["force"] = {"t": ((commands["stamp_ns"] - t0) * 1e-9).to_numpy(),
                         "measured": _payload(commands, "force_measured_n").to_numpy(),
                         "target": _payload(commands, "force_target_n").to_numpy(),
                         "phase": _payload(commands, "phase").to_list()}
-    states, plans = load(folder, "robot/robot_state"), load(folder, "planner/trajectory")
+    states = load(folder, manifest, "robot/robot_state")
+    plans = load(folder, manifest, "planner/trajectory")
     if states is not None and plans is not None:
         tool = np.stack(_payload(states, "tool_position").to_numpy())
         planned = np.asarray(_payload(plans, "positions")[-1]).reshape(-1, 3)
         out["path"] = {"tool": tool, "planned": planned}
-    motion, truth = load(folder, "icp-tracker/body_motion"), load(folder, "world/ground_truth")
+    motion = load(folder, manifest, "icp-tracker/body_motion")
+    truth = load(folder, manifest, "world/ground_truth")
     if motion is not None:
         t0 = motion["stamp_ns"][0]
         moved = np.stack(_payload(motion, "translation").to_numpy())
@@ -217,8 +219,8 @@ def main(args: Any) -> int:
     folder = Path(args.recording)
     try:
         manifest = read_manifest(folder)
-        topics = topic_table(folder)
-        series = session_series(folder)
+        topics = topic_table(folder, manifest)
+        series = session_series(folder, manifest)
     except RecordingError as err:
         print(f"tuina report: error: {err}", file=sys.stderr)
         return 2
