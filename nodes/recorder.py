@@ -19,9 +19,8 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-import pyarrow as pa
-
 from tuina.config import Param
+from tuina.estop import estop_message
 from tuina.node import configure
 from tuina.recording import Recorder, RecordingError
 
@@ -108,10 +107,7 @@ def main() -> None:
             except (OSError, RecordingError):
                 pass  # the manifest keeps its last good state
             if cfg["MANDATORY"]:
-                node.send_output("estop", pa.array([True]),
-                                 {"stamp_ns": int(event["metadata"].get("stamp_ns", 0)),
-                                  "seq": 0, "frame_id": "-", "source": "recorder",
-                                  "reason": failed})
+                node.send_output("estop", *estop_message(failed, "recorder"))
     if not failed:
         recorder.close(complete=True)
         counts = {t: v["count"] for t, v in recorder.manifest["topics"].items()}
