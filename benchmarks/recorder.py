@@ -5,8 +5,10 @@
 1. A synthetic RealSense-sized source (640x480 RGB + z16 depth at --fps, robot states at
    100 Hz) recorded through dora by the recorder `tuina record` injects: messages, lost
    messages, MB written, MB/s and the recorder's CPU share of one core (its own account).
-2. With --recording (a `tuina record` of dataflows/sim.yml): the force-controller replayed
-   alone at --speed 0, timed against the recorded duration.
+2. With --recording (a `tuina record` of dataflows/sim.yml): replays at --speed 0 of the
+   control node alone, of the perception nodes, and of the whole graph (hardware from the
+   recording); the nodes under replay are timed from their first to their last output,
+   against the same span when recorded.
 This is a measurement, not a test: nothing here asserts.
 """
 
@@ -24,10 +26,48 @@ from pathlib import Path
 import yaml
 
 from tuina.record import with_recorder
-from tuina.recording import read_manifest
+from tuina.recording import read_manifest, read_topic
+from tuina.replay import default_replaced
 
 ROOT = Path(__file__).resolve().parents[1]
-ALL_BUT_CONTROLLER = "world,camera,operator,grounding,pose-fit,icp-tracker,planner,robot,session"
+REPLAYS = [  # (what, --replace): None replaces the hardware-facing nodes only
+    ("control", "world,camera,operator,grounding,pose-fit,icp-tracker,planner,robot,session"),
+    ("perception", "world,camera,operator,planner,force-controller,robot,session"),
+    ("whole graph", None),
+]
+
+
+def output_span_s(folder: Path, nodes: list[str]) -> tuple[float, int]:
+    """Seconds from the first to the last output of ``nodes`` in a recording, and how many."""
+    recv = []
+    for topic, entry in read_manifest(folder)["topics"].items():
+        if topic.split("/")[0] in nodes and entry["count"] > 0:
+            recv += read_topic(folder, topic, columns=("recv_ns",)).column("recv_ns").to_pylist()
+    return (max(recv) - min(recv)) * 1e-9, len(recv)
+
+
+def replay_speed(recording: Path, label: str, replace: str | None, bin_dir: Path,
+                 env: dict[str, str]) -> None:
+    """Replay at --speed 0 and compare the nodes under replay with their recorded pace."""
+    spec = yaml.safe_load(read_manifest(recording)["graph"])
+    replaced = replace.split(",") if replace else default_replaced(spec)
+    nodes = [n["id"] for n in spec["nodes"]
+             if n["id"] not in replaced and n.get("path") != "dynamic"]
+    with tempfile.TemporaryDirectory(prefix="tuina-bench-replay-") as tmp:
+        out = Path(tmp) / "r"
+        command = [str(bin_dir / "tuina"), "replay", str(recording), "--speed", "0", "-o",
+                   str(out)] + (["--replace", replace] if replace else [])
+        start = time.perf_counter()
+        proc = subprocess.run(command, env=env, capture_output=True, text=True, timeout=600)
+        took = time.perf_counter() - start
+        if proc.returncode != 0:
+            print(f"{label}: replay failed (exit {proc.returncode}): {proc.stderr[-500:]}")
+            return
+        replayed_s, count = output_span_s(out, nodes)
+    recorded_s, _ = output_span_s(recording, nodes)
+    print(f"{label} ({', '.join(nodes)}): {count} outputs in {replayed_s:.1f} s, recorded over "
+          f"{recorded_s:.1f} s: {recorded_s / replayed_s:.1f}x real time ({took:.1f} s with "
+          "the graph's start and end)")
 
 
 def recorder_line(out_dir: Path) -> str:
@@ -65,16 +105,8 @@ def main() -> None:
               f"robot states: {counts}")
         print(recorder_line(Path(tmp) / "out"))
     if args.recording:
-        manifest = read_manifest(Path(args.recording))
-        recorded_s = (manifest["end_wall_ns"] - manifest["start_wall_ns"]) * 1e-9
-        with tempfile.TemporaryDirectory(prefix="tuina-bench-replay-") as tmp:
-            start = time.perf_counter()
-            subprocess.run([str(bin_dir / "tuina"), "replay", args.recording, "--replace",
-                            ALL_BUT_CONTROLLER, "--speed", "0", "-o", str(Path(tmp) / "r")],
-                           env=env, capture_output=True, text=True, timeout=600)
-            took = time.perf_counter() - start
-        print(f"force-controller replay at --speed 0: {took:.1f} s for {recorded_s:.1f} s "
-              f"recorded ({recorded_s / took:.1f}x real time, graph start included)")
+        for label, replace in REPLAYS:
+            replay_speed(Path(args.recording), label, replace, bin_dir, env)
 
 
 if __name__ == "__main__":

@@ -32,7 +32,7 @@ from tuina.messages import (
     decode_depth,
     encode_targets,
 )
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.node import OPEN3D_PARAMS, Outputs, configure, events, stamp_of
 
 PARAMS = [
     Param("BACKEND", "choice", "atlas", "-", "grounding backend", choices=("atlas",)),
@@ -53,13 +53,17 @@ PARAMS = [
     Param("SEED", "int", 0, "-", "seed of the table RANSAC"),
     Param("REGROUND_DELAY_S", "float", 1.0, "s",
           "after a re-grounding request, wait this long for the body to settle", low=0.0),
+    *OPEN3D_PARAMS,
 ]
 
 
 def main() -> None:
     """Ground each instruction on the next depth frame."""
     cfg = configure("grounding", PARAMS)
+    import open3d as o3d
     from dora import Node
+
+    o3d.utility.set_max_threads(cfg["OPEN3D_THREADS"])
 
     node = Node()
     out = Outputs(node)

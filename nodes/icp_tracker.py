@@ -39,7 +39,7 @@ from tuina.messages import (
     TargetPose,
     decode_depth,
 )
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.node import OPEN3D_PARAMS, Outputs, configure, events, stamp_of
 
 PARAMS = [
     Param("VOXEL_M", "float", 0.01, "m", "voxel size of the registered clouds", low=0.002),
@@ -77,6 +77,7 @@ PARAMS = [
           "massage-ball contact point past franky's end-effector frame", low=0.0),
     Param("STRIDE", "int", 4, "px", "pixel stride of the depth back-projection", low=1, high=8),
     Param("SEED", "int", 0, "-", "seed of the table plane RANSAC"),
+    *OPEN3D_PARAMS,
 ]
 
 
@@ -122,6 +123,7 @@ def main() -> None:
     from dora import Node
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
+    o3d.utility.set_max_threads(cfg["OPEN3D_THREADS"])
     node = Node()
     out = Outputs(node)
     tracker = BodyTracker(tracker_config(cfg), cfg["SEED"])

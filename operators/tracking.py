@@ -103,7 +103,14 @@ def roi_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stri
 
 def outside_capsules(points: np.ndarray, chain: np.ndarray, radius_m: float) -> np.ndarray:
     """Mask of the points farther than ``radius_m`` from every segment of a polyline chain."""
-    return polyline_distances(points, chain) > radius_m
+    outside = np.ones(len(points), dtype=bool)
+    # only points in the chain's bounding box grown by the radius can be inside a capsule:
+    # the arm covers a corner of the view, and the full distance test is the costly part
+    low, high = chain.min(axis=0) - radius_m, chain.max(axis=0) + radius_m
+    near = np.flatnonzero(np.all((points >= low) & (points <= high), axis=1))
+    if len(near):
+        outside[near] = polyline_distances(points[near], chain) > radius_m
+    return outside
 
 
 class ArmModel:

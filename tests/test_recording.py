@@ -190,6 +190,139 @@ def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
         replay_graph(spec, ["world", "robot"], {"world/depth"})
 
 
+def message(name: str, seq: int | None) -> dict:
+    return {"type": "INPUT", "id": name, "metadata": {} if seq is None else {"seq": seq}}
+
+
+def test_replay_gate_hands_inputs_on_in_the_recorded_order():
+    from tuina.node import ReplayGate
+
+    gate = ReplayGate([("state", 0), ("traj", 0), ("state", 1), ("motion", 0), ("state", 2)])
+    seen = []
+    # the live trajectory and motion arrive late, the replayed states early
+    for event in [message("state", 0), message("state", 1), message("tick", None),
+                  message("state", 2), message("state", 3), message("motion", 0),
+                  message("traj", 0)]:
+        seen += [(e["id"], e["metadata"].get("seq")) for e in gate.offer(event)]
+    assert gate.done
+    assert seen == [("state", 0), ("tick", None),  # inputs the plan does not name pass at once
+                    ("traj", 0), ("state", 1), ("motion", 0), ("state", 2),
+                    ("state", 3)]  # past the plan: after it, in arrival order
+    assert [(e["id"], e["metadata"]["seq"]) for e in gate.offer(message("traj", 1))] == \
+        [("traj", 1)]
+
+
+def test_replay_gate_gives_up_in_plan_order_when_a_message_never_comes():
+    from tuina.node import ReplayGate
+
+    gate = ReplayGate([("a", 0), ("b", 0), ("a", 1), ("a", 2)])
+    assert [e["metadata"]["seq"] for e in gate.offer(message("a", 0))] == [0]
+    assert gate.offer(message("a", 2)) == [] and gate.offer(message("a", 1)) == []
+    assert gate.waiting_for() == ("b", 0)
+    assert [(e["id"], e["metadata"]["seq"]) for e in gate.give_up()] == [("a", 1), ("a", 2)]
+    assert gate.done and gate.waiting_for() is None
+
+
+class QueuedNode:
+    """A dora node stand-in: ``next`` hands out a script of events, then STOP; ``drain``
+    what dora still had queued behind it."""
+
+    def __init__(self, script: list[dict], queued: list[dict]):
+        self.script, self.queued = list(script), list(queued)
+
+    def next(self, timeout: float | None = None) -> dict:
+        if self.script:
+            return self.script.pop(0)
+        return {"type": "STOP", "id": "ALL_INPUTS_CLOSED"}
+
+    def drain(self) -> list[dict]:
+        out, self.queued = self.queued, []
+        return out
+
+
+def replayed(name: str, seq: int) -> dict:
+    return {"type": "INPUT", "id": "replay", "metadata": {"seq": seq, "replay_input": name}}
+
+
+def test_a_gated_node_meets_every_planned_input_even_after_its_replay_input_closes(
+        tmp_path, monkeypatch):
+    import json
+
+    from tuina.node import REPLAY_ORDER_ENV, events
+
+    plan = tmp_path / "order.json"
+    plan.write_text(json.dumps([["state", 0], ["traj", 0], ["state", 1], ["state", 2]]))
+    monkeypatch.setenv(REPLAY_ORDER_ENV, str(plan))
+    # dora closes the replay input and stops the node ahead of messages it still holds
+    node = QueuedNode([replayed("state", 0), replayed("state", 1),
+                       {"type": "INPUT_CLOSED", "id": "replay"}],
+                      [message("traj", 0), replayed("state", 2)])
+    seen = [(e["id"], e["metadata"]["seq"]) for e in events(node)]
+    assert seen == [("state", 0), ("traj", 0), ("state", 1), ("state", 2)]
+
+
+def test_a_gated_node_waits_for_a_missing_message_only_so_long(tmp_path, monkeypatch, capfd):
+    import json
+
+    from tuina.node import REPLAY_ORDER_ENV, REPLAY_STALL_ENV, events
+
+    plan = tmp_path / "order.json"
+    plan.write_text(json.dumps([["state", 0], ["traj", 0], ["state", 1]]))
+    monkeypatch.setenv(REPLAY_ORDER_ENV, str(plan))
+    monkeypatch.setenv(REPLAY_STALL_ENV, "0.3")
+    node = QueuedNode([replayed("state", 0), replayed("state", 1)], [])
+    node.next = _timeouts_after(node.next, 2)  # the live trajectory never comes
+    events_seen = []
+    for event in events(node):
+        events_seen.append((event["id"], event["metadata"]["seq"]))
+        if len(events_seen) == 2:
+            break
+    assert events_seen == [("state", 0), ("state", 1)]
+    err = capfd.readouterr().err
+    assert "replay: no traj #0 for 0.3 s" in err and err.count("\n") == 1
+
+
+def _timeouts_after(next_event, count: int):
+    calls = {"n": 0}
+
+    def wrapped(timeout: float | None = None) -> dict:
+        calls["n"] += 1
+        if calls["n"] <= count:
+            return next_event(timeout)
+        import time
+        time.sleep(min(timeout or 0.1, 0.1))
+        return {"type": "ERROR", "error": "Timeout while waiting for the next event"}
+    return wrapped
+
+
+def test_gated_replay_graph_holds_every_input_to_its_plan(tmp_path):
+    import json
+
+    from tuina.node import REPLAY_ORDER_ENV
+    from tuina.replay import gated, replay_graph, replayer_feeds
+
+    spec = {"nodes": [
+        {"id": "robot", "path": "tuina-robot", "inputs": {"command": "ctrl/command"},
+         "outputs": ["state"]},
+        {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state",
+                                               "traj": "planner/traj",
+                                               "tick": "dora/timer/millis/10"},
+         "outputs": ["command"], "env": {"GAIN": 2}}]}
+    graph, _ = replay_graph(spec, ["robot"], {"robot/state"})
+    order = {"ctrl": [("robot/state", 0, "state", 0), ("planner/traj", 0, "traj", 0),
+                      ("robot/state", 1, "state", 1)]}
+    assert replayer_feeds(order, ["robot"]) == {"ctrl": [("robot/state", 0, "state"),
+                                                         ("robot/state", 1, "state")]}
+    ctrl = next(n for n in gated(graph, order, tmp_path)["nodes"] if n["id"] == "ctrl")
+    assert ctrl["env"]["GAIN"] == 2
+    assert json.loads(Path(ctrl["env"][REPLAY_ORDER_ENV]).read_text()) == \
+        [["state", 0], ["traj", 0], ["state", 1]]
+    live = ctrl["inputs"]["traj"]  # a live input the plan waits for: never dropped
+    assert live["source"] == "planner/traj" and live["queue_policy"] == "backpressure"
+    assert ctrl["inputs"]["tick"] == "dora/timer/millis/10"
+    assert ctrl["inputs"]["replay"]["source"] == "replayer/to_ctrl"
+
+
 def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
     from argparse import Namespace
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 import time
@@ -50,6 +51,13 @@ PRIORITY_PARAMS = [
           "root or CAP_SYS_NICE; takes precedence over NICE): the period stays steady while "
           "other nodes load every core; 0: off", low=0, high=99),
 ]  # the env keys raise_priority reads, for the loop nodes' PARAMS
+
+
+OPEN3D_PARAMS = [
+    Param("OPEN3D_THREADS", "int", 1, "-", "CPU threads open3d may use: with 1 its sums run in "
+          "one order, so a replay repeats this node's outputs bit for bit; 0: every core "
+          "(ICP 4.5 instead of 6.9 ms on an idle machine)", low=0),
+]  # for the nodes that call open3d: pass the value to o3d.utility.set_max_threads
 
 
 def configure(node: str, params: Sequence[Param]) -> dict[str, Any]:
@@ -123,6 +131,80 @@ def unwrap(event: dict[str, Any]) -> dict[str, Any]:
     return event
 
 
+class ReplayGate:
+    """Hands a node's inputs on in a planned order of (input, seq): the order the node met
+    them when it was recorded. A node fed by a replay and by live nodes at once gets the
+    two in whatever order dora's scheduler makes; held to the recorded order, a node that
+    is a function of its input sequence repeats its recorded outputs, whatever the timing.
+
+    Inputs the plan does not name (timers) pass at once; messages past the plan wait for
+    its end. ``give_up`` lets everything held through (the plan waits on a message that
+    does not come: a live node upstream behaves otherwise than recorded).
+    """
+
+    def __init__(self, order: Sequence[tuple[str, int]]):
+        self.order = [(str(name), int(seq)) for name, seq in order]
+        self.planned = set(self.order)
+        self.inputs = {name for name, _ in self.order}
+        self.position = 0
+        self.held: dict[tuple[str, int], dict[str, Any]] = {}
+        self.after: list[dict[str, Any]] = []
+
+    @property
+    def done(self) -> bool:
+        """Every planned message has been handed on."""
+        return self.position >= len(self.order)
+
+    def waiting_for(self) -> tuple[str, int] | None:
+        """The (input, seq) the gate waits for, if any."""
+        return None if self.done else self.order[self.position]
+
+    def offer(self, event: dict[str, Any]) -> list[dict[str, Any]]:
+        """Take one input event; return the events now due, in order."""
+        seq = event.get("metadata", {}).get("seq")
+        if self.done or event["id"] not in self.inputs or seq is None:
+            return [event]
+        key = (event["id"], int(seq))
+        if key in self.planned and key not in self.held:
+            self.held[key] = event
+        else:
+            self.after.append(event)
+        return self._due()
+
+    def give_up(self) -> list[dict[str, Any]]:
+        """Everything held, in plan order, then the rest in arrival order; the gate opens."""
+        out = [self.held.pop(key) for key in self.order[self.position:] if key in self.held]
+        self.position = len(self.order)
+        out += self.after
+        self.after = []
+        return out
+
+    def _due(self) -> list[dict[str, Any]]:
+        out = []
+        while not self.done and self.order[self.position] in self.held:
+            out.append(self.held.pop(self.order[self.position]))
+            self.position += 1
+        if self.done and self.after:
+            out += self.after
+            self.after = []
+        return out
+
+
+REPLAY_ORDER_ENV = "TUINA_REPLAY_ORDER"  # set by ``tuina replay``: a JSON [[input, seq], ...]
+REPLAY_STALL_ENV = "TUINA_REPLAY_STALL_S"
+
+
+def replay_gate() -> tuple[ReplayGate, float] | None:
+    """The gate ``tuina replay`` asks this node to keep (env ``TUINA_REPLAY_ORDER``), and
+    how long it may wait for one message (``TUINA_REPLAY_STALL_S``, default 20 s)."""
+    path = os.environ.get(REPLAY_ORDER_ENV, "")
+    if not path:
+        return None
+    with open(path) as f:
+        order = json.load(f)
+    return ReplayGate(order), float(os.environ.get(REPLAY_STALL_ENV) or 20.0)
+
+
 def events(node: Any, timers: Sequence[str] = (),
            lineage: Lineage | None = None) -> Iterator[dict[str, Any]]:
     """INPUT events until the session ends.
@@ -131,8 +213,12 @@ def events(node: Any, timers: Sequence[str] = (),
     upstream node of a massage graph lives for the whole session, so a closed input
     means the session is over. Inputs queued ahead of a STOP are still delivered. With
     ``lineage`` (the node's ``Outputs.lineage``), each input is noted before it is handed on.
+    Under a deterministic replay (``tuina replay --speed 0``) the inputs come in their
+    recorded order (``ReplayGate``).
     """
-    for event in _inputs(node, timers):
+    gate = replay_gate()
+    stream = _inputs(node, timers) if gate is None else _gated(node, timers, *gate)
+    for event in stream:
         if lineage is not None:
             lineage.note(event)
         yield event
@@ -148,6 +234,38 @@ def _inputs(node: Any, timers: Sequence[str]) -> Iterator[dict[str, Any]]:
             return
         elif kind == "ERROR":
             print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
+
+
+def _gated(node: Any, timers: Sequence[str], gate: ReplayGate,
+           stall_s: float) -> Iterator[dict[str, Any]]:
+    """``_inputs`` through a replay gate. The node lives on after the replay ends until
+    the gate has handed on every planned message: live nodes upstream may still be
+    computing the ones it waits for."""
+    replay_over = False
+    progress = time.monotonic()
+    while not (replay_over and gate.done):
+        event = node.next(timeout=min(1.0, stall_s))
+        if event is None or event["type"] == "STOP":
+            for queued in drained(node):  # dora may stop a node ahead of its queued inputs
+                yield from gate.offer(queued)
+            break
+        kind = event["type"]
+        if kind == "INPUT":
+            due = gate.offer(unwrap(event))
+            if due:
+                progress = time.monotonic()
+            yield from due
+        elif kind == "INPUT_CLOSED" and event["id"] == REPLAY_INPUT:
+            replay_over = True
+        elif kind == "ERROR" and not str(event.get("error", "")).startswith("Timeout"):
+            print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
+        if not gate.done and time.monotonic() - progress > stall_s:
+            name, seq = gate.waiting_for() or ("", 0)
+            print(f"replay: no {name} #{seq} for {stall_s:g} s (a live node upstream runs "
+                  "otherwise than recorded); going on in arrival order, so this run may "
+                  "differ from the recording", file=sys.stderr, flush=True)
+            yield from gate.give_up()
+    yield from gate.give_up()  # nothing is drained: what comes past the plan was not recorded
 
 
 def drained(node: Any) -> Iterator[dict[str, Any]]:

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import heapq
 import json
-import os
+import shutil
 import sys
 import tempfile
 from pathlib import Path
@@ -23,7 +23,7 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from tuina.node import REPLAY_INPUT, parse_lineage
+from tuina.node import REPLAY_INPUT, REPLAY_ORDER_ENV, parse_lineage
 from tuina.recording import RecordingError, read_manifest, read_topic, topic_problem
 
 REPLAYER_ID = "replayer"
@@ -89,10 +89,12 @@ def feed_order(rows: dict[str, pa.Table], outputs: list[dict[str, str]]) -> list
     done = dict.fromkeys(rows, 0)
     order: list[tuple[str, int]] = []
 
-    def feed(name: str, up_to: int) -> None:
+    def pending(name: str, up_to: int) -> list[tuple[str, int]]:
+        items = []
         while done[name] < len(seqs[name]) and seqs[name][done[name]] <= up_to:
-            order.append((name, done[name]))
+            items.append((name, done[name]))
             done[name] += 1
+        return items
 
     for out in outputs:
         lineage = parse_lineage(out.get("inputs", ""))
@@ -100,30 +102,34 @@ def feed_order(rows: dict[str, pa.Table], outputs: list[dict[str, str]]) -> list
         if trigger in rows and trigger in lineage:
             # triggers since the last output produced nothing: they came before the updates
             # this output needed (after those, they would have produced something)
-            feed(trigger, lineage[trigger] - 1)
-        for name in sorted(lineage):
-            if name in rows and name != trigger:
-                feed(name, lineage[name])
+            order += pending(trigger, lineage[trigger] - 1)
+        updates = [item for name in sorted(lineage) if name in rows and name != trigger
+                   for item in pending(name, lineage[name])]
+        order += sorted(updates, key=lambda item: recv[item[0]][item[1]])
         if trigger in rows and trigger in lineage:
-            feed(trigger, lineage[trigger])
+            order += pending(trigger, lineage[trigger])
     rest = [(name, i) for name in rows for i in range(done[name], len(seqs[name]))]
     rest.sort(key=lambda item: recv[item[0]][item[1]])
     return order + rest
 
 
 def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
-         feeds: dict[str, list[tuple[str, str]]]) -> dict[str, list[tuple[str, int, str]]]:
-    """Per fed node, the (topic, row, input) it is sent, in order (read from the
-    recording's seq, receive time and metadata columns; the payloads stay on disk)."""
-    out: dict[str, list[tuple[str, int, str]]] = {}
-    for node, pairs in feeds.items():
-        pairs = [(topic, name) for topic, name in pairs
-                 if manifest["topics"][topic]["count"] > 0]  # silent topics send nothing
-        topic_of = {name: topic for topic, name in pairs}
+         replaced: list[str]) -> dict[str, list[tuple[str, int, str, int]]]:
+    """Per node left in the graph, every recorded message on its inputs as (topic, row,
+    input, seq), in the order the node must meet them to repeat its recorded outputs (read
+    from the recording's seq, receive time and metadata columns; payloads stay on disk)."""
+    out: dict[str, list[tuple[str, int, str, int]]] = {}
+    for node_spec in spec["nodes"]:
+        node = node_spec["id"]
+        if node in replaced:
+            continue
+        topic_of = {name: source_of(m) for name, m in (node_spec.get("inputs") or {}).items()
+                    if manifest["topics"].get(source_of(m), {}).get("count", 0) > 0}
+        if not topic_of:
+            continue
         rows = {name: read_topic(folder, topic, partial=True, columns=("recv_ns",))
-                for topic, name in pairs}
+                for name, topic in topic_of.items()}
         recorded_outputs = []
-        node_spec = next(n for n in spec["nodes"] if n["id"] == node)
         for output in node_spec.get("outputs", []):
             topic = f"{node}/{output}"
             if manifest["topics"].get(topic, {}).get("count", 0) > 0:
@@ -133,9 +139,18 @@ def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
                 recorded_outputs += [(r, m) for r, m in zip(recv, metas, strict=True)
                                      if "inputs" in m]
         recorded_outputs.sort(key=lambda item: item[0])
-        order = feed_order(rows, [m for _, m in recorded_outputs])
-        out[node] = [(topic_of[name], row, name) for name, row in order]
+        seqs = {name: table.column("seq").to_pylist() for name, table in rows.items()}
+        out[node] = [(topic_of[name], row, name, seqs[name][row])
+                     for name, row in feed_order(rows, [m for _, m in recorded_outputs])]
     return out
+
+
+def replayer_feeds(order: dict[str, list[tuple[str, int, str, int]]], replaced: list[str]
+                   ) -> dict[str, list[tuple[str, int, str]]]:
+    """What the replayer sends each node: its replaced sources' messages, in node order."""
+    feeds = {node: [(topic, row, name) for topic, row, name, _ in items
+                    if topic.split("/")[0] in replaced] for node, items in order.items()}
+    return {node: items for node, items in feeds.items() if items}
 
 
 def merged(feeds: dict[str, list[tuple[str, int, str]]], recv: dict[str, list[int]]
@@ -153,6 +168,30 @@ def merged(feeds: dict[str, list[tuple[str, int, str]]], recv: dict[str, list[in
             nxt = feeds[node][i + 1]
             heapq.heappush(heap, (recv[nxt[0]][nxt[1]], node, i + 1))
     return out
+
+
+def gated(spec: dict[str, Any], order: dict[str, list[tuple[str, int, str, int]]],
+          scratch: Path) -> dict[str, Any]:
+    """The replay graph with every planned node holding its inputs to the recorded order
+    (``tuina.node.ReplayGate``), and every input of theirs queued deep with backpressure, so
+    no message the plan waits for is ever dropped."""
+    from tuina.record import QUEUE_SIZE
+
+    nodes = []
+    for node in spec["nodes"]:
+        if node["id"] in order:
+            node = dict(node)
+            order_file = scratch / f"{node['id']}.order.json"
+            order_file.write_text(json.dumps([[name, seq] for _, _, name, seq
+                                              in order[node["id"]]]))
+            node["env"] = {**(node.get("env") or {}), REPLAY_ORDER_ENV: str(order_file)}
+            node["inputs"] = {
+                name: mapping if source_of(mapping).startswith(("dora/", f"{REPLAYER_ID}/"))
+                else {"source": source_of(mapping), "queue_size": QUEUE_SIZE,
+                      "queue_policy": "backpressure"}
+                for name, mapping in node["inputs"].items()}
+        nodes.append(node)
+    return {**spec, "nodes": nodes}
 
 
 def main(args: Any) -> int:
@@ -175,7 +214,7 @@ def main(args: Any) -> int:
                 else default_replaced(spec))
     try:
         rewritten, feeds = replay_graph(spec, replaced, set(manifest["topics"]))
-        order = plan(folder, manifest, spec, feeds)
+        order = plan(folder, manifest, spec, replaced)
     except (ValueError, RecordingError) as err:
         print(f"tuina replay: error: {err}", file=sys.stderr)
         return 2
@@ -185,22 +224,19 @@ def main(args: Any) -> int:
         if problem:
             print(f"tuina replay: warning: {problem}; replaying what comes before",
                   file=sys.stderr)
-    mixed = [n["id"] for n in rewritten["nodes"] if n["id"] in feeds
-             and any(not source_of(m).startswith(("dora/", f"{REPLAYER_ID}/"))
-                     for m in n["inputs"].values())]
-    if mixed and args.speed == 0:
-        print(f"tuina replay: note: {', '.join(mixed)} take replayed and live inputs; at "
-              "--speed 0 they may meet them in another order than recorded (use --speed 1, "
-              "or --replace their live sources too)", file=sys.stderr)
-    extra = sorted(set(manifest["topics"]) - used)
+    ids = {n["id"] for n in spec["nodes"]}
+    extra = sorted(t for t in manifest["topics"] if t.split("/")[0] not in ids)
     if extra:
-        print(f"tuina replay: not replayed (no node here reads them): {', '.join(extra)}")
-    with tempfile.NamedTemporaryFile("w", suffix=".json", delete=False) as f:
-        json.dump({"recording": str(folder.resolve()), "speed": args.speed, "loop": args.loop,
-                   "feeds": order}, f)
-        plan_file = f.name
+        print(f"tuina replay: recorded topics this graph has no node for: {', '.join(extra)}")
+    scratch = Path(tempfile.mkdtemp(prefix="tuina-replay-"))
+    plan_file = scratch / "plan.json"
+    plan_file.write_text(json.dumps({"recording": str(folder.resolve()), "speed": args.speed,
+                                     "loop": args.loop,
+                                     "feeds": replayer_feeds(order, replaced)}))
+    if args.speed == 0:
+        rewritten = gated(rewritten, order, scratch)
     replayer = rewritten["nodes"][-1]
-    replayer["env"] = {"PLAN_FILE": plan_file}
+    replayer["env"] = {"PLAN_FILE": str(plan_file)}
     if args.output:
         rewritten = with_recorder(rewritten, [f"{n['id']}/{o}" for n in rewritten["nodes"]
                                               if n["id"] != REPLAYER_ID
@@ -209,4 +245,4 @@ def main(args: Any) -> int:
     try:
         return run_beside(graph, rewritten, "replay")
     finally:
-        os.unlink(plan_file)
+        shutil.rmtree(scratch, ignore_errors=True)
