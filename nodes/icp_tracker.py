@@ -130,6 +130,7 @@ def main() -> None:
     arm = arm_model(cfg["ROBOT"], cfg["TOOL_LENGTH_M"])
     info: CameraInfo | None = None
     q: np.ndarray | None = None
+    state = None  # the latest robot_state message
     # recent body regions with the joints at their time: grounding and pose-fit take a second
     # or more, and the reference must be the frame the target was found on
     frames: OrderedDict[int, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
@@ -137,8 +138,8 @@ def main() -> None:
     status = ""
 
     def frame_points(value, metadata: dict) -> np.ndarray:
-        return roi_points(decode_depth(value, metadata), info.K, info.extrinsics,
-                          cfg["STRIDE"], roi_min, roi_max)
+        return roi_points(decode_depth(value, metadata, cfg["STRIDE"]), info.K,
+                          info.extrinsics, cfg["STRIDE"], roi_min, roi_max, sampled=True)
 
     def chain(joints: np.ndarray | None) -> np.ndarray | None:
         return None if arm is None or joints is None else arm.chain(joints)
@@ -148,7 +149,7 @@ def main() -> None:
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])
         elif event["id"] == "robot_state":
-            q = np.asarray(RobotState.from_arrow(event["value"]).q)
+            state, q = event["value"], None  # decoded once a frame needs it (5x rarer)
         elif event["id"] == "target_pose" and info is not None and frames:
             source = TargetPose.from_arrow(event["value"]).source_stamp_ns
             ref_stamp = source if source in frames else next(reversed(frames))
@@ -159,6 +160,8 @@ def main() -> None:
                   f"{0 if tracker.reference is None else len(tracker.reference.points)} "
                   "voxels", flush=True)
         elif event["id"] == "depth" and info is not None:
+            if q is None and state is not None:
+                q = np.asarray(RobotState.from_arrow(state).q)
             if arm is not None and q is None:
                 continue  # without the joints the arm cannot be masked: no estimate
             try:

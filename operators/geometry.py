@@ -57,10 +57,11 @@ def backproject(K: np.ndarray, uv: np.ndarray, z: np.ndarray) -> np.ndarray:
 
 
 def depth_to_points(K: np.ndarray, depth: np.ndarray, stride: int = 1,
-                    mask: np.ndarray | None = None) -> np.ndarray:
-    """Depth image (metres, NaN = none) -> Nx3 points in the camera optical frame."""
-    d = depth[::stride, ::stride]
-    v, u = np.mgrid[0:depth.shape[0]:stride, 0:depth.shape[1]:stride]
+                    mask: np.ndarray | None = None, sampled: bool = False) -> np.ndarray:
+    """Depth image (metres, NaN = none) -> Nx3 points in the camera optical frame, from
+    every ``stride``-th pixel; ``sampled``: ``depth`` holds only those pixels already."""
+    d = depth if sampled else depth[::stride, ::stride]
+    v, u = np.mgrid[0:d.shape[0] * stride:stride, 0:d.shape[1] * stride:stride]
     valid = np.isfinite(d) & (d > 0)
     if mask is not None:
         valid &= mask[::stride, ::stride]

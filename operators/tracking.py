@@ -95,9 +95,10 @@ def rotation_angle_deg(R: np.ndarray) -> float:
 
 
 def roi_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stride: int,
-               roi_min: np.ndarray, roi_max: np.ndarray) -> np.ndarray:
-    """Base-frame points of a depth image (every ``stride``-th pixel) inside the region."""
-    pts = transform_points(base_T_camera, depth_to_points(K, depth, stride))
+               roi_min: np.ndarray, roi_max: np.ndarray, sampled: bool = False) -> np.ndarray:
+    """Base-frame points of a depth image (every ``stride``-th pixel) inside the region;
+    ``sampled``: the image holds only those pixels (``decode_depth(..., stride)``)."""
+    pts = transform_points(base_T_camera, depth_to_points(K, depth, stride, sampled=sampled))
     return pts[np.all((pts >= roi_min) & (pts <= roi_max), axis=1)]
 
 

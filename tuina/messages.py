@@ -87,14 +87,16 @@ def encode_depth(depth_m: np.ndarray, header: Header,
         width=w, height=h, encoding="z16", depth_scale=float(depth_scale))
 
 
-def decode_depth(array: pa.Array, metadata: dict[str, Any]) -> np.ndarray:
-    """Flat UInt16 z16 array + metadata -> HxW float32 metres, NaN where there is no data."""
+def decode_depth(array: pa.Array, metadata: dict[str, Any], stride: int = 1) -> np.ndarray:
+    """Flat UInt16 z16 array + metadata -> HxW float32 metres, NaN where there is no data;
+    with ``stride``, only every stride-th pixel of every stride-th row (the same values)."""
     h, w = int(metadata["height"]), int(metadata["width"])
     raw = array.to_numpy(zero_copy_only=False)
     if raw.size != h * w:
         raise MessageError(f"depth payload has {raw.size} values, expected {h}x{w}")
-    depth = raw.reshape(h, w).astype(np.float32) * float(metadata["depth_scale"])
-    depth[raw.reshape(h, w) == 0] = np.nan
+    raw = raw.reshape(h, w)[::stride, ::stride]
+    depth = raw.astype(np.float32) * float(metadata["depth_scale"])
+    depth[raw == 0] = np.nan
     return depth
 
 

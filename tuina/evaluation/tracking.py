@@ -132,9 +132,9 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
         return pa.array(f["z16"].reshape(-1)), meta
 
     ref = frames[0]
-    tracker.set_reference(roi_points(decode_depth(*message(ref)), K, cam, cfg["STRIDE"],
-                                     roi_min, roi_max), ref["stamp_ns"], arm.chain(ref["q"]),
-                          cfg["ARM_MASK_M"])
+    tracker.set_reference(roi_points(decode_depth(*message(ref), cfg["STRIDE"]), K, cam,
+                                     cfg["STRIDE"], roi_min, roi_max, sampled=True),
+                          ref["stamp_ns"], arm.chain(ref["q"]), cfg["ARM_MASK_M"])
     p_ref = transform_points(ref["body"], acu.position[None])[0]
     messages = [message(f) for f in frames]
     times, t_err, r_err, rmse, statuses, published_err = [], [], [], [], [], []
@@ -152,7 +152,8 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
         f = frames[k]
         t0 = time.perf_counter()
         first_start = first_start or t0
-        points = roi_points(decode_depth(*messages[k]), K, cam, cfg["STRIDE"], roi_min, roi_max)
+        points = roi_points(decode_depth(*messages[k], cfg["STRIDE"]), K, cam, cfg["STRIDE"],
+                            roi_min, roi_max, sampled=True)
         est = tracker.update(points, f["stamp_ns"], arm.chain(f["q"]), cfg["ARM_MASK_M"])
         to_message(est, tracker.reference_stamp_ns).to_arrow()
         last_end = time.perf_counter()
@@ -217,6 +218,7 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     envs = {n["id"]: n.get("env") for n in yaml.safe_load(graph.read_text())["nodes"]}
     tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, env_strings(envs.get("icp-tracker")))
+    o3d.utility.set_max_threads(tracker_cfg["OPEN3D_THREADS"])  # as the node runs
     world_cfg = world_config_from_env(envs.get("world"))
     ik = arm_kinematics("fr3", tracker_cfg["TOOL_LENGTH_M"])
     log(f"rendering {len(SCENARIOS)} scenarios at {FPS:.0f} Hz with the arm on {TARGET}")
