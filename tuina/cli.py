@@ -95,6 +95,26 @@ def main(argv: list[str] | None = None) -> int:
                               "body; force errors, overshoot, loop rate and jitter")
     force.add_argument("--json", action="store_true", help="print one JSON object")
     force.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
+    gr = ev_sub.add_parser("grounding", help="acupoint grounding success at IoU 0.3/0.5/0.75 "
+                           "(HMR-1 Table 2) on a MedMassage-format dataset or sim images")
+    source = gr.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", default=None, help="dataset folder (annotations.json)")
+    source.add_argument("--sim", type=int, default=0, metavar="N",
+                        help="render N labelled images of the sim world instead")
+    gr.add_argument("--backend", choices=("atlas", "vlm"), default="atlas")
+    gr.add_argument("--model-path", default=None, help="vlm: local checkpoint folder")
+    gr.add_argument("--save", default=None, help="--sim: also write the images as a dataset")
+    gr.add_argument("--seed", type=int, default=0)
+    gr.add_argument("--json", action="store_true", help="print one JSON object")
+    aug = sub.add_parser("augment", help="new image/QA pairs by random crops and rotations "
+                         "(HMR-1's augmentation), boxes carried along")
+    aug.add_argument("dataset", help="MedMassage-format dataset folder")
+    aug.add_argument("-o", "--output", required=True, help="folder for the augmented dataset")
+    aug.add_argument("--copies", type=int, default=10, help="new images per image (default 10)")
+    aug.add_argument("--max-rotation-deg", type=float, default=30.0)
+    aug.add_argument("--min-crop", type=float, default=0.7,
+                     help="smallest crop side, as a fraction of the image side")
+    aug.add_argument("--seed", type=int, default=0)
     rec = sub.add_parser("record", help="run a graph and record its outputs (one Arrow IPC "
                          "file per topic + manifest)")
     rec.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")
@@ -139,6 +159,10 @@ def main(argv: list[str] | None = None) -> int:
         from tuina.report import main as report_main
 
         return report_main(args)
+    if args.command == "augment":
+        from tuina.augment import main as augment_main
+
+        return augment_main(args)
     if args.command == "estop":
         from tuina.estop import main as estop_main
 
@@ -148,6 +172,10 @@ def main(argv: list[str] | None = None) -> int:
             from tuina.evaluation import force as force_eval
 
             return force_eval.main(args)
+        if args.evaluation == "grounding":
+            from tuina.evaluation import grounding as grounding_eval
+
+            return grounding_eval.main(args)
         if args.evaluation == "tracking":
             from tuina.evaluation import tracking as tracking_eval
 

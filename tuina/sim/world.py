@@ -367,6 +367,33 @@ class MassageWorld:
         self.renderer.disable_depth_rendering()
         return Frame(stamp_ns, np.zeros((0, 0, 3), np.uint8), depth, base_T_body)
 
+    def render_scene(self, q: np.ndarray, base_T_body: np.ndarray, base_T_camera: np.ndarray,
+                     light: float = 1.0) -> Frame:
+        """RGB and depth with the arm at ``q``, the phantom at ``base_T_body``, the camera's
+        optical frame at ``base_T_camera`` and the lights scaled by ``light``, for labelled
+        image sets (the physics is not touched; the camera and lights are put back)."""
+        m = self.model
+        saved = (m.cam_pos[self._cam_id].copy(), m.cam_quat[self._cam_id].copy(),
+                 m.light_diffuse.copy(), m.light_ambient.copy(),
+                 m.vis.headlight.diffuse.copy(), m.vis.headlight.ambient.copy())
+        # MuJoCo cameras look along -z with y up: OpenCV axes are (x, -y, -z)
+        m.cam_pos[self._cam_id] = base_T_camera[:3, 3]
+        m.cam_quat[self._cam_id] = np.roll(matrix_to_quat(
+            base_T_camera[:3, :3] @ np.diag([1.0, -1.0, -1.0])), 1)
+        m.light_diffuse[:] = np.clip(saved[2] * light, 0.0, 1.0)
+        m.light_ambient[:] = np.clip(saved[3] * light, 0.0, 1.0)
+        m.vis.headlight.diffuse[:] = np.clip(saved[4] * light, 0.0, 1.0)
+        m.vis.headlight.ambient[:] = np.clip(saved[5] * light, 0.0, 1.0)
+        try:
+            frame = self.render_posed(q, base_T_body)
+            self.renderer.update_scene(self._render_data, camera="d455")
+            rgb = self.renderer.render().copy()
+        finally:
+            m.cam_pos[self._cam_id], m.cam_quat[self._cam_id] = saved[0], saved[1]
+            m.light_diffuse[:], m.light_ambient[:] = saved[2], saved[3]
+            m.vis.headlight.diffuse[:], m.vis.headlight.ambient[:] = saved[4], saved[5]
+        return Frame(frame.stamp_ns, rgb, frame.depth, base_T_body)
+
     def intrinsics(self) -> tuple[float, float, float, float]:
         """fx, fy, cx, cy of the rendered camera (pixel centres at integer coordinates)."""
         h, w = self.cfg.height, self.cfg.width

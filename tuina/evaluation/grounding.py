@@ -1,0 +1,304 @@
+"""``tuina eval grounding``: acupoint grounding success rates, as HMR-1's Table 2 counts them.
+
+A question is answered when the backend's box overlaps the labelled one by at least an IoU
+threshold (0.3, 0.5, 0.75); a question left not grounded counts as a miss. Questions come
+from a MedMassage-format dataset (``--dataset DIR``) or from images the sim world renders
+with their true boxes (``--sim N``: body pose, camera pose and lighting varied).
+
+Dataset format (Qwen-VL's fine-tuning JSON, as HMR-1 trains on): ``DIR/annotations.json``,
+a list of records::
+
+    {"image": "images/0001.png",
+     "conversations": [{"from": "user", "value": "<img>images/0001.png</img>Where is Zusanli?"},
+                       {"from": "assistant",
+                        "value": "<ref>Zusanli</ref><box>(412,230),(447,268)</box>"}, ...]}
+
+Each user/assistant pair is one question; the answer's box, in thousandths of the image
+(Qwen-VL's [0, 1000)), is the label; the acupoint is the one the question names.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from tuina.operators.instructions import parse_instruction
+from tuina.operators.phantom import ATLAS, Acupoint
+from tuina.operators.vlm import NORMALISED, box_iou, choose_box, read_boxes
+
+THRESHOLDS = (0.3, 0.5, 0.75)
+QUESTIONS = ("Where is {pinyin}?", "Please locate the acupoint {pinyin} ({code}).",
+             "Find {code} on the body and give its bounding box.",
+             "Which region is the {pinyin} point?")
+BOX_HALF_SIZE_M = 0.015  # a labelled box covers 3 x 3 cm of tissue around the point
+
+
+class DatasetError(ValueError):
+    """The dataset cannot be read; the message names the file and the problem."""
+
+
+@dataclass
+class Question:
+    """One question about one image, with its labelled box (camera pixels)."""
+
+    text: str
+    acupoint: Acupoint
+    box: tuple[float, float, float, float]
+
+
+@dataclass
+class Sample:
+    """One image and its questions; sim samples also carry depth and the camera."""
+
+    image: np.ndarray  # HxWx3 uint8 RGB
+    questions: list[Question]
+    name: str = ""
+    depth: np.ndarray | None = None
+    K: np.ndarray | None = None
+    base_T_camera: np.ndarray | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+Predictor = Callable[[Sample, Question], "tuple[float, float, float, float] | None"]
+
+
+def to_thousandths(box: tuple[float, ...], w: int, h: int) -> str:
+    """A pixel box as Qwen-VL's ``(x1,y1),(x2,y2)`` on [0, 1000)."""
+    x1, y1, x2, y2 = (min(int(round(v / s * NORMALISED)), 999)
+                      for v, s in zip(box, (w, h, w, h), strict=True))
+    return f"({x1},{y1}),({x2},{y2})"
+
+
+def read_dataset(folder: Path) -> list[Sample]:
+    """Every image and question of a MedMassage-format dataset."""
+    import cv2
+
+    index = folder / "annotations.json"
+    try:
+        records = json.loads(index.read_text())
+    except FileNotFoundError:
+        raise DatasetError(f"no {index}; a dataset folder holds annotations.json (see "
+                           "`tuina eval grounding --help`)") from None
+    except json.JSONDecodeError as err:
+        raise DatasetError(f"{index} is not JSON ({err})") from None
+    samples = []
+    for k, record in enumerate(records):
+        where = f"{index} record {k}"
+        image_file = folder / str(record.get("image", ""))
+        image = cv2.imread(str(image_file), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{where}: cannot read image {image_file}")
+        image = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+        h, w = image.shape[:2]
+        turns = record.get("conversations", [])
+        questions = []
+        for user, answer in zip(turns[::2], turns[1::2], strict=False):
+            text = str(user.get("value", "")).split("</img>")[-1].strip()
+            point = parse_instruction(text, require_acupoint=False).acupoint
+            boxes = read_boxes(str(answer.get("value", "")), (w, h))
+            if point is None or len(boxes) != 1:
+                raise DatasetError(f"{where}: question {text!r} needs one known acupoint and "
+                                   f"an answer with one box, got {answer.get('value')!r}")
+            questions.append(Question(text, point, boxes[0].box))
+        samples.append(Sample(image, questions, str(record.get("image", ""))))
+    return samples
+
+
+def write_dataset(samples: list[Sample], folder: Path) -> Path:
+    """Write samples as a MedMassage-format dataset (PNG images, annotations.json)."""
+    import cv2
+
+    (folder / "images").mkdir(parents=True, exist_ok=True)
+    records = []
+    for k, sample in enumerate(samples):
+        name = f"images/{k:05d}.png"
+        cv2.imwrite(str(folder / name), cv2.cvtColor(sample.image, cv2.COLOR_RGB2BGR))
+        h, w = sample.image.shape[:2]
+        turns = []
+        for q in sample.questions:
+            turns += [{"from": "user", "value": f"<img>{name}</img>{q.text}"},
+                      {"from": "assistant", "value": f"<ref>{q.acupoint.pinyin}</ref><box>"
+                       f"{to_thousandths(q.box, w, h)}</box>"}]
+        records.append({"id": f"{k:05d}", "image": name, "conversations": turns})
+    (folder / "annotations.json").write_text(json.dumps(records, indent=1, ensure_ascii=False))
+    return folder
+
+
+def evaluate(samples: list[Sample], predict: Predictor) -> dict[str, Any]:
+    """Success rates at each IoU threshold, overall and per acupoint (at IoU 0.5)."""
+    ious: list[float] = []
+    by_point: dict[str, list[float]] = {}
+    for sample in samples:
+        for q in sample.questions:
+            box = predict(sample, q)
+            iou = 0.0 if box is None else box_iou(box, q.box)
+            ious.append(iou)
+            by_point.setdefault(q.acupoint.code, []).append(iou)
+    n = len(ious)
+    out: dict[str, Any] = {"n": n}
+    for t in THRESHOLDS:
+        out[f"success_iou{round(t * 100)}"] = (sum(i >= t for i in ious) / n) if n else 0.0
+    out["per_acupoint_iou50"] = {code: {"n": len(v), "success": sum(i >= 0.5 for i in v) / len(v)}
+                                 for code, v in sorted(by_point.items())}
+    out["mean_iou"] = float(np.mean(ious)) if n else 0.0
+    return out
+
+
+def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
+    """``n`` labelled images of the sim world: body, camera and lighting drawn per image."""
+    from tuina.evaluation.perception import eval_world_config
+    from tuina.operators.geometry import intrinsics_matrix
+    from tuina.operators.grounding import acupoint_box
+    from tuina.operators.phantom import placement
+    from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
+    from tuina.sim.world import MassageWorld, nominal_base_T_camera
+
+    rng = np.random.default_rng(seed)
+    cfg = eval_world_config()
+    cfg = type(cfg)(**{**cfg.__dict__, "initial_q": (-2.4, -0.6, 0.0, -2.6, 0.0, 1.9, 0.785)})
+    samples = []
+    with MassageWorld(cfg) as world:
+        K = intrinsics_matrix(*world.intrinsics())
+        w, h = cfg.width, cfg.height
+        q = np.asarray(cfg.initial_q)
+        for k in range(n):
+            body = placement((cfg.body_position[0] + rng.uniform(-0.03, 0.03),
+                              cfg.body_position[1] + rng.uniform(-0.03, 0.03), 0.0),
+                             cfg.body_yaw_deg + rng.uniform(-10.0, 10.0))
+            position = np.asarray(cfg.camera_position) + rng.uniform(-0.08, 0.08, 3)
+            target = np.asarray(cfg.camera_target) + rng.uniform(-0.05, 0.05, 3)
+            cam_cfg = type(cfg)(**{**cfg.__dict__, "camera_position": tuple(position),
+                                   "camera_target": tuple(target)})
+            camera = nominal_base_T_camera(cam_cfg)
+            frame = world.render_scene(q, body, camera, light=rng.uniform(0.5, 1.3))
+            camera_T_base = np.linalg.inv(camera)
+            questions = []
+            for point in ATLAS:
+                box = acupoint_box(point, body, K, camera_T_base, BOX_HALF_SIZE_M)
+                if not _visible(point, body, box, frame.depth, camera_T_base, w, h):
+                    continue
+                template = QUESTIONS[int(rng.integers(len(QUESTIONS)))]
+                questions.append(Question(template.format(pinyin=point.pinyin, code=point.code),
+                                          point, tuple(float(v) for v in box)))
+            # the depth a D455 would give: noise, holes, z16 steps (the camera node's model)
+            depth = quantize_depth(apply_depth_noise(frame.depth, K[0, 0], DepthNoise(), rng))
+            samples.append(Sample(frame.rgb, questions, f"sim-{k:05d}", depth, K, camera,
+                                  {"base_T_body": body}))
+            if (k + 1) % 10 == 0:
+                log(f"rendered {k + 1}/{n} images")
+    return samples
+
+
+def _visible(point: Acupoint, body: np.ndarray, box: np.ndarray, depth: np.ndarray,
+             camera_T_base: np.ndarray, w: int, h: int) -> bool:
+    """The whole box is in the image and the point itself is not hidden."""
+    from tuina.operators.geometry import transform_points
+
+    if not (box[0] >= 0 and box[1] >= 0 and box[2] < w and box[3] < h):
+        return False
+    in_camera = transform_points(camera_T_base @ body, point.position[None])[0]
+    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
+    seen = depth[int(round(centre[1])), int(round(centre[0]))]
+    return bool(abs(seen - in_camera[2]) < 0.01)
+
+
+def atlas_predictor(seed: int = 0) -> Predictor:
+    """The atlas backend: fit the phantom to the sample's depth, project the asked point."""
+    from tuina.config import load
+    from tuina.nodes.grounding import PARAMS
+    from tuina.operators.grounding import (
+        GroundingError,
+        acupoint_box,
+        body_cloud,
+        fit_phantom,
+    )
+    from tuina.operators.phantom import placement
+
+    cfg = load("grounding", PARAMS, {})  # the grounding node's defaults
+    nominal = placement(tuple(cfg["BODY_POSITION"]), cfg["BODY_YAW_DEG"])
+    roi_min, roi_max = np.asarray(cfg["ROI_MIN"]), np.asarray(cfg["ROI_MAX"])
+    fits: dict[int, Any] = {}
+
+    def predict(sample: Sample, question: Question) -> tuple[float, ...] | None:
+        if sample.depth is None:
+            raise DatasetError("the atlas backend needs depth; use --sim N (or --backend vlm)")
+        key = id(sample)
+        if key not in fits:
+            try:
+                body = body_cloud(sample.depth, sample.K, sample.base_T_camera, roi_min, roi_max,
+                                  np.random.default_rng(seed))
+                fits[key] = fit_phantom(body, nominal).base_T_body
+            except GroundingError:
+                fits[key] = None
+        if fits[key] is None:
+            return None
+        box = acupoint_box(question.acupoint, fits[key], sample.K,
+                           np.linalg.inv(sample.base_T_camera), BOX_HALF_SIZE_M)
+        return tuple(float(v) for v in box)
+
+    return predict
+
+
+def vlm_predictor(model_path: str, log: Any = print) -> Predictor:
+    """The VLM backend: ask the model, read its answer as the grounding node does."""
+    from tuina.vlm import VLMGrounder
+
+    grounder = VLMGrounder(model_path)
+    grounder.check()
+
+    def predict(sample: Sample, question: Question) -> tuple[float, ...] | None:
+        answer = grounder.ask(sample.image, question.text)
+        h, w = sample.image.shape[:2]
+        result = choose_box(read_boxes(answer.text, (w, h), answer.input_wh),
+                            question.acupoint, (w, h))
+        if result.box is None:
+            log(f"not grounded ({result.reason}): {answer.text!r}")
+            return None
+        return result.box.box
+
+    return predict
+
+
+def table(summary: dict[str, Any]) -> str:
+    """The summary as a Markdown table (HMR-1 Table 2's columns)."""
+    rows = ["| backend | n | IoU=0.3 | IoU=0.5 | IoU=0.75 |", "|---|---|---|---|---|",
+            f"| {summary['backend']} | {summary['n']} | {summary['success_iou30']:.2%} | "
+            f"{summary['success_iou50']:.2%} | {summary['success_iou75']:.2%} |", "",
+            "| acupoint | n | success at IoU 0.5 |", "|---|---|---|"]
+    rows += [f"| {code} | {v['n']} | {v['success']:.2%} |"
+             for code, v in summary["per_acupoint_iou50"].items()]
+    return "\n".join(rows)
+
+
+def main(args: Any) -> int:
+    """``tuina eval grounding``."""
+    from tuina.vlm import ModelFolderError
+
+    log = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    try:
+        if args.sim:
+            samples = render_sim(args.sim, args.seed, log)
+            if args.save:
+                write_dataset(samples, Path(args.save))
+                log(f"wrote the rendered set to {args.save}")
+        else:
+            samples = read_dataset(Path(args.dataset))
+        if args.backend == "atlas":
+            predict = atlas_predictor(args.seed)
+        else:
+            if not args.model_path:
+                raise ModelFolderError("--backend vlm needs --model-path DIR (a local "
+                                       "checkpoint folder)")
+            predict = vlm_predictor(args.model_path, log)
+        summary = {"backend": args.backend, **evaluate(samples, predict)}
+    except (DatasetError, ModelFolderError) as err:
+        print(f"tuina eval grounding: error: {err}", file=sys.stderr)
+        return 2
+    print(json.dumps(summary) if args.json else table(summary))
+    return 0
