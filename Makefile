@@ -5,6 +5,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuina-installed
 DEBS := libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6
 SESSION ?= sim
+# the vlm extra pins torch 2.13.0: its CPU wheel lies in /opt/wheels where the machine has it
+FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 
 .PHONY: setup run test lint clean
 
@@ -19,7 +21,7 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(BIN)/python -m pip install -q -e '.[dev]'
+	$(BIN)/python -m pip install -q $(FIND_LINKS) -e '.[dev,vlm]'
 	@touch $(STAMP)
 
 run: setup

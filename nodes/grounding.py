@@ -1,10 +1,17 @@
-"""grounding: instruction -> acupoint boxes in the image (atlas backend).
+"""grounding: instruction -> acupoint boxes in the image (atlas or vision-language backend).
 
 Inputs: ``instruction`` (trigger for a new request), ``depth`` (trigger: the frame a pending
 request is grounded on), ``camera_info`` (latest value), ``reground`` (events of the tracker:
 a ``reground`` event grounds the last instruction again, on the first frame REGROUND_DELAY_S
-after it, starting from where the body was last found).
+after it, starting from where the body was last found), ``rgb`` (BACKEND vlm: the frame a
+pending request is asked about).
 Outputs: ``targets`` (GroundedTarget rows), ``events`` (errors such as an unknown acupoint).
+
+With BACKEND vlm the model answers on its own thread (``tuina.vlm.VLMWorker``): the loop goes
+on taking frames while it thinks. An answer about a frame more than MAX_ANSWER_AGE_S older
+than the newest one, or from before a body motion (a ``reground`` event), is dropped and the
+question asked again on a new frame; an answer with no usable box grounds nothing, and the
+raw answer is logged.
 """
 
 from __future__ import annotations
@@ -21,6 +28,7 @@ from tuina.operators.grounding import (
 )
 from tuina.operators.instructions import UnknownAcupoint, parse_instruction
 from tuina.operators.phantom import placement
+from tuina.operators.vlm import choose_box, read_boxes
 
 from tuina.config import Param
 from tuina.messages import (
@@ -30,12 +38,28 @@ from tuina.messages import (
     Instruction,
     SessionEvent,
     decode_depth,
+    decode_rgb,
     encode_targets,
 )
-from tuina.node import OPEN3D_PARAMS, Outputs, configure, events, stamp_of
+from tuina.node import OPEN3D_PARAMS, Outputs, configure, events, fail, stamp_of
+from tuina.vlm import DEFAULT_PROMPT, ModelFolderError, Request, Result, VLMGrounder, VLMWorker
 
 PARAMS = [
-    Param("BACKEND", "choice", "atlas", "-", "grounding backend", choices=("atlas",)),
+    Param("BACKEND", "choice", "atlas", "-", "atlas: fit the phantom model to depth; vlm: "
+          "ask a vision-language model (MODEL_PATH) about the RGB image",
+          choices=("atlas", "vlm")),
+    Param("MODEL_PATH", "str", "", "-", "vlm: local checkpoint folder (Qwen-VL, Qwen2-VL or "
+          "Qwen2.5-VL); nothing is downloaded"),
+    Param("PROMPT", "str", DEFAULT_PROMPT, "-",
+          "vlm: the question; {pinyin} and {code} name the acupoint"),
+    Param("DEVICE", "choice", "auto", "-", "vlm: where the model runs (auto: CUDA if present)",
+          choices=("auto", "cpu", "cuda")),
+    Param("MAX_NEW_TOKENS", "int", 48, "-", "vlm: longest answer", low=8, high=1024),
+    Param("MAX_ANSWER_AGE_S", "float", 2.0, "s", "vlm: an answer about a frame this much "
+          "older than the newest (camera time) is dropped and the question asked again",
+          low=0.05),
+    Param("MAX_STALE_ANSWERS", "int", 3, "-", "vlm: stale answers in a row before the "
+          "grounding gives up with an error", low=1),
     Param("FORCE_LIGHT_N", "float", 4.0, "N", "target force for 'light'", low=0.5, high=15),
     Param("FORCE_MODERATE_N", "float", 6.0, "N", "target force for 'moderate'", low=0.5,
           high=15),
@@ -65,6 +89,15 @@ def main() -> None:
 
     o3d.utility.set_max_threads(cfg["OPEN3D_THREADS"])
 
+    worker = None
+    if cfg["BACKEND"] == "vlm":
+        grounder = VLMGrounder(cfg["MODEL_PATH"], cfg["DEVICE"], cfg["PROMPT"],
+                               cfg["MAX_NEW_TOKENS"])
+        try:
+            grounder.check()  # the weights load on the worker thread, while the graph runs
+        except ModelFolderError as err:
+            fail("grounding", str(err))
+        worker = VLMWorker(grounder)
     node = Node()
     out = Outputs(node)
     forces = {"light": cfg["FORCE_LIGHT_N"], "moderate": cfg["FORCE_MODERATE_N"],
@@ -74,10 +107,76 @@ def main() -> None:
     pending: Instruction | None = None
     last: Instruction | None = None
     not_before = 0  # depth stamp a pending re-grounding waits for
+    newest = 0  # stamp of the newest input (camera time)
+    moved_at = 0  # stamp of the latest body motion the tracker reported
+    stale = 0  # stale answers in a row
+
+    def error(detail: str, stamp: int) -> None:
+        print(f"tuina-grounding: error: {detail}", file=sys.stderr, flush=True)
+        out.send("events", SessionEvent("error", f"grounding: {detail}").to_arrow(), stamp,
+                 CAMERA_FRAME)
+
+    def answered(result: Result) -> None:
+        nonlocal pending, not_before, stale
+        request = result.request
+        instruction, parsed = request.context
+        if result.answer is None:
+            error(f"the model failed: {result.error}", newest)
+            return
+        if request.stamp_ns < moved_at or (newest - request.stamp_ns) * 1e-9 > \
+                cfg["MAX_ANSWER_AGE_S"]:
+            stale += 1
+            why = ("the body moved since" if request.stamp_ns < moved_at else
+                   f"{(newest - request.stamp_ns) * 1e-9:.2f} s old, limit "
+                   f"{cfg['MAX_ANSWER_AGE_S']} s")
+            if stale >= cfg["MAX_STALE_ANSWERS"]:
+                error(f"{stale} answers in a row came too late ({why}); the model is slower "
+                      "than MAX_ANSWER_AGE_S allows (raise it, or run on a GPU)", newest)
+                stale = 0
+                return
+            print(f"grounding: dropped the answer about frame {request.stamp_ns} ({why}); "
+                  "asking again", flush=True)
+            pending, not_before = instruction, 0
+            return
+        stale = 0
+        h, w = request.image.shape[:2]
+        point = parsed.acupoint
+        chosen = choose_box(read_boxes(result.answer.text, (w, h), result.answer.input_wh),
+                            point, (w, h))
+        if chosen.box is None:
+            error(f"{point.code} not grounded ({chosen.reason}); the model answered "
+                  f"{result.answer.text!r}", newest)
+            return
+        x1, y1, x2, y2 = chosen.box.box
+        target = GroundedTarget(point.code, point.pinyin, point.number, [x1, y1, x2, y2],
+                                [(x1 + x2) / 2, (y1 + y2) / 2], [], 1.0,
+                                forces[parsed.pressure], parsed.technique, request.stamp_ns)
+        out.send("targets", encode_targets([target]), newest, CAMERA_FRAME)
+        print(f"grounding: {target.code} ({target.name}) at px "
+              f"{np.round(target.center_px, 1).tolist()} from the model in "
+              f"{result.answer.seconds:.2f} s, {target.technique} at {target.force_n} N",
+              flush=True)
+
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
+        newest = max(newest, stamp)
+        if worker is not None:
+            for result in worker.poll():
+                answered(result)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])
+        elif (event["id"] == "rgb" and worker is not None and pending is not None
+              and not pending.stroke_px and stamp >= not_before):
+            request, pending = pending, None
+            last = request
+            try:
+                parsed = parse_instruction(request.text)
+            except UnknownAcupoint as err:
+                error(str(err), stamp)
+                continue
+            image = np.array(decode_rgb(event["value"], event["metadata"]))
+            worker.submit(Request(stamp, image, worker.grounder.question(
+                parsed.acupoint.pinyin, parsed.acupoint.code), (request, parsed)))
         elif event["id"] == "instruction":
             pending, not_before = Instruction.from_arrow(event["value"]), 0
         elif event["id"] == "reground":
@@ -89,10 +188,11 @@ def main() -> None:
                 print(f"tuina-grounding: error: {err}", file=sys.stderr, flush=True)
                 out.send("events", SessionEvent("error", err).to_arrow(), stamp, CAMERA_FRAME)
                 continue
+            moved_at = stamp
             pending, not_before = last, stamp + int(cfg["REGROUND_DELAY_S"] * 1e9)
             print(f"grounding: finding {last.text!r} again after the body moved", flush=True)
         elif (event["id"] == "depth" and pending is not None and info is not None
-              and stamp >= not_before):
+              and stamp >= not_before and (worker is None or pending.stroke_px)):
             request, pending = pending, None
             last = request
             try:

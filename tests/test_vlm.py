@@ -71,3 +71,291 @@ def test_box_iou():
     assert box_iou((0, 0, 10, 10), (0, 0, 10, 10)) == 1.0
     assert box_iou((0, 0, 10, 10), (5, 0, 15, 10)) == pytest.approx(50 / 150)
     assert box_iou((0, 0, 10, 10), (20, 20, 30, 30)) == 0.0
+
+
+# --- the grounding node with BACKEND vlm -------------------------------------------------
+
+class SlowGrounder:
+    """A stand-in for the model: a canned answer after ``seconds``."""
+
+    answer = "<ref>Zusanli</ref><box>(500,500),(550,560)</box>"
+    seconds = 0.3
+
+    def __init__(self, *args, **kwargs):
+        self.asked: list[float] = []
+
+    def check(self) -> None:
+        pass
+
+    def question(self, pinyin: str, code: str) -> str:
+        return f"Where is {pinyin}?"
+
+    def ask(self, image, question):
+        import time
+
+        from tuina.vlm import Answer
+
+        self.asked.append(time.monotonic())
+        time.sleep(self.seconds)
+        return Answer(self.answer, (image.shape[1], image.shape[0]), self.seconds)
+
+
+def rgb_event(stamp: int) -> dict:
+    import numpy as np
+
+    from tuina.messages import Header, encode_rgb
+
+    array, md = encode_rgb(np.zeros((480, 640, 3), np.uint8), Header(stamp, 0, "camera"))
+    return {"type": "INPUT", "id": "rgb", "value": array, "metadata": md}
+
+
+class PacedNode:
+    """dora.testing.MockNode's events, one every ``period`` seconds of wall time, with the
+    wall time each was handed out."""
+
+    def __init__(self, events: list[dict], period: float):
+        from dora.testing import MockNode
+
+        self.mock = MockNode(events)
+        self.period = period
+        self.handed: list[float] = []
+
+    def __iter__(self):
+        return self
+
+    def __next__(self):
+        import time
+
+        time.sleep(self.period)
+        event = self.mock.next()
+        if event is None:
+            raise StopIteration
+        self.handed.append(time.monotonic())
+        return event
+
+    def next(self, timeout=None):
+        return next(self, None)
+
+    def __getattr__(self, name):
+        return getattr(self.mock, name)
+
+
+def run_vlm_node(monkeypatch, events, period=0.02, **env):
+    import dora
+    from tuina.nodes import grounding
+
+    monkeypatch.setenv("BACKEND", "vlm")
+    monkeypatch.setenv("MODEL_PATH", "/unused")
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    node = PacedNode(events, period)
+    monkeypatch.setattr(dora, "Node", lambda *a, **k: node)
+    monkeypatch.setattr(grounding, "VLMGrounder", SlowGrounder)
+    grounding.main()
+    return node
+
+
+def instruction_event(stamp: int) -> dict:
+    from tuina.messages import Header, Instruction
+
+    return {"type": "INPUT", "id": "instruction",
+            "value": Instruction("press Zusanli with moderate pressure").to_arrow(),
+            "metadata": Header(stamp, 0, "camera").to_metadata()}
+
+
+def test_the_node_keeps_taking_frames_while_the_model_thinks(monkeypatch):
+    from tuina.messages import decode_targets
+
+    frames = [rgb_event(int(1e9 + k * 50e6)) for k in range(40)]  # 20 Hz camera time
+    node = run_vlm_node(monkeypatch, [instruction_event(int(0.9e9)), *frames])
+    targets = [t for value in node.mock.outputs.get("targets", []) for t in decode_targets(value)]
+    assert len(targets) == 1
+    target = targets[0]
+    assert target.code == "ST36" and target.force_n == 6.0
+    assert target.box == pytest.approx([320, 240, 352, 268.8])  # thousandths -> pixels
+    assert target.center_px == pytest.approx([336, 254.4])
+    assert target.source_stamp_ns == int(1e9)  # the frame it was asked about
+    # while the 0.3 s answer was computed, the loop went on at its 20 ms pace
+    gaps = [b - a for a, b in zip(node.handed, node.handed[1:], strict=False)]
+    assert max(gaps) < 0.15
+
+
+def test_a_stale_answer_is_dropped_and_the_question_asked_again(monkeypatch):
+    from tuina.messages import decode_targets
+
+    # camera time runs 10x faster than the wall clock: a 0.3 s answer is 3 s late
+    frames = [rgb_event(int(1e9 + k * 500e6)) for k in range(30)]
+    node = run_vlm_node(monkeypatch, [instruction_event(int(0.9e9)), *frames], period=0.05,
+                        MAX_ANSWER_AGE_S=1.0, MAX_STALE_ANSWERS=2)
+    assert "targets" not in node.mock.outputs  # never a target from a stale answer
+    from tuina.messages import SessionEvent
+
+    errors = [SessionEvent.from_arrow(v).detail for v in node.mock.outputs["events"]]
+    assert len(errors) == 1 and "2 answers in a row came too late" in errors[0]
+    assert not [t for v in node.mock.outputs.get("targets", []) for t in decode_targets(v)]
+
+
+def test_an_unusable_answer_grounds_nothing_and_logs_it(monkeypatch, capfd):
+    from tuina.messages import SessionEvent
+
+    monkeypatch.setattr(SlowGrounder, "answer", "<ref>Tianshu</ref><box>(1,1),(20,20)</box>")
+    monkeypatch.setattr(SlowGrounder, "seconds", 0.05)
+    frames = [rgb_event(int(1e9 + k * 50e6)) for k in range(20)]
+    node = run_vlm_node(monkeypatch, [instruction_event(int(0.9e9)), *frames])
+    assert "targets" not in node.mock.outputs
+    detail = SessionEvent.from_arrow(node.mock.outputs["events"][0]).detail
+    assert "ST36 not grounded (the answer grounds ST25, not ST36)" in detail
+    assert "<ref>Tianshu</ref>" in detail  # the raw answer, logged
+    assert "tuina-grounding: error:" in capfd.readouterr().err
+
+
+def test_a_missing_model_folder_is_one_line_naming_what_is_missing(tmp_path, monkeypatch,
+                                                                   capfd):
+    import json
+
+    from tuina.nodes import grounding
+
+    folder = tmp_path / "ckpt"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps({"model_type": "qwen2_vl"}))
+    monkeypatch.setenv("BACKEND", "vlm")
+    monkeypatch.setenv("MODEL_PATH", str(folder))
+    with pytest.raises(SystemExit) as exit_info:
+        grounding.main()
+    assert exit_info.value.code == 2
+    err = capfd.readouterr().err.strip()
+    assert err.count("\n") == 0
+    assert "lacks the weights" in err and "preprocessor_config.json" in err
+    assert "the tokenizer" in err and "huggingface-cli download" in err
+
+
+# --- tiny random models through the real processor and generate path ----------------------
+
+@pytest.fixture(scope="module", params=["qwen2-vl", "qwen2.5-vl"])
+def tiny_checkpoint(request, tmp_path_factory):
+    pytest.importorskip("torch")
+    pytest.importorskip("transformers")
+    from tuina.vlm import write_random_checkpoint
+
+    return write_random_checkpoint(tmp_path_factory.mktemp(request.param), request.param)
+
+
+def test_a_tiny_model_answers_through_the_real_processor_and_generate(tiny_checkpoint):
+    import numpy as np
+
+    from tuina.vlm import VLMGrounder, folder_problem
+
+    assert folder_problem(tiny_checkpoint) == ""
+    grounder = VLMGrounder(tiny_checkpoint, device="cpu", max_new_tokens=12)
+    image = np.random.default_rng(0).integers(0, 255, (480, 640, 3), dtype=np.uint8)
+    answer = grounder.ask(image, grounder.question("Zusanli", "ST36"))
+    again = grounder.ask(image, grounder.question("Zusanli", "ST36"))
+    assert isinstance(answer.text, str) and answer.text == again.text  # greedy: repeatable
+    w, h = answer.input_wh  # the resized model input: whole merged patches, aspect kept
+    assert w % 28 == 0 and h % 28 == 0 and abs(w / h - 640 / 480) < 0.2
+    assert grounder.family in ("qwen2-vl", "qwen2.5-vl")
+    # its answer is noise: nothing the robot could move on
+    result = choose_box(read_boxes(answer.text, (640, 480), answer.input_wh), ST36, IMAGE)
+    assert result.box is None
+
+
+def test_the_node_runs_a_tiny_model_and_moves_nothing_on_its_noise(tiny_checkpoint, monkeypatch):
+    import dora
+    from tuina.nodes import grounding
+
+    from tuina.messages import SessionEvent
+
+    monkeypatch.setenv("BACKEND", "vlm")
+    monkeypatch.setenv("MODEL_PATH", str(tiny_checkpoint))
+    monkeypatch.setenv("MAX_NEW_TOKENS", "8")
+    frames = [rgb_event(int(1e9 + k * 50e6)) for k in range(150)]
+    node = PacedNode([instruction_event(int(0.9e9)), *frames], 0.02)
+    monkeypatch.setattr(dora, "Node", lambda *a, **k: node)
+    grounding.main()
+    assert "targets" not in node.mock.outputs
+    details = [SessionEvent.from_arrow(v).detail for v in node.mock.outputs["events"]]
+    assert details and "ST36 not grounded" in details[0]
+
+
+# --- the evaluator and the augmentation -------------------------------------------------
+
+def constructed_dataset(tmp_path):
+    """Ten questions on 1000x1000 images (thousandths are pixels): the predictions below
+    overlap their labels by IoU 1 (4), 0.6 (3), 0.4 (2) and nothing (1)."""
+    import numpy as np
+
+    from tuina.evaluation.grounding import Question, Sample, write_dataset
+
+    points = [a for a in ATLAS][:5]
+    samples = []
+    for k in range(5):
+        questions = [Question(f"Where is {points[(k + j) % 5].pinyin}?", points[(k + j) % 5],
+                              (100.0 + 10 * k, 100.0 + 10 * j, 200.0 + 10 * k, 200.0 + 10 * j))
+                     for j in range(2)]
+        samples.append(Sample(np.full((1000, 1000, 3), 40 * k, np.uint8), questions))
+    return write_dataset(samples, tmp_path / "constructed")
+
+
+def test_the_evaluator_reproduces_a_success_rate_known_by_construction(tmp_path):
+    from tuina.evaluation.grounding import evaluate, read_dataset
+
+    samples = read_dataset(constructed_dataset(tmp_path))
+    shifts = iter([0, 0, 0, 0, 25, 25, 25, 300 / 7, 300 / 7, None])  # IoU 1, 0.6, 0.4, none
+
+    def predict(sample, question):
+        dx = next(shifts)
+        if dx is None:
+            return None
+        x1, y1, x2, y2 = question.box
+        return (x1 + dx, y1, x2 + dx, y2)
+
+    result = evaluate(samples, predict)
+    assert result["n"] == 10
+    assert result["success_iou30"] == 0.9
+    assert result["success_iou50"] == 0.7
+    assert result["success_iou75"] == 0.4
+    per = result["per_acupoint_iou50"]
+    assert sum(v["n"] for v in per.values()) == 10 and set(per) == {a.code for a in ATLAS[:5]}
+
+
+def test_a_dataset_with_a_broken_answer_names_the_record(tmp_path):
+    import json
+
+    from tuina.evaluation.grounding import DatasetError, read_dataset
+
+    folder = constructed_dataset(tmp_path)
+    records = json.loads((folder / "annotations.json").read_text())
+    records[3]["conversations"][1]["value"] = "somewhere on the leg"
+    (folder / "annotations.json").write_text(json.dumps(records))
+    with pytest.raises(DatasetError, match=r"annotations.json record 3: .*one box"):
+        read_dataset(folder)
+
+
+def test_a_rotated_box_is_the_tight_box_of_its_turned_corners(tmp_path):
+    import numpy as np
+
+    from tuina.augment import augment, rotation, transform_box
+    from tuina.evaluation.grounding import Question, Sample
+
+    M, (w, h) = rotation(90.0, 200, 100)
+    assert (w, h) == (100, 200)
+    # a quarter turn counter-clockwise: x' = y, y' = (W - 1) - x
+    assert transform_box((10, 20, 50, 40), M) == pytest.approx((20, 149, 40, 189))
+    # the boxes follow the pixels: a white block stays inside its box after any turn and crop
+    image = np.zeros((240, 320, 3), np.uint8)
+    image[100:140, 150:210] = 255
+    sample = Sample(image, [Question("Where is Zusanli?", ST36, (150, 100, 210, 140))])
+    for new in augment([sample], copies=8, seed=3, max_rotation_deg=40, min_crop=0.8):
+        ys, xs = np.nonzero(new.image[..., 0] > 128)
+        if not len(xs):
+            continue
+        x1, y1, x2, y2 = new.questions[0].box
+        assert x1 - 1.5 <= xs.min() and xs.max() <= x2 + 1.5
+        assert y1 - 1.5 <= ys.min() and ys.max() <= y2 + 1.5
+        # tight: the block's corners reach the box's sides (unless cut by the crop)
+        assert min(xs.min() - x1, x2 - xs.max()) < 2.5 or new.extra["crop"]
+    first = augment([sample], copies=3, seed=7)
+    second = augment([sample], copies=3, seed=7)
+    assert all(np.array_equal(a.image, b.image) and a.questions == b.questions
+               for a, b in zip(first, second, strict=True))
+    assert not np.array_equal(first[0].image, augment([sample], copies=1, seed=8)[0].image)

@@ -24,7 +24,8 @@ def rotation(angle_deg: float, w: int, h: int) -> tuple[np.ndarray, tuple[int, i
     onto a canvas that holds the whole turned image, and that canvas's size."""
     M = cv2.getRotationMatrix2D(((w - 1) / 2.0, (h - 1) / 2.0), angle_deg, 1.0)
     c, s = abs(M[0, 0]), abs(M[0, 1])
-    new_w, new_h = int(np.ceil(w * c + h * s)), int(np.ceil(w * s + h * c))
+    new_w = int(np.ceil(w * c + h * s - 1e-6))  # 1e-6: cos(90 deg) is not quite 0
+    new_h = int(np.ceil(w * s + h * c - 1e-6))
     M[0, 2] += (new_w - w) / 2.0
     M[1, 2] += (new_h - h) / 2.0
     return M, (new_w, new_h)

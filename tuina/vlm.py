@@ -182,6 +182,77 @@ class VLMGrounder:
         return text
 
 
+@dataclass
+class Request:
+    """One question about one camera frame; ``context`` comes back with the answer."""
+
+    stamp_ns: int
+    image: np.ndarray
+    question: str
+    context: Any = None
+
+
+@dataclass
+class Result:
+    """A finished request: the answer, or why there is none."""
+
+    request: Request
+    answer: Answer | None
+    error: str = ""
+
+
+class VLMWorker:
+    """Runs a VLMGrounder on its own thread, so the node's event loop never waits on it.
+
+    ``submit`` returns at once; a request not yet started is replaced by a newer one (only
+    the latest question counts). ``poll`` hands back what has finished. torch releases the
+    GIL while it computes, so the loop keeps taking its inputs meanwhile.
+    """
+
+    def __init__(self, grounder: VLMGrounder):
+        import threading
+
+        self.grounder = grounder
+        self._lock = threading.Condition()
+        self._next: Request | None = None
+        self._done: list[Result] = []
+        self._busy = False
+        self._thread = threading.Thread(target=self._run, name="vlm", daemon=True)
+        self._thread.start()
+
+    def submit(self, request: Request) -> None:
+        """Ask; replaces a request still waiting to start."""
+        with self._lock:
+            self._next = request
+            self._lock.notify()
+
+    def poll(self) -> list[Result]:
+        """Finished requests, oldest first."""
+        with self._lock:
+            done, self._done = self._done, []
+        return done
+
+    @property
+    def busy(self) -> bool:
+        """A request is waiting or being answered."""
+        with self._lock:
+            return self._busy or self._next is not None
+
+    def _run(self) -> None:
+        while True:
+            with self._lock:
+                while self._next is None:
+                    self._lock.wait()
+                request, self._next, self._busy = self._next, None, True
+            try:
+                result = Result(request, self.grounder.ask(request.image, request.question))
+            except Exception as err:  # a model failure is reported, never raised in the loop
+                result = Result(request, None, f"{type(err).__name__}: {err}")
+            with self._lock:
+                self._done.append(result)
+                self._busy = False
+
+
 class ImageTextProcessor:
     """Qwen2-VL's processor for images and text only, from its parts: the image processor,
     the tokenizer and the chat template. transformers builds the whole processor only with
