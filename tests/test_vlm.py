@@ -166,8 +166,10 @@ def instruction_event(stamp: int) -> dict:
 def test_the_node_keeps_taking_frames_while_the_model_thinks(monkeypatch):
     from tuina.messages import decode_targets
 
-    frames = [rgb_event(int(1e9 + k * 50e6)) for k in range(40)]  # 20 Hz camera time
-    node = run_vlm_node(monkeypatch, [instruction_event(int(0.9e9)), *frames])
+    monkeypatch.setattr(SlowGrounder, "seconds", 1.0)
+    frames = [rgb_event(int(1e9 + k * 50e6)) for k in range(80)]  # 20 Hz camera time
+    node = run_vlm_node(monkeypatch, [instruction_event(int(0.9e9)), *frames],
+                        MAX_ANSWER_AGE_S=10.0)
     targets = [t for value in node.mock.outputs.get("targets", []) for t in decode_targets(value)]
     assert len(targets) == 1
     target = targets[0]
@@ -175,9 +177,9 @@ def test_the_node_keeps_taking_frames_while_the_model_thinks(monkeypatch):
     assert target.box == pytest.approx([320, 240, 352, 268.8])  # thousandths -> pixels
     assert target.center_px == pytest.approx([336, 254.4])
     assert target.source_stamp_ns == int(1e9)  # the frame it was asked about
-    # while the 0.3 s answer was computed, the loop went on at its 20 ms pace
+    # while the 1 s answer was computed, the loop went on at its 20 ms pace
     gaps = [b - a for a, b in zip(node.handed, node.handed[1:], strict=False)]
-    assert max(gaps) < 0.15
+    assert max(gaps) < 0.5
 
 
 def test_a_stale_answer_is_dropped_and_the_question_asked_again(monkeypatch):

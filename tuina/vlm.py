@@ -346,6 +346,7 @@ def write_random_checkpoint(folder: Path, family: str = "qwen2-vl", size: str = 
               "vision_end_token_id": ids["<|vision_end|>"]}
     text.update({"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
                  "bos_token_id": ids["<|endoftext|>"]})
+    tokens["tie_word_embeddings"] = size == "2b"  # as Qwen2-VL-2B ties them
     if family == "qwen2-vl":
         config = transformers.Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
         model_class = transformers.Qwen2VLForConditionalGeneration
