@@ -131,9 +131,10 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         problems.append(f"contact lasted {contact_s:.1f} s (< {limits.min_contact_s} s)")
     if max_force > limits.force_cap_n:
         problems.append(f"force cap exceeded: {max_force:.1f} N > {limits.force_cap_n} N")
-    if not acu <= limits.max_acupoint_error_mm:
+    truth = bool(log.truth_t)  # a live session has no ground truth to judge the target by
+    if truth and not acu <= limits.max_acupoint_error_mm:
         problems.append(f"acupoint error {acu:.1f} mm > {limits.max_acupoint_error_mm} mm")
-    if not log.normal_error_deg <= limits.max_normal_error_deg:
+    if truth and not log.normal_error_deg <= limits.max_normal_error_deg:
         problems.append(f"normal error {log.normal_error_deg:.1f} deg > "
                         f"{limits.max_normal_error_deg} deg")
     if not rms <= limits.max_force_rms_error_n:

@@ -1,0 +1,70 @@
+"""The live hardware graphs, run without hardware: franka.yml against a franky-sim server on
+127.0.0.1, its RealSense node playing a pyrealsense2 recording of the same scene."""
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+FPS, SECONDS = 15, 36
+
+
+@pytest.mark.e2e
+def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(tmp_path):
+    pytest.importorskip("pyrealsense2")
+    from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
+    from tuina.sim.world import MassageWorld, WorldConfig
+
+    from .realsense_files import write_db3
+
+    # the scene of the sim graph, seen by a 424x240 stream (a D455 mode) at 15 Hz
+    world_cfg = WorldConfig(width=424, height=240)
+    with MassageWorld(world_cfg) as world:
+        fx, fy, cx, cy = world.intrinsics()
+        still = world.render()
+        camera = world.base_T_camera()
+        rng = np.random.default_rng(0)
+
+        def frames():
+            for _ in range(FPS * SECONDS):
+                depth = quantize_depth(apply_depth_noise(still.depth, fx, DepthNoise(), rng))
+                raw = np.nan_to_num(depth / 0.001, nan=0.0).round().astype(np.uint16)
+                yield raw, still.rgb
+
+        recording = tmp_path / "d455.db3"
+        sent = write_db3(recording, frames(), fx, fy, cx, cy, [0.0] * 5, FPS)
+        calibration = tmp_path / "calibration.json"
+        calibration.write_text(json.dumps({"base_T_camera": camera.ravel().tolist()}))
+
+        graph = yaml.safe_load((ROOT / "dataflows" / "franka.yml").read_text())
+        for node in graph["nodes"]:
+            env = node.setdefault("env", {})
+            if node["id"] == "camera":
+                env.update(PLAYBACK_FILE=str(recording), EXTRINSICS_FILE=str(calibration))
+            if node["id"] == "robot":
+                env.update(FRANKA_IP="127.0.0.1", CONNECT_TIMEOUT_S=10)
+            if node["id"] == "planner":
+                env["PRESS_S"] = 2.5
+            if node["id"] == "session":
+                env.update(RECORDINGS_DIR=str(tmp_path), SESSION="franka", TIMEOUT_S=60)
+        path = tmp_path / "franka.yml"
+        path.write_text(yaml.safe_dump(graph))
+        bin_dir = Path(sys.executable).parent
+        env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+        proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "120s"],
+                              env=env, capture_output=True, text=True, timeout=240)
+    log = proc.stdout + proc.stderr
+    assert f"realsense: sent {sent} frames" in log, log[-3000:]
+    assert "grounding: ST36 (Zusanli)" in log, log[-3000:]
+    assert "phase press" in log, log[-3000:]
+    summary = json.loads((tmp_path / "franka" / "summary.json").read_text())
+    # no ground truth on a live graph: the force and the contact are what is judged
+    assert summary["ok"], summary
+    assert summary["force_target_n"] == 6.0 and summary["force_rms_error_n"] <= 1.5
+    assert summary["max_force_n"] <= 15.0 and summary["contact_s"] >= 2.0
