@@ -19,6 +19,7 @@ FPS, SECONDS = 15, 36
 def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(tmp_path):
     pytest.importorskip("pyrealsense2")
     from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
+
     from tuina.sim.world import MassageWorld, WorldConfig
 
     from .realsense_files import write_db3
