@@ -23,7 +23,7 @@ PARAMS = [
     Param("DEPTH_SCALE", "float", 0.001, "m", "depth unit of the output z16 stream",
           low=1e-5, high=0.01),
     Param("HOLE_RATE", "float", 0.005, "-", "random depth dropout fraction", low=0, high=1),
-    Param("EXTRINSICS_FILE", "str", "", "-",
+    Param("EXTRINSICS_FILE", "path", "", "-",
           "JSON with base_T_camera (4x4 row-major); empty: the source's own"),
 ]
 

@@ -48,7 +48,7 @@ PARAMS = [
     Param("BACKEND", "choice", "atlas", "-", "atlas: fit the phantom model to depth; vlm: "
           "ask a vision-language model (MODEL_PATH) about the RGB image",
           choices=("atlas", "vlm")),
-    Param("MODEL_PATH", "str", "", "-", "vlm: local checkpoint folder (Qwen-VL, Qwen2-VL or "
+    Param("MODEL_PATH", "path", "", "-", "vlm: local checkpoint folder (Qwen-VL, Qwen2-VL or "
           "Qwen2.5-VL); nothing is downloaded"),
     Param("PROMPT", "str", DEFAULT_PROMPT, "-",
           "vlm: the question; {pinyin} and {code} name the acupoint"),

@@ -26,7 +26,7 @@ from tuina.node import Outputs, configure, fail
 PARAMS = [
     Param("SERIAL", "str", "", "-", "serial number of the camera to open; empty: the only "
           "one connected"),
-    Param("PLAYBACK_FILE", "str", "", "-", "a .db3 (or older .bag) recording to play instead "
+    Param("PLAYBACK_FILE", "path", "", "-", "a .db3 (or older .bag) recording to play instead "
           "of a live camera"),
     Param("PACE", "choice", "recorded", "-", "playback: send frames at the recorded pace, or "
           "as fast as they are read", choices=("recorded", "fast")),
@@ -35,7 +35,7 @@ PARAMS = [
     Param("FPS", "int", 30, "Hz", "live: frame rate", low=5, high=90),
     Param("ALIGN_DEPTH", "bool", True, "-", "re-project depth onto the colour camera "
           "(rs.align), so one pixel is the same point in both"),
-    Param("EXTRINSICS_FILE", "str", "", "-", "JSON with base_T_camera (4x4 row-major) from "
+    Param("EXTRINSICS_FILE", "path", "", "-", "JSON with base_T_camera (4x4 row-major) from "
           "`tuina calibrate`; required: without it no position is in the robot's frame"),
     Param("TIMEOUT_MS", "int", 5000, "ms", "live: a camera silent this long is an error",
           low=100),

@@ -25,8 +25,8 @@ from tuina.node import configure
 from tuina.recording import Recorder, RecordingError
 
 PARAMS = [
-    Param("RECORDING_DIR", "str", "", "-", "the recording folder (created; must be new)"),
-    Param("GRAPH_FILE", "str", "", "-", "the graph being recorded, stored in the manifest"),
+    Param("RECORDING_DIR", "path", "", "-", "the recording folder (created; must be new)"),
+    Param("GRAPH_FILE", "path", "", "-", "the graph being recorded, stored in the manifest"),
     Param("MANDATORY", "bool", False, "-",
           "the session must not go on unrecorded: a failed recording sends estop"),
     Param("TOPICS", "str", "", "-", "comma-separated node/output topics listed in the "

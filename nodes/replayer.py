@@ -19,7 +19,7 @@ from tuina.recording import RecordingError, read_topic
 from tuina.replay import merged
 
 PARAMS = [
-    Param("PLAN_FILE", "str", "", "-", "the replay plan tuina replay writes (JSON)"),
+    Param("PLAN_FILE", "path", "", "-", "the replay plan tuina replay writes (JSON)"),
 ]
 
 

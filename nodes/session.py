@@ -32,7 +32,7 @@ from tuina.node import Outputs, configure, events, stamp_of
 
 PARAMS = [
     Param("SESSION", "str", "", "-", "session name; empty: sim-<date>-<time>"),
-    Param("RECORDINGS_DIR", "str", "recordings", "-", "where the session folder goes"),
+    Param("RECORDINGS_DIR", "path", "recordings", "-", "where the session folder goes"),
     Param("TIMEOUT_S", "float", 60.0, "s", "event time after which the session is failed",
           low=1),
     Param("MAX_ACUPOINT_ERROR_MM", "float", 10.0, "mm", "ok bound", low=0),

@@ -64,3 +64,18 @@ def test_a_misspelt_input_fails_dora_validate(tmp_path):
     proc = subprocess.run([str(dora), "validate", str(graph)], capture_output=True, text=True,
                           timeout=60)
     assert proc.returncode != 0 and "wiring" in proc.stdout + proc.stderr
+
+
+def test_relative_paths_resolve_against_tuina_root_when_it_is_set():
+    from tuina.config import Param, load
+
+    params = [Param("EXTRINSICS_FILE", "path", "", "-", ""),
+              Param("RECORDINGS_DIR", "path", "recordings", "-", "")]
+    assert load("n", params, {"EXTRINSICS_FILE": "../calibration/c.json"}) == {
+        "EXTRINSICS_FILE": "../calibration/c.json", "RECORDINGS_DIR": "recordings"}
+    root = {"TUINA_ROOT": "/srv/tuina/dataflows"}
+    assert load("n", params, {**root, "EXTRINSICS_FILE": "../calibration/c.json"}) == {
+        "EXTRINSICS_FILE": "/srv/tuina/calibration/c.json",
+        "RECORDINGS_DIR": "/srv/tuina/dataflows/recordings"}
+    assert load("n", params, {**root, "EXTRINSICS_FILE": "/etc/c.json"})["EXTRINSICS_FILE"] \
+        == "/etc/c.json"

@@ -71,3 +71,64 @@ def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(t
     assert summary["ok"], summary
     assert summary["force_target_n"] == 6.0 and summary["force_rms_error_n"] <= 1.5
     assert summary["max_force_n"] <= 15.0 and summary["contact_s"] >= 2.0
+
+
+def free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.mark.e2e
+def test_distributed_graph_runs_the_sim_session_across_two_daemons(tmp_path):
+    """A coordinator and two daemons (`gpu`, `robot`) on loopback, as on two machines."""
+    import time
+
+    graph = yaml.safe_load((ROOT / "dataflows" / "distributed.yml").read_text())
+    machines = {node["id"]: node["deploy"]["machine"] for node in graph["nodes"]}
+    assert machines["grounding"] == machines["icp-tracker"] == machines["camera"] == "gpu"
+    assert machines["force-controller"] == machines["robot"] == machines["planner"] == "robot"
+    for node in graph["nodes"]:
+        if node["id"] == "session":
+            node["env"].update(RECORDINGS_DIR=str(tmp_path), SESSION="two", TIMEOUT_S=50)
+        if node["id"] == "planner":
+            node["env"]["PRESS_S"] = 2.5
+    path = tmp_path / "distributed.yml"
+    path.write_text(yaml.safe_dump(graph))
+    bin_dir = Path(sys.executable).parent
+    coordinator, zenoh = free_port(), free_port()
+    # each daemon runs its nodes in a folder of its own: the graph's paths resolve against
+    # TUINA_ROOT, as on two machines with their own checkouts
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
+               TUINA_ROOT=str(ROOT / "dataflows"), DORA_COORDINATOR_PORT=str(coordinator))
+    dora = str(bin_dir / "dora")
+    procs = [subprocess.Popen([dora, "coordinator", "--port", str(coordinator), "--quiet"],
+                              env=env, cwd=tmp_path, stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)]
+    try:
+        time.sleep(1.0)
+        for machine in ("gpu", "robot"):
+            (tmp_path / machine).mkdir()
+            procs.append(subprocess.Popen(
+                [dora, "daemon", "--machine-id", machine, "--local-listen-port",
+                 str(free_port()), "--zenoh-peer", f"tcp/127.0.0.1:{zenoh}"],
+                env=env, cwd=tmp_path / machine, stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL))
+        time.sleep(3.0)
+        proc = subprocess.run([dora, "start", str(path), "--attach", "--name", "two"], env=env,
+                              capture_output=True, text=True, timeout=240)
+    finally:
+        for p in procs:
+            p.kill()
+    log = proc.stdout + proc.stderr
+    assert "on daemon `gpu`" in log and "on daemon `robot`" in log, log[-3000:]
+    summary = json.loads((tmp_path / "two" / "summary.json").read_text())
+    # the same bounds as the single-machine session
+    assert summary["ok"], summary
+    assert summary["acupoint_error_mm"] <= 3.0
+    assert summary["normal_error_deg"] <= 5.0
+    assert summary["force_rms_error_n"] <= 1.5
+    assert summary["max_force_n"] <= 15.0
+    assert summary["contact_s"] >= 2.0

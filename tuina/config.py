@@ -17,7 +17,7 @@ class Param:
     """One ``env:`` key of a node."""
 
     key: str
-    kind: str  # float | int | str | bool | floats | choice
+    kind: str  # float | int | str | path | bool | floats | choice
     default: Any
     unit: str
     doc: str
@@ -27,7 +27,7 @@ class Param:
     length: int | None = None  # for floats
 
 
-def _parse(param: Param, raw: str) -> Any:
+def _parse(param: Param, raw: str, environ: Mapping[str, str] | None = None) -> Any:
     kind = param.kind
     if kind == "float":
         value: Any = float(raw)
@@ -46,6 +46,8 @@ def _parse(param: Param, raw: str) -> Any:
         value = raw.strip()
         if value not in param.choices:
             raise ValueError(f"expected one of {', '.join(param.choices)}")
+    elif kind == "path":
+        value = resolve_path(raw.strip(), environ)
     else:
         value = raw
     numbers = value if isinstance(value, list) else [value]
@@ -60,6 +62,21 @@ def _parse(param: Param, raw: str) -> Any:
     return value
 
 
+ROOT_ENV = "TUINA_ROOT"
+
+
+def resolve_path(path: str, environ: Mapping[str, str] | None = None) -> str:
+    """A relative path against ``TUINA_ROOT`` when that is set, else as given (relative to
+    the node's working folder: the graph's folder under ``dora run``). A daemon of a graph
+    spread over machines runs nodes in a folder of its own; exporting TUINA_ROOT (the
+    checkout's dataflows/ folder) before ``dora daemon`` makes the graph's paths mean the
+    same on every machine."""
+    root = (os.environ if environ is None else environ).get(ROOT_ENV, "")
+    if not path or os.path.isabs(path) or not root:
+        return path
+    return os.path.normpath(os.path.join(root, path))
+
+
 def load(node: str, params: Sequence[Param],
          environ: Mapping[str, str] | None = None) -> dict[str, Any]:
     """Read and validate every declared key; raise ConfigError naming the key and the fix."""
@@ -68,10 +85,10 @@ def load(node: str, params: Sequence[Param],
     for p in params:
         raw = env.get(p.key)
         if raw is None or str(raw).strip() == "":
-            out[p.key] = p.default
+            out[p.key] = resolve_path(p.default, env) if p.kind == "path" else p.default
             continue
         try:
-            out[p.key] = _parse(p, str(raw))
+            out[p.key] = _parse(p, str(raw), env)
         except ValueError as err:
             unit = f" [{p.unit}]" if p.unit and p.unit != "-" else ""
             raise ConfigError(f"{node}: env {p.key}={raw!r} is invalid ({err}); "
