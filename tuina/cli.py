@@ -14,7 +14,8 @@ from tuina.config import table
 from tuina.messages import STREAMS
 
 NODE_MODULES = ("world", "camera", "operator", "grounding", "pose_fit", "icp_tracker",
-                "planner", "force_controller", "robot", "session", "recorder", "replayer")
+                "planner", "force_controller", "robot", "realsense", "baxter", "session",
+                "recorder", "replayer")
 
 
 def contract_table() -> str:

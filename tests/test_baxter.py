@@ -1,0 +1,203 @@
+"""The Baxter node against a rosbridge test double (tests/rosbridge_double.py): velocity
+commands faster than the arm's timeout, the state it reads back, and no motion on doubt."""
+
+import threading
+import time
+
+import numpy as np
+import pytest
+
+pytest.importorskip("roslibpy")
+
+from tuina.messages import Command, Header, RobotState, SessionEvent  # noqa: E402
+
+from .rosbridge_double import RosbridgeDouble  # noqa: E402
+
+NAMES = [f"left_{j}" for j in ("s0", "s1", "e0", "e1", "w0", "w1", "w2")]
+POSTURE = [0.0, -0.55, 0.0, 0.75, 0.0, 1.26, 0.0]
+COMMAND_TOPIC = "/robot/limb/left/joint_command"
+
+
+class RobotDouble:
+    """The robot side: joint states at 200 Hz, the endpoint and assembly states."""
+
+    def __init__(self, server: RosbridgeDouble, enabled: bool = True, force_z: float = -2.0):
+        self.server, self.enabled, self.force_z = server, enabled, force_z
+        self.running = True
+        self.thread = threading.Thread(target=self.run, daemon=True)
+
+    def run(self) -> None:
+        k = 0
+        while self.running:
+            secs, nsecs = divmod(1_000_000_000 + k * 5_000_000, 1_000_000_000)
+            header = {"stamp": {"secs": secs, "nsecs": nsecs}, "frame_id": "base"}
+            self.server.publish("/robot/joint_states", {
+                "header": header, "name": ["head_pan", *NAMES],
+                "position": [0.0, *POSTURE], "velocity": [0.0] * 8, "effort": [0.5] * 8})
+            if k % 10 == 0:
+                self.server.publish("/robot/limb/left/endpoint_state", {
+                    "header": header, "pose": {}, "twist": {},
+                    "wrench": {"force": {"x": 0.0, "y": 0.0, "z": self.force_z},
+                               "torque": {"x": 0.0, "y": 0.0, "z": 0.0}}})
+                self.server.publish("/robot/state", {
+                    "enabled": self.enabled, "stopped": False, "error": False,
+                    "estop_button": 0, "estop_source": 0, "ready": True})
+            k += 1
+            time.sleep(0.005)
+
+
+class TimedNode:
+    """dora.testing.MockNode, with its events spaced in wall time (``at`` seconds after the
+    first ``next``) and ``next(timeout)`` waiting as dora's does."""
+
+    def __init__(self, events: list[tuple[float, dict]], end_s: float):
+        from dora.testing import MockNode
+
+        self.mock = MockNode([])
+        self.events, self.end_s, self.start = list(events), end_s, None
+
+    def next(self, timeout=None):
+        self.start = self.start or time.monotonic()
+        now = time.monotonic() - self.start
+        if self.events and self.events[0][0] <= now:
+            return self.events.pop(0)[1]
+        if now >= self.end_s:
+            return {"type": "STOP", "id": "ALL_INPUTS_CLOSED"}
+        due = self.events[0][0] if self.events else self.end_s
+        time.sleep(max(0.0, min(due - now, timeout if timeout is not None else 1.0)))
+        return {"type": "ERROR", "error": "Timeout"}
+
+    def __getattr__(self, name):
+        return getattr(self.mock, name)
+
+
+def command(velocities, stamp: int) -> dict:
+    cmd = Command([0.5, 0.2, 0.1], [1.0, 0, 0, 0], [0.0] * 6, "track", "press", 6.0, 5.0,
+                  list(velocities))
+    return {"type": "INPUT", "id": "command", "value": cmd.to_arrow(),
+            "metadata": Header(stamp, 0, "base").to_metadata()}
+
+
+def run_baxter(monkeypatch, server, events, end_s, **env):
+    import dora
+    from tuina.nodes import baxter
+
+    monkeypatch.setenv("ROSBRIDGE_HOST", "127.0.0.1")
+    monkeypatch.setenv("ROSBRIDGE_PORT", str(server.port))
+    for key, value in env.items():
+        monkeypatch.setenv(key, str(value))
+    node = TimedNode(events, end_s)
+    monkeypatch.setattr(dora, "Node", lambda *a, **k: node)
+    baxter.main()
+    return node.mock
+
+
+def nonzero_commands(server) -> list[list[float]]:
+    return [m["command"] for _, m in server.published.get(COMMAND_TOPIC, [])
+            if any(abs(v) > 0 for v in m["command"])]
+
+
+def test_velocity_commands_flow_at_100_hz_and_the_state_comes_back(monkeypatch):
+    v = [0.05, -0.02, 0.0, 0.03, 0.0, -0.01, 0.02]
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        events = [(0.3 + 0.01 * k, command(v, k)) for k in range(100)]  # 1 s of commands
+        mock = run_baxter(monkeypatch, server, events, end_s=1.6)
+        robot.running = False
+    sent = server.published[COMMAND_TOPIC]
+    assert all(m["mode"] == 2 and m["names"] == NAMES for _, m in sent)
+    moving = [(t, m) for t, m in sent if any(m["command"])]
+    assert moving and all(m["command"] == pytest.approx(v) for _, m in moving)
+    times = np.array([t for t, _ in sent])
+    rate = (len(times) - 1) / (times[-1] - times[0])
+    assert rate >= 95.0  # faster than Baxter's 0.2 s command timeout, by far
+    assert max(np.diff(times)) < 0.05
+    # after the last command, the watchdog sends zeros
+    assert not any(sent[-1][1]["command"])
+    assert server.published["/robot/set_super_enable"][0][1] == {"data": True}
+    assert server.published["/robot/limb/left/set_speed_ratio"][0][1] == {"data": 0.3}
+    state = RobotState.from_arrow(mock.outputs["robot_state"][-1])
+    assert state.q == pytest.approx(POSTURE) and state.status == "ok"
+    assert state.wrench[2] == pytest.approx(-2.0) and state.joint_torques == [0.5] * 7
+    assert np.isfinite(state.tool_position).all()
+
+
+def test_a_disabled_arm_is_reported_and_never_moved(monkeypatch):
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server, enabled=False)
+        robot.thread.start()
+        events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(50)]
+        mock = run_baxter(monkeypatch, server, events, end_s=1.0, ENABLE="false")
+        robot.running = False
+    assert not nonzero_commands(server)
+    details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
+    assert details == ["baxter: the robot is disabled; enable it (ENABLE: true or "
+                       "enable_robot.py -e)"]
+    assert RobotState.from_arrow(mock.outputs["robot_state"][-1]).status == "disabled"
+
+
+def test_force_over_the_cap_a_bad_command_or_an_estop_stop_the_arm(monkeypatch):
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server, force_z=-20.0)
+        robot.thread.start()
+        events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(30)]
+        mock = run_baxter(monkeypatch, server, events, end_s=0.8)
+        robot.running = False
+    assert not nonzero_commands(server)
+    assert "contact force 20.0 N over the cap 15.0 N" in \
+        SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        events = [(0.3, command([0.05, float("nan"), 0, 0, 0, 0, 0], 0)),
+                  (0.31, command([0.05] * 7, 1))]
+        mock = run_baxter(monkeypatch, server, events, end_s=0.6)
+        robot.running = False
+    assert not nonzero_commands(server)  # the good command after a bad one moves nothing
+    assert "bad command" in SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+
+    from tuina.estop import estop_message
+
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        value, meta = estop_message("test button", "estop-button")
+        events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(40)]
+        events.insert(10, (0.395, {"type": "INPUT", "id": "estop", "value": value,
+                                   "metadata": meta}))
+        mock = run_baxter(monkeypatch, server, events, end_s=0.9)
+        robot.running = False
+    sent = [m["command"] for _, m in server.published[COMMAND_TOPIC]]
+    last_moving = max(i for i, c in enumerate(sent) if any(c))
+    assert not any(any(c) for c in sent[last_moving + 1:])
+    assert {"data": False} in [m for _, m in server.published["/robot/set_super_enable"]]
+    assert "e-stop from estop-button: test button" in \
+        SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+
+
+def test_rosbridge_down_is_one_line_within_the_timeout(monkeypatch, capfd):
+    from tuina.nodes import baxter
+
+    monkeypatch.setenv("ROSBRIDGE_HOST", "127.0.0.1")
+    monkeypatch.setenv("ROSBRIDGE_PORT", "9")  # nothing listens there
+    monkeypatch.setenv("CONNECT_TIMEOUT_S", "1.0")
+    start = time.monotonic()
+    with pytest.raises(SystemExit):
+        baxter.main()
+    assert time.monotonic() - start < 2.5
+    err = capfd.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "cannot reach rosbridge at ws://127.0.0.1:9" in err[0]
+
+
+def test_rosbridge_going_down_mid_session_stops_commanding(monkeypatch):
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(150)]
+        threading.Timer(0.8, lambda: (setattr(robot, "running", False), server.stop())).start()
+        mock = run_baxter(monkeypatch, server, events, end_s=2.0)
+    details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
+    assert len(details) == 1 and ("lost the rosbridge connection" in details[0]
+                                  or "no joint state for" in details[0])
