@@ -163,17 +163,19 @@ def endpoint_wrench(msg: dict | None) -> np.ndarray:
     return np.array([f["x"], f["y"], f["z"], t["x"], t["y"], t["z"]], float)
 
 
-def not_ready(assembly: dict | None) -> str:
-    """Why the arm may not move now, from the AssemblyState (empty: it may)."""
+def not_ready(assembly: dict | None) -> tuple[str, str]:
+    """Whether the arm may move now, from the AssemblyState: ("", "") if it may, else its
+    status for robot_state (waiting | estop | stopped | disabled) and why."""
     if assembly is None:
-        return "no /robot/state from the robot yet"
+        return "waiting", "no /robot/state from the robot yet"
     if assembly.get("estop_button"):
-        return "the robot's e-stop button is pressed"
+        return "estop", "the robot's e-stop button is pressed"
     if assembly.get("stopped") or assembly.get("error"):
-        return "the robot reports stopped or error; reset it (enable_robot.py -r)"
+        return "stopped", "the robot reports stopped or error; reset it (enable_robot.py -r)"
     if not assembly.get("enabled"):
-        return "the robot is disabled; enable it (ENABLE: true or enable_robot.py -e)"
-    return ""
+        return "disabled", "the robot is disabled; enable it (ENABLE: true or " \
+            "enable_robot.py -e)"
+    return "", ""
 
 
 def main() -> None:
@@ -223,7 +225,7 @@ def main() -> None:
                         latch(f"no joint state for {cfg['STATE_TIMEOUT_S']} s")
                         break
                     continue  # not one state yet: nothing to report, nothing to move
-                why = not_ready(assembly)
+                held, why = not_ready(assembly)
                 if why != waiting:
                     waiting = why
                     if why and assembly is not None:  # before the first one: just wait
@@ -242,8 +244,7 @@ def main() -> None:
                 moving = not fault and not waiting and fresh
                 link.send_velocities(velocities if moving else zeros)
                 tool = arm.forward(q)
-                status = (f"faulted:{fault}" if fault else "ok" if not waiting else
-                          "stopped" if "stopped" in waiting or "e-stop" in waiting else "disabled")
+                status = f"faulted:{fault}" if fault else held or "ok"
                 out.send("robot_state", RobotState(
                     q.tolist(), dq.tolist(), tool.translation.tolist(),
                     matrix_to_quat(tool.rotation).tolist(), wrench.tolist(), status,

@@ -183,10 +183,8 @@ def main() -> None:
             if SessionEvent.from_arrow(event["value"]).kind != "reground" or last is None:
                 continue
             if last.stroke_px:
-                err = ("grounding: the body moved away from the drawn stroke; draw it again "
-                       "on the new image")
-                print(f"tuina-grounding: error: {err}", file=sys.stderr, flush=True)
-                out.send("events", SessionEvent("error", err).to_arrow(), stamp, CAMERA_FRAME)
+                error("the body moved away from the drawn stroke; draw it again on the new "
+                      "image", stamp)
                 continue
             moved_at = stamp
             pending, not_before = last, stamp + int(cfg["REGROUND_DELAY_S"] * 1e9)
@@ -199,9 +197,7 @@ def main() -> None:
                 target, found_body = ground(request, event, info, cfg, forces, nominal, stamp)
                 nominal = nominal if found_body is None else found_body
             except (UnknownAcupoint, GroundingError) as err:
-                print(f"tuina-grounding: error: {err}", file=sys.stderr, flush=True)
-                out.send("events", SessionEvent("error", f"grounding: {err}").to_arrow(),
-                         stamp, CAMERA_FRAME)
+                error(str(err), stamp)
                 continue
             out.send("targets", encode_targets([target]), stamp, CAMERA_FRAME)
             print(f"grounding: {target.code} ({target.name}) at px "

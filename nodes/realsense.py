@@ -122,7 +122,7 @@ def main() -> None:
     first: tuple[float, float] | None = None  # (frame time, wall time) of the first frame
     fps = profile.get_stream(rs.stream.depth).fps()
     half_period_ms = 500.0 / fps
-    sent_numbers: set[int] = set()  # depth frames sent: each once
+    last_number = -1  # the depth frame last sent: each is sent once, in order
     sent = 0
     try:
         while True:
@@ -133,11 +133,11 @@ def main() -> None:
                 fail("realsense", f"the camera sent nothing for {timeout_ms} ms; check its "
                      f"USB 3 link (found: {device_list(rs)})", code=1)
             depth, color = frames.get_depth_frame(), frames.get_color_frame()
-            if not depth or not color or depth.get_frame_number() in sent_numbers:
+            if not depth or not color or depth.get_frame_number() <= last_number:
                 continue
             if abs(color.get_timestamp() - depth.get_timestamp()) > half_period_ms:
                 continue  # the syncer paired it with the previous colour frame: wait for its own
-            sent_numbers.add(depth.get_frame_number())
+            last_number = depth.get_frame_number()
             frame_ms = depth.get_timestamp()
             if align is not None:
                 aligned = align.process(frames)

@@ -15,6 +15,15 @@ import yaml
 ROOT = Path(__file__).resolve().parents[1]
 
 
+def dora_run(graph: dict, path: Path, stop_after: str) -> subprocess.CompletedProcess:
+    """Write ``graph`` to ``path`` and ``dora run`` it with this environment's nodes."""
+    path.write_text(yaml.safe_dump(graph))
+    bin_dir = Path(sys.executable).parent
+    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
+    return subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", stop_after],
+                          env=env, capture_output=True, text=True, timeout=240)
+
+
 @pytest.mark.e2e
 def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path):
     graph = yaml.safe_load((ROOT / "dataflows" / "sim.yml").read_text())
@@ -26,12 +35,7 @@ def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path):
         if node["id"] == "camera":  # the graph now lives in tmp_path
             extrinsics = ROOT / "dataflows" / node["env"]["EXTRINSICS_FILE"]
             node["env"]["EXTRINSICS_FILE"] = str(extrinsics.resolve())
-    path = tmp_path / "sim.yml"
-    path.write_text(yaml.safe_dump(graph))
-    bin_dir = Path(sys.executable).parent
-    env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
-                          env=env, capture_output=True, text=True, timeout=240)
+    proc = dora_run(graph, tmp_path / "sim.yml", "150s")
     summary_file = tmp_path / "e2e" / "summary.json"
     assert summary_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(summary_file.read_text())

@@ -23,6 +23,7 @@ def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(t
     from tuina.sim.world import MassageWorld, WorldConfig
 
     from .realsense_files import write_db3
+    from .test_e2e import dora_run
 
     # the scene of the sim graph, seen by a 424x240 stream (a D455 mode) at 15 Hz
     world_cfg = WorldConfig(width=424, height=240)
@@ -54,12 +55,7 @@ def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(t
                 env["PRESS_S"] = 2.5
             if node["id"] == "session":
                 env.update(RECORDINGS_DIR=str(tmp_path), SESSION="franka", TIMEOUT_S=60)
-        path = tmp_path / "franka.yml"
-        path.write_text(yaml.safe_dump(graph))
-        bin_dir = Path(sys.executable).parent
-        env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-        proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "120s"],
-                              env=env, capture_output=True, text=True, timeout=240)
+        proc = dora_run(graph, tmp_path / "franka.yml", "120s")
     log = proc.stdout + proc.stderr
     camera = [line for line in log.splitlines() if "realsense: sent " in line]
     assert camera, log[-3000:]  # the camera closed with the session, frames all in order

@@ -217,7 +217,7 @@ def events(node: Any, timers: Sequence[str] = (),
     recorded order (``ReplayGate``).
     """
     gate = replay_gate()
-    stream = _inputs(node, timers) if gate is None else _gated(node, timers, *gate)
+    stream = _inputs(node, timers) if gate is None else _gated(node, *gate)
     for event in stream:
         if lineage is not None:
             lineage.note(event)
@@ -236,11 +236,10 @@ def _inputs(node: Any, timers: Sequence[str]) -> Iterator[dict[str, Any]]:
             print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
 
 
-def _gated(node: Any, timers: Sequence[str], gate: ReplayGate,
-           stall_s: float) -> Iterator[dict[str, Any]]:
+def _gated(node: Any, gate: ReplayGate, stall_s: float) -> Iterator[dict[str, Any]]:
     """``_inputs`` through a replay gate. The node lives on after the replay ends until
     the gate has handed on every planned message: live nodes upstream may still be
-    computing the ones it waits for."""
+    computing the ones it waits for (a closed live input, or a timer, ends nothing)."""
     replay_over = False
     progress = time.monotonic()
     while not (replay_over and gate.done):

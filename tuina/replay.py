@@ -3,11 +3,12 @@
 The replaced nodes leave the graph; a replayer node sends their recorded outputs instead.
 Every node fed by the replayer gets them on one input, ``replay`` (the node's event loop
 hands each message on as the input it stands for), so dora's queues keep the replayer's
-order exactly. That order is the one the node saw when it was recorded: every output of a
+order. Each node's order is the one it met its inputs in when recorded: every output of a
 tuina node carries the ``seq`` of the latest message on each of its inputs and the input
-that triggered it (metadata ``inputs`` / ``trigger``), and the replayer feeds, before each
-recorded output, the messages it was computed from, the trigger last. Messages after the
-last recorded output, and nodes with no recorded outputs, follow the recording's order.
+that triggered it (metadata ``inputs`` / ``trigger``), and before each recorded output come
+the messages it was computed from, the trigger last (``feed_order``). At ``--speed 0`` every
+node left in the graph also holds its live inputs to that order (``tuina.node.ReplayGate``),
+so the whole graph repeats itself whatever dora's scheduling.
 """
 
 from __future__ import annotations
@@ -119,6 +120,14 @@ def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
     input, seq), in the order the node must meet them to repeat its recorded outputs (read
     from the recording's seq, receive time and metadata columns; payloads stay on disk)."""
     out: dict[str, list[tuple[str, int, str, int]]] = {}
+    tables: dict[tuple[str, tuple[str, ...]], pa.Table] = {}
+
+    def table_of(topic: str, columns: tuple[str, ...]) -> pa.Table:
+        # a camera topic feeds several nodes: each topic is read once
+        if (topic, columns) not in tables:
+            tables[topic, columns] = read_topic(folder, topic, partial=True, columns=columns)
+        return tables[topic, columns]
+
     for node_spec in spec["nodes"]:
         node = node_spec["id"]
         if node in replaced:
@@ -127,13 +136,12 @@ def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
                     if manifest["topics"].get(source_of(m), {}).get("count", 0) > 0}
         if not topic_of:
             continue
-        rows = {name: read_topic(folder, topic, partial=True, columns=("recv_ns",))
-                for name, topic in topic_of.items()}
+        rows = {name: table_of(topic, ("recv_ns",)) for name, topic in topic_of.items()}
         recorded_outputs = []
         for output in node_spec.get("outputs", []):
             topic = f"{node}/{output}"
             if manifest["topics"].get(topic, {}).get("count", 0) > 0:
-                table = read_topic(folder, topic, partial=True, columns=("recv_ns", "metadata"))
+                table = table_of(topic, ("recv_ns", "metadata"))
                 metas = [json.loads(m) for m in table.column("metadata").to_pylist()]
                 recv = table.column("recv_ns").to_pylist()
                 recorded_outputs += [(r, m) for r, m in zip(recv, metas, strict=True)

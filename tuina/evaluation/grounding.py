@@ -22,7 +22,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -161,7 +161,7 @@ def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
 
     rng = np.random.default_rng(seed)
     cfg = eval_world_config()
-    cfg = type(cfg)(**{**cfg.__dict__, "initial_q": (-2.4, -0.6, 0.0, -2.6, 0.0, 1.9, 0.785)})
+    cfg = replace(cfg, initial_q=(-2.4, -0.6, 0.0, -2.6, 0.0, 1.9, 0.785))  # arm parked
     samples = []
     with MassageWorld(cfg) as world:
         K = intrinsics_matrix(*world.intrinsics())
@@ -173,8 +173,7 @@ def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
                              cfg.body_yaw_deg + rng.uniform(-10.0, 10.0))
             position = np.asarray(cfg.camera_position) + rng.uniform(-0.08, 0.08, 3)
             target = np.asarray(cfg.camera_target) + rng.uniform(-0.05, 0.05, 3)
-            cam_cfg = type(cfg)(**{**cfg.__dict__, "camera_position": tuple(position),
-                                   "camera_target": tuple(target)})
+            cam_cfg = replace(cfg, camera_position=tuple(position), camera_target=tuple(target))
             camera = nominal_base_T_camera(cam_cfg)
             frame = world.render_scene(q, body, camera, light=rng.uniform(0.5, 1.3))
             camera_T_base = np.linalg.inv(camera)
