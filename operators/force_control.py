@@ -84,6 +84,26 @@ class ControlOutput:
     normal_speed: float = 0.0  # m/s into the body, the force loop's output (Eq. 16)
 
 
+def phase_window(plan_t: np.ndarray, phases: list[str], i: int, lo: float,
+                 hi: float) -> tuple[float, float]:
+    """[lo, hi] cut to the span of the phase of sample ``i``: the plan may jump where its
+    phase changes (approach ends at the standoff, contact starts on the surface), so
+    positions are neither interpolated nor differenced across a change."""
+    k = i
+    while k + 1 < len(plan_t) and plan_t[k] < hi:
+        if phases[k + 1] != phases[i]:
+            hi = float(plan_t[k])
+            break
+        k += 1
+    k = i
+    while k > 0 and plan_t[k] > lo:
+        if phases[k - 1] != phases[i]:
+            lo = float(plan_t[k])
+            break
+        k -= 1
+    return min(lo, hi), hi
+
+
 @dataclass
 class HybridForceController:
     """State of the hybrid controller across control periods."""
@@ -198,7 +218,9 @@ class HybridForceController:
             t = held
             i = index(t)
         phase = phases[i] if t <= plan_t[-1] else "done"
-        p_plan = M[:3, :3] @ sample(plan_t, positions, t) + M[:3, 3]
+        h = 0.01
+        lo, hi = phase_window(plan_t, phases, i, t - h, t + h)
+        p_plan = M[:3, :3] @ sample(plan_t, positions, min(t, hi)) + M[:3, 3]
         n = M[:3, :3] @ normals[i]
         n /= np.linalg.norm(n)
         self._normal = n
@@ -232,9 +254,10 @@ class HybridForceController:
             self.in_contact = False
             step = c.release_speed * dt
             self.depth = float(np.clip(0.0, self.depth - step, self.depth + step))
-        h = 0.01
-        plan_velocity = M[:3, :3] @ (sample(plan_t, positions, t + h)
-                                     - sample(plan_t, positions, t - h)) / (2 * h)
+        plan_velocity = np.zeros(3)
+        if hi > lo:
+            plan_velocity = M[:3, :3] @ (sample(plan_t, positions, hi)
+                                         - sample(plan_t, positions, lo)) / (hi - lo)
         # PBVS compensation velocity: the tracking error drives an offset of the reference
         # (tangential only while the force loop owns the normal: S = I - n n^T). It acts
         # while the reference moves (approach, stroke, a moving body); on a still target

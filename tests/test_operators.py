@@ -354,6 +354,26 @@ def test_force_loop_searches_then_regulates_to_the_target():
     assert forces.max() < 15.0
 
 
+def test_the_reference_never_jumps_where_the_plan_changes_phase():
+    # approach ends at the 4 cm standoff, contact starts on the surface: a step in the plan
+    ctrl = HybridForceController(ForceConfig())
+    t = np.arange(0.0, 2.0, 0.02)
+    contact = t >= 1.0
+    pos = np.where(contact[:, None], [0.4, 0.0, 0.1], [0.4, 0.0, 0.14])
+    phases = ["contact" if c else "approach" for c in contact]
+    forces = np.where(contact, 6.0, 0.0)
+    tool = np.array([0.4, 0.0, 0.14])
+    previous = None
+    for k in range(150):
+        out = ctrl.step(k * 0.01, t, pos, np.array([[1.0, 0, 0, 0]] * len(t)), forces,
+                        np.array([[0.0, 0, 1]] * len(t)), phases, tool, np.zeros(6), np.eye(4))
+        assert np.linalg.norm(out.twist[:3]) < 0.05, (k, out.twist)
+        if previous is not None:  # 1 cm/s search, 10 ms periods
+            assert np.linalg.norm(out.position - previous) < 1e-3, (k, out.position)
+        previous = out.position
+        tool = out.position.copy()  # in free space the arm follows the reference
+
+
 def test_force_over_cap_stops():
     outs = run_controller(lambda p: 20.0, steps=2)
     assert outs[0].mode == "stop" and outs[0].position[2] > 0.14
