@@ -9,8 +9,9 @@ the measured joint torques) at COMMAND_RATE_HZ, ``events`` (errors).
 Every tick the node sends ``/robot/limb/<side>/joint_command`` (mode VELOCITY), faster than
 the arm's own command timeout: the last accepted velocities while they are fresh, zeros
 otherwise. It sends no motion while rosbridge is down, the arm is disabled or stopped, a
-command was bad, the force passed FORCE_CAP_N, or an e-stop came; each is one line and an
-error event.
+command was bad (malformed, too fast, its reference outside the workspace box or far from the
+tool), the tool left the workspace box, the force passed FORCE_CAP_N, or an e-stop came;
+each is one line and an error event. ``robot_state`` goes out once per new joint state.
 """
 
 from __future__ import annotations
@@ -23,6 +24,7 @@ from typing import Any
 import numpy as np
 from tuina.operators.arms import arm_kinematics
 from tuina.operators.geometry import matrix_to_quat
+from tuina.operators.safety import SafetyConfig, command_problem
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, MessageError, RobotState, SessionEvent
@@ -30,6 +32,7 @@ from tuina.node import Outputs, configure, fail, paced_events
 
 JOINTS = ("s0", "s1", "e0", "e1", "w0", "w1", "w2")
 VELOCITY_MODE = 2  # baxter_core_msgs/JointCommand
+RETRY_S = 0.25  # between attempts to reach rosbridge
 
 PARAMS = [
     Param("ROSBRIDGE_HOST", "str", "baxter.local", "-", "the rosbridge server on the robot's "
@@ -50,6 +53,9 @@ PARAMS = [
     Param("MAX_JOINT_SPEED", "float", 1.0, "rad/s", "a command faster than this on any joint "
           "is refused", low=0.01, high=4.0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard contact force cap", low=1.0, high=40.0),
+    Param("WORKSPACE_MIN", "floats", [0.2, -0.4, -0.3], "m", "workspace box (base): the "
+          "table in front of the arm", length=3),
+    Param("WORKSPACE_MAX", "floats", [1.0, 1.1, 0.5], "m", "workspace box (base)", length=3),
     Param("TOOL_LENGTH_M", "float", 0.0466, "m", "massage-ball contact point past the gripper "
           "frame", low=0.0),
 ]
@@ -65,6 +71,9 @@ class BaxterLink:
         self.side = side
         self.names = [f"{side}_{j}" for j in JOINTS]
         self.ros = roslibpy.Ros(host=host, port=port)
+        # retry every RETRY_S, not on roslibpy's growing back-off (1 s, 2.7 s, 7.4 s, ...): a
+        # rosbridge that comes up while the node waits (the sim world's) is met at once
+        self.ros.factory.initialDelay = self.ros.factory.maxDelay = RETRY_S
         try:
             self.ros.run(timeout=timeout_s)
         except Exception as err:  # roslibpy raises plain Exceptions on timeouts
@@ -183,22 +192,27 @@ def main() -> None:
     cfg = configure("baxter", PARAMS)
     from dora import Node
 
+    node = Node()  # first: dora starts no node's dataflow until every node has joined
     try:
         link = BaxterLink(cfg["ROSBRIDGE_HOST"], cfg["ROSBRIDGE_PORT"], cfg["SIDE"],
                           cfg["CONNECT_TIMEOUT_S"])
     except ConnectionError as err:
         fail("baxter", str(err))
     arm = arm_kinematics(f"baxter_{cfg['SIDE']}", cfg["TOOL_LENGTH_M"])
+    safety = SafetyConfig(tuple(cfg["WORKSPACE_MIN"]), tuple(cfg["WORKSPACE_MAX"]),
+                          cfg["FORCE_CAP_N"])
+    low, high = np.asarray(safety.workspace_min), np.asarray(safety.workspace_max)
     if cfg["ENABLE"]:
         link.enable(True)
     link.speed_ratio(cfg["SPEED_RATIO"])
-    node = Node()
     out = Outputs(node)
     zeros = np.zeros(len(JOINTS))
     velocities, accepted_at = zeros, 0.0
     fault = ""  # latched: no motion until the graph restarts
     waiting = ""  # why the arm may not move now (not latched)
     stamp = 0
+    sent = (-1, "")  # stamp and status of the last robot_state
+    tool_position: np.ndarray | None = None
 
     def report(line: str) -> None:
         print(f"tuina-baxter: {line}", flush=True)
@@ -240,13 +254,22 @@ def main() -> None:
                 if np.linalg.norm(wrench[:3]) > cfg["FORCE_CAP_N"]:
                     latch(f"contact force {np.linalg.norm(wrench[:3]):.1f} N over the cap "
                           f"{cfg['FORCE_CAP_N']} N")
+                tool = arm.forward(q)
+                tool_position = tool.translation
                 fresh = time.monotonic() - accepted_at <= cfg["WATCHDOG_S"]
                 moving = not fault and not waiting and fresh
+                if moving and (np.any(tool_position < low) or np.any(tool_position > high)):
+                    latch(f"the tool at {np.round(tool_position, 3).tolist()} left the "
+                          f"workspace box {list(safety.workspace_min)}.."
+                          f"{list(safety.workspace_max)}")
+                    moving = False
                 link.send_velocities(velocities if moving else zeros)
-                tool = arm.forward(q)
                 status = f"faulted:{fault}" if fault else held or "ok"
+                if (stamp, status) == sent:
+                    continue  # no new joint state since the last tick: nothing new to say
+                sent = (stamp, status)
                 out.send("robot_state", RobotState(
-                    q.tolist(), dq.tolist(), tool.translation.tolist(),
+                    q.tolist(), dq.tolist(), tool_position.tolist(),
                     matrix_to_quat(tool.rotation).tolist(), wrench.tolist(), status,
                     effort.tolist()).to_arrow(), stamp, BASE_FRAME)
             elif eid == "command":
@@ -259,6 +282,12 @@ def main() -> None:
                 elif np.max(np.abs(v)) > cfg["MAX_JOINT_SPEED"]:
                     latch(f"bad command: {np.max(np.abs(v)):.2f} rad/s over MAX_JOINT_SPEED "
                           f"{cfg['MAX_JOINT_SPEED']}")
+                elif tool_position is None:
+                    continue  # no state yet: nothing to check the command against
+                elif problem := command_problem(np.asarray(command.position),
+                                                np.asarray(command.quaternion), tool_position,
+                                                safety):
+                    latch(f"bad command: {problem}")
                 else:
                     velocities, accepted_at = v, time.monotonic()
             elif eid.startswith("estop"):

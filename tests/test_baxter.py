@@ -18,23 +18,35 @@ POSTURE = [0.0, -0.55, 0.0, 0.75, 0.0, 1.26, 0.0]
 COMMAND_TOPIC = "/robot/limb/left/joint_command"
 
 
+def posture_tool() -> list[float]:
+    """Where the massage ball is at POSTURE (the node's own kinematic model)."""
+    from tuina.operators.arms import arm_kinematics
+
+    return arm_kinematics("baxter_left", 0.0466).forward(np.array(POSTURE)).translation.tolist()
+
+
 class RobotDouble:
     """The robot side: joint states at 200 Hz, the endpoint and assembly states."""
 
-    def __init__(self, server: RosbridgeDouble, enabled: bool = True, force_z: float = -2.0):
+    def __init__(self, server: RosbridgeDouble, enabled: bool = True, force_z: float = -2.0,
+                 period_s: float = 0.005):
         self.server, self.enabled, self.force_z = server, enabled, force_z
+        self.period_s = period_s
+        self.stamps: list[int] = []
         self.running = True
         self.thread = threading.Thread(target=self.run, daemon=True)
 
     def run(self) -> None:
         k = 0
         while self.running:
-            secs, nsecs = divmod(1_000_000_000 + k * 5_000_000, 1_000_000_000)
+            stamp = 1_000_000_000 + k * int(self.period_s * 1e9)
+            self.stamps.append(stamp)
+            secs, nsecs = divmod(stamp, 1_000_000_000)
             header = {"stamp": {"secs": secs, "nsecs": nsecs}, "frame_id": "base"}
             self.server.publish("/robot/joint_states", {
                 "header": header, "name": ["head_pan", *NAMES],
                 "position": [0.0, *POSTURE], "velocity": [0.0] * 8, "effort": [0.5] * 8})
-            if k % 10 == 0:
+            if k % max(1, round(0.05 / self.period_s)) == 0:
                 self.server.publish("/robot/limb/left/endpoint_state", {
                     "header": header, "pose": {}, "twist": {},
                     "wrench": {"force": {"x": 0.0, "y": 0.0, "z": self.force_z},
@@ -43,7 +55,7 @@ class RobotDouble:
                     "enabled": self.enabled, "stopped": False, "error": False,
                     "estop_button": 0, "estop_source": 0, "ready": True})
             k += 1
-            time.sleep(0.005)
+            time.sleep(self.period_s)
 
 
 class TimedNode:
@@ -71,9 +83,9 @@ class TimedNode:
         return getattr(self.mock, name)
 
 
-def command(velocities, stamp: int) -> dict:
-    cmd = Command([0.5, 0.2, 0.1], [1.0, 0, 0, 0], [0.0] * 6, "track", "press", 6.0, 5.0,
-                  list(velocities))
+def command(velocities, stamp: int, position=None) -> dict:
+    cmd = Command(position or posture_tool(), [1.0, 0, 0, 0], [0.0] * 6, "track", "press",
+                  6.0, 5.0, list(velocities))
     return {"type": "INPUT", "id": "command", "value": cmd.to_arrow(),
             "metadata": Header(stamp, 0, "base").to_metadata()}
 
@@ -177,9 +189,48 @@ def test_force_over_the_cap_a_bad_command_or_an_estop_stop_the_arm(monkeypatch):
         SessionEvent.from_arrow(mock.outputs["events"][0]).detail
 
 
+def test_a_reference_outside_the_workspace_or_the_tool_leaving_it_stops_the_arm(monkeypatch):
+    tool = np.array(posture_tool())
+    top = f"1.0, 1.1, {tool[2] + 0.01:.4f}"  # the reference 3 cm above the tool is outside
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        events = [(0.3 + 0.01 * k, command([0.05] * 7, k, (tool + [0, 0, 0.03]).tolist()))
+                  for k in range(30)]
+        mock = run_baxter(monkeypatch, server, events, end_s=0.8, WORKSPACE_MAX=top)
+        robot.running = False
+    assert not nonzero_commands(server)
+    assert "is outside the workspace box" in \
+        SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+
+    side = f"1.0, {tool[1] - 0.02:.4f}, 0.5"  # the tool is past it, the reference is not
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        events = [(0.3 + 0.01 * k, command([0.05] * 7, k, (tool - [0, 0.045, 0]).tolist()))
+                  for k in range(30)]
+        mock = run_baxter(monkeypatch, server, events, end_s=0.8, WORKSPACE_MAX=side)
+        robot.running = False
+    assert not nonzero_commands(server)
+    details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
+    assert len(details) == 1 and "left the workspace box" in details[0]
+
+
+def test_one_robot_state_per_joint_state(monkeypatch):
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server, period_s=0.025)  # 40 Hz: slower than the 100 Hz ticks
+        robot.thread.start()
+        mock = run_baxter(monkeypatch, server, [], end_s=1.2)
+        robot.running = False
+    states = mock.outputs["robot_state"]
+    assert 20 <= len(states) <= len(robot.stamps)  # about 40 a second, not one per tick
+
+
 def test_rosbridge_down_is_one_line_within_the_timeout(monkeypatch, capfd):
+    import dora
     from tuina.nodes import baxter
 
+    monkeypatch.setattr(dora, "Node", lambda *a, **k: TimedNode([], 1.0))
     monkeypatch.setenv("ROSBRIDGE_HOST", "127.0.0.1")
     monkeypatch.setenv("ROSBRIDGE_PORT", "9")  # nothing listens there
     monkeypatch.setenv("CONNECT_TIMEOUT_S", "1.0")
