@@ -1,4 +1,5 @@
-"""world: the simulated massage world (franky-sim server, MuJoCo physics, RGB-D renderer).
+"""world: the simulated massage world (MuJoCo physics, RGB-D renderer, and the arm's server:
+franky-sim's libfranka protocol for an FR3, rosbridge for a Baxter left arm).
 
 Inputs: ``done`` (events of the session node; the world closes when the session is done).
 Outputs: ``rgb``, ``depth`` (clean render, z16 at 0.1 mm), ``camera_info``, ``ground_truth``,
@@ -26,10 +27,15 @@ from tuina.messages import (
     encode_rgb,
 )
 from tuina.node import Outputs, configure, fail
-from tuina.sim.world import WorldConfig
+from tuina.sim.world import ROBOTS, WorldConfig
 
 PARAMS = [
+    Param("ROBOT", "choice", "fr3", "-", "the simulated arm: fr3 (franky connects to it) or "
+          "baxter_left (rosbridge, as on a real Baxter)", choices=ROBOTS),
     Param("FRANKA_HOSTNAME", "str", "127.0.0.1", "-", "loopback address the FR3 server binds"),
+    Param("ROSBRIDGE_HOST", "str", "127.0.0.1", "-", "address the Baxter's rosbridge binds"),
+    Param("ROSBRIDGE_PORT", "int", 9090, "-", "the Baxter's rosbridge websocket port",
+          low=1, high=65535),
     Param("FPS", "float", 15.0, "Hz", "camera frame rate", low=1, high=60),
     Param("RGB_EVERY", "int", 1, "frames", "render RGB on every n-th frame only (depth is "
           "rendered on every frame; RGB costs ~25 ms on a CPU)", low=1, high=30),
@@ -45,6 +51,8 @@ PARAMS = [
           "true mount minus drawing (camera frame xyz mm, xyz Euler deg); camera_info "
           "reports the drawing", length=6),
     Param("CALIBRATION_MARKER", "bool", False, "-", "mount the green calibration ball"),
+    Param("TABLE_POSITION", "floats", [0.5, 0.05, 0.0], "m", "table centre x, y and top z "
+          "(base frame)", length=3),
     Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m", "phantom pelvis on the table",
           length=3),
     Param("BODY_YAW_DEG", "float", 90.0, "deg", "phantom heading about z"),
@@ -62,7 +70,7 @@ PARAMS = [
           "rotation of the motion, xyz Euler (body frame)", length=3),
     Param("CLOSE_DELAY_S", "float", 0.5, "s", "keep physics running after the session ends",
           low=0),
-    Param("ROBOT_LINK_DROP_S", "float", 0.0, "s", "fault drill: at this sim time the FR3's "
+    Param("ROBOT_LINK_DROP_S", "float", 0.0, "s", "fault drill: at this sim time the arm's "
           "network link goes silent (no states, no commands) while physics goes on; 0: never",
           low=0),
 ]
@@ -74,8 +82,11 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         cfg["BODY_MOTION"], cfg["BODY_MOTION_START_S"], cfg["BODY_MOTION_DURATION_S"],
         tuple(np.multiply(cfg["BODY_MOTION_TRANSLATION_MM"], 1e-3)),
         tuple(cfg["BODY_MOTION_ROTATION_DEG"]), cfg["BODY_MOTION_TRIGGER"])
+    fr3 = cfg["ROBOT"] == "fr3"
     return WorldConfig(
-        hostname=cfg["FRANKA_HOSTNAME"], body_position=tuple(cfg["BODY_POSITION"]),
+        robot=cfg["ROBOT"], hostname=cfg["FRANKA_HOSTNAME"] if fr3 else cfg["ROSBRIDGE_HOST"],
+        rosbridge_port=cfg["ROSBRIDGE_PORT"], table_position=tuple(cfg["TABLE_POSITION"]),
+        body_position=tuple(cfg["BODY_POSITION"]),
         body_yaw_deg=cfg["BODY_YAW_DEG"], camera_position=tuple(cfg["CAMERA_POSITION"]),
         camera_target=tuple(cfg["CAMERA_TARGET"]), camera_up=tuple(cfg["CAMERA_UP"]),
         camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
@@ -107,8 +118,11 @@ def main() -> None:
     except (RenderingUnavailable, ValueError) as err:
         fail("world", str(err))
     except OSError as err:
-        fail("world", f"cannot serve the simulated FR3 on {wcfg.hostname}: {err}; "
-             "set FRANKA_HOSTNAME to a free loopback address")
+        if wcfg.robot == "fr3":
+            fail("world", f"cannot serve the simulated FR3 on {wcfg.hostname}: {err}; "
+                 "set FRANKA_HOSTNAME to a free loopback address")
+        fail("world", f"cannot serve the simulated Baxter's rosbridge on {wcfg.hostname}:"
+             f"{wcfg.rosbridge_port}: {err}; set ROSBRIDGE_PORT to a free port")
     try:
         fx, fy, cx, cy = world.intrinsics()
         info = CameraInfo(wcfg.width, wcfg.height, fx, fy, cx, cy, [0.0] * 5,

@@ -128,3 +128,59 @@ def test_distributed_graph_runs_the_sim_session_across_two_daemons(tmp_path):
     assert summary["force_rms_error_n"] <= 1.5
     assert summary["max_force_n"] <= 15.0
     assert summary["contact_s"] >= 2.0
+
+
+def test_the_baxter_swap_is_a_change_of_yaml():
+    """baxter-sim.yml is baxter.yml with the RealSense replaced by the sim world's camera and
+    the robot's address pointed at the world's simulated arm: every other node is the same."""
+    live = {n["id"]: n for n in yaml.safe_load((ROOT / "dataflows" / "baxter.yml").read_text())
+            ["nodes"]}
+    sim = {n["id"]: n for n in yaml.safe_load((ROOT / "dataflows" / "baxter-sim.yml")
+                                              .read_text())["nodes"]}
+    assert set(sim) - set(live) == {"world"} and set(live) <= set(sim)
+    assert live["robot"]["path"] == sim["robot"]["path"] == "tuina-baxter"
+    for node_id, node in live.items():
+        if node_id == "camera":
+            continue
+        env_live, env_sim = dict(node.get("env") or {}), dict(sim[node_id].get("env") or {})
+        if node_id == "robot":
+            for key in ("ROSBRIDGE_HOST", "CONNECT_TIMEOUT_S"):
+                env_live.pop(key), env_sim.pop(key)
+        assert env_live == env_sim, node_id
+        inputs = dict(sim[node_id].get("inputs") or {})
+        if node_id == "session":
+            inputs.pop("ground_truth")  # scored against the simulated truth
+        assert inputs == (node.get("inputs") or {}), node_id
+
+
+@pytest.mark.e2e
+def test_baxter_sim_graph_runs_the_session_on_a_simulated_baxter_through_rosbridge(tmp_path):
+    from .test_e2e import dora_run
+
+    graph = yaml.safe_load((ROOT / "dataflows" / "baxter-sim.yml").read_text())
+    port = free_port()
+    for node in graph["nodes"]:
+        env = node.setdefault("env", {})
+        if node["id"] in ("world", "robot"):
+            env["ROSBRIDGE_PORT"] = port
+        if node["id"] == "session":
+            env.update(RECORDINGS_DIR=str(tmp_path), SESSION="baxter", TIMEOUT_S=60)
+        if node["id"] == "planner":
+            env["PRESS_S"] = 2.5
+        if node["id"] == "camera":  # the graph now lives in tmp_path
+            env["EXTRINSICS_FILE"] = str((ROOT / "dataflows" / env["EXTRINSICS_FILE"]).resolve())
+    proc = dora_run(graph, tmp_path / "baxter-sim.yml", "150s")
+    log = proc.stdout + proc.stderr
+    summary_file = tmp_path / "baxter" / "summary.json"
+    assert summary_file.exists(), log[-3000:]
+    summary = json.loads(summary_file.read_text())
+    assert summary["ok"], summary
+    assert "phase press" in log, log[-3000:]
+    assert "tuina-baxter: " not in log, log[-3000:]  # the robot node reported no problem
+    assert summary["acupoint_error_mm"] <= 5.0  # the ball's indentation included
+    assert summary["normal_error_deg"] <= 5.0
+    assert summary["force_target_n"] == 6.0 and summary["force_rms_error_n"] <= 1.5
+    assert summary["max_force_n"] <= 15.0 and summary["contact_s"] >= 2.0
+    # one robot_state per new joint state (100 Hz of sim time), read on the node's 100 Hz
+    # wall-clock ticks: a tick that falls between two states skips one
+    assert summary["control_hz"] >= 85.0

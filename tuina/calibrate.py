@@ -1,7 +1,8 @@
 """``tuina calibrate``: solve the camera extrinsics from a marker ball on the end-effector.
 
-Sim graphs: the world of the graph is started with the marker mounted, franky moves the arm
-through seeded poses in front of the camera, each rendered frame goes through the camera's
+Sim graphs: the world of the graph is started with the marker mounted, the arm moves through
+seeded poses in front of the camera (franky's motions on an FR3, position commands on a
+Baxter), each rendered frame goes through the camera's
 depth model, the marker is detected in it, and the weighted SVD solution is written to the
 camera node's EXTRINSICS_FILE. Live rigs: record the end-effector poses and marker centres
 and solve them with ``--pairs``.
@@ -130,29 +131,75 @@ def write_extrinsics(path: Path, calibration: Calibration, marker_in_ee: np.ndar
     os.replace(tmp, path)
 
 
-def _settle(robot: Any, timeout_s: float = 2.0, tolerance_m: float = 2e-5) -> np.ndarray:
-    """Wait until the end-effector stops moving; returns its pose."""
-    previous = np.array(robot.state.O_T_EE.matrix)
+def _settle(ee_pose: Any, timeout_s: float = 2.0, tolerance_m: float = 2e-5) -> np.ndarray:
+    """Wait until the end-effector pose ``ee_pose()`` stops moving; returns it."""
+    previous = ee_pose()
     deadline = time.monotonic() + timeout_s
     while time.monotonic() < deadline:
         time.sleep(0.1)
-        current = np.array(robot.state.O_T_EE.matrix)
+        current = ee_pose()
         if np.linalg.norm(current[:3, 3] - previous[:3, 3]) < tolerance_m:
             return current
         previous = current
     return previous
 
 
+def _franky_mover(hostname: str) -> Any:
+    """Moves a (simulated) FR3 to an end-effector pose with franky; returns the pose it
+    reports after settling."""
+    import franky
+
+    robot = franky.Robot(hostname, realtime_config=franky.RealtimeConfig.Ignore)
+    robot.relative_dynamics_factor = 0.2
+
+    def move(pose: np.ndarray) -> np.ndarray:
+        target = franky.Affine(pose[:3, 3].tolist(), matrix_to_quat(pose[:3, :3]).tolist())
+        try:
+            robot.move(franky.CartesianMotion(target))
+        except franky.ControlException as err:
+            robot.recover_from_errors()
+            raise CalibrationError(f"the arm cannot reach it ({err})") from None
+        return _settle(lambda: np.array(robot.state.O_T_EE.matrix))
+    return move
+
+
+def _baxter_mover(world: Any, timeout_s: float = 6.0) -> Any:
+    """Moves the simulated Baxter's gripper to a pose with joint position commands, resent
+    within the arm's command timeout; returns the gripper pose from the measured joints."""
+    from tuina.operators.arms import PlanningError, arm_kinematics
+    from tuina.sim.baxter import POSITION_MODE
+
+    arm = arm_kinematics("baxter_left", 0.0)  # the gripper frame: baxter_interface's endpoint
+    baxter = world.baxter
+    baxter.enabled = True
+
+    def move(pose: np.ndarray) -> np.ndarray:
+        import pinocchio as pin
+
+        try:
+            q = arm.solve(pin.SE3(pose[:3, :3], pose[:3, 3]), baxter.q())
+        except PlanningError as err:
+            raise CalibrationError(f"the arm cannot reach it ({err})") from None
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline and np.max(np.abs(baxter.q() - q)) > 2e-3:
+            baxter.command(POSITION_MODE, q, world.time_s)
+            time.sleep(0.05)
+
+        def gripper() -> np.ndarray:
+            baxter.command(POSITION_MODE, q, world.time_s)
+            return arm.forward(baxter.q()).homogeneous
+        return _settle(gripper)
+    return move
+
+
 def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = True,
                   centre: tuple[float, float, float] | None = None,
                   half_extent_m: tuple[float, float, float] = (0.12, 0.12, 0.08),
                   log: Any = print) -> SimCalibrationRun:
-    """Calibrate the camera of a simulated world by moving its FR3 through ``count`` poses.
+    """Calibrate the camera of a simulated world by moving its arm through ``count`` poses.
 
     The poses fill a box around ``centre`` (default: 0.7 m along the drawn optical axis).
     """
-    import franky
-
     from tuina.sim.world import MARKER_IN_EE_M, MARKER_RADIUS_M, MassageWorld
 
     cfg = replace(world_cfg, calibration_marker=True)
@@ -169,17 +216,13 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
         poses = calibration_poses(np.asarray(centre), np.asarray(half_extent_m), count, rng,
                                   facing_yaw_deg=facing)
         K = intrinsics_matrix(*world.intrinsics())
-        robot = franky.Robot(cfg.hostname, realtime_config=franky.RealtimeConfig.Ignore)
-        robot.relative_dynamics_factor = 0.2
+        move = _franky_mover(cfg.hostname) if cfg.robot == "fr3" else _baxter_mover(world)
         for i, pose in enumerate(poses):
-            target = franky.Affine(pose[:3, 3].tolist(), matrix_to_quat(pose[:3, :3]).tolist())
             try:
-                robot.move(franky.CartesianMotion(target))
-            except franky.ControlException as err:
-                robot.recover_from_errors()
-                skipped.append(f"pose {i}: the arm cannot reach it ({err})")
+                base_T_ee = move(pose)
+            except CalibrationError as err:
+                skipped.append(f"pose {i}: {err}")
                 continue
-            base_T_ee = _settle(robot)
             frame = world.render()
             depth = frame.depth
             if depth_noise:
@@ -233,7 +276,7 @@ def main(args: Any) -> int:
             except RenderingUnavailable as err:
                 return error(str(err))
             except OSError as err:
-                return error(f"cannot serve the simulated FR3: {err}; is another simulated "
+                return error(f"cannot serve the simulated arm: {err}; is another simulated "
                              "session running?")
             for line in run.skipped:
                 print(f"skipped {line}")

@@ -1,8 +1,9 @@
-"""The simulated massage world: franky-sim's MuJoCo FR3 plus table, phantom, tool, camera.
+"""The simulated massage world: a robot arm plus table, phantom, tool, camera, in MuJoCo.
 
-One process holds the physics (1 kHz, paced to real time on absolute deadlines), the
-libfranka-protocol server franky connects to, and a headless RGB-D renderer that draws
-from its own MjData snapshot so frames are never torn.
+The arm is franky-sim's FR3, served over the libfranka protocol franky connects to, or a
+Baxter left arm served over rosbridge (``tuina.sim.baxter``). One process holds the physics
+(1 kHz, paced to real time on absolute deadlines), the arm's server, and a headless RGB-D
+renderer that draws from its own MjData snapshot so frames are never torn.
 """
 
 from __future__ import annotations
@@ -32,16 +33,18 @@ GL_HINT = ("headless rendering failed: set MUJOCO_GL=egl (Debian: apt-get instal
            "libegl-mesa0) or MUJOCO_GL=osmesa (apt-get install libosmesa6)")
 TISSUE_SOLREF = "0.1 1"
 TISSUE_SOLIMP = "0.2 0.5 0.02"
-# massage ball on the Franka hand: centre 26.6 mm past franky's end-effector frame
+# massage ball: centre 26.6 mm past the end-effector frame (franky's EE on the Franka hand,
+# the gripper endpoint on a Baxter), so the contact point lies TOOL_LENGTH_M past it
 BALL_RADIUS_M = 0.02
-BALL_CENTRE_IN_HAND_M = 0.13
-HAND_TO_EE_M = 0.1034
-TOOL_LENGTH_M = BALL_CENTRE_IN_HAND_M + BALL_RADIUS_M - HAND_TO_EE_M  # EE -> contact point
-# calibration marker: a green ball on a stalk beside the hand (hand and EE frames share axes)
+BALL_CENTRE_IN_EE_M = 0.0266
+TOOL_LENGTH_M = BALL_CENTRE_IN_EE_M + BALL_RADIUS_M
+HAND_TO_EE_M = 0.1034  # the Franka hand's frame to franky's EE frame (same axes)
+# calibration marker: a green ball on a stalk beside the tool (EE axes)
 MARKER_RADIUS_M = 0.015
-MARKER_IN_HAND_M = (0.09, 0.0, 0.03)
-MARKER_IN_EE_M = (MARKER_IN_HAND_M[0], MARKER_IN_HAND_M[1], MARKER_IN_HAND_M[2] - HAND_TO_EE_M)
+MARKER_IN_EE_M = (0.09, 0.0, 0.03 - HAND_TO_EE_M)
 MARKER_RGBA = "0.1 0.85 0.2 1"
+ROBOTS = ("fr3", "baxter_left")
+FR3_INITIAL_Q = (0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785)
 
 
 class RenderingUnavailable(RuntimeError):
@@ -52,7 +55,10 @@ class RenderingUnavailable(RuntimeError):
 class WorldConfig:
     """Everything that shapes the world."""
 
-    hostname: str = "127.0.0.1"
+    robot: str = "fr3"  # one of ROBOTS
+    hostname: str = "127.0.0.1"  # where the arm's server listens
+    rosbridge_port: int = 9090  # the Baxter's rosbridge server (0: any free port)
+    table_position: tuple[float, float, float] = (0.5, 0.05, 0.0)  # centre x, y; top z
     body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)
     body_yaw_deg: float = 90.0
     camera_position: tuple[float, float, float] = (0.55, 0.0, 0.95)
@@ -65,7 +71,7 @@ class WorldConfig:
     width: int = 640
     height: int = 480
     motion: BodyMotionScript = field(default_factory=BodyMotionScript)
-    initial_q: tuple[float, ...] = (0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785)
+    initial_q: tuple[float, ...] | None = None  # None: the arm's own start pose
     robot_link_drop_s: float = 0.0  # sim time the robot's network link goes silent; 0: never
 
 
@@ -109,7 +115,18 @@ def _fmt(v) -> str:
     return " ".join(f"{x:.6g}" for x in v)
 
 
-def _add_scene(sim, cfg: WorldConfig) -> None:
+def start_q(cfg: WorldConfig) -> np.ndarray:
+    """The arm's joints at the start."""
+    if cfg.initial_q is not None:
+        return np.asarray(cfg.initial_q, float)
+    if cfg.robot == "baxter_left":
+        from tuina.sim.baxter import initial_baxter_q
+
+        return initial_baxter_q()
+    return np.asarray(FR3_INITIAL_Q, float)
+
+
+def _add_scene(sim, cfg: WorldConfig, tool_parent: ET.Element) -> None:
     scene, wb = sim.scene, sim.worldbody
     # software GL: no shadows, no multisampling (115 ms -> ~25 ms a frame)
     for q in scene.iter("quality"):
@@ -120,9 +137,10 @@ def _add_scene(sim, cfg: WorldConfig) -> None:
     asset = scene.find("asset")
     ET.SubElement(asset, "material", name="skin", rgba="0.87 0.68 0.58 1", specular="0.1")
     ET.SubElement(asset, "material", name="table", rgba="0.55 0.6 0.65 1")
-    ET.SubElement(wb, "geom", name="table", type="box", pos="0.5 0.05 -0.03",
+    x, y, top = cfg.table_position
+    ET.SubElement(wb, "geom", name="table", type="box", pos=_fmt((x, y, top - 0.03)),
                   size="0.35 1.05 0.03", material="table")
-    ET.SubElement(wb, "geom", name="table_leg", type="box", pos="0.5 0.05 -0.4",
+    ET.SubElement(wb, "geom", name="table_leg", type="box", pos=_fmt((x, y, top - 0.4)),
                   size="0.3 0.9 0.34", material="table")
     T = nominal_base_T_body(cfg)
     quat_wxyz = np.roll(matrix_to_quat(T[:3, :3]), 1)
@@ -137,19 +155,20 @@ def _add_scene(sim, cfg: WorldConfig) -> None:
                   size=_fmt(TRUNK.radii), **tissue)
     ET.SubElement(body, "geom", name=HEAD[0], type="sphere", pos=_fmt(HEAD[1]),
                   size=f"{HEAD[2]}", **tissue)
-    hand = next(b for b in wb.iter("body") if b.get("name") == "robot0_hand")
-    ET.SubElement(hand, "geom", name="massage_ball", type="sphere",
-                  pos=f"0 0 {BALL_CENTRE_IN_HAND_M}", size=f"{BALL_RADIUS_M}",
+    # the tool parent's frame has the EE's axes, its origin ``ee_z`` before the EE
+    ee_z = HAND_TO_EE_M if cfg.robot == "fr3" else 0.0
+    ET.SubElement(tool_parent, "geom", name="massage_ball", type="sphere",
+                  pos=f"0 0 {ee_z + BALL_CENTRE_IN_EE_M}", size=f"{BALL_RADIUS_M}",
                   rgba="0.2 0.35 0.8 1", friction="0.3 0.005 0.0001")
     if cfg.calibration_marker:
-        stalk_end = (MARKER_IN_HAND_M[0] - MARKER_RADIUS_M,) + MARKER_IN_HAND_M[1:]
+        marker = np.asarray(MARKER_IN_EE_M) + [0.0, 0.0, ee_z]
         visual = {"contype": "0", "conaffinity": "0", "mass": "0.001"}
-        ET.SubElement(hand, "geom", name="marker_stalk", type="capsule", size="0.004",
-                      fromto=_fmt((0.025,) + MARKER_IN_HAND_M[1:] + stalk_end),
+        ET.SubElement(tool_parent, "geom", name="marker_stalk", type="capsule", size="0.004",
+                      fromto=_fmt([0.025, marker[1], marker[2],
+                                   marker[0] - MARKER_RADIUS_M, marker[1], marker[2]]),
                       rgba="0.3 0.3 0.3 1", **visual)
-        ET.SubElement(hand, "geom", name="calibration_marker", type="sphere",
-                      pos=_fmt(MARKER_IN_HAND_M), size=f"{MARKER_RADIUS_M}",
-                      rgba=MARKER_RGBA, **visual)
+        ET.SubElement(tool_parent, "geom", name="calibration_marker", type="sphere",
+                      pos=_fmt(marker), size=f"{MARKER_RADIUS_M}", rgba=MARKER_RGBA, **visual)
     cam = true_base_T_camera(cfg)
     # MuJoCo cameras look along -z with y up: OpenCV axes are (x, -y, -z)
     ET.SubElement(wb, "camera", name="d455", pos=_fmt(cam[:3, 3]),
@@ -162,12 +181,55 @@ class MassageWorld:
 
     def __init__(self, cfg: WorldConfig):
         import mujoco
-        from franky_sim import SimulationServer
-        from franky_sim.mujoco_simulator import FrankaMujocoRobot, MujocoSimulator
+        from franky_sim.mujoco_simulator import MujocoSimulator
 
+        if cfg.robot not in ROBOTS:
+            raise ValueError(f"unknown robot {cfg.robot!r}; choose one of {', '.join(ROBOTS)}")
         self.cfg = cfg
         self._mujoco = mujoco
+        self._wrench_base = np.zeros(6)
+        self._base_T_ee = np.eye(4)
+        self.sim = MujocoSimulator()
+        self.robot = self.server = self.baxter = None
+        if cfg.robot == "fr3":
+            tool_parent = self._add_fr3()
+            self._robot_prefix, self._ee_body, self._ee_in_body = "robot0_", "robot0_hand", \
+                HAND_TO_EE_M
+        else:
+            from tuina.sim.baxter import (
+                GRIPPER_BODY,
+                PEDESTAL_HEIGHT_M,
+                PREFIX,
+                SimulatedBaxter,
+                add_baxter_left_arm,
+            )
+
+            tool_parent = add_baxter_left_arm(self.sim.worldbody, self.sim.scene.find("actuator"))
+            for ground in self.sim.worldbody.iter("geom"):
+                if ground.get("name") == "ground":  # the base frame stands on a pedestal
+                    ground.set("pos", f"0 0 {-PEDESTAL_HEIGHT_M}")
+            self.baxter = SimulatedBaxter(start_q(cfg), cfg.hostname, cfg.rosbridge_port,
+                                          lambda: self.time_s)
+            self._robot_prefix, self._ee_body, self._ee_in_body = PREFIX, GRIPPER_BODY, 0.0
+        _add_scene(self.sim, cfg, tool_parent)
+        self._lock = threading.Lock()
+        self._running = False
+        self._thread: threading.Thread | None = None
+        self._steps = 0
+        self._contact_force = np.zeros(3)
+        self._contact_point = np.full(3, np.nan)
+        self._max_force = 0.0
+        self._first_contact_s: float | None = None
+        self._nominal = nominal_base_T_body(cfg)
+        self.renderer = None
+
+    def _add_fr3(self) -> ET.Element:
+        """franky-sim's FR3, its state reporting the contact wrench; returns its hand."""
+        from franky_sim import SimulationServer
+        from franky_sim.mujoco_simulator import FrankaMujocoRobot
+
         world = self
+        initial_q = tuple(start_q(self.cfg))
 
         class ContactSensingRobot(FrankaMujocoRobot):
             """FR3 whose state reports the contact wrench, as a real arm estimates it."""
@@ -183,30 +245,20 @@ class MassageWorld:
                 return s.replace(O_F_ext_hat_K=tuple(f), K_F_ext_hat_K=tuple(k),
                                  O_T_EE=tuple(T.ravel(order="F").tolist()))
 
-        self._wrench_base = np.zeros(6)
-        self._base_T_ee = np.eye(4)
-        self.sim = MujocoSimulator()
-        self.sim.add_robot(initial_q=cfg.initial_q, initial_hand_width=0.0)
+        self.sim.add_robot(initial_q=initial_q, initial_hand_width=0.0)
         # franky-sim builds its own robot object; swap in the one that senses contact
-        self.robot = ContactSensingRobot(initial_q=cfg.initial_q, initial_hand_width=0.0)
+        self.robot = ContactSensingRobot(initial_q=initial_q, initial_hand_width=0.0)
         self.sim._robots[-1] = self.robot
-        _add_scene(self.sim, cfg)
-        self.server = SimulationServer(self.sim, hostname_candidates=[cfg.hostname])
-        self._lock = threading.Lock()
-        self._running = False
-        self._thread: threading.Thread | None = None
-        self._steps = 0
-        self._contact_force = np.zeros(3)
-        self._contact_point = np.full(3, np.nan)
-        self._max_force = 0.0
-        self._first_contact_s: float | None = None
-        self._nominal = nominal_base_T_body(cfg)
-        self.renderer = None
+        self.server = SimulationServer(self.sim, hostname_candidates=[self.cfg.hostname])
+        return next(b for b in self.sim.worldbody.iter("body") if b.get("name") == "robot0_hand")
 
     # --- lifecycle -------------------------------------------------------------------
     def __enter__(self) -> MassageWorld:
         self.sim.init()
-        self.server.init()
+        if self.server is not None:
+            self.server.init()
+        else:
+            self.sim.start()
         m = self.sim.model
         mj = self._mujoco
         self.model = m
@@ -214,9 +266,15 @@ class MassageWorld:
         body_ids = {mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, "phantom")}
         self._phantom_geoms = {g for g in range(m.ngeom) if m.geom_bodyid[g] in body_ids}
         self._robot_geoms = {g for g in range(m.ngeom) if (mj.mj_id2name(
-            m, mj.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[g])) or "").startswith("robot0_")}
+            m, mj.mjtObj.mjOBJ_BODY, int(m.geom_bodyid[g])) or "").startswith(self._robot_prefix)}
         self._mocap_id = int(m.body_mocapid[mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, "phantom")])
-        self._hand_id = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, "robot0_hand")
+        self._ee_id = mj.mj_name2id(m, mj.mjtObj.mjOBJ_BODY, self._ee_body)
+        if self.baxter is not None:
+            self.baxter.attach(mj, m, self.data)
+            mj.mj_forward(m, self.data)
+            self._arm_qpos = self.baxter.qpos_addr
+        else:
+            self._arm_qpos = np.array(self.robot._qpos_addrs)
         self._cam_id = mj.mj_name2id(m, mj.mjtObj.mjOBJ_CAMERA, "d455")
         self.sim.register_pre_step_callback(lambda _s: self._pre_step())
         self.sim.register_post_step_callback(lambda _s: self._post_step())
@@ -227,6 +285,13 @@ class MassageWorld:
         except Exception as err:  # mujoco raises plain Exceptions for GL failures
             raise RenderingUnavailable(f"{GL_HINT} ({err})") from None
         self._snapshot()
+        if self.baxter is not None:
+            try:
+                self.baxter.serve()
+            except OSError:
+                self.renderer.close()
+                self.sim.cleanup()
+                raise
         self._running = True
         self._thread = threading.Thread(target=self._run, name="physics", daemon=True)
         self._thread.start()
@@ -238,20 +303,27 @@ class MassageWorld:
             self._thread.join(timeout=2.0)
         if self.renderer is not None:
             self.renderer.close()
-        self.server.cleanup()
+        if self.server is not None:
+            self.server.cleanup()
+        else:
+            self.baxter.close()
+            self.sim.cleanup()
 
     def _run(self) -> None:
         deadline = time.perf_counter()
         drop_s = self.cfg.robot_link_drop_s
+        servers = self.server.robot_servers if self.server is not None else []
         while self._running:
             link_up = drop_s <= 0 or self.time_s < drop_s
             if link_up:
-                for rs in self.server.robot_servers:
+                for rs in servers:
                     rs.process_commands()
+            elif self.baxter is not None:
+                self.baxter.link_up = False
             with self._lock:
                 self.sim.step()
             if link_up:
-                for rs in self.server.robot_servers:
+                for rs in servers:
                     rs.send_state()
             deadline += 0.001
             delay = deadline - time.perf_counter()
@@ -270,6 +342,8 @@ class MassageWorld:
         return self._steps * 1_000_000
 
     def _pre_step(self) -> None:
+        if self.baxter is not None:
+            self.baxter.pre_step(self.time_s, self.model.opt.timestep)
         # the 1 kHz hot path: a body that never moves keeps its mocap pose from the XML
         motion = self.cfg.motion
         if motion.kind == "none":
@@ -311,12 +385,14 @@ class MassageWorld:
         self._max_force = max(self._max_force, float(np.linalg.norm(force)))
         self._contact_point = weighted / weight if weight > 1e-6 else np.full(3, np.nan)
         self._wrench_base = np.concatenate([force, np.zeros(3)])
-        R = d.xmat[self._hand_id].reshape(3, 3)
+        R = d.xmat[self._ee_id].reshape(3, 3)
         ee = np.eye(4)
         ee[:3, :3] = R
-        ee[:3, 3] = d.xpos[self._hand_id] + R[:, 2] * HAND_TO_EE_M
+        ee[:3, 3] = d.xpos[self._ee_id] + R[:, 2] * self._ee_in_body
         self._base_T_ee = ee
         self._steps += 1
+        if self.baxter is not None:
+            self.baxter.publish_state(self._steps, self.stamp_ns, ee, self._wrench_base)
 
     def _snapshot(self) -> tuple[int, np.ndarray]:
         mj, d, r = self._mujoco, self.data, self._render_data
@@ -356,7 +432,7 @@ class MassageWorld:
             r.qpos[:] = self.data.qpos
             r.mocap_pos[:] = self.data.mocap_pos
             r.mocap_quat[:] = self.data.mocap_quat
-        r.qpos[:7] = q
+        r.qpos[self._arm_qpos] = q
         r.mocap_pos[self._mocap_id] = base_T_body[:3, 3]
         r.mocap_quat[self._mocap_id] = np.roll(matrix_to_quat(base_T_body[:3, :3]), 1)
         mj.mj_kinematics(self.model, r)
