@@ -6,12 +6,14 @@ ALIGN_DEPTH is false), ``camera_info`` (colour intrinsics and distortion as floa
 scale, base_T_camera from EXTRINSICS_FILE), all stamped with the frame's own timestamp.
 
 PLAYBACK_FILE plays a ``.db3`` recording (or an older ``.bag``) through pyrealsense2's own
-playback, not in real time, so no frame is skipped however slow the graph; the node sends
-them at the recorded pace (PACE recorded) or as fast as they are read (PACE fast).
+playback, not in real time, so no frame is skipped however slow the graph, the first one
+included; the node sends them at the recorded pace (PACE recorded) or as fast as they are
+read (PACE fast).
 """
 
 from __future__ import annotations
 
+import queue
 import time
 from pathlib import Path
 from typing import Any
@@ -58,15 +60,27 @@ def device_list(rs: Any) -> str:
     return ", ".join(found) or "none"
 
 
-def open_pipeline(rs: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
-    """Start the pipeline on the chosen camera or file; (pipeline, its profile)."""
-    config = rs.config()
-    path = cfg["PLAYBACK_FILE"]
-    if path:
-        if not Path(path).is_file():
-            fail("realsense", f"no recording at PLAYBACK_FILE {path}; give a .db3 or .bag file")
-        config.enable_device_from_file(path, repeat_playback=False)
-    else:
+class FramePairs:
+    """Which (depth, colour) pairs to send: each depth frame once, in order, with the colour
+    frame of the same instant (a syncer may first pair it with the previous colour frame)."""
+
+    def __init__(self, fps: float):
+        self.half_period_ms = 500.0 / fps
+        self.last_number = -1
+
+    def take(self, depth: Any, color: Any) -> bool:
+        """Whether to send this pair; remembers the depth frame if so."""
+        if depth.get_frame_number() <= self.last_number or \
+                abs(color.get_timestamp() - depth.get_timestamp()) > self.half_period_ms:
+            return False
+        self.last_number = depth.get_frame_number()
+        return True
+
+
+class LiveCamera:
+    """A connected camera through a pipeline: colour and depth at WIDTH x HEIGHT x FPS."""
+
+    def __init__(self, rs: Any, cfg: dict[str, Any]):
         devices = {d.get_info(rs.camera_info.serial_number): d
                    for d in rs.context().query_devices()}
         serial = cfg["SERIAL"]
@@ -76,25 +90,130 @@ def open_pipeline(rs: Any, cfg: dict[str, Any]) -> tuple[Any, Any]:
                    "connected")
             fail("realsense", f"{why}; found: {device_list(rs)}; set SERIAL to one of them, "
                  "or PLAYBACK_FILE to a recording")
+        config = rs.config()
         config.enable_device(serial or next(iter(devices)))
         config.enable_stream(rs.stream.depth, cfg["WIDTH"], cfg["HEIGHT"], rs.format.z16,
                              cfg["FPS"])
         config.enable_stream(rs.stream.color, cfg["WIDTH"], cfg["HEIGHT"], rs.format.rgb8,
                              cfg["FPS"])
-    pipeline = rs.pipeline()
-    try:
-        profile = pipeline.start(config)
-    except RuntimeError as err:
-        fail("realsense", f"cannot start the camera ({err}); found: {device_list(rs)}")
-    if path:  # not in real time: the playback waits for each frame to be taken
-        profile.get_device().as_playback().set_real_time(False)
-    return pipeline, profile
+        self.rs, self.timeout_ms = rs, cfg["TIMEOUT_MS"]
+        self.pipeline = rs.pipeline()
+        try:
+            profile = self.pipeline.start(config)
+        except RuntimeError as err:
+            fail("realsense", f"cannot start the camera ({err}); found: {device_list(rs)}")
+        self.device = profile.get_device()
+        self.depth_profile = profile.get_stream(rs.stream.depth)
+        self.color_profile = profile.get_stream(rs.stream.color)
+        self._pairs = FramePairs(self.depth_profile.fps())
+
+    def next_pair(self) -> Any:
+        """The next frameset of a depth frame and its own colour frame."""
+        while True:
+            ok, frames = self.pipeline.try_wait_for_frames(self.timeout_ms)
+            if not ok:
+                fail("realsense", f"the camera sent nothing for {self.timeout_ms} ms; check its "
+                     f"USB 3 link (found: {device_list(self.rs)})", code=1)
+            depth, color = frames.get_depth_frame(), frames.get_color_frame()
+            if depth and color and self._pairs.take(depth, color):
+                return frames
+
+    def close(self) -> None:
+        self.pipeline.stop()
 
 
-def camera_info(rs: Any, profile: Any, extrinsics: list[float]) -> CameraInfo:
+class Playback:
+    """A .db3 / .bag recording played through its own sensors, not in real time: the playback
+    waits while this node is busy, so no frame is lost. The pipeline is not used here: its
+    streams start one after the other while the file already plays, and under load it lost
+    the first one to seven frames."""
+
+    STREAM_END_S = 5.0  # the playback says nothing and has not stopped: give up
+
+    def __init__(self, rs: Any, path: str):
+        if not Path(path).is_file():
+            fail("realsense", f"no recording at PLAYBACK_FILE {path}; give a .db3 or .bag file")
+        self.rs = rs
+        try:
+            self.device = rs.context().load_device(path)
+        except RuntimeError as err:
+            fail("realsense", f"cannot play {path} ({err}); give a RealSense .db3 or .bag "
+                 "recording")
+        self.playback = self.device.as_playback()
+        self.playback.set_real_time(False)
+        wanted = (rs.stream.depth, rs.stream.color)
+        profiles: dict[Any, Any] = {}
+        self.sensors = []
+        for sensor in self.device.query_sensors():
+            mine = [p for p in sensor.get_stream_profiles() if p.stream_type() in wanted]
+            if mine:
+                sensor.open(mine)
+                self.sensors.append(sensor)
+                profiles.update({p.stream_type(): p for p in mine})
+        missing = [str(k).split(".")[-1] for k in wanted if k not in profiles]
+        if missing:
+            fail("realsense", f"{path} has no {' or '.join(missing)} stream; record both depth "
+                 "and colour")
+        self.depth_profile, self.color_profile = profiles[wanted[0]], profiles[wanted[1]]
+        self._frames: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._closing = False
+        self._latest: dict[Any, Any] = {}
+        self._pairs = FramePairs(self.depth_profile.fps())
+        self._pair: tuple[Any, Any] = ()
+        self._framesets = rs.frame_queue(2, keep_frames=True)
+        # rs.align takes a frameset: a processing block makes one of the chosen pair
+        self._composer = rs.processing_block(lambda _frame, source: source.frame_ready(
+            source.allocate_composite_frame(list(self._pair))))
+        self._composer.start(self._framesets)
+        self.playback.pause()  # both streams listen before the first frame is read
+        for sensor in self.sensors:
+            sensor.start(self._put)
+        self.playback.resume()
+
+    def _put(self, frame: Any) -> None:
+        frame.keep()
+        while not self._closing:  # holding the playback's thread holds the playback
+            try:
+                self._frames.put(frame, timeout=0.1)
+                return
+            except queue.Full:
+                continue
+
+    def next_pair(self) -> Any:
+        """The next frameset of a depth frame and its own colour frame; None at the end."""
+        rs = self.rs
+        silent_since = time.monotonic()
+        while True:
+            try:
+                frame = self._frames.get(timeout=0.05)
+            except queue.Empty:
+                ended = self.playback.current_status() == rs.playback_status.stopped
+                if (ended and self._frames.empty()) or \
+                        time.monotonic() - silent_since > self.STREAM_END_S:
+                    return None
+                continue
+            silent_since = time.monotonic()
+            self._latest[frame.get_profile().stream_type()] = frame
+            depth, color = self._latest.get(rs.stream.depth), self._latest.get(rs.stream.color)
+            if depth is not None and color is not None and self._pairs.take(depth, color):
+                self._pair = (depth, color)
+                self._composer.invoke(depth)
+                frames = self._framesets.wait_for_frame(1000).as_frameset()
+                self._pair = ()
+                return frames
+
+    def close(self) -> None:
+        self._closing = True
+        self._latest.clear()
+        for sensor in self.sensors:
+            sensor.stop()
+            sensor.close()
+
+
+def camera_info(rs: Any, camera: LiveCamera | Playback, extrinsics: list[float]) -> CameraInfo:
     """The colour stream's intrinsics, distortion and the device's depth scale."""
-    intr = profile.get_stream(rs.stream.color).as_video_stream_profile().get_intrinsics()
-    scale = profile.get_device().first_depth_sensor().get_depth_scale()
+    intr = camera.color_profile.as_video_stream_profile().get_intrinsics()
+    scale = camera.device.first_depth_sensor().get_depth_scale()
     return CameraInfo(intr.width, intr.height, float(intr.fx), float(intr.fy), float(intr.ppx),
                       float(intr.ppy), [float(c) for c in intr.coeffs], extrinsics, float(scale))
 
@@ -112,32 +231,20 @@ def main() -> None:
     import pyrealsense2 as rs
     from dora import Node
 
-    pipeline, profile = open_pipeline(rs, cfg)
-    info = camera_info(rs, profile, extrinsics)
+    playback = bool(cfg["PLAYBACK_FILE"])
+    camera = Playback(rs, cfg["PLAYBACK_FILE"]) if playback else LiveCamera(rs, cfg)
+    info = camera_info(rs, camera, extrinsics)
     align = rs.align(rs.stream.color) if cfg["ALIGN_DEPTH"] else None
     node = Node()
     out = Outputs(node)
-    playback = bool(cfg["PLAYBACK_FILE"])
-    timeout_ms = 1000 if playback else cfg["TIMEOUT_MS"]
     first: tuple[float, float] | None = None  # (frame time, wall time) of the first frame
-    fps = profile.get_stream(rs.stream.depth).fps()
-    half_period_ms = 500.0 / fps
-    last_number = -1  # the depth frame last sent: each is sent once, in order
     sent = 0
     try:
         while True:
-            ok, frames = pipeline.try_wait_for_frames(timeout_ms)
-            if not ok:
-                if playback:
-                    break  # the recording is over
-                fail("realsense", f"the camera sent nothing for {timeout_ms} ms; check its "
-                     f"USB 3 link (found: {device_list(rs)})", code=1)
+            frames = camera.next_pair()
+            if frames is None:
+                break  # the recording is over
             depth, color = frames.get_depth_frame(), frames.get_color_frame()
-            if not depth or not color or depth.get_frame_number() <= last_number:
-                continue
-            if abs(color.get_timestamp() - depth.get_timestamp()) > half_period_ms:
-                continue  # the syncer paired it with the previous colour frame: wait for its own
-            last_number = depth.get_frame_number()
             frame_ms = depth.get_timestamp()
             if align is not None:
                 aligned = align.process(frames)
@@ -163,7 +270,7 @@ def main() -> None:
                     and SessionEvent.from_arrow(event["value"]).kind == "done")):
                 break
     finally:
-        pipeline.stop()
+        camera.close()
     print(f"realsense: sent {sent} frames", flush=True)
 
 
