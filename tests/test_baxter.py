@@ -252,3 +252,50 @@ def test_rosbridge_going_down_mid_session_stops_commanding(monkeypatch):
     details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
     assert len(details) == 1 and ("lost the rosbridge connection" in details[0]
                                   or "no joint state for" in details[0])
+
+
+def test_the_simulated_baxter_moves_only_while_enabled_and_commanded():
+    """The sim world's Baxter through the node's own rosbridge link: a disabled arm ignores
+    velocity commands, an enabled one follows them, and it stops by itself once they stop
+    coming (the arm's 0.2 s command timeout)."""
+    from tuina.nodes.baxter import BaxterLink, arm_joints
+
+    from tuina.sim.world import MassageWorld, WorldConfig
+
+    def joints() -> np.ndarray:
+        return arm_joints(link.snapshot()[0], NAMES)[0]
+
+    def command(velocity: list[float], seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while time.monotonic() < end:
+            link.send_velocities(np.array(velocity))
+            time.sleep(0.01)
+
+    with MassageWorld(WorldConfig(robot="baxter_left", rosbridge_port=0)) as world:
+        link = BaxterLink("127.0.0.1", world.baxter.bridge.port, "left", 5.0)
+        try:
+            deadline = time.monotonic() + 5.0
+            while link.snapshot()[3] is None and time.monotonic() < deadline:
+                time.sleep(0.05)
+            assert link.snapshot()[3]["enabled"] is False  # a Baxter starts disabled
+            q0 = joints()
+            command([0.2, 0, 0, 0, 0, 0, 0], 0.4)
+            assert np.max(np.abs(joints() - q0)) < 2e-3
+
+            link.enable(True)
+            time.sleep(0.1)
+            q1 = joints()
+            command([0.2, 0, 0, 0, 0, 0, 0], 0.6)
+            moved = joints() - q1
+            assert 0.05 < moved[0] < 0.16, moved  # 0.12 rad at 0.2 rad/s, less the servo lag
+            assert np.max(np.abs(moved[1:])) < 0.02, moved
+
+            q2 = joints()
+            time.sleep(0.5)
+            q3 = joints()
+            time.sleep(0.3)
+            assert np.max(np.abs(q3 - q2)) < 0.06  # at most the timeout's worth of motion
+            assert np.max(np.abs(joints() - q3)) < 2e-3  # then it holds
+            assert link.snapshot()[3]["enabled"] is True
+        finally:
+            link.close()
