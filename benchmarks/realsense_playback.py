@@ -13,14 +13,11 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import numpy as np
-
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def main() -> None:
@@ -32,13 +29,12 @@ def main() -> None:
     parser.add_argument("--no-align", action="store_true", help="ALIGN_DEPTH false")
     parser.add_argument("--pace", choices=("recorded", "fast"), default="recorded")
     args = parser.parse_args()
-    sys.path.insert(0, str(ROOT))
     import dora
     from dora.testing import MockNode
     from tuina.nodes import realsense
 
-    from tests.realsense_files import write_db3
     from tuina.node import Outputs
+    from tuina.sim.realsense_recording import write_db3
 
     rng = np.random.default_rng(0)
     shape = (args.height, args.width)

@@ -1,4 +1,8 @@
-"""Real pyrealsense2 recordings (.db3) written from a software device: no camera needed."""
+"""RealSense recordings (.db3) written from a software device with pyrealsense2's own recorder:
+no camera needed. The tests, benchmarks and hardware-graph checks play them through the
+RealSense node."""
+
+from __future__ import annotations
 
 import time
 from collections.abc import Iterable
