@@ -13,8 +13,9 @@ read (PACE fast).
 
 from __future__ import annotations
 
-import queue
+import threading
 import time
+from collections import deque
 from pathlib import Path
 from typing import Any
 
@@ -129,6 +130,7 @@ class Playback:
     the first one to seven frames."""
 
     STREAM_END_S = 5.0  # the playback says nothing and has not stopped: give up
+    MAX_QUEUED = 4  # frames read ahead of the node; then the playback waits
 
     def __init__(self, rs: Any, path: str):
         if not Path(path).is_file():
@@ -155,7 +157,9 @@ class Playback:
             fail("realsense", f"{path} has no {' or '.join(missing)} stream; record both depth "
                  "and colour")
         self.depth_profile, self.color_profile = profiles[wanted[0]], profiles[wanted[1]]
-        self._frames: queue.Queue[Any] = queue.Queue(maxsize=4)
+        self._frames: deque[Any] = deque()
+        self._changed = threading.Condition()
+        self._holding = False  # set once playing: holding the reader while it starts deadlocks
         self._closing = False
         self._latest: dict[Any, Any] = {}
         self._pairs = FramePairs(self.depth_profile.fps())
@@ -169,26 +173,34 @@ class Playback:
         for sensor in self.sensors:
             sensor.start(self._put)
         self.playback.resume()
+        self._holding = True
 
     def _put(self, frame: Any) -> None:
         frame.keep()
-        while not self._closing:  # holding the playback's thread holds the playback
-            try:
-                self._frames.put(frame, timeout=0.1)
-                return
-            except queue.Full:
-                continue
+        with self._changed:
+            self._frames.append(frame)
+            self._changed.notify_all()
+            # holding the playback's reader holds the playback: it waits for the node
+            while len(self._frames) > self.MAX_QUEUED and self._holding and not self._closing:
+                self._changed.wait(0.1)
+
+    def _get(self, timeout_s: float) -> Any:
+        with self._changed:
+            if not self._frames:
+                self._changed.wait(timeout_s)
+            frame = self._frames.popleft() if self._frames else None
+            self._changed.notify_all()
+            return frame
 
     def next_pair(self) -> Any:
         """The next frameset of a depth frame and its own colour frame; None at the end."""
         rs = self.rs
         silent_since = time.monotonic()
         while True:
-            try:
-                frame = self._frames.get(timeout=0.05)
-            except queue.Empty:
+            frame = self._get(0.05)
+            if frame is None:
                 ended = self.playback.current_status() == rs.playback_status.stopped
-                if (ended and self._frames.empty()) or \
+                if (ended and not self._frames) or \
                         time.monotonic() - silent_since > self.STREAM_END_S:
                     return None
                 continue
@@ -203,8 +215,11 @@ class Playback:
                 return frames
 
     def close(self) -> None:
-        self._closing = True
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
         self._latest.clear()
+        self._frames.clear()
         for sensor in self.sensors:
             sensor.stop()
             sensor.close()
