@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 from tuina.operators.arms import arm_kinematics
 from tuina.operators.geometry import matrix_to_quat
-from tuina.operators.safety import SafetyConfig, command_problem
+from tuina.operators.safety import SafetyConfig, command_problem, outside_workspace
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, MessageError, RobotState, SessionEvent
@@ -201,7 +201,6 @@ def main() -> None:
     arm = arm_kinematics(f"baxter_{cfg['SIDE']}", cfg["TOOL_LENGTH_M"])
     safety = SafetyConfig(tuple(cfg["WORKSPACE_MIN"]), tuple(cfg["WORKSPACE_MAX"]),
                           cfg["FORCE_CAP_N"])
-    low, high = np.asarray(safety.workspace_min), np.asarray(safety.workspace_max)
     if cfg["ENABLE"]:
         link.enable(True)
     link.speed_ratio(cfg["SPEED_RATIO"])
@@ -258,10 +257,8 @@ def main() -> None:
                 tool_position = tool.translation
                 fresh = time.monotonic() - accepted_at <= cfg["WATCHDOG_S"]
                 moving = not fault and not waiting and fresh
-                if moving and (np.any(tool_position < low) or np.any(tool_position > high)):
-                    latch(f"the tool at {np.round(tool_position, 3).tolist()} left the "
-                          f"workspace box {list(safety.workspace_min)}.."
-                          f"{list(safety.workspace_max)}")
+                if moving and (outside := outside_workspace(tool_position, safety)):
+                    latch(f"the tool left the workspace box: its position {outside}")
                     moving = False
                 link.send_velocities(velocities if moving else zeros)
                 status = f"faulted:{fault}" if fault else held or "ok"

@@ -217,9 +217,9 @@ class Playback:
     def close(self) -> None:
         with self._changed:
             self._closing = True
+            self._frames.clear()
             self._changed.notify_all()
         self._latest.clear()
-        self._frames.clear()
         for sensor in self.sensors:
             sensor.stop()
             sensor.close()

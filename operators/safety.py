@@ -20,6 +20,15 @@ class SafetyConfig:
     retreat_m: float = 0.02
 
 
+def outside_workspace(position: np.ndarray, cfg: SafetyConfig) -> str | None:
+    """'<position> is outside the workspace box <min>..<max>', or None inside it."""
+    p = np.asarray(position, float)
+    if np.any(p < cfg.workspace_min) or np.any(p > cfg.workspace_max):
+        return (f"{np.round(p, 3).tolist()} is outside the workspace box "
+                f"{list(cfg.workspace_min)}..{list(cfg.workspace_max)}")
+    return None
+
+
 def command_problem(position: np.ndarray, quaternion: np.ndarray, tool_position: np.ndarray,
                     cfg: SafetyConfig) -> str | None:
     """Why this command must not be executed, or None when it is safe."""
@@ -30,9 +39,8 @@ def command_problem(position: np.ndarray, quaternion: np.ndarray, tool_position:
         return "command contains NaN or infinity"
     if abs(np.linalg.norm(q) - 1.0) > 1e-3:
         return f"command quaternion is not unit (|q| = {np.linalg.norm(q):.4f})"
-    if np.any(p < cfg.workspace_min) or np.any(p > cfg.workspace_max):
-        return (f"command position {np.round(p, 3).tolist()} is outside the workspace box "
-                f"{list(cfg.workspace_min)}..{list(cfg.workspace_max)}")
+    if outside := outside_workspace(p, cfg):
+        return f"command position {outside}"
     gap = float(np.linalg.norm(p - tool_position))
     if gap > cfg.max_reference_gap_m:
         limit_mm = cfg.max_reference_gap_m * 1000

@@ -164,14 +164,14 @@ def test_committed_sim_extrinsics_match_the_sim_camera(graph_name):
 
 
 @pytest.mark.e2e
-@pytest.mark.parametrize("graph_name, poses, seed", [
-    ("sim.yml", 8, 3),
+@pytest.mark.parametrize("graph_name, poses, seed, seen", [
+    ("sim.yml", 8, 3, 6),
     # seen from straight above, the Baxter's forearm hides the marker in about a third of
     # the poses: the defaults, which made the committed file
-    ("baxter-sim.yml", 20, 0),
+    ("baxter-sim.yml", 20, 0, 12),
 ])
 def test_calibrate_in_the_sim_world_moves_the_arm_and_sees_the_marker(tmp_path, graph_name,
-                                                                       poses, seed):
+                                                                       poses, seed, seen):
     out = tmp_path / "extrinsics.json"
     proc = run_tuina("calibrate", str(ROOT / "dataflows" / graph_name), "--poses", str(poses),
                      "--seed", str(seed), "--out", str(out))
@@ -179,7 +179,7 @@ def test_calibrate_in_the_sim_world_moves_the_arm_and_sees_the_marker(tmp_path, 
     line = next(x for x in proc.stdout.splitlines() if x.startswith("against the simulated"))
     mm, deg = (float(v.split()[0]) for v in line.split(":")[1].split(","))
     assert mm < 1.0 and deg < 0.2
-    assert json.loads(out.read_text())["poses"] >= 0.6 * poses
+    assert json.loads(out.read_text())["poses"] >= seen
 
 
 @pytest.mark.parametrize("defect, message", [
