@@ -1,18 +1,19 @@
 """robot: a Franka FR3 through franky (the same node drives franky-sim in simulation).
 
-Inputs: ``tick`` (state publishing clock when STATE_RATE_HZ is 0, e.g.
-dora/timer/millis/10; otherwise the node keeps its own schedule), ``command`` (tool
-reference), ``estop`` and any other input whose name starts with ``estop`` (any message
-stops the arm until the graph restarts: wire the operator's ``tuina estop`` button or any
-node's output there), ``events`` (the session's ``done`` ends the motion cleanly).
-Outputs: ``robot_state`` (stamped with the robot's own clock), ``events`` (e-stop, faults,
-a lost connection: one error line each).
+Inputs: ``command`` (tool reference), ``estop`` and any other input whose name starts with
+``estop`` (the operator's ``tuina estop`` button or any node's output), any input whose name
+starts with ``events`` (wire every node's events here: an error from any node is a fault;
+the session's ``done`` ends the node once the tool is out of contact).
+Outputs: ``robot_state`` at STATE_RATE_HZ on the node's own schedule, stamped with the
+robot's own clock; ``events`` (one error per fault, naming it, and ``released``).
 
-Safety lives here whatever upstream sends: NaN, malformed or out-of-workspace commands
-latch a fault and hold; a force above the cap latches a fault and retreats; no fresh command
-for WATCHDOG_S holds the arm where it is; the reference moves at most MAX_SPEED. A robot
-whose state cannot be read, or whose clock stops for CONNECTION_TIMEOUT_S, is reported lost
-and the node stops.
+This node is the last line of defence (operators.supervisor): on any fault (an error event,
+``done`` or the end of the graph while in contact, a closed ``command`` input, no command
+for WATCHDOG_S, a stale, malformed or out-of-workspace command, a non-finite or zero-in-
+contact wrench, a force over FORCE_CAP_N, the e-stop, a lost link) it latches, releases
+contact (against the measured force, along the last surface normal, or straight up, at
+RELEASE_SPEED for at most RELEASE_M), then holds and keeps watching the force, alone if
+every other node is gone. The arm's own reflex is set from FORCE_CAP_N too.
 """
 
 from __future__ import annotations
@@ -22,28 +23,22 @@ import time
 
 import numpy as np
 from tuina.operators.geometry import quat_to_matrix
-from tuina.operators.safety import (
-    SafetyConfig,
-    command_problem,
-    contact_force,
-    feed_forward,
-    rate_limit,
-    retreat_point,
-)
+from tuina.operators.supervisor import Reference, Supervisor
 from tuina.operators.timing import LoopTimer
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, RobotState, SessionEvent
 from tuina.node import (
+    GONE,
     PRIORITY_PARAMS,
     Outputs,
     configure,
-    events,
     fail,
-    paced_events,
     raise_priority,
     stamp_of,
+    supervised_events,
 )
+from tuina.supervision import SUPERVISOR_PARAMS, fault_line, supervisor_config
 
 PARAMS = [
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
@@ -54,13 +49,15 @@ PARAMS = [
           low=50, high=3000),
     Param("ROT_STIFFNESS_NM_PER_RAD", "float", 60.0, "N m/rad", "Cartesian impedance, rotation",
           low=5, high=300),
-    Param("FORCE_CAP_N", "float", 15.0, "N", "hard contact force cap", low=1.0, high=40.0),
+    *SUPERVISOR_PARAMS,
+    Param("REFLEX_MARGIN", "float", 1.2, "-", "the arm's own 1 kHz collision reflex stops it "
+          "at FORCE_CAP_N times this (franky set_collision_behavior; above the cap, so the "
+          "release acts first)", low=1.0, high=3.0),
     Param("WORKSPACE_MIN", "floats", [0.15, -0.75, 0.0], "m", "workspace box (base)",
           length=3),
     Param("WORKSPACE_MAX", "floats", [0.85, 0.75, 0.8], "m", "workspace box (base)",
           length=3),
     Param("MAX_SPEED", "float", 0.15, "m/s", "reference speed limit", low=0.001, high=1.0),
-    Param("WATCHDOG_S", "float", 0.1, "s", "hold when no command is this old", low=0.01),
     Param("CONNECTION_TIMEOUT_S", "float", 0.5, "s",
           "the robot's clock standing still this long (wall time) means the connection is lost",
           low=0.05),
@@ -69,14 +66,15 @@ PARAMS = [
           "impedance's lag behind a ramp (0.074 s at 2500 N/m, 0.35 s at 800 N/m in "
           "franky-sim; 0: off)", low=0, high=0.5),
     Param("STATE_RATE_HZ", "float", 100.0, "Hz", "robot states published on this node's own "
-          "absolute schedule (steadier than a dora timer, whose ticks pass through the daemon); "
-          "0: on each ``tick`` input", low=0, high=1000),
+          "absolute schedule (steadier than a dora timer, whose ticks pass through the "
+          "daemon)", low=1, high=1000),
     Param("REALTIME", "bool", False, "-", "enforce a realtime kernel (real robots: true)"),
     *PRIORITY_PARAMS,
 ]
 
 
 MAX_LEAD_M = 0.02  # the reference never runs further ahead of the commanded position
+TORQUE_PER_N = 1.0  # m: joint torque thresholds of the reflex, from the force cap (reach)
 
 
 def connect(ip: str, timeout_s: float, realtime: bool):
@@ -108,20 +106,24 @@ def connect(ip: str, timeout_s: float, realtime: bool):
 
 
 def main() -> None:
-    """Drive the arm from commands, publish its state on every tick."""
+    """Drive the arm from commands under the safety supervisor; publish its state."""
     cfg = configure("robot", PARAMS)
     raise_priority("robot", cfg["NICE"], cfg["REALTIME_PRIORITY"])
     import franky
     from dora import Node
 
-    safety = SafetyConfig(tuple(cfg["WORKSPACE_MIN"]), tuple(cfg["WORKSPACE_MAX"]),
-                          cfg["FORCE_CAP_N"], cfg["MAX_SPEED"], 0.05, cfg["WATCHDOG_S"])
+    supervisor = Supervisor(supervisor_config(cfg, cfg["MAX_SPEED"], cfg["REFERENCE_LEAD_S"],
+                                              MAX_LEAD_M))
     node = Node()
     try:
         robot = connect(cfg["FRANKA_IP"], cfg["CONNECT_TIMEOUT_S"], cfg["REALTIME"])
     except TimeoutError as err:
         fail("robot", str(err))
     robot.recover_from_errors()
+    # the arm's own 1 kHz reflex: a Cartesian force over the cap stops it (franky-sim
+    # acknowledges the setting and does not simulate it)
+    cap = cfg["FORCE_CAP_N"] * cfg["REFLEX_MARGIN"]
+    robot.set_collision_behavior([cap * TORQUE_PER_N] * 7, [cap] * 3 + [cap * 0.2] * 3)
     tool_offset = np.array([0.0, 0.0, cfg["TOOL_LENGTH_M"]])
     motion = franky.CartesianImpedanceTrackingMotion(
         translational_stiffness=cfg["STIFFNESS_N_PER_M"],
@@ -132,129 +134,119 @@ def main() -> None:
         q = np.asarray(ee.quaternion)
         return np.asarray(ee.translation) + quat_to_matrix(q) @ tool_offset, q
 
-    def send_reference(position: np.ndarray, quat: np.ndarray,
-                       twist: np.ndarray | None = None) -> None:
-        offset = quat_to_matrix(quat) @ tool_offset
-        ee = position - offset
-        if twist is None:
-            motion.set_reference(franky.CartesianReference(franky.Affine(ee, quat)))
+    def send(ref: Reference) -> None:
+        """The tool-point reference as franky's end-effector reference."""
+        offset = quat_to_matrix(ref.quaternion) @ tool_offset
+        ee = ref.position - offset
+        if ref.twist is None:
+            motion.set_reference(franky.CartesianReference(franky.Affine(ee, ref.quaternion)))
             return
         # the end-effector moves with the tool point: v_ee = v_tool + w x (ee - tool)
-        linear = twist[:3] + np.cross(twist[3:], -offset)
-        lead = linear * cfg["REFERENCE_LEAD_S"]
-        if np.linalg.norm(lead) > MAX_LEAD_M:
-            lead *= MAX_LEAD_M / np.linalg.norm(lead)
+        linear = ref.twist[:3] + np.cross(ref.twist[3:], -offset)
         motion.set_reference(franky.CartesianReference(
-            franky.Affine(ee + lead, quat), franky.Twist(linear, twist[3:])))
+            franky.Affine(ee, ref.quaternion), franky.Twist(linear, ref.twist[3:])))
 
     state = robot.state
-    reference, ref_quat = tool_pose(state)
-    send_reference(reference, ref_quat)
+    p0, q0 = tool_pose(state)
+    sent = Reference(p0, q0)
+    send(sent)
     robot.move(motion, asynchronous=True)
     out = Outputs(node)
-    status = "ok"
-    fault: str | None = None
-    last_command = None  # wall time of the last accepted command: the watchdog's clock
     timer = LoopTimer()
     clock = (-1, time.monotonic())  # robot time (ms), wall time when it last advanced
     stamp = 0
+    closing_since: float | None = None  # wall time the graph began to end
 
-    def report(line: str) -> None:
+    def report(line: str, kind: str = "error", fault: str = "") -> None:
         print(f"tuina-robot: {line}", flush=True)
-        out.send("events", SessionEvent("error", f"robot: {line}").to_arrow(), stamp, BASE_FRAME)
+        out.send("events", SessionEvent(kind, f"robot: {line}", fault).to_arrow(), stamp,
+                 BASE_FRAME)
 
-    def hold_at(position: np.ndarray, quat: np.ndarray,
-                twist: np.ndarray | None = None) -> None:
-        nonlocal reference, ref_quat
-        reference, ref_quat = position, quat
-        send_reference(reference, ref_quat, twist)
+    def flush_reports() -> None:
+        for item in supervisor.take_reports():
+            report(fault_line(item), item.kind, item.fault)
 
     try:
-        stream = (paced_events(node, 1.0 / cfg["STATE_RATE_HZ"]) if cfg["STATE_RATE_HZ"] > 0
-                  else events(node, timers=("tick",)))
-        for event in stream:
+        for event in supervised_events(node, 1.0 / cfg["STATE_RATE_HZ"]):
             now = time.monotonic()
-            if event["id"] == "tick":
+            kind, eid = event["type"], event.get("id", "")
+            if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid.startswith("events")):
+                closing_since = closing_since or now
+                supervisor.on_done()
+            elif kind == "INPUT_CLOSED" and eid == "command" and not supervisor.done:
+                supervisor.on_fault("command_closed", "the command stream closed (the force "
+                                    "controller is gone)")
+            elif eid == "tick":
                 try:
                     state = robot.state
                 except Exception as err:  # libfranka's network and control errors
-                    report(f"lost the robot connection ({err}); stopping")
+                    supervisor.on_fault("link_lost", f"lost the robot connection ({err})")
+                    flush_reports()
                     break
                 robot_ms = int(state.time.to_msec())
                 if robot_ms != clock[0]:
                     clock = (robot_ms, now)
                 elif now - clock[1] > cfg["CONNECTION_TIMEOUT_S"]:
-                    report(f"lost the robot connection: its clock stopped {now - clock[1]:.2f} "
-                           "s ago; stopping")
+                    supervisor.on_fault("link_lost", "lost the robot connection: its clock "
+                                        f"stopped {now - clock[1]:.2f} s ago")
+                    flush_reports()
                     break
+                if robot.has_errors:
+                    supervisor.on_fault("robot_error", f"the robot reports an error "
+                                        f"({robot.current_errors})")
+                    try:  # a reflex stopped the motion: recover so the release can move
+                        robot.recover_from_errors()
+                        robot.move(motion, asynchronous=True)
+                    except Exception as err:  # libfranka's control errors
+                        report(f"cannot recover from the arm's error ({err}); use the "
+                               "hardware e-stop", fault="robot_error")
                 tool_p, tool_q = tool_pose(state)
                 wrench = np.asarray(state.O_F_ext_hat_K, float)
-                if fault is None and contact_force(wrench) > safety.force_cap_n:
-                    fault = "faulted:force_cap"
-                    hold_at(retreat_point(tool_p, wrench, safety.retreat_m), tool_q)
-                    print(f"tuina-robot: force {contact_force(wrench):.1f} N over the cap "
-                          f"{safety.force_cap_n} N: retreating", flush=True)
-                if (fault is None and last_command is not None
-                        and now - last_command > safety.watchdog_s and status != "watchdog"):
-                    status = "watchdog"
-                    hold_at(tool_p, tool_q)
-                    print(f"tuina-robot: no command for {now - last_command:.2f} s: holding",
-                          flush=True)
-                if robot.has_errors and fault is None:
-                    fault = "faulted:robot_error"
-                    report(f"the robot reports an error ({robot.current_errors}); holding")
-                msg = RobotState(list(state.q), list(state.dq), tool_p.tolist(),
-                                 tool_q.tolist(), wrench.tolist(), fault or status,
-                                 list(state.tau_J))
+                ref = supervisor.on_state(robot_ms * 1e-3, tool_p, tool_q, wrench)
+                if ref is not sent:
+                    send(ref)
+                    sent = ref
                 stamp = robot_ms * 1_000_000
+                msg = RobotState(list(state.q), list(state.dq), tool_p.tolist(),
+                                 tool_q.tolist(), wrench.tolist(), supervisor.status,
+                                 list(state.tau_J))
                 out.send("robot_state", msg.to_arrow(), stamp, BASE_FRAME)
                 timer.published(stamp, time.perf_counter())
-            elif event["id"] == "command":
+                flush_reports()
+                if supervisor.finished and closing_since is not None:
+                    break
+                if closing_since is not None and now - closing_since > cfg["CLOSE_TIMEOUT_S"]:
+                    report(f"still in contact {cfg['CLOSE_TIMEOUT_S']} s after the graph "
+                           "ended; stopping the arm where it is (use the hardware e-stop)")
+                    break
+            elif eid == "command":
                 timer.commanded(stamp_of(event), time.perf_counter())
-                if fault is not None:
-                    continue
                 try:
                     cmd = Command.from_arrow(event["value"])
                 except ValueError as err:
-                    fault = "faulted:malformed_command"
-                    print(f"tuina-robot: error: {err}", flush=True)
-                    continue
-                tool_p, tool_q = tool_pose(robot.state)
-                problem = command_problem(np.asarray(cmd.position), np.asarray(cmd.quaternion),
-                                          tool_p, safety)
-                twist = feed_forward(np.asarray(cmd.twist), safety)
-                if problem is None and twist is None:
-                    problem = f"command twist {cmd.twist} is not 6 finite numbers"
-                if problem is not None:
-                    fault = "faulted:bad_command"
-                    hold_at(tool_p, tool_q)
-                    print(f"tuina-robot: error: {problem}; holding", flush=True)
-                    continue
-                if cmd.mode == "stop":
-                    fault = "faulted:controller_stop"
-                    hold_at(np.asarray(cmd.position), tool_q)
-                    continue
-                period = 0.01 if last_command is None else min(max(now - last_command, 0.0), 0.05)
-                status = "ok"
-                last_command = now
-                target = rate_limit(reference, np.asarray(cmd.position), safety.max_speed,
-                                    period)
-                hold_at(target, np.asarray(cmd.quaternion), twist if cmd.mode == "track" else None)
-            elif event["id"].startswith("estop"):
-                if fault == "estop":
-                    continue
-                try:
-                    robot.stop()
-                except franky.ControlException:
-                    pass  # stopping an async motion reports it as preempted
-                fault = "estop"
+                    supervisor.on_fault("bad_command", f"malformed command: {err}")
+                else:
+                    ref = supervisor.on_command(stamp * 1e-9, stamp_of(event) * 1e-9,
+                                                np.asarray(cmd.position),
+                                                np.asarray(cmd.quaternion),
+                                                np.asarray(cmd.twist), cmd.mode,
+                                                np.asarray(cmd.normal) if cmd.normal else None)
+                    if ref is not None:
+                        send(ref)
+                        sent = ref
+            elif eid.startswith("estop"):
                 meta = event["metadata"]
                 reason = f": {meta['reason']}" if meta.get("reason") else ""
-                report(f"e-stop from {meta.get('source', event['id'])}{reason}; stopped until "
-                       "the graph restarts")
-            elif event["id"] == "events":
-                if SessionEvent.from_arrow(event["value"]).kind == "done":
-                    break
+                supervisor.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}")
+            elif eid.startswith("events"):
+                ev = SessionEvent.from_arrow(event["value"])
+                if ev.kind == "done":
+                    supervisor.on_done()
+                    closing_since = closing_since or now
+                elif ev.kind == "error":
+                    supervisor.on_fault("error_event", ev.detail)
+            if eid != "tick":
+                flush_reports()
     finally:
         stats = timer.summary()
         if stats:

@@ -297,11 +297,13 @@ class Command(Message):
     force_target_n: float
     force_measured_n: float
     joint_velocities: list[float] = field(default_factory=list)  # rad/s; empty: Cartesian only
+    normal: list[float] = field(default_factory=list)  # surface normal (out of the body)
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("position", _vec(3)), ("quaternion", _vec(4)), ("twist", _vec(6)),
         ("mode", pa.string()), ("phase", pa.string()), ("force_target_n", pa.float64()),
         ("force_measured_n", pa.float64()), ("joint_velocities", pa.list_(pa.float64())),
+        ("normal", pa.list_(pa.float64())),
     ])
 
 
@@ -314,7 +316,7 @@ class RobotState(Message):
     tool_position: list[float]  # m, base: massage-ball contact point
     tool_quaternion: list[float]  # x y z w
     wrench: list[float]  # N, N m (O_F_ext_hat_K convention)
-    status: str  # ok | faulted:<reason> | estop | watchdog
+    status: str  # ok | waiting | released | finished | faulted:<fault> (supervisor.FAULTS)
     joint_torques: list[float] = field(default_factory=list)  # N m measured; empty: unknown
 
     ARROW_TYPE: ClassVar = pa.struct([
@@ -351,10 +353,12 @@ class GroundTruth(Message):
 class SessionEvent(Message):
     """A session-level event: phase changes, errors, the end of a session."""
 
-    kind: str  # phase | error | done | reground (find the target again) | abort
+    kind: str  # phase | error | done | reground (find the target again) | abort | released
     detail: str
+    fault: str = ""  # the robot's fault name (operators.supervisor.FAULTS) on its errors
 
-    ARROW_TYPE: ClassVar = pa.struct([("kind", pa.string()), ("detail", pa.string())])
+    ARROW_TYPE: ClassVar = pa.struct([("kind", pa.string()), ("detail", pa.string()),
+                                      ("fault", pa.string())])
 
 
 @dataclass(frozen=True)
@@ -392,6 +396,8 @@ STREAMS: tuple[StreamSpec, ...] = (
                "joints, tool pose, applied wrench, safety status"),
     StreamSpec("ground_truth", "GroundTruth struct", "m, N", BASE_FRAME,
                "simulation truth: body pose, acupoints, contact"),
-    StreamSpec("events", "SessionEvent struct", "-", "-", "phase changes, errors, done"),
-    StreamSpec("estop", "Bool[1]", "-", "-", "true stops the robot until restart"),
+    StreamSpec("events", "SessionEvent struct", "-", "-", "phase changes, errors (a robot "
+               "fault names one of operators.supervisor.FAULTS), released, done"),
+    StreamSpec("estop", "Bool[1]", "-", "-", "the robot releases contact, then holds until "
+               "restart"),
 )

@@ -309,6 +309,45 @@ def paced_events(node: Any, period_s: float, tick: str = "tick",
             print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
 
 
+GONE = "GONE"  # supervised_events: dora has nothing more to deliver (every sender is gone)
+
+
+def supervised_events(node: Any, period_s: float, tick: str = "tick",
+                      clock: Any = time.perf_counter,
+                      sleep: Any = time.sleep) -> Iterator[dict[str, Any]]:
+    """A robot node's events: a ``{"id": tick}`` INPUT at every multiple of ``period_s``
+    (absolute schedule, missed deadlines skipped), every INPUT, and INPUT_CLOSED, STOP and
+    one ``GONE`` event as they come. It never ends by itself: after STOP and GONE the ticks go
+    on, so the node keeps supervising the arm until it decides it is done."""
+    deadline = clock() + period_s
+    gone = False
+    while True:
+        remaining = deadline - clock()
+        if remaining <= 0:
+            yield {"type": "INPUT", "id": tick, "metadata": {}, "value": None}
+            deadline += period_s
+            if clock() - deadline > period_s:
+                deadline = clock() + period_s
+            continue
+        if gone:
+            sleep(remaining)
+            continue
+        event = node.next(timeout=remaining)
+        if event is None:
+            gone = True
+            yield {"type": GONE, "id": ""}
+            continue
+        kind = event["type"]
+        if kind == "INPUT":
+            if event["id"] != tick:
+                yield unwrap(event)
+        elif kind in ("INPUT_CLOSED", "STOP"):
+            if event.get("id") != tick:
+                yield event
+        elif kind == "ERROR" and not str(event.get("error", "")).startswith("Timeout"):
+            print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
+
+
 def stamp_of(event: dict[str, Any]) -> int:
     """Event time of an input (ns)."""
     return int(event["metadata"]["stamp_ns"])

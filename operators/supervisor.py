@@ -1,0 +1,323 @@
+"""The robot's last line of defence: one safety state machine for every robot node.
+
+Driven by the robot's state and commands with the robot's own time passed in (no clock
+inside). It decides the reference the arm is sent: the controller's command while all is
+well; on any fault it latches, *releases contact* (moves the tool away from the body,
+against the measured contact force, else along the last surface normal, else straight up,
+at a bounded speed and at most ``release_m``), then holds still out of contact and keeps
+watching the force: a body that comes back into the tool is released from again.
+
+Modes: ``waiting`` (no command yet: hold where the arm is), ``follow``, ``release``,
+``hold`` (released, latched until the graph restarts), ``finished`` (the session ended out
+of contact).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+from tuina.operators.safety import SafetyConfig, command_problem, outside_workspace
+
+# the fault vocabulary of the message contract: RobotState.status is ``faulted:<name>`` and
+# each latch goes out as one ``error`` event naming it
+FAULTS: dict[str, str] = {
+    "error_event": "a node reported an error",
+    "done_in_contact": "the session ended with the tool in contact",
+    "command_closed": "the command stream closed (its node is gone)",
+    "watchdog": "no command for WATCHDOG_S",
+    "stale_command": "a command older than MAX_COMMAND_AGE_S of robot time",
+    "wrench_invalid": "the force reading is not finite, or exactly zero in contact",
+    "force_cap": "the contact force passed FORCE_CAP_N",
+    "bad_command": "a malformed, non-finite, out-of-workspace or out-of-reach command",
+    "controller_stop": "the force controller asked for a stop",
+    "workspace": "the tool left the workspace box",
+    "estop": "the operator's e-stop",
+    "link_lost": "the link to the arm was lost",
+    "robot_error": "the arm reports an error",
+}
+
+
+@dataclass(frozen=True)
+class SupervisorConfig:
+    """The supervisor's limits (m, N, s)."""
+
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
+    max_command_age_s: float = 0.02  # two state periods at 100 Hz
+    release_m: float = 0.03  # furthest the release moves the tool
+    release_speed: float = 0.04  # m/s
+    contact_n: float = 0.5  # a measured force below this is out of contact
+    recontact_margin_n: float = 1.0  # force this far above the hold's: released again
+    quiet_states: int = 2  # states out of contact before the release holds
+    reference_lead_s: float = 0.0  # a moving reference is set this far ahead (impedance lag)
+    max_lead_m: float = 0.02
+    max_rate_rad_s: float = 0.5
+
+
+@dataclass
+class Reference:
+    """What the arm is sent: the tool point's pose and, when it moves, its twist."""
+
+    position: np.ndarray
+    quaternion: np.ndarray
+    twist: np.ndarray | None = None  # v, w (m/s, rad/s); None: hold
+
+
+@dataclass
+class Report:
+    """One line for the events stream: ``kind`` error (a fault latched) or released."""
+
+    kind: str
+    fault: str
+    detail: str
+
+
+def force_of(wrench: np.ndarray) -> float:
+    """|force| of a wrench; NaN when any component is not finite."""
+    w = np.asarray(wrench, float)
+    if w.shape != (6,) or not np.all(np.isfinite(w)):
+        return float("nan")
+    return float(np.linalg.norm(w[:3]))
+
+
+class Supervisor:
+    """The safety state machine (see the module docstring)."""
+
+    def __init__(self, config: SupervisorConfig):
+        self.cfg = config
+        self.mode = "waiting"
+        self.fault = ""
+        self.detail = ""
+        self.reports: list[Report] = []
+        self.reference: Reference | None = None
+        self.tool: tuple[np.ndarray, np.ndarray] | None = None  # latest position, quaternion
+        self.force = 0.0  # latest measured |force|, NaN when unknown
+        self.force_trusted = True  # false once the sensor was found faulty
+        self.normal: np.ndarray | None = None  # last surface normal the controller gave
+        self.last_command_t: float | None = None
+        self.now = 0.0
+        self.done = False  # the session said it is over
+        self._release: tuple[float, np.ndarray, np.ndarray] | None = None  # t0, start, dir
+        self._quiet = 0
+        self._hold_force = 0.0
+        self._wrench: np.ndarray | None = None
+        self._target: np.ndarray | None = None  # the last command's point, before its lead
+
+    # --- state -------------------------------------------------------------------------
+    @property
+    def in_contact(self) -> bool:
+        """The tool may touch the body: the force says so, or cannot tell."""
+        return not (self.force_trusted and np.isfinite(self.force)
+                    and self.force < self.cfg.contact_n)
+
+    @property
+    def latched(self) -> bool:
+        return bool(self.fault)
+
+    @property
+    def status(self) -> str:
+        """RobotState.status: ok | waiting | released | finished | faulted:<name>."""
+        if self.fault:
+            return f"faulted:{self.fault}"
+        return {"follow": "ok"}.get(self.mode, self.mode)
+
+    def take_reports(self) -> list[Report]:
+        """The lines to send since the last call."""
+        out, self.reports = self.reports, []
+        return out
+
+    # --- inputs --------------------------------------------------------------------------
+    def on_state(self, t: float, tool_position: np.ndarray, tool_quaternion: np.ndarray,
+                 wrench: np.ndarray) -> Reference:
+        """One robot state at robot time ``t`` (s): checks, then the reference to send."""
+        self.now = t
+        p, q = np.asarray(tool_position, float), np.asarray(tool_quaternion, float)
+        self.tool = (p, q)
+        self._wrench = np.asarray(wrench, float)
+        previous, force = self.force, force_of(wrench)
+        self.force = force
+        if self.reference is None:
+            self.reference = Reference(p.copy(), q.copy())
+        if not np.isfinite(force):
+            self.force_trusted = False
+            self.trip("wrench_invalid", "the force reading is not finite")
+        elif (force == 0.0 and self.mode in ("waiting", "follow") and self.force_trusted
+              and np.isfinite(previous) and previous >= max(2 * self.cfg.contact_n, 1.0)):
+            # a real sensor's noise is never exactly zero: libfranka reports an all-zero
+            # wrench near singularities (a free tool in a noiseless simulation does too, so
+            # only a clear press that drops to zero in one state counts)
+            self.force_trusted = False
+            self.trip("wrench_invalid", f"the force reading dropped from {previous:.1f} N to "
+                      "exactly zero (libfranka reports zero near singularities)")
+        elif self.force_trusted and force > self.cfg.safety.force_cap_n:
+            self.trip("force_cap", f"contact force {force:.1f} N over the cap "
+                      f"{self.cfg.safety.force_cap_n} N")
+        if self.mode == "follow" and not self.latched:
+            if outside := outside_workspace(p, self.cfg.safety):
+                self.trip("workspace", f"the tool left the workspace box: its position "
+                          f"{outside}")
+            elif (self.last_command_t is not None
+                  and t - self.last_command_t > self.cfg.safety.watchdog_s):
+                self.trip("watchdog", f"no command for {t - self.last_command_t:.2f} s")
+        if self.done and not self.latched and self.mode != "finished":
+            self._finish_or_release()
+        if self.mode == "release":
+            self._step_release(t, p)
+        elif self.mode == "hold" and self.force_trusted and np.isfinite(force) \
+                and force > self._hold_force + self.cfg.recontact_margin_n:
+            self._start_release(t, p, self._wrench)
+        return self.reference
+
+    def on_command(self, t: float, stamp_t: float, position: np.ndarray,
+                   quaternion: np.ndarray, twist: np.ndarray, mode: str,
+                   normal: np.ndarray | None = None) -> Reference | None:
+        """A command computed from the robot state at ``stamp_t`` arriving at robot time
+        ``t``: the reference to send, or None when it is not followed."""
+        if self.latched or self.done or self.tool is None:
+            return None
+        cfg = self.cfg
+        age = t - stamp_t
+        if age > cfg.max_command_age_s + 1e-9:
+            self.trip("stale_command", f"a command {age * 1000:.0f} ms old (max "
+                      f"{cfg.max_command_age_s * 1000:.0f} ms)")
+            return None
+        tool_p, _ = self.tool
+        problem = command_problem(np.asarray(position, float), np.asarray(quaternion, float),
+                                  tool_p, cfg.safety)
+        v = np.asarray(twist, float)
+        if problem is None and (v.shape != (6,) or not np.all(np.isfinite(v))):
+            problem = f"command twist {v.tolist()} is not 6 finite numbers"
+        if problem is not None:
+            self.trip("bad_command", problem)
+            return None
+        n = None if normal is None else np.asarray(normal, float)
+        if n is not None and n.shape == (3,) and np.all(np.isfinite(n)) \
+                and np.linalg.norm(n) > 0.5:
+            self.normal = n / np.linalg.norm(n)
+        if mode == "stop":
+            self.trip("controller_stop", "the force controller stopped the motion")
+            return None
+        period = 0.01 if self.last_command_t is None else \
+            min(max(t - self.last_command_t, 0.0), 0.05)
+        self.last_command_t = t
+        previous = self._target if self._target is not None else tool_p
+        target = _rate_limit(previous, np.asarray(position, float), cfg.safety.max_speed,
+                             period)
+        feed = _bounded_twist(v, cfg.safety.max_speed, cfg.max_rate_rad_s) \
+            if mode == "track" else None
+        final = target.copy()
+        if feed is not None:
+            lead = feed[:3] * cfg.reference_lead_s
+            if np.linalg.norm(lead) > cfg.max_lead_m:
+                lead *= cfg.max_lead_m / np.linalg.norm(lead)
+            final = target + lead
+        # the reference the arm really gets, lead included, inside the box and the gap
+        if outside := outside_workspace(final, cfg.safety):
+            self.trip("bad_command", f"command reference {outside}")
+            return None
+        self.mode = "follow"
+        self._target = target
+        self.reference = Reference(final, np.asarray(quaternion, float), feed)
+        return self.reference
+
+    def on_fault(self, name: str, detail: str) -> None:
+        """A fault from outside the state machine (an error event, the e-stop, a closed
+        command input, a lost link, an arm error)."""
+        self.trip(name, detail)
+
+    def on_done(self) -> None:
+        """The session is over: finish when out of contact, else release first."""
+        self.done = True
+        if not self.latched:
+            self._finish_or_release()
+
+    @property
+    def finished(self) -> bool:
+        """Nothing is left to do: the session ended out of contact, or a fault's release is
+        over (out of contact, or moved the whole ``release_m`` when the force cannot tell)."""
+        return self.mode in ("finished", "hold")
+
+    # --- internals -----------------------------------------------------------------------
+    def trip(self, name: str, detail: str) -> None:
+        """Latch fault ``name`` (the first one wins) and release contact."""
+        if name not in FAULTS:
+            raise ValueError(f"unknown fault {name!r}")
+        if self.latched:
+            return
+        self.fault, self.detail = name, detail
+        self.reports.append(Report("error", name, detail))
+        if self.tool is not None:
+            self._start_release(self.now, self.tool[0], self._wrench)
+
+    def _finish_or_release(self) -> None:
+        if self.in_contact and self.tool is not None:
+            self.trip("done_in_contact", f"the session ended with {self.force:.1f} N of "
+                      "contact force")
+        else:
+            self.mode = "finished"
+            if self.tool is not None:
+                self.reference = Reference(self.tool[0].copy(), self.tool[1].copy())
+
+    def _direction(self, wrench: np.ndarray | None) -> np.ndarray:
+        """Away from the body: against the measured force, along the last surface normal,
+        or straight up."""
+        if wrench is not None and self.force_trusted:
+            f = np.asarray(wrench, float)[:3]
+            if np.all(np.isfinite(f)) and np.linalg.norm(f) >= self.cfg.contact_n:
+                return -f / np.linalg.norm(f)
+        if self.normal is not None:
+            return self.normal.copy()
+        return np.array([0.0, 0.0, 1.0])
+
+    def _start_release(self, t: float, position: np.ndarray,
+                       wrench: np.ndarray | None) -> None:
+        direction = self._direction(wrench)
+        self.mode = "release"
+        self._release = (t, np.asarray(position, float).copy(), direction)
+        self._quiet = 0
+        q = self.tool[1] if self.tool is not None else np.array([0.0, 0.0, 0.0, 1.0])
+        self.reference = Reference(self._release[1].copy(), q.copy(),
+                                   np.concatenate([direction * self.cfg.release_speed,
+                                                   np.zeros(3)]))
+
+    def _step_release(self, t: float, position: np.ndarray) -> None:
+        cfg = self.cfg
+        t0, start, direction = self._release
+        travelled = float((position - start) @ direction)
+        out_of_contact = self.force_trusted and np.isfinite(self.force) \
+            and self.force < cfg.contact_n
+        self._quiet = self._quiet + 1 if out_of_contact else 0
+        ramp = min(cfg.release_speed * max(t - t0, 0.0), cfg.release_m)
+        if self._quiet >= cfg.quiet_states or (ramp >= cfg.release_m
+                                                and travelled >= cfg.release_m - 0.002):
+            self.mode = "hold"
+            self._hold_force = self.force if np.isfinite(self.force) else 0.0
+            hold = position.copy() if out_of_contact else start + direction * cfg.release_m
+            self.reference = Reference(hold, self.reference.quaternion)
+            self.reports.append(Report("released", self.fault, f"out of contact "
+                                       f"{travelled * 1000:.0f} mm from where the release "
+                                       f"started; holding ({self.force:.1f} N)"))
+            return
+        # never pull the tool back towards the body: a body pushing it away is let go
+        s = max(ramp, min(travelled, cfg.release_m))
+        moving = ramp < cfg.release_m
+        self.reference = Reference(start + direction * s, self.reference.quaternion,
+                                   np.concatenate([direction * cfg.release_speed, np.zeros(3)])
+                                   if moving else None)
+
+
+def _rate_limit(previous: np.ndarray, target: np.ndarray, max_speed: float,
+                dt: float) -> np.ndarray:
+    delta = target - previous
+    step = max_speed * max(dt, 0.0)
+    dist = float(np.linalg.norm(delta))
+    return target.copy() if dist <= step else previous + delta * (step / dist)
+
+
+def _bounded_twist(twist: np.ndarray, max_speed: float, max_rate: float) -> np.ndarray:
+    v, w = twist[:3].copy(), twist[3:].copy()
+    if np.linalg.norm(v) > max_speed:
+        v *= max_speed / np.linalg.norm(v)
+    if np.linalg.norm(w) > max_rate:
+        w *= max_rate / np.linalg.norm(w)
+    return np.concatenate([v, w])

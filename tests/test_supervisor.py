@@ -1,0 +1,189 @@
+"""The safety supervisor both robot nodes use: every fault latches, releases, holds."""
+
+import numpy as np
+import pytest
+
+from tuina.operators.safety import SafetyConfig
+from tuina.operators.supervisor import FAULTS, Supervisor, SupervisorConfig
+
+Q = np.array([1.0, 0.0, 0.0, 0.0])  # tool pointing down
+PRESS = np.array([0.5, 0.0, 0.2])
+DOWN_6N = np.array([0.0, 0.0, -6.0, 0.0, 0.0, 0.0])  # the robot pushes down with 6 N
+NONE = np.zeros(6)
+DT = 0.01
+
+
+def pressing(**overrides) -> tuple[Supervisor, float]:
+    """A supervisor following a command while the tool presses with 6 N, at t = 1 s."""
+    sup = Supervisor(SupervisorConfig(**overrides))
+    t = 1.0
+    sup.on_state(t, PRESS, Q, DOWN_6N)
+    assert sup.on_command(t, t, PRESS, Q, np.zeros(6), "track", [0.0, 0.0, 1.0]) is not None
+    assert sup.mode == "follow" and sup.status == "ok"
+    return sup, t
+
+
+def run_release(sup: Supervisor, t: float, force_at=lambda lift: 6.0 - 1500 * lift,
+                wrench_dir=np.array([0.0, 0.0, -1.0]), steps: int = 200):
+    """Step states while the tool goes where the reference says; the body pushes back with
+    ``force_at(lift)``. Returns the tool's positions."""
+    tool = PRESS.copy()
+    path = []
+    for _ in range(steps):
+        t += DT
+        lift = float((tool - PRESS) @ np.array([0.0, 0.0, 1.0]))
+        f = max(force_at(lift), 0.0)
+        ref = sup.on_state(t, tool, Q, np.concatenate([wrench_dir * f, np.zeros(3)]))
+        tool = ref.position.copy()
+        path.append(tool)
+    return np.array(path)
+
+
+def test_a_good_command_is_followed_rate_limited():
+    sup, t = pressing()
+    ref = sup.on_command(t + DT, t + DT, PRESS + [0.0, 0.0, -0.01], Q, np.zeros(6), "hold")
+    assert ref is not None and ref.twist is None
+    # 0.15 m/s for one 10 ms period: 1.5 mm of the 10 mm asked
+    np.testing.assert_allclose(ref.position, PRESS + [0.0, 0.0, -0.0015], atol=1e-9)
+    assert sup.take_reports() == [] and not sup.latched
+
+
+def test_watchdog_releases_against_the_force_then_holds_still():
+    sup, t = pressing()
+    sup.on_state(t + 0.05, PRESS, Q, DOWN_6N)
+    assert not sup.latched
+    sup.on_state(t + 0.11, PRESS, Q, DOWN_6N)
+    assert sup.fault == "watchdog" and sup.mode == "release"
+    path = run_release(sup, t + 0.11)
+    assert sup.mode == "hold" and sup.finished
+    lift = path[:, 2] - PRESS[2]
+    assert np.all(np.diff(lift) >= -1e-12)  # always away from the body
+    assert 0.004 <= lift[-1] <= 0.006  # out of contact at 4 mm, two quiet states later
+    assert np.ptp(path[-50:], axis=0).max() == 0.0  # then still
+    steps = np.linalg.norm(np.diff(path, axis=0), axis=1)
+    assert steps.max() <= 0.04 * DT + 1e-9  # at RELEASE_SPEED
+    kinds = [(r.kind, r.fault) for r in sup.take_reports()]
+    assert kinds == [("error", "watchdog"), ("released", "watchdog")]
+
+
+def test_release_goes_against_a_tilted_force():
+    sup, t = pressing()
+    tilted = np.array([0.6, 0.0, -0.8])
+    sup.on_state(t + DT, PRESS, Q, np.concatenate([tilted * 20.0, np.zeros(3)]))
+    assert sup.fault == "force_cap"
+    ref = sup.on_state(t + 2 * DT, PRESS, Q, np.concatenate([tilted * 20.0, np.zeros(3)]))
+    step = ref.position - PRESS
+    np.testing.assert_allclose(step / np.linalg.norm(step), -tilted, atol=1e-9)
+
+
+def test_a_nan_wrench_releases_along_the_last_normal_the_whole_release_distance():
+    sup, t = pressing()
+    sup.on_command(t, t, PRESS, Q, np.zeros(6), "hold", [0.0, 0.6, 0.8])
+    nan = np.full(6, np.nan)
+    sup.on_state(t + DT, PRESS, Q, nan)
+    assert sup.fault == "wrench_invalid" and sup.in_contact  # it cannot tell
+    path = run_release(sup, t + DT, force_at=lambda _lift: np.nan)
+    travel = path[-1] - PRESS
+    np.testing.assert_allclose(travel / np.linalg.norm(travel), [0.0, 0.6, 0.8], atol=1e-9)
+    assert np.linalg.norm(travel) == pytest.approx(0.03, abs=1e-9)
+    assert sup.mode == "hold" and sup.finished
+
+
+def test_a_zero_wrench_in_contact_is_a_fault_out_of_contact_it_is_not():
+    sup, t = pressing()
+    sup.on_state(t + DT, PRESS, Q, NONE)
+    assert sup.fault == "wrench_invalid"
+    free = Supervisor(SupervisorConfig())
+    free.on_state(1.0, PRESS, Q, NONE)
+    free.on_state(1.01, PRESS, Q, NONE)
+    assert not free.latched
+
+
+def test_a_stale_command_is_refused_and_latches():
+    sup, t = pressing()
+    assert sup.on_command(t + 0.03, t, PRESS, Q, np.zeros(6), "track") is None
+    assert sup.fault == "stale_command"
+    fresh = pressing()[0]
+    assert fresh.on_command(t + 0.015, t, PRESS, Q, np.zeros(6), "track") is not None
+
+
+@pytest.mark.parametrize("position, quaternion, twist, mode, word", [
+    ([np.nan, 0.0, 0.2], Q, np.zeros(6), "track", "NaN"),
+    ([0.5, 0.0, 0.26], Q, np.zeros(6), "track", "from the tool"),
+    ([0.5, 0.0, 0.2], 2 * Q, np.zeros(6), "track", "unit"),
+    ([0.5, 0.0, 0.2], Q, [np.inf, 0, 0, 0, 0, 0], "track", "twist"),
+    ([0.5, 0.0, 0.2], Q, np.zeros(6), "stop", "stopped"),
+])
+def test_bad_commands_latch_and_are_not_followed(position, quaternion, twist, mode, word):
+    sup, t = pressing()
+    assert sup.on_command(t + DT, t + DT, np.array(position), np.asarray(quaternion),
+                          np.asarray(twist, float), mode) is None
+    assert sup.fault in ("bad_command", "controller_stop")
+    assert word in sup.detail and sup.mode == "release"
+
+
+def test_the_lead_is_checked_against_the_workspace_box():
+    box = SafetyConfig(workspace_min=(0.15, -0.75, 0.195), workspace_max=(0.85, 0.75, 0.8))
+    sup, t = pressing(safety=box, reference_lead_s=0.12)
+    down = np.array([0.0, 0.0, -0.05, 0.0, 0.0, 0.0])  # 5 cm/s into the body: 6 mm lead
+    assert sup.on_command(t + DT, t + DT, PRESS, Q, down, "track") is None
+    assert sup.fault == "bad_command" and "workspace" in sup.detail
+
+
+def test_the_tool_leaving_the_box_is_a_fault():
+    box = SafetyConfig(workspace_min=(0.15, -0.75, 0.1), workspace_max=(0.85, 0.75, 0.8))
+    sup, t = pressing(safety=box)
+    sup.on_state(t + DT, PRESS + [0.0, 0.0, -0.15], Q, DOWN_6N)
+    assert sup.fault == "workspace"
+
+
+@pytest.mark.parametrize("name", ["estop", "error_event", "command_closed", "link_lost",
+                                  "robot_error"])
+def test_outside_faults_release_and_the_first_one_wins(name):
+    sup, t = pressing()
+    sup.on_fault(name, "it happened")
+    sup.on_fault("estop" if name != "estop" else "error_event", "later")
+    assert sup.fault == name and sup.status == f"faulted:{name}"
+    run_release(sup, t)
+    reports = sup.take_reports()
+    assert [r.kind for r in reports] == ["error", "released"]
+    # latched: no command moves the arm any more
+    assert sup.on_command(t + 3, t + 3, PRESS, Q, np.zeros(6), "track") is None
+
+
+def test_done_in_contact_releases_done_out_of_contact_finishes():
+    sup, t = pressing()
+    sup.on_done()
+    assert sup.fault == "done_in_contact" and not sup.finished
+    run_release(sup, t)
+    assert sup.finished
+    free, t = pressing()
+    free.on_state(t + DT, PRESS + [0, 0, 0.01], Q, NONE + [0, 0, -0.1, 0, 0, 0])
+    free.on_done()
+    assert free.finished and not free.latched and free.status == "finished"
+
+
+def test_a_body_coming_back_into_the_held_tool_is_released_again():
+    sup, t = pressing()
+    sup.on_fault("estop", "button")
+    run_release(sup, t)
+    held = sup.reference.position.copy()
+    ref = sup.on_state(t + 3.0, held, Q, np.array([0.0, 0.0, -4.0, 0, 0, 0]))
+    assert sup.mode == "release"
+    ref = sup.on_state(t + 3.1, held, Q, np.array([0.0, 0.0, -4.0, 0, 0, 0]))
+    assert ref.position[2] > held[2]
+
+
+def test_the_release_never_pulls_the_tool_back_into_a_body_that_pushes_it_away():
+    sup, t = pressing()
+    sup.on_fault("estop", "button")
+    pushed = PRESS + [0.0, 0.0, 0.02]  # the body threw the tool 2 cm up within 10 ms
+    ref = sup.on_state(t + DT, pushed, Q, DOWN_6N)
+    assert ref.position[2] >= pushed[2] - 1e-12
+
+
+def test_faults_are_named_from_the_vocabulary():
+    sup, _ = pressing()
+    with pytest.raises(ValueError, match="unknown fault"):
+        sup.on_fault("oops", "?")
+    assert {"watchdog", "estop", "force_cap", "wrench_invalid"} <= set(FAULTS)
