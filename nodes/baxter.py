@@ -23,12 +23,15 @@ from typing import Any
 
 import numpy as np
 from tuina.operators.arms import arm_kinematics
+from tuina.operators.force_control import ControlOutput
 from tuina.operators.geometry import matrix_to_quat
-from tuina.operators.safety import SafetyConfig, command_problem, outside_workspace
+from tuina.operators.servo import joint_velocity_command
+from tuina.operators.supervisor import Reference, Supervisor
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, MessageError, RobotState, SessionEvent
-from tuina.node import Outputs, configure, fail, paced_events
+from tuina.node import GONE, Outputs, configure, fail, stamp_of, supervised_events
+from tuina.supervision import SUPERVISOR_PARAMS, fault_line, supervisor_config
 
 JOINTS = ("s0", "s1", "e0", "e1", "w0", "w1", "w2")
 VELOCITY_MODE = 2  # baxter_core_msgs/JointCommand
@@ -36,6 +39,7 @@ RETRY_S = 0.25  # between attempts to reach rosbridge
 # joint-state looks per command period: polled only at the command rate, states that come at
 # that same rate beat against it and one in five was skipped
 STATE_POLLS = 4
+RELEASE_GAIN = 4.0  # 1/s: PBVS gain towards the release reference
 
 PARAMS = [
     Param("ROSBRIDGE_HOST", "str", "baxter.local", "-", "the rosbridge server on the robot's "
@@ -50,13 +54,11 @@ PARAMS = [
     Param("COMMAND_RATE_HZ", "float", 100.0, "Hz", "velocity commands per second (the arm "
           "stops itself after 0.2 s without one); joint states are looked for STATE_POLLS "
           "times as often", low=20.0, high=1000.0),
-    Param("WATCHDOG_S", "float", 0.1, "s", "velocities older than this are replaced by zeros",
-          low=0.01),
     Param("STATE_TIMEOUT_S", "float", 0.5, "s", "no joint state for this long: the link is "
           "lost", low=0.05),
     Param("MAX_JOINT_SPEED", "float", 1.0, "rad/s", "a command faster than this on any joint "
           "is refused", low=0.01, high=4.0),
-    Param("FORCE_CAP_N", "float", 15.0, "N", "hard contact force cap", low=1.0, high=40.0),
+    *SUPERVISOR_PARAMS,
     Param("WORKSPACE_MIN", "floats", [0.2, -0.4, -0.3], "m", "workspace box (base): the "
           "table in front of the arm", length=3),
     Param("WORKSPACE_MAX", "floats", [1.0, 1.1, 0.5], "m", "workspace box (base)", length=3),
@@ -191,8 +193,17 @@ def not_ready(assembly: dict | None) -> tuple[str, str]:
     return "", ""
 
 
+def release_velocities(arm, q: np.ndarray, ref: Reference) -> np.ndarray:
+    """Joint velocities that move the tool along the supervisor's release reference: its
+    twist fed forward, PBVS towards its pose (q' = J^+ v)."""
+    twist = np.zeros(6) if ref.twist is None else ref.twist
+    target = ControlOutput(ref.position, ref.quaternion, "track", "release", 0.0, 0.0, twist)
+    return joint_velocity_command(target, arm, q, RELEASE_GAIN)
+
+
 def main() -> None:
-    """Send velocity commands at a steady rate; publish the arm's state on the same ticks."""
+    """Send velocity commands at a steady rate under the safety supervisor; publish the
+    arm's state once per new joint state."""
     cfg = configure("baxter", PARAMS)
     from dora import Node
 
@@ -203,38 +214,41 @@ def main() -> None:
     except ConnectionError as err:
         fail("baxter", str(err))
     arm = arm_kinematics(f"baxter_{cfg['SIDE']}", cfg["TOOL_LENGTH_M"])
-    safety = SafetyConfig(tuple(cfg["WORKSPACE_MIN"]), tuple(cfg["WORKSPACE_MAX"]),
-                          cfg["FORCE_CAP_N"])
+    supervisor = Supervisor(supervisor_config(cfg))
     if cfg["ENABLE"]:
         link.enable(True)
     link.speed_ratio(cfg["SPEED_RATIO"])
     out = Outputs(node)
     zeros = np.zeros(len(JOINTS))
-    velocities, accepted_at = zeros, 0.0
-    fault = ""  # latched: no motion until the graph restarts
+    velocities = zeros
     waiting = ""  # why the arm may not move now (not latched)
     stamp = 0
     polls = 0
     seen_at = 0.0  # arrival of the joint state last handled
     sent = (-1, "")  # stamp and status of the last robot_state
-    tool_position: np.ndarray | None = None
+    q: np.ndarray | None = None
+    closing_since: float | None = None
 
-    def report(line: str) -> None:
+    def report(line: str, kind: str = "error", fault: str = "") -> None:
         print(f"tuina-baxter: {line}", flush=True)
-        out.send("events", SessionEvent("error", f"baxter: {line}").to_arrow(), stamp,
+        out.send("events", SessionEvent(kind, f"baxter: {line}", fault).to_arrow(), stamp,
                  BASE_FRAME)
 
-    def latch(line: str) -> None:
-        nonlocal fault
-        if not fault:
-            fault = line
-            link.send_velocities(zeros)
-            report(f"{line}; stopped until the graph restarts")
+    def flush_reports() -> None:
+        for item in supervisor.take_reports():
+            report(fault_line(item), item.kind, item.fault)
 
     try:
-        for event in paced_events(node, 1.0 / (cfg["COMMAND_RATE_HZ"] * STATE_POLLS)):
-            eid = event["id"]
-            if eid == "tick":
+        for event in supervised_events(node, 1.0 / (cfg["COMMAND_RATE_HZ"] * STATE_POLLS)):
+            kind, eid = event["type"], event.get("id", "")
+            now = time.monotonic()
+            if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid.startswith("events")):
+                closing_since = closing_since or now
+                supervisor.on_done()
+            elif kind == "INPUT_CLOSED" and eid == "command" and not supervisor.done:
+                supervisor.on_fault("command_closed", "the command stream closed (the force "
+                                    "controller is gone)")
+            elif eid == "tick":
                 polls += 1
                 command_due = polls % STATE_POLLS == 0
                 joints, joints_at, endpoint, assembly = link.snapshot()
@@ -242,11 +256,14 @@ def main() -> None:
                     continue  # nothing new, and no command due
                 seen_at = joints_at
                 if not link.connected:
-                    latch("lost the rosbridge connection")
+                    supervisor.on_fault("link_lost", "lost the rosbridge connection")
+                    flush_reports()
                     break
-                if joints is None or time.monotonic() - joints_at > cfg["STATE_TIMEOUT_S"]:
+                if joints is None or now - joints_at > cfg["STATE_TIMEOUT_S"]:
                     if joints is not None:
-                        latch(f"no joint state for {cfg['STATE_TIMEOUT_S']} s")
+                        supervisor.on_fault("link_lost", f"no joint state for "
+                                            f"{cfg['STATE_TIMEOUT_S']} s")
+                        flush_reports()
                         break
                     continue  # not one state yet: nothing to report, nothing to move
                 held, why = not_ready(assembly)
@@ -257,56 +274,71 @@ def main() -> None:
                 try:
                     q, dq, effort = arm_joints(joints, link.names)
                 except MessageError as err:
-                    latch(f"bad joint state: {err}")
+                    supervisor.on_fault("link_lost", f"bad joint state: {err}")
+                    flush_reports()
                     continue
                 stamp = stamp_ns(joints)
                 wrench = endpoint_wrench(endpoint)
-                if np.linalg.norm(wrench[:3]) > cfg["FORCE_CAP_N"]:
-                    latch(f"contact force {np.linalg.norm(wrench[:3]):.1f} N over the cap "
-                          f"{cfg['FORCE_CAP_N']} N")
                 tool = arm.forward(q)
-                tool_position = tool.translation
-                fresh = time.monotonic() - accepted_at <= cfg["WATCHDOG_S"]
-                moving = not fault and not waiting and fresh
-                if moving and (outside := outside_workspace(tool_position, safety)):
-                    latch(f"the tool left the workspace box: its position {outside}")
-                    moving = False
+                quat = matrix_to_quat(tool.rotation)
+                ref = supervisor.on_state(stamp * 1e-9, tool.translation, quat, wrench)
                 if command_due:
-                    link.send_velocities(velocities if moving else zeros)
-                status = f"faulted:{fault}" if fault else held or "ok"
+                    if waiting or supervisor.mode in ("waiting", "hold", "finished"):
+                        link.send_velocities(zeros)
+                    elif supervisor.mode == "release":
+                        link.send_velocities(release_velocities(arm, q, ref))
+                    else:
+                        link.send_velocities(velocities)
+                status = supervisor.status if supervisor.latched or not held else held
+                flush_reports()
+                if supervisor.finished and closing_since is not None:
+                    break
+                if closing_since is not None and now - closing_since > cfg["CLOSE_TIMEOUT_S"]:
+                    report(f"still in contact {cfg['CLOSE_TIMEOUT_S']} s after the graph "
+                           "ended; stopping the arm where it is (use the hardware e-stop)")
+                    break
                 if (stamp, status) == sent:
                     continue  # no new joint state since the last tick: nothing new to say
                 sent = (stamp, status)
                 out.send("robot_state", RobotState(
-                    q.tolist(), dq.tolist(), tool_position.tolist(),
-                    matrix_to_quat(tool.rotation).tolist(), wrench.tolist(), status,
-                    effort.tolist()).to_arrow(), stamp, BASE_FRAME)
+                    q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
+                    wrench.tolist(), status, effort.tolist()).to_arrow(), stamp, BASE_FRAME)
             elif eid == "command":
-                command = Command.from_arrow(event["value"])
+                try:
+                    command = Command.from_arrow(event["value"])
+                except ValueError as err:
+                    supervisor.on_fault("bad_command", f"malformed command: {err}")
+                    flush_reports()
+                    continue
                 v = np.asarray(command.joint_velocities, float)
                 if v.shape != (len(JOINTS),) or not np.all(np.isfinite(v)):
-                    latch(f"bad command: {len(v)} joint velocities, finite: "
-                          f"{bool(np.all(np.isfinite(v)))}; expected 7 finite values (set the "
-                          "force-controller's OUTPUT: joint_velocity)")
+                    supervisor.on_fault("bad_command", f"bad command: {len(v)} joint "
+                                        f"velocities, finite: {bool(np.all(np.isfinite(v)))}; "
+                                        "expected 7 finite values (set the force-controller's "
+                                        "OUTPUT: joint_velocity)")
                 elif np.max(np.abs(v)) > cfg["MAX_JOINT_SPEED"]:
-                    latch(f"bad command: {np.max(np.abs(v)):.2f} rad/s over MAX_JOINT_SPEED "
-                          f"{cfg['MAX_JOINT_SPEED']}")
-                elif tool_position is None:
-                    continue  # no state yet: nothing to check the command against
-                elif problem := command_problem(np.asarray(command.position),
-                                                np.asarray(command.quaternion), tool_position,
-                                                safety):
-                    latch(f"bad command: {problem}")
-                else:
-                    velocities, accepted_at = v, time.monotonic()
+                    supervisor.on_fault("bad_command", f"bad command: {np.max(np.abs(v)):.2f} "
+                                        f"rad/s over MAX_JOINT_SPEED {cfg['MAX_JOINT_SPEED']}")
+                elif supervisor.on_command(stamp * 1e-9, stamp_of(event) * 1e-9,
+                                           np.asarray(command.position),
+                                           np.asarray(command.quaternion),
+                                           np.asarray(command.twist), command.mode,
+                                           np.asarray(command.normal) if command.normal
+                                           else None) is not None:
+                    velocities = v
             elif eid.startswith("estop"):
                 meta = event.get("metadata", {})
                 reason = f": {meta['reason']}" if meta.get("reason") else ""
-                link.enable(False)
-                latch(f"e-stop from {meta.get('source', eid)}{reason}")
-            elif eid == "events":
-                if SessionEvent.from_arrow(event["value"]).kind == "done":
-                    break
+                supervisor.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}")
+            elif eid.startswith("events"):
+                ev = SessionEvent.from_arrow(event["value"])
+                if ev.kind == "done":
+                    supervisor.on_done()
+                    closing_since = closing_since or now
+                elif ev.kind == "error":
+                    supervisor.on_fault("error_event", ev.detail)
+            if eid != "tick":
+                flush_reports()
     finally:
         if link.connected:
             link.send_velocities(zeros)

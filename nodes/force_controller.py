@@ -12,10 +12,13 @@ F = (J^T)^+ (tau - g(q)) (Eq. 15) for robots that report no wrench.
 
 Body motion: the trajectory follows the tracker's R, t (P_u = R P_d + t, rate-limited)
 when the motion is relative to the frame the trajectory was planned on. A frame the
-tracker does not trust freezes the motion where it was (never chasing a bad estimate); a
-lost track (a large motion), or no body motion for TRACKER_TIMEOUT_S of robot time once the
-tracker has spoken, aborts the massage: the tool backs off along the normal and holds
-until a new trajectory (after re-grounding) arrives.
+tracker does not trust freezes the motion where it was (never chasing a bad estimate); the
+body velocity is fed forward for two frame periods of the tracker's stream at most. A lost
+track (a large motion), no body motion for TRACKER_TIMEOUT_S of robot time from the
+trajectory's start, or a contact lost at once aborts the massage: the tool backs off along
+the normal and holds until a new trajectory (after re-grounding) arrives. A force reading
+that jumps while in contact is a sensor fault: an abort and an error (the robot releases).
+A force over FORCE_CAP_N stops the controller until the next trajectory.
 """
 
 from __future__ import annotations
@@ -73,10 +76,12 @@ PARAMS = [
     Param("RETREAT_M", "float", 0.06, "m", "back-off along the normal when a massage aborts",
           low=0.01, high=0.2),
     Param("TRACKER_TIMEOUT_S", "float", 0.5, "s",
-          "robot time without body motion (once seen) that aborts the massage", low=0.05),
-    Param("MAX_FORCE_JUMP_N", "float", 5.0, "N", "a larger change of the force reading "
-          "between two robot states is a sensor fault: the massage aborts (the sim's largest: "
-          "2.9 N, at first contact)", low=0.5),
+          "robot time without body motion, counted from the trajectory's start, that aborts "
+          "the massage", low=0.05),
+    Param("MAX_FORCE_JUMP_N", "float", 3.0, "N", "a larger change of the force reading "
+          "between two robot states in contact is a sensor fault (an error: the robot "
+          "releases); a larger fall out of contact is a lost contact (abort); a rise from no "
+          "contact is contact", low=0.5),
     *PRIORITY_PARAMS,
     Param("OUTPUT", "choice", "cartesian", "-", "cartesian: pose + twist (franky); "
           "joint_velocity: also joint velocities (a Baxter)",
@@ -129,8 +134,10 @@ def main() -> None:
     track_lost = ""  # why the tracker gave up on the current plan's reference
     motion_seen_ns: int | None = None  # robot time of the first state after a body motion
     motion_fresh = False
+    motion_stamps: list[int] = []  # the last two body motions' own (frame) stamps
     announced = False  # the current controller's abort was reported
     last_dq: tuple[int, np.ndarray] | None = None  # stamp, joint velocities
+    stop_sent = False  # the cap's error went out for this trajectory
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "trajectory":
@@ -149,12 +156,14 @@ def main() -> None:
                 track_lost = track_lost or "a malformed trajectory arrived"
                 continue
             traj, arrays = candidate, new
-            start_ns = None
+            start_ns, stop_sent = None, False
             controller = HybridForceController(fcfg)
             motion, twist, track_lost, announced = np.eye(4), np.zeros(6), "", False
+            motion_seen_ns, motion_fresh = None, False
         elif event["id"] == "body_motion":
             bm = BodyMotion.from_arrow(event["value"])
             motion_fresh = True
+            motion_stamps = [*motion_stamps[-1:], stamp]
             # motions relative to an older reference belong to an older plan
             if traj is not None and bm.reference_stamp_ns >= traj.reference_stamp_ns:
                 if bm.status == "ok":
@@ -193,31 +202,41 @@ def main() -> None:
                 continue
             if motion_fresh:
                 motion_seen_ns, motion_fresh = stamp, False
-            if (motion_seen_ns is not None and not track_lost
-                    and (stamp - motion_seen_ns) * 1e-9 > cfg["TRACKER_TIMEOUT_S"]):
+            silent_s = (stamp - (motion_seen_ns or start_ns)) * 1e-9
+            if not track_lost and silent_s > cfg["TRACKER_TIMEOUT_S"]:
                 track_lost = f"no body motion for {cfg['TRACKER_TIMEOUT_S']} s"
             if track_lost and not controller.aborted and phase != "done":
                 controller.abort(t, np.asarray(state.tool_position), track_lost)
+            # a body velocity is fed forward for two frame periods of its own stream at most
+            frame_s = ((motion_stamps[1] - motion_stamps[0]) * 1e-9 if len(motion_stamps) == 2
+                       else 0.1)
+            feed = twist if silent_s <= 2 * max(frame_s, 0.01) else np.zeros(6)
             lead = cfg["FOLLOW_LEAD_S"] + (stamp - (motion_seen_ns or stamp)) * 1e-9
             ref = controller.step(t, *arrays[:3], arrays[3], arrays[4], arrays[5],
                                   np.asarray(state.tool_position), wrench,
-                                  predict(motion, twist, min(lead, cfg["MAX_LEAD_S"])), twist)
+                                  predict(motion, feed, min(lead, cfg["MAX_LEAD_S"])), feed)
             if controller.aborted and not announced:
                 announced = True
-                print(f"force-controller: {controller.abort_reason}: backing off", flush=True)
-                out.send("events", SessionEvent("abort", f"force-controller: "
-                         f"{controller.abort_reason}; backing off").to_arrow(), stamp, BASE_FRAME)
+                reason = controller.abort_reason
+                print(f"force-controller: {reason}: backing off", flush=True)
+                out.send("events", SessionEvent("abort", f"force-controller: {reason}; backing "
+                         "off").to_arrow(), stamp, BASE_FRAME)
+                if controller.sensor_fault:
+                    out.send("events", SessionEvent("error", f"force-controller: {reason}")
+                             .to_arrow(), stamp, BASE_FRAME)
             joints = (joint_velocity_command(ref, arm, q, cfg["PBVS_GAIN"]).tolist()
                        if joint_output else [])
             cmd = Command(ref.position.tolist(), ref.quaternion.tolist(), ref.twist.tolist(),
-                          ref.mode, ref.phase, ref.force_target_n, ref.force_measured_n, joints)
+                          ref.mode, ref.phase, ref.force_target_n, ref.force_measured_n, joints,
+                          ref.normal.tolist())
             out.send("command", cmd.to_arrow(), stamp, BASE_FRAME)
             if ref.phase != phase:
                 phase = ref.phase
                 kind = "done" if phase == "done" else "phase"
                 out.send("events", SessionEvent(kind, phase).to_arrow(), stamp, BASE_FRAME)
                 print(f"force-controller: phase {phase} at {t:.2f} s", flush=True)
-            if ref.mode == "stop":
+            if ref.mode == "stop" and not stop_sent:
+                stop_sent = True
                 out.send("events", SessionEvent(
                     "error", f"force-controller: force {ref.force_measured_n:.1f} N over the "
                     f"cap {fcfg.force_cap_n} N; retreating").to_arrow(), stamp, BASE_FRAME)

@@ -4,6 +4,9 @@ Inputs: ``command`` (phase and forces, trigger of the force log), ``ground_truth
 ``target_pose``, ``body_motion`` (scored against the true body motion), and any number of
 ``events*`` inputs (errors, phases, aborts and re-grounding requests from other nodes).
 Outputs: ``events`` (``done`` when the session is over: the world and the robot close).
+After an error the session ends only once the robot reports it released contact (or after
+RELEASE_WAIT_S); after an abort it waits REPLAN_WAIT_S for a new target, then ends. A
+session with a robot fault is never ok; one ended by the operator's e-stop exits 0.
 Writes ``<RECORDINGS_DIR>/<SESSION>/summary.json``; exits non-zero when the session failed.
 """
 
@@ -39,7 +42,13 @@ PARAMS = [
     Param("MAX_NORMAL_ERROR_DEG", "float", 10.0, "deg", "ok bound", low=0),
     Param("MAX_FORCE_RMS_ERROR_N", "float", 1.5, "N", "ok bound", low=0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "ok bound on the largest contact force", low=0),
+    Param("RELEASE_WAIT_S", "float", 3.0, "s", "after an error, the longest wait (event time) "
+          "for the robot to report it released contact before the session ends", low=0.1),
+    Param("REPLAN_WAIT_S", "float", 15.0, "s", "after an abort, the longest wait (event time) "
+          "for a new target before the session ends", low=0.5),
 ]
+
+INTENDED = ("estop",)  # faults a person asked for: the session ends failed, the graph cleanly
 
 
 def _fmt(value) -> str:
@@ -96,6 +105,19 @@ def main() -> None:
             print(f"  {key:20s} {_fmt(value)}", flush=True)
         print(f"  written to {folder / 'summary.json'}", flush=True)
 
+    ending_ns: int | None = None  # an error came: ends once the robot released contact
+    released = False
+    abort_ns: int | None = None  # an abort came: waiting for a new target
+
+    def end_after_release(stamp: int) -> None:
+        nonlocal ending_ns
+        if released:
+            finish(stamp)
+        elif ending_ns is None:
+            ending_ns = stamp
+            print("session: waiting for the robot to release contact before ending",
+                  flush=True)
+
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         first_ns = stamp if first_ns is None else first_ns
@@ -105,11 +127,20 @@ def main() -> None:
             ev = SessionEvent.from_arrow(event["value"])
             if ev.kind == "error":
                 log.errors.append(ev.detail)
-                finish(stamp)
+                if ev.fault and ev.fault not in log.faults:
+                    log.faults.append(ev.fault)
+                end_after_release(stamp)
+            elif ev.kind == "released":
+                released = True
+                if ending_ns is not None:
+                    finish(stamp)
             elif ev.kind == "done":
                 finish(stamp)
             elif ev.kind == "abort":
                 log.aborts.append(ev.detail)
+                abort_ns = stamp
+                print(f"session: {ev.detail}; re-grounding, the session ends if no new "
+                      f"target comes within {cfg['REPLAN_WAIT_S']:g} s", flush=True)
             elif ev.kind == "reground":
                 log.regrounds += 1
         elif eid == "body_motion":
@@ -123,6 +154,7 @@ def main() -> None:
                     waiting[stamp] = bm
         elif eid == "target_pose":
             target = TargetPose.from_arrow(event["value"])
+            abort_ns = None
         elif eid == "command":
             cmd = Command.from_arrow(event["value"])
             phase = cmd.phase
@@ -169,6 +201,16 @@ def main() -> None:
                 if phase in ("press", "stroke") and in_contact and np.all(np.isfinite(contact)):
                     log.follow_t.append(stamp * 1e-9)
                     log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))
+        if summary is None and ending_ns is not None \
+                and (last_ns - ending_ns) * 1e-9 > cfg["RELEASE_WAIT_S"]:
+            log.errors.append(f"the robot did not report contact released within "
+                              f"{cfg['RELEASE_WAIT_S']:g} s of the error")
+            finish(stamp)
+        if summary is None and ending_ns is None and abort_ns is not None \
+                and (last_ns - abort_ns) * 1e-9 > cfg["REPLAN_WAIT_S"]:
+            log.errors.append(f"no new target within {cfg['REPLAN_WAIT_S']:g} s after the "
+                              "abort")
+            finish(stamp)
         if (summary is None and first_ns is not None
                 and (last_ns - first_ns) * 1e-9 > cfg["TIMEOUT_S"]):
             log.errors.append(f"session timed out after {cfg['TIMEOUT_S']} s in phase "
@@ -177,7 +219,9 @@ def main() -> None:
     if summary is None:
         log.errors.append("the session ended before it was done")
         finish(last_ns)
-    sys.exit(0 if summary["ok"] else 1)
+    # a person's e-stop is not a crash: the summary says failed, the graph ends cleanly
+    intended = bool(log.faults) and all(f in INTENDED for f in log.faults)
+    sys.exit(0 if summary["ok"] or intended else 1)
 
 
 if __name__ == "__main__":

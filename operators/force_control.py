@@ -37,7 +37,8 @@ class ForceConfig:
     moving_speed: float = 0.002  # m/s: a slower reference counts as still
     retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
     retreat_speed: float = 0.05  # m/s, mean speed of that retreat
-    max_force_jump_n: float = 5.0  # a larger change between two readings is a sensor fault
+    max_force_jump_n: float = 3.0  # a larger change between two readings in contact: a sensor
+    # fault; a larger fall out of contact: contact lost (a rise from no contact is contact)
 
 
 @dataclass
@@ -117,6 +118,8 @@ class HybridForceController:
     applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
     compensation: np.ndarray = field(default_factory=lambda: np.zeros(3))
     abort_reason: str = ""
+    sensor_fault: bool = False  # the abort is a force sensor fault (an error, not a re-plan)
+    stopped: bool = False  # the force passed the cap: latched until a new trajectory
     paused_s: float = 0.0  # plan time held back while searching for contact
     _abort: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # t, from, to, q
     _last: ControlOutput | None = None
@@ -188,14 +191,28 @@ class HybridForceController:
         if self._abort is None:
             f_check = float(-np.asarray(wrench[:3]) @ self._normal)
             last_force, self._last_force = self._last_force, f_check
-            if (last_force is not None and np.isfinite(f_check)
+            touching = last_force is not None and last_force >= c.contact_threshold_n
+            if (touching and np.isfinite(f_check)
                     and abs(f_check - last_force) > c.max_force_jump_n):
-                self.abort(t, tool_position, f"the force reading jumped {last_force:.1f} -> "
-                           f"{f_check:.1f} N in one period (sensor fault?)")
+                if f_check >= c.contact_threshold_n:
+                    self.sensor_fault = True
+                    self.abort(t, tool_position, f"the force reading jumped {last_force:.1f} "
+                               f"-> {f_check:.1f} N in one period while in contact (force "
+                               "sensor fault)")
+                else:
+                    self.abort(t, tool_position, f"contact lost: the force fell "
+                               f"{last_force:.1f} -> {f_check:.1f} N in one period")
+        if self.stopped:
+            n = self._normal
+            f_meas = float(-np.asarray(wrench[:3]) @ n)
+            q = self._last.quaternion if self._last is not None else np.array([0, 0, 0, 1.0])
+            return ControlOutput(np.asarray(tool_position, float) + n * 0.02, q, "stop",
+                                 "abort", 0.0, f_meas, normal=n)
         if self._abort is not None:
             n = self._normal
             f_meas = float(-np.asarray(wrench[:3]) @ n)
             if f_meas > c.force_cap_n or not np.isfinite(f_meas):
+                self.stopped = True
                 return ControlOutput(tool_position + n * 0.02, self._abort[3], "stop", "abort",
                                      0.0, f_meas, normal=n)
             return self._retreat(t, f_meas)
@@ -228,6 +245,7 @@ class HybridForceController:
         f_target = float(forces[i]) if phase != "done" else 0.0
         f_meas = float(-np.asarray(wrench[:3]) @ n)  # pushing into the body is positive
         if f_meas > c.force_cap_n or not np.isfinite(f_meas):
+            self.stopped = True
             return ControlOutput(tool_position + n * 0.02, q, "stop", phase, f_target, f_meas,
                                  normal=n)
         rate = 0.0

@@ -33,6 +33,7 @@ class SessionLog:
     normal_error_deg: float = float("nan")
     max_force_n: float = 0.0
     errors: list[str] = field(default_factory=list)
+    faults: list[str] = field(default_factory=list)  # the robot's latched faults, by name
     first_contact_s: float | None = None
     first_contact_t: float | None = None  # event time of the first contact, s
     follow_t: list[float] = field(default_factory=list)  # press / stroke samples with the
@@ -127,6 +128,8 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
     first_contact = log.first_contact_t
     control_hz, jitter_ms = loop_timing(t)
     problems = list(log.errors)
+    if log.faults and not log.errors:
+        problems.append(f"robot faults: {', '.join(log.faults)}")
     if contact_s < limits.min_contact_s:
         problems.append(f"contact lasted {contact_s:.1f} s (< {limits.min_contact_s} s)")
     if max_force > limits.force_cap_n:
@@ -172,6 +175,7 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "body_motion_statuses": statuses,
         "aborts": list(log.aborts),
         "regrounds": log.regrounds,
+        "faults": list(log.faults),
         "ok": not problems,
         "problems": problems,
     }

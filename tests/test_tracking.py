@@ -280,11 +280,38 @@ def test_an_implausible_force_jump_aborts_and_backs_off():
     plan = contact_plan(("approach", "contact") + ("press",) * 8 + ("retreat",))
     outs, tool = drive(ctrl, plan, 700, start=1.0)
     assert not ctrl.aborted and abs(outs[-1].force_measured_n - 6.0) < 1.0
-    # the sensor drops to zero while pressing: pushing on to "find" the force would hurt
+    # the reading drops to zero while pressing: pushing on to "find" the force would hurt
     after, _ = drive(ctrl, plan, 200, start=8.0, tool=tool, force_at=lambda p: 0.0)
-    assert ctrl.aborted and "jumped" in ctrl.abort_reason
+    assert ctrl.aborted and "contact lost" in ctrl.abort_reason and not ctrl.sensor_fault
     z = np.array([o.position[2] for o in after])
     assert np.all(np.diff(z) >= -1e-12) and z[-1] > tool[2] + 0.03
+
+
+def test_a_jump_in_contact_is_a_sensor_fault_a_regained_contact_is_not():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    plan = contact_plan(("approach", "contact") + ("press",) * 8 + ("retreat",))
+    ctrl = HybridForceController(ForceConfig())
+    _, tool = drive(ctrl, plan, 700, start=1.0)
+    drive(ctrl, plan, 5, start=8.0, tool=tool, force_at=lambda p: 11.0)  # a +5 N bias step
+    assert ctrl.aborted and ctrl.sensor_fault and "sensor fault" in ctrl.abort_reason
+    # off the body (0 N), then back on it with 5.8 N within one period: contact, no fault
+    regained = HybridForceController(ForceConfig())
+    drive(regained, plan, 2, start=3.0, force_at=lambda p: 0.0)
+    drive(regained, plan, 5, start=3.02, force_at=lambda p: 5.8)
+    assert not regained.aborted
+
+
+def test_the_controller_stop_latches_until_a_new_trajectory():
+    from tuina.operators.force_control import ForceConfig, HybridForceController
+
+    plan = contact_plan(("approach", "contact") + ("press",) * 8 + ("retreat",))
+    ctrl = HybridForceController(ForceConfig())
+    _, tool = drive(ctrl, plan, 700, start=1.0)
+    over, _ = drive(ctrl, plan, 1, start=8.0, tool=tool, force_at=lambda p: 20.0)
+    assert over[-1].mode == "stop"
+    calm, _ = drive(ctrl, plan, 20, start=8.01, tool=tool, force_at=lambda p: 6.0)
+    assert all(o.mode == "stop" for o in calm)
 
 
 def test_follow_error_leaves_out_each_contacts_settling_and_counts_breaks():
