@@ -1,17 +1,18 @@
 """baxter: one arm of a Rethink Baxter, through rosbridge (roslibpy), in joint velocity mode.
 
 Inputs: ``command`` (force-controller commands with ``joint_velocities``: OUTPUT
-joint_velocity), ``events`` (session: ends on done), ``estop*`` (any message stops and
-disables the arm until the graph restarts).
+joint_velocity), ``events*`` (every node's events: an error is a fault; the session's
+``done`` ends the node once out of contact), ``estop*`` (the operator's e-stop).
 Outputs: ``robot_state`` (joints, the tool pose from the arm's model, the endpoint wrench,
-the measured joint torques) at COMMAND_RATE_HZ, ``events`` (errors).
+the measured joint torques) once per new joint state, ``events`` (one error per fault,
+naming it, and ``released``).
 
 Every tick the node sends ``/robot/limb/<side>/joint_command`` (mode VELOCITY), faster than
-the arm's own command timeout: the last accepted velocities while they are fresh, zeros
-otherwise. It sends no motion while rosbridge is down, the arm is disabled or stopped, a
-command was bad (malformed, too fast, its reference outside the workspace box or far from the
-tool), the tool left the workspace box, the force passed FORCE_CAP_N, or an e-stop came;
-each is one line and an error event. ``robot_state`` goes out once per new joint state.
+the arm's own command timeout. The same safety supervisor as the FR3's decides
+(operators.supervisor): the controller's velocities while all is well; on any fault (see the
+FR3 node) joint velocities that release contact (q' = J^+ v towards the release reference),
+then zeros. It sends no motion while rosbridge is down or the arm is disabled or stopped;
+the e-stop releases and holds (a disabled Baxter arm would drop onto the body).
 """
 
 from __future__ import annotations
@@ -291,18 +292,17 @@ def main() -> None:
                         link.send_velocities(velocities)
                 status = supervisor.status if supervisor.latched or not held else held
                 flush_reports()
+                if (stamp, status) != sent:  # else: no new joint state since the last tick
+                    sent = (stamp, status)
+                    out.send("robot_state", RobotState(
+                        q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
+                        wrench.tolist(), status, effort.tolist()).to_arrow(), stamp, BASE_FRAME)
                 if supervisor.finished and closing_since is not None:
                     break
                 if closing_since is not None and now - closing_since > cfg["CLOSE_TIMEOUT_S"]:
                     report(f"still in contact {cfg['CLOSE_TIMEOUT_S']} s after the graph "
                            "ended; stopping the arm where it is (use the hardware e-stop)")
                     break
-                if (stamp, status) == sent:
-                    continue  # no new joint state since the last tick: nothing new to say
-                sent = (stamp, status)
-                out.send("robot_state", RobotState(
-                    q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
-                    wrench.tolist(), status, effort.tolist()).to_arrow(), stamp, BASE_FRAME)
             elif eid == "command":
                 try:
                     command = Command.from_arrow(event["value"])

@@ -182,6 +182,9 @@ class Supervisor:
                       f"{cfg.max_command_age_s * 1000:.0f} ms)")
             return None
         tool_p, _ = self.tool
+        if outside := outside_workspace(tool_p, cfg.safety):
+            self.trip("workspace", f"the tool left the workspace box: its position {outside}")
+            return None
         problem = command_problem(np.asarray(position, float), np.asarray(quaternion, float),
                                   tool_p, cfg.safety)
         v = np.asarray(twist, float)

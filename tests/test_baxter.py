@@ -62,17 +62,21 @@ class TimedNode:
     """dora.testing.MockNode, with its events spaced in wall time (``at`` seconds after the
     first ``next``) and ``next(timeout)`` waiting as dora's does."""
 
-    def __init__(self, events: list[tuple[float, dict]], end_s: float):
+    def __init__(self, events: list[tuple[float, dict]], end_s: float, robot_time=None):
         from dora.testing import MockNode
 
         self.mock = MockNode([])
         self.events, self.end_s, self.start = list(events), end_s, None
+        self.robot_time = robot_time  # stamps a command with the robot's time when it comes
 
     def next(self, timeout=None):
         self.start = self.start or time.monotonic()
         now = time.monotonic() - self.start
         if self.events and self.events[0][0] <= now:
-            return self.events.pop(0)[1]
+            event = self.events.pop(0)[1]
+            if event.get("id") == "command" and self.robot_time is not None:
+                event["metadata"] = {**event["metadata"], "stamp_ns": self.robot_time()}
+            return event
         if now >= self.end_s:
             return {"type": "STOP", "id": "ALL_INPUTS_CLOSED"}
         due = self.events[0][0] if self.events else self.end_s
@@ -90,18 +94,49 @@ def command(velocities, stamp: int, position=None) -> dict:
             "metadata": Header(stamp, 0, "base").to_metadata()}
 
 
-def run_baxter(monkeypatch, server, events, end_s, **env):
+def run_baxter(monkeypatch, server, events, end_s, robot=None, **env):
     import dora
     from tuina.nodes import baxter
 
     monkeypatch.setenv("ROSBRIDGE_HOST", "127.0.0.1")
     monkeypatch.setenv("ROSBRIDGE_PORT", str(server.port))
+    monkeypatch.setenv("CLOSE_TIMEOUT_S", "0.5")  # the double's arm never moves away
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    node = TimedNode(events, end_s)
+    node = TimedNode(events, end_s, (lambda: robot.stamps[-1]) if robot else None)
     monkeypatch.setattr(dora, "Node", lambda *a, **k: node)
     baxter.main()
     return node.mock
+
+
+def done() -> dict:
+    return {"type": "INPUT", "id": "events", "value": SessionEvent("done", "ok").to_arrow(),
+            "metadata": Header(0, 0, "-").to_metadata()}
+
+
+def commanded(server, velocities) -> int:
+    """How many joint commands sent the controller's velocities."""
+    return sum(m["command"] == pytest.approx(velocities)
+               for _, m in server.published.get(COMMAND_TOPIC, []))
+
+
+def tool_velocities(server) -> np.ndarray:
+    """The tool's linear velocity of every non-zero joint command (the node's model)."""
+    from tuina.operators.arms import arm_kinematics
+
+    J = arm_kinematics("baxter_left", 0.0466).jacobian(np.array(POSTURE))
+    return np.array([J[:3] @ np.asarray(c) for c in nonzero_commands(server)])
+
+
+def assert_released_upwards(server, controller_velocities) -> None:
+    """After the fault the controller's velocities are never sent again; what moves the arm
+    moves the tool away from the body (the double's force pushes down on it), then zeros."""
+    sent = [m["command"] for _, m in server.published[COMMAND_TOPIC]]
+    last = max((i for i, c in enumerate(sent) if c == pytest.approx(controller_velocities)),
+               default=-1)
+    release = tool_velocities(server)[-5:]
+    assert len(release) >= 5 and all(v[2] > 0.8 * np.linalg.norm(v) for v in release)
+    assert last < len(sent) - 1
 
 
 def nonzero_commands(server) -> list[list[float]]:
@@ -112,10 +147,11 @@ def nonzero_commands(server) -> list[list[float]]:
 def test_velocity_commands_flow_at_100_hz_and_the_state_comes_back(monkeypatch):
     v = [0.05, -0.02, 0.0, 0.03, 0.0, -0.01, 0.02]
     with RosbridgeDouble() as server:
-        robot = RobotDouble(server)
+        robot = RobotDouble(server, force_z=-0.2)  # out of contact when the session ends
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command(v, k)) for k in range(100)]  # 1 s of commands
-        mock = run_baxter(monkeypatch, server, events, end_s=1.6)
+        events.append((1.305, done()))
+        mock = run_baxter(monkeypatch, server, events, end_s=1.6, robot=robot)
         robot.running = False
     sent = server.published[COMMAND_TOPIC]
     assert all(m["mode"] == 2 and m["names"] == NAMES for _, m in sent)
@@ -125,22 +161,26 @@ def test_velocity_commands_flow_at_100_hz_and_the_state_comes_back(monkeypatch):
     rate = (len(times) - 1) / (times[-1] - times[0])
     assert rate >= 95.0  # faster than Baxter's 0.2 s command timeout, by far
     assert max(np.diff(times)) < 0.05
-    # after the last command, the watchdog sends zeros
+    # the session's done, out of contact: zeros, and the node ends
     assert not any(sent[-1][1]["command"])
     assert server.published["/robot/set_super_enable"][0][1] == {"data": True}
     assert server.published["/robot/limb/left/set_speed_ratio"][0][1] == {"data": 0.3}
+    statuses = [RobotState.from_arrow(m).status for m in mock.outputs["robot_state"]]
+    assert "ok" in statuses and statuses[-1] == "finished"
+    assert not mock.outputs.get("events")
     state = RobotState.from_arrow(mock.outputs["robot_state"][-1])
-    assert state.q == pytest.approx(POSTURE) and state.status == "ok"
-    assert state.wrench[2] == pytest.approx(-2.0) and state.joint_torques == [0.5] * 7
+    assert state.q == pytest.approx(POSTURE)
+    assert state.wrench[2] == pytest.approx(-0.2) and state.joint_torques == [0.5] * 7
     assert np.isfinite(state.tool_position).all()
 
 
 def test_a_disabled_arm_is_reported_and_never_moved(monkeypatch):
     with RosbridgeDouble() as server:
-        robot = RobotDouble(server, enabled=False)
+        robot = RobotDouble(server, enabled=False, force_z=-0.1)
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(50)]
-        mock = run_baxter(monkeypatch, server, events, end_s=1.0, ENABLE="false")
+        events.append((0.795, done()))
+        mock = run_baxter(monkeypatch, server, events, end_s=1.0, robot=robot, ENABLE="false")
         robot.running = False
     assert not nonzero_commands(server)
     details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
@@ -154,20 +194,24 @@ def test_force_over_the_cap_a_bad_command_or_an_estop_stop_the_arm(monkeypatch):
         robot = RobotDouble(server, force_z=-20.0)
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(30)]
-        mock = run_baxter(monkeypatch, server, events, end_s=0.8)
+        mock = run_baxter(monkeypatch, server, events, end_s=0.8, robot=robot)
         robot.running = False
-    assert not nonzero_commands(server)
-    assert "contact force 20.0 N over the cap 15.0 N" in \
-        SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+    assert commanded(server, [0.05] * 7) == 0
+    assert_released_upwards(server, [0.05] * 7)
+    first = SessionEvent.from_arrow(mock.outputs["events"][0])
+    assert "contact force 20.0 N over the cap 15.0 N" in first.detail
+    assert first.kind == "error" and first.fault == "force_cap"
+    assert RobotState.from_arrow(mock.outputs["robot_state"][-1]).status == "faulted:force_cap"
 
     with RosbridgeDouble() as server:
         robot = RobotDouble(server)
         robot.thread.start()
         events = [(0.3, command([0.05, float("nan"), 0, 0, 0, 0, 0], 0)),
                   (0.31, command([0.05] * 7, 1))]
-        mock = run_baxter(monkeypatch, server, events, end_s=0.6)
+        mock = run_baxter(monkeypatch, server, events, end_s=0.6, robot=robot)
         robot.running = False
-    assert not nonzero_commands(server)  # the good command after a bad one moves nothing
+    assert commanded(server, [0.05] * 7) == 0  # the good command after a bad one: never sent
+    assert_released_upwards(server, [0.05] * 7)
     assert "bad command" in SessionEvent.from_arrow(mock.outputs["events"][0]).detail
 
     from tuina.estop import estop_message
@@ -179,14 +223,14 @@ def test_force_over_the_cap_a_bad_command_or_an_estop_stop_the_arm(monkeypatch):
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(40)]
         events.insert(10, (0.395, {"type": "INPUT", "id": "estop", "value": value,
                                    "metadata": meta}))
-        mock = run_baxter(monkeypatch, server, events, end_s=0.9)
+        mock = run_baxter(monkeypatch, server, events, end_s=0.9, robot=robot)
         robot.running = False
-    sent = [m["command"] for _, m in server.published[COMMAND_TOPIC]]
-    last_moving = max(i for i, c in enumerate(sent) if any(c))
-    assert not any(any(c) for c in sent[last_moving + 1:])
-    assert {"data": False} in [m for _, m in server.published["/robot/set_super_enable"]]
-    assert "e-stop from estop-button: test button" in \
-        SessionEvent.from_arrow(mock.outputs["events"][0]).detail
+    assert commanded(server, [0.05] * 7) >= 3  # followed until the button
+    assert_released_upwards(server, [0.05] * 7)
+    # released, not disabled: a disabled Baxter arm drops onto the body
+    assert {"data": False} not in [m for _, m in server.published["/robot/set_super_enable"]]
+    first = SessionEvent.from_arrow(mock.outputs["events"][0])
+    assert "e-stop from estop-button: test button" in first.detail and first.fault == "estop"
 
 
 def test_a_reference_outside_the_workspace_or_the_tool_leaving_it_stops_the_arm(monkeypatch):
@@ -197,9 +241,10 @@ def test_a_reference_outside_the_workspace_or_the_tool_leaving_it_stops_the_arm(
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k, (tool + [0, 0, 0.03]).tolist()))
                   for k in range(30)]
-        mock = run_baxter(monkeypatch, server, events, end_s=0.8, WORKSPACE_MAX=top)
+        mock = run_baxter(monkeypatch, server, events, end_s=0.8, robot=robot,
+                          WORKSPACE_MAX=top)
         robot.running = False
-    assert not nonzero_commands(server)
+    assert commanded(server, [0.05] * 7) == 0
     assert "is outside the workspace box" in \
         SessionEvent.from_arrow(mock.outputs["events"][0]).detail
 
@@ -209,11 +254,14 @@ def test_a_reference_outside_the_workspace_or_the_tool_leaving_it_stops_the_arm(
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k, (tool - [0, 0.045, 0]).tolist()))
                   for k in range(30)]
-        mock = run_baxter(monkeypatch, server, events, end_s=0.8, WORKSPACE_MAX=side)
+        mock = run_baxter(monkeypatch, server, events, end_s=0.8, robot=robot,
+                          WORKSPACE_MAX=side)
         robot.running = False
-    assert not nonzero_commands(server)
-    details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
-    assert len(details) == 1 and "left the workspace box" in details[0]
+    assert commanded(server, [0.05] * 7) == 0
+    faults = [SessionEvent.from_arrow(v) for v in mock.outputs["events"]]
+    faults = [e for e in faults if e.fault]
+    assert faults[0].fault == "workspace" and "left the workspace box" in faults[0].detail
+    assert len([e for e in faults if e.kind == "error" and e.fault == "workspace"]) == 1
 
 
 def test_one_robot_state_per_joint_state(monkeypatch):
@@ -248,7 +296,7 @@ def test_rosbridge_going_down_mid_session_stops_commanding(monkeypatch):
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(150)]
         threading.Timer(0.8, lambda: (setattr(robot, "running", False), server.stop())).start()
-        mock = run_baxter(monkeypatch, server, events, end_s=2.0)
+        mock = run_baxter(monkeypatch, server, events, end_s=2.0, robot=robot)
     details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
     assert len(details) == 1 and ("lost the rosbridge connection" in details[0]
                                   or "no joint state for" in details[0])

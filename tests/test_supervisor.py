@@ -2,7 +2,6 @@
 
 import numpy as np
 import pytest
-
 from tuina.operators.safety import SafetyConfig
 from tuina.operators.supervisor import FAULTS, Supervisor, SupervisorConfig
 
@@ -23,8 +22,11 @@ def pressing(**overrides) -> tuple[Supervisor, float]:
     return sup, t
 
 
+UP = np.array([0.0, 0.0, 1.0])
+
+
 def run_release(sup: Supervisor, t: float, force_at=lambda lift: 6.0 - 1500 * lift,
-                wrench_dir=np.array([0.0, 0.0, -1.0]), steps: int = 200):
+                wrench_dir=-UP, steps: int = 200):
     """Step states while the tool goes where the reference says; the body pushes back with
     ``force_at(lift)``. Returns the tool's positions."""
     tool = PRESS.copy()
