@@ -132,6 +132,7 @@ def main() -> None:
                 end_after_release(stamp)
             elif ev.kind == "released":
                 released = True
+                log.released_t = log.released_t or stamp * 1e-9
                 if ending_ns is not None:
                     finish(stamp)
             elif ev.kind == "done":

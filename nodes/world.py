@@ -8,6 +8,7 @@ all stamped with simulation time at the frame rate.
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 import time
 from collections.abc import Mapping
@@ -27,7 +28,7 @@ from tuina.messages import (
     encode_rgb,
 )
 from tuina.node import Outputs, configure, fail
-from tuina.sim.world import ROBOTS, WorldConfig
+from tuina.sim.world import FAULTS, ROBOTS, WorldConfig
 
 PARAMS = [
     Param("ROBOT", "choice", "fr3", "-", "the simulated arm: fr3 (franky connects to it) or "
@@ -70,6 +71,14 @@ PARAMS = [
           "rotation of the motion, xyz Euler (body frame)", length=3),
     Param("CLOSE_DELAY_S", "float", 0.5, "s", "keep physics running after the session ends",
           low=0),
+    Param("FAULT", "choice", "none", "-", "fault drill, FAULT_AFTER_CONTACT_S after the first "
+          "contact: the arm's wrench NaN, zero, a +20 N spike for 10 ms or a +5 N bias step; "
+          "the camera frozen (one frame repeated) or its depth all invalid; the arm's link "
+          "dropped (tuina eval safety)", choices=FAULTS),
+    Param("FAULT_AFTER_CONTACT_S", "float", 1.5, "s", "when the drill's fault begins",
+          low=0.0),
+    Param("TRUTH_LOG", "str", "", "-", "write the true contact force and end-effector track "
+          "(500 Hz) to this .npz when the world closes; empty: none"),
     Param("ROBOT_LINK_DROP_S", "float", 0.0, "s", "fault drill: at this sim time the arm's "
           "network link goes silent (no states, no commands) while physics goes on; 0: never",
           low=0),
@@ -92,7 +101,8 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
         calibration_marker=cfg["CALIBRATION_MARKER"],
         width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion,
-        robot_link_drop_s=cfg["ROBOT_LINK_DROP_S"])
+        robot_link_drop_s=cfg["ROBOT_LINK_DROP_S"], fault=cfg["FAULT"],
+        fault_after_contact_s=cfg["FAULT_AFTER_CONTACT_S"], truth_log=cfg["TRUTH_LOG"])
 
 
 def world_config_from_env(env: Mapping[str, Any] | None) -> WorldConfig:
@@ -131,6 +141,7 @@ def main() -> None:
         next_frame = 0
         count = 0
         done_at: float | None = None
+        frozen = None  # the frame a frozen camera repeats
         while True:
             event = node.next(timeout=0.002)
             if event is not None:
@@ -146,6 +157,12 @@ def main() -> None:
                 continue
             frame = world.render(rgb=count % cfg["RGB_EVERY"] == 0)
             count += 1
+            if wcfg.fault in ("camera_freeze", "depth_nan") and world.fault_active():
+                if wcfg.fault == "depth_nan":
+                    frame.depth[:] = np.nan
+                else:
+                    frozen = frozen or frame
+                    frame = dataclasses.replace(frozen, stamp_ns=frame.stamp_ns)
             next_frame = max(next_frame + period_ns, frame.stamp_ns)
             if frame.rgb.size:
                 out.send_encoded("rgb", encode_rgb(frame.rgb, out.header(

@@ -34,6 +34,7 @@ class SessionLog:
     max_force_n: float = 0.0
     errors: list[str] = field(default_factory=list)
     faults: list[str] = field(default_factory=list)  # the robot's latched faults, by name
+    released_t: float | None = None  # event time the robot reported contact released, s
     first_contact_s: float | None = None
     first_contact_t: float | None = None  # event time of the first contact, s
     follow_t: list[float] = field(default_factory=list)  # press / stroke samples with the
@@ -176,6 +177,7 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "aborts": list(log.aborts),
         "regrounds": log.regrounds,
         "faults": list(log.faults),
+        "released_t": log.released_t,
         "ok": not problems,
         "problems": problems,
     }

@@ -4,7 +4,7 @@ Driven by the robot's state and commands with the robot's own time passed in (no
 inside). It decides the reference the arm is sent: the controller's command while all is
 well; on any fault it latches, *releases contact* (moves the tool away from the body,
 against the measured contact force, else along the last surface normal, else straight up,
-at a bounded speed and at most ``release_m``), then holds still out of contact and keeps
+at a bounded speed for ``release_m``), then holds still out of contact and keeps
 watching the force: a body that comes back into the tool is released from again.
 
 Modes: ``waiting`` (no command yet: hold where the arm is), ``follow``, ``release``,
@@ -26,7 +26,7 @@ FAULTS: dict[str, str] = {
     "done_in_contact": "the session ended with the tool in contact",
     "command_closed": "the command stream closed (its node is gone)",
     "watchdog": "no command for WATCHDOG_S",
-    "stale_command": "a command older than MAX_COMMAND_AGE_S of robot time",
+    "stale_command": "only commands older than MAX_COMMAND_AGE_S (robot time) for WATCHDOG_S",
     "wrench_invalid": "the force reading is not finite, or exactly zero in contact",
     "force_cap": "the contact force passed FORCE_CAP_N",
     "bad_command": "a malformed, non-finite, out-of-workspace or out-of-reach command",
@@ -48,7 +48,6 @@ class SupervisorConfig:
     release_speed: float = 0.04  # m/s
     contact_n: float = 0.5  # a measured force below this is out of contact
     recontact_margin_n: float = 1.0  # force this far above the hold's: released again
-    quiet_states: int = 2  # states out of contact before the release holds
     reference_lead_s: float = 0.0  # a moving reference is set this far ahead (impedance lag)
     max_lead_m: float = 0.02
     max_rate_rad_s: float = 0.5
@@ -98,10 +97,10 @@ class Supervisor:
         self.now = 0.0
         self.done = False  # the session said it is over
         self._release: tuple[float, np.ndarray, np.ndarray] | None = None  # t0, start, dir
-        self._quiet = 0
         self._hold_force = 0.0
         self._wrench: np.ndarray | None = None
         self._target: np.ndarray | None = None  # the last command's point, before its lead
+        self._stale = ""  # why the commands since the last followed one were refused
 
     # --- state -------------------------------------------------------------------------
     @property
@@ -158,7 +157,11 @@ class Supervisor:
                           f"{outside}")
             elif (self.last_command_t is not None
                   and t - self.last_command_t > self.cfg.safety.watchdog_s):
-                self.trip("watchdog", f"no command for {t - self.last_command_t:.2f} s")
+                if self._stale:
+                    self.trip("stale_command", f"{self._stale} for "
+                              f"{t - self.last_command_t:.2f} s")
+                else:
+                    self.trip("watchdog", f"no command for {t - self.last_command_t:.2f} s")
         if self.done and not self.latched and self.mode != "finished":
             self._finish_or_release()
         if self.mode == "release":
@@ -178,9 +181,12 @@ class Supervisor:
         cfg = self.cfg
         age = t - stamp_t
         if age > cfg.max_command_age_s + 1e-9:
-            self.trip("stale_command", f"a command {age * 1000:.0f} ms old (max "
-                      f"{cfg.max_command_age_s * 1000:.0f} ms)")
+            # never executed; only a stream that stays stale for WATCHDOG_S latches (a loaded
+            # machine delays one command now and then)
+            self._stale = f"commands {age * 1000:.0f} ms old (max " \
+                f"{cfg.max_command_age_s * 1000:.0f} ms)"
             return None
+        self._stale = ""
         tool_p, _ = self.tool
         if outside := outside_workspace(tool_p, cfg.safety):
             self.trip("workspace", f"the tool left the workspace box: its position {outside}")
@@ -277,7 +283,6 @@ class Supervisor:
         direction = self._direction(wrench)
         self.mode = "release"
         self._release = (t, np.asarray(position, float).copy(), direction)
-        self._quiet = 0
         q = self.tool[1] if self.tool is not None else np.array([0.0, 0.0, 0.0, 1.0])
         self.reference = Reference(self._release[1].copy(), q.copy(),
                                    np.concatenate([direction * self.cfg.release_speed,
@@ -287,26 +292,22 @@ class Supervisor:
         cfg = self.cfg
         t0, start, direction = self._release
         travelled = float((position - start) @ direction)
-        out_of_contact = self.force_trusted and np.isfinite(self.force) \
-            and self.force < cfg.contact_n
-        self._quiet = self._quiet + 1 if out_of_contact else 0
         ramp = min(cfg.release_speed * max(t - t0, 0.0), cfg.release_m)
-        if self._quiet >= cfg.quiet_states or (ramp >= cfg.release_m
-                                                and travelled >= cfg.release_m - 0.002):
+        if ramp >= cfg.release_m:
+            # the whole RELEASE_M: clear of a body that breathes or shifts, then still
             self.mode = "hold"
             self._hold_force = self.force if np.isfinite(self.force) else 0.0
-            hold = position.copy() if out_of_contact else start + direction * cfg.release_m
-            self.reference = Reference(hold, self.reference.quaternion)
-            self.reports.append(Report("released", self.fault, f"out of contact "
-                                       f"{travelled * 1000:.0f} mm from where the release "
-                                       f"started; holding ({self.force:.1f} N)"))
+            self.reference = Reference(start + direction * cfg.release_m,
+                                       self.reference.quaternion)
+            where = "out of contact" if not self.in_contact else "the force cannot tell"
+            self.reports.append(Report("released", self.fault, f"moved "
+                                       f"{max(travelled, 0.0) * 1000:.0f} mm away, {where} "
+                                       f"({self.force:.1f} N); holding"))
             return
         # never pull the tool back towards the body: a body pushing it away is let go
         s = max(ramp, min(travelled, cfg.release_m))
-        moving = ramp < cfg.release_m
         self.reference = Reference(start + direction * s, self.reference.quaternion,
-                                   np.concatenate([direction * cfg.release_speed, np.zeros(3)])
-                                   if moving else None)
+                                   np.concatenate([direction * cfg.release_speed, np.zeros(3)]))
 
 
 def _rate_limit(previous: np.ndarray, target: np.ndarray, max_speed: float,

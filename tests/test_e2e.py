@@ -259,3 +259,23 @@ def test_replay_of_the_controller_alone_reproduces_it_bit_for_bit(recorded_sessi
     assert run.height == recorded.height >= 1000  # three recorded inputs, one node
     assert run["payload"].to_list() == recorded["payload"].to_list()
     assert run["stamp_ns"].to_list() == recorded["stamp_ns"].to_list()
+
+
+@pytest.mark.e2e
+def test_faults_mid_press_release_contact_and_are_named():
+    """Fault injection (tuina eval safety) on the true contact force: the controller killed,
+    the wrench NaN, the body jerking toward the tool."""
+    scenarios = ["kill force-controller", "wrench NaN", "body jerk 5 cm toward the tool"]
+    args = [arg for name in scenarios for arg in ("--scenario", name)]
+    result = eval_json("safety", "--graph", str(ROOT / "dataflows" / "sim.yml"), *args,
+                       timeout=900)
+    rows = {row["scenario"]: row for row in result["scenarios"]}
+    assert set(rows) == set(scenarios)
+    for name, row in rows.items():
+        assert row["before_fault_n"] > 3.0, (name, row)  # the fault came mid-press
+        assert row["peak_after_n"] <= 15.0, (name, row)
+        assert row["release_s"] <= 0.5, (name, row)
+        assert row["hold_motion_mm"] < 1.0, (name, row)
+        assert row["faults"] and row["ok"] is False, (name, row)
+    assert rows["kill force-controller"]["faults"] == ["command_closed"]
+    assert rows["wrench NaN"]["faults"] == ["wrench_invalid"]

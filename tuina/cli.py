@@ -96,6 +96,13 @@ def main(argv: list[str] | None = None) -> int:
                               "body; force errors, overshoot, loop rate and jitter")
     force.add_argument("--json", action="store_true", help="print one JSON object")
     force.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
+    safety = ev_sub.add_parser("safety", help="fault injection mid-press: nodes killed or "
+                               "stalled, sensor faults, a body jerk, the e-stop; true force, "
+                               "release time and tool motion after release")
+    safety.add_argument("--json", action="store_true", help="print one JSON object")
+    safety.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
+    safety.add_argument("--scenario", action="append",
+                        help="run only this scenario (repeatable); default: all")
     gr = ev_sub.add_parser("grounding", help="acupoint grounding success at IoU 0.3/0.5/0.75 "
                            "(HMR-1 Table 2) on a MedMassage-format dataset or sim images")
     source = gr.add_mutually_exclusive_group(required=True)
@@ -173,6 +180,10 @@ def main(argv: list[str] | None = None) -> int:
             from tuina.evaluation import force as force_eval
 
             return force_eval.main(args)
+        if args.evaluation == "safety":
+            from tuina.evaluation import safety as safety_eval
+
+            return safety_eval.main(args)
         if args.evaluation == "grounding":
             from tuina.evaluation import grounding as grounding_eval
 

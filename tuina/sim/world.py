@@ -73,6 +73,14 @@ class WorldConfig:
     motion: BodyMotionScript = field(default_factory=BodyMotionScript)
     initial_q: tuple[float, ...] | None = None  # None: the arm's own start pose
     robot_link_drop_s: float = 0.0  # sim time the robot's network link goes silent; 0: never
+    fault: str = "none"  # a drill injected after the first contact: one of FAULTS
+    fault_after_contact_s: float = 1.5
+    truth_log: str = ""  # write the true contact force and end-effector track here (.npz)
+
+
+FAULTS = ("none", "wrench_nan", "wrench_zero", "wrench_spike", "wrench_bias", "camera_freeze",
+          "depth_nan", "link_drop")
+SPIKE_N, SPIKE_S, BIAS_N = 20.0, 0.01, 5.0  # one state period of +20 N; a +5 N bias step
 
 
 @dataclass
@@ -176,6 +184,19 @@ def _add_scene(sim, cfg: WorldConfig, tool_parent: ET.Element) -> None:
                   fovy=f"{cfg.camera_fovy_deg}")
 
 
+def _hold_where_it_stands(server, robot) -> None:
+    """franky-sim 1.0.4 holds the *desired* joints when a motion stops, which under
+    Cartesian impedance lie where the last reference was (inside the body while pressing);
+    an FR3 holds where it stands."""
+    stop = server.stop_motion
+
+    def stop_motion(send_preemption_signal: bool = True) -> None:
+        stop(send_preemption_signal)
+        server._FrankaRobotServer__holding_q = tuple(robot.inner_state.q)
+
+    server.stop_motion = stop_motion
+
+
 class MassageWorld:
     """The running world. Use as a context manager; physics runs in a paced thread."""
 
@@ -222,6 +243,10 @@ class MassageWorld:
         self._first_contact_s: float | None = None
         self._nominal = nominal_base_T_body(cfg)
         self.renderer = None
+        self.link_drop_s = cfg.robot_link_drop_s
+        self.fault_s: float | None = None  # sim time the drill's fault began
+        self._bias_dir = np.array([0.0, 0.0, -1.0])
+        self._track: list[tuple[float, ...]] = []
 
     def _add_fr3(self) -> ET.Element:
         """franky-sim's FR3, its state reporting the contact wrench; returns its hand."""
@@ -237,7 +262,7 @@ class MassageWorld:
             @property
             def state(self):
                 s = super().state
-                f = world._wrench_base.copy()
+                f = world.reported_wrench()
                 T = world._base_T_ee.copy()
                 k = np.concatenate([T[:3, :3].T @ f[:3], T[:3, :3].T @ f[3:]])
                 # franky-sim 1.0.4 reports the desired pose as O_T_EE (its FK result
@@ -257,6 +282,8 @@ class MassageWorld:
         self.sim.init()
         if self.server is not None:
             self.server.init()
+            for rs in self.server.robot_servers:
+                _hold_where_it_stands(rs, self.robot)
         else:
             self.sim.start()
         m = self.sim.model
@@ -301,6 +328,15 @@ class MassageWorld:
         self._running = False
         if self._thread is not None:
             self._thread.join(timeout=2.0)
+        if self.cfg.truth_log:
+            track = np.array(self._track, float).reshape(-1, 8)
+            tmp = self.cfg.truth_log + ".tmp.npz"
+            np.savez(tmp, t=track[:, 0], wall=track[:, 1], force=track[:, 2:5],
+                     ee=track[:, 5:8], fault=self.cfg.fault,
+                     fault_s=np.nan if self.fault_s is None else self.fault_s,
+                     first_contact_s=np.nan if self._first_contact_s is None
+                     else self._first_contact_s)
+            os.replace(tmp, self.cfg.truth_log)
         if self.renderer is not None:
             self.renderer.close()
         if self.server is not None:
@@ -311,10 +347,9 @@ class MassageWorld:
 
     def _run(self) -> None:
         deadline = time.perf_counter()
-        drop_s = self.cfg.robot_link_drop_s
         servers = self.server.robot_servers if self.server is not None else []
         while self._running:
-            link_up = drop_s <= 0 or self.time_s < drop_s
+            link_up = self.link_drop_s <= 0 or self.time_s < self.link_drop_s
             if link_up:
                 for rs in servers:
                     rs.process_commands()
@@ -340,6 +375,36 @@ class MassageWorld:
     @property
     def stamp_ns(self) -> int:
         return self._steps * 1_000_000
+
+    def fault_active(self) -> bool:
+        """The drill's fault has begun (FAULT_AFTER_CONTACT_S after the first contact)."""
+        if self.cfg.fault == "none" or self._first_contact_s is None:
+            return False
+        if self.fault_s is None and \
+                self.time_s >= self._first_contact_s + self.cfg.fault_after_contact_s:
+            self.fault_s = self.time_s
+            f = self._wrench_base[:3]
+            if np.linalg.norm(f) > 1e-6:
+                self._bias_dir = f / np.linalg.norm(f)
+            if self.cfg.fault == "link_drop":
+                self.link_drop_s = self.time_s
+        return self.fault_s is not None
+
+    def reported_wrench(self) -> np.ndarray:
+        """The wrench the arm reports: the contact's, unless a sensor drill is on."""
+        f = self._wrench_base.copy()
+        if not self.cfg.fault.startswith("wrench") or not self.fault_active():
+            return f
+        kind = self.cfg.fault
+        if kind == "wrench_nan":
+            return np.full(6, np.nan)
+        if kind == "wrench_zero":
+            return np.zeros(6)
+        if kind == "wrench_spike" and self.time_s - self.fault_s < SPIKE_S:
+            f[:3] += SPIKE_N * self._bias_dir
+        if kind == "wrench_bias":
+            f[:3] += BIAS_N * self._bias_dir
+        return f
 
     def _pre_step(self) -> None:
         if self.baxter is not None:
@@ -391,8 +456,12 @@ class MassageWorld:
         ee[:3, 3] = d.xpos[self._ee_id] + R[:, 2] * self._ee_in_body
         self._base_T_ee = ee
         self._steps += 1
+        if self.cfg.truth_log and self._steps % 2 == 0:
+            self._track.append((self.time_s, time.time(), *force, *ee[:3, 3]))
+        if self.cfg.fault != "none":
+            self.fault_active()
         if self.baxter is not None:
-            self.baxter.publish_state(self._steps, self.stamp_ns, ee, self._wrench_base)
+            self.baxter.publish_state(self._steps, self.stamp_ns, ee, self.reported_wrench())
 
     def _snapshot(self) -> tuple[int, np.ndarray]:
         mj, d, r = self._mujoco, self.data, self._render_data
