@@ -33,6 +33,11 @@ from tuina.config import Param
 from tuina.messages import BodyMotion, Command, GroundTruth, SessionEvent, TargetPose
 from tuina.node import Outputs, configure, events, stamp_of
 
+# inputs whose closing does not end the session: any node but the world and the robot may
+# die mid-session, and the session must still see the robot release contact
+LASTING_INPUTS = ("command", "target_pose", "body_motion", "events_grounding",
+                  "events_tracker", "events_pose_fit", "events_planner", "events_control")
+
 PARAMS = [
     Param("SESSION", "str", "", "-", "session name; empty: sim-<date>-<time>"),
     Param("RECORDINGS_DIR", "path", "recordings", "-", "where the session folder goes"),
@@ -118,7 +123,7 @@ def main() -> None:
             print("session: waiting for the robot to release contact before ending",
                   flush=True)
 
-    for event in events(node, lineage=out.lineage):
+    for event in events(node, timers=LASTING_INPUTS, lineage=out.lineage):
         stamp = stamp_of(event)
         first_ns = stamp if first_ns is None else first_ns
         last_ns = max(last_ns, stamp)
