@@ -298,6 +298,7 @@ def main() -> None:
                         q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
                         wrench.tolist(), status, effort.tolist()).to_arrow(), stamp, BASE_FRAME)
                 if supervisor.finished and closing_since is not None:
+                    link.send_velocities(zeros)
                     break
                 if closing_since is not None and now - closing_since > cfg["CLOSE_TIMEOUT_S"]:
                     report(f"still in contact {cfg['CLOSE_TIMEOUT_S']} s after the graph "

@@ -203,7 +203,8 @@ def main() -> None:
             if motion_fresh:
                 motion_seen_ns, motion_fresh = stamp, False
             silent_s = (stamp - (motion_seen_ns or start_ns)) * 1e-9
-            if not track_lost and silent_s > cfg["TRACKER_TIMEOUT_S"]:
+            # a graph with a tracker (it has spoken once) counts from the trajectory's start
+            if motion_stamps and not track_lost and silent_s > cfg["TRACKER_TIMEOUT_S"]:
                 track_lost = f"no body motion for {cfg['TRACKER_TIMEOUT_S']} s"
             if track_lost and not controller.aborted and phase != "done":
                 controller.abort(t, np.asarray(state.tool_position), track_lost)
