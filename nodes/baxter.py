@@ -30,9 +30,9 @@ from tuina.operators.servo import joint_velocity_command
 from tuina.operators.supervisor import Reference, Supervisor
 
 from tuina.config import Param
-from tuina.messages import BASE_FRAME, Command, MessageError, RobotState, SessionEvent
-from tuina.node import GONE, Outputs, configure, fail, stamp_of, supervised_events
-from tuina.supervision import SUPERVISOR_PARAMS, fault_line, supervisor_config
+from tuina.messages import BASE_FRAME, Command, MessageError, RobotState
+from tuina.node import Outputs, configure, fail, supervised_events
+from tuina.supervision import SUPERVISOR_PARAMS, SupervisedNode, supervisor_config
 
 JOINTS = ("s0", "s1", "e0", "e1", "w0", "w1", "w2")
 VELOCITY_MODE = 2  # baxter_core_msgs/JointCommand
@@ -202,6 +202,18 @@ def release_velocities(arm, q: np.ndarray, ref: Reference) -> np.ndarray:
     return joint_velocity_command(target, arm, q, RELEASE_GAIN)
 
 
+def velocity_problem(command: Command, max_speed: float) -> str:
+    """Why a command's joint velocities must not be sent, or ""."""
+    v = np.asarray(command.joint_velocities, float)
+    if v.shape != (len(JOINTS),) or not np.all(np.isfinite(v)):
+        return (f"bad command: {len(v)} joint velocities, finite: "
+                f"{bool(np.all(np.isfinite(v)))}; expected 7 finite values (set the "
+                "force-controller's OUTPUT: joint_velocity)")
+    if np.max(np.abs(v)) > max_speed:
+        return f"bad command: {np.max(np.abs(v)):.2f} rad/s over MAX_JOINT_SPEED {max_speed}"
+    return ""
+
+
 def main() -> None:
     """Send velocity commands at a steady rate under the safety supervisor; publish the
     arm's state once per new joint state."""
@@ -220,130 +232,80 @@ def main() -> None:
         link.enable(True)
     link.speed_ratio(cfg["SPEED_RATIO"])
     out = Outputs(node)
+    shared = SupervisedNode(supervisor, out, "baxter", cfg["CLOSE_TIMEOUT_S"])
     zeros = np.zeros(len(JOINTS))
     velocities = zeros
     waiting = ""  # why the arm may not move now (not latched)
-    stamp = 0
     polls = 0
     seen_at = 0.0  # arrival of the joint state last handled
     sent = (-1, "")  # stamp and status of the last robot_state
-    q: np.ndarray | None = None
-    closing_since: float | None = None
 
-    def report(line: str, kind: str = "error", fault: str = "") -> None:
-        print(f"tuina-baxter: {line}", flush=True)
-        out.send("events", SessionEvent(kind, f"baxter: {line}", fault).to_arrow(), stamp,
-                 BASE_FRAME)
-
-    def flush_reports() -> None:
-        for item in supervisor.take_reports():
-            report(fault_line(item), item.kind, item.fault)
+    def check(command: Command) -> str:
+        return velocity_problem(command, cfg["MAX_JOINT_SPEED"])
 
     try:
         for event in supervised_events(node, 1.0 / (cfg["COMMAND_RATE_HZ"] * STATE_POLLS)):
-            kind, eid = event["type"], event.get("id", "")
             now = time.monotonic()
-            if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid.startswith("events")):
-                closing_since = closing_since or now
-                supervisor.on_done()
-            elif kind == "INPUT_CLOSED" and eid == "command" and not supervisor.done:
-                supervisor.on_fault("command_closed", "the command stream closed (the force "
-                                    "controller is gone)")
-            elif eid == "tick":
-                polls += 1
-                command_due = polls % STATE_POLLS == 0
-                joints, joints_at, endpoint, assembly = link.snapshot()
-                if not command_due and joints_at == seen_at:
-                    continue  # nothing new, and no command due
-                seen_at = joints_at
-                if not link.connected:
-                    supervisor.on_fault("link_lost", "lost the rosbridge connection")
-                    flush_reports()
+            if shared.handle(event, now):
+                continue
+            if event["id"] == "command":
+                if accepted := shared.command(event, check):
+                    velocities = np.asarray(accepted[0].joint_velocities, float)
+                continue
+            polls += 1
+            command_due = polls % STATE_POLLS == 0
+            joints, joints_at, endpoint, assembly = link.snapshot()
+            if not command_due and joints_at == seen_at:
+                continue  # nothing new, and no command due
+            seen_at = joints_at
+            if not link.connected:
+                shared.lost("lost the rosbridge connection")
+                break
+            if joints is None or now - joints_at > cfg["STATE_TIMEOUT_S"]:
+                if joints is not None:
+                    shared.lost(f"no joint state for {cfg['STATE_TIMEOUT_S']} s")
                     break
-                if joints is None or now - joints_at > cfg["STATE_TIMEOUT_S"]:
-                    if joints is not None:
-                        supervisor.on_fault("link_lost", f"no joint state for "
-                                            f"{cfg['STATE_TIMEOUT_S']} s")
-                        flush_reports()
-                        break
-                    continue  # not one state yet: nothing to report, nothing to move
-                held, why = not_ready(assembly)
-                if why != waiting:
-                    waiting = why
-                    if why and assembly is not None:  # before the first one: just wait
-                        report(why)
-                try:
-                    q, dq, effort = arm_joints(joints, link.names)
-                except MessageError as err:
-                    supervisor.on_fault("link_lost", f"bad joint state: {err}")
-                    flush_reports()
-                    continue
-                stamp = stamp_ns(joints)
-                wrench = endpoint_wrench(endpoint)
-                tool = arm.forward(q)
-                quat = matrix_to_quat(tool.rotation)
-                ref = supervisor.on_state(stamp * 1e-9, tool.translation, quat, wrench)
-                if command_due:
-                    if waiting or supervisor.mode in ("waiting", "hold", "finished"):
-                        link.send_velocities(zeros)
-                    elif supervisor.mode == "release":
-                        link.send_velocities(release_velocities(arm, q, ref))
-                    else:
-                        link.send_velocities(velocities)
-                status = supervisor.status if supervisor.latched or not held else held
-                flush_reports()
-                if (stamp, status) != sent:  # else: no new joint state since the last tick
-                    sent = (stamp, status)
-                    out.send("robot_state", RobotState(
-                        q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
-                        wrench.tolist(), status, effort.tolist()).to_arrow(), stamp, BASE_FRAME)
-                if supervisor.finished and closing_since is not None:
-                    link.send_velocities(zeros)
-                    break
-                if closing_since is not None and now - closing_since > cfg["CLOSE_TIMEOUT_S"]:
-                    report(f"still in contact {cfg['CLOSE_TIMEOUT_S']} s after the graph "
-                           "ended; stopping the arm where it is (use the hardware e-stop)")
-                    break
-            elif eid == "command":
-                try:
-                    command = Command.from_arrow(event["value"])
-                except ValueError as err:
-                    supervisor.on_fault("bad_command", f"malformed command: {err}")
-                    flush_reports()
-                    continue
-                v = np.asarray(command.joint_velocities, float)
-                if v.shape != (len(JOINTS),) or not np.all(np.isfinite(v)):
-                    supervisor.on_fault("bad_command", f"bad command: {len(v)} joint "
-                                        f"velocities, finite: {bool(np.all(np.isfinite(v)))}; "
-                                        "expected 7 finite values (set the force-controller's "
-                                        "OUTPUT: joint_velocity)")
-                elif np.max(np.abs(v)) > cfg["MAX_JOINT_SPEED"]:
-                    supervisor.on_fault("bad_command", f"bad command: {np.max(np.abs(v)):.2f} "
-                                        f"rad/s over MAX_JOINT_SPEED {cfg['MAX_JOINT_SPEED']}")
-                elif supervisor.on_command(stamp * 1e-9, stamp_of(event) * 1e-9,
-                                           np.asarray(command.position),
-                                           np.asarray(command.quaternion),
-                                           np.asarray(command.twist), command.mode,
-                                           np.asarray(command.normal) if command.normal
-                                           else None) is not None:
-                    velocities = v
-            elif eid.startswith("estop"):
-                meta = event.get("metadata", {})
-                reason = f": {meta['reason']}" if meta.get("reason") else ""
-                supervisor.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}")
-            elif eid.startswith("events"):
-                ev = SessionEvent.from_arrow(event["value"])
-                if ev.kind == "done":
-                    supervisor.on_done()
-                    closing_since = closing_since or now
-                elif ev.kind == "error":
-                    supervisor.on_fault("error_event", ev.detail)
-            if eid != "tick":
-                flush_reports()
+                continue  # not one state yet: nothing to report, nothing to move
+            held, why = not_ready(assembly)
+            if why != waiting and (waiting := why) and assembly is not None:
+                shared.report(why)  # before the first assembly state: just wait
+            try:
+                q, dq, effort = arm_joints(joints, link.names)
+            except MessageError as err:
+                shared.lost(f"bad joint state: {err}")
+                continue
+            shared.stamp = stamp_ns(joints)
+            wrench = endpoint_wrench(endpoint)
+            tool = arm.forward(q)
+            quat = matrix_to_quat(tool.rotation)
+            ref = supervisor.on_state(shared.stamp * 1e-9, tool.translation, quat, wrench)
+            if command_due:
+                link.send_velocities(arm_velocities(supervisor.mode, bool(waiting), velocities,
+                                                    arm, q, ref))
+            status = supervisor.status if supervisor.latched or not held else held
+            shared.flush()
+            if (shared.stamp, status) != sent:  # else: no new joint state since the last tick
+                sent = (shared.stamp, status)
+                out.send("robot_state", RobotState(
+                    q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
+                    wrench.tolist(), status, effort.tolist()).to_arrow(), shared.stamp,
+                    BASE_FRAME)
+            if shared.done(now):
+                break
     finally:
         if link.connected:
             link.send_velocities(zeros)
         link.close()
+
+
+def arm_velocities(mode: str, waiting: bool, commanded: np.ndarray, arm: Any,
+                   q: np.ndarray, ref: Reference) -> np.ndarray:
+    """What the arm is sent in the supervisor's ``mode``: the controller's velocities while
+    following, the release's while releasing, zeros otherwise or while the arm may not
+    move."""
+    if waiting or mode in ("waiting", "hold", "finished"):
+        return np.zeros_like(commanded)
+    return release_velocities(arm, q, ref) if mode == "release" else commanded
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from tuina.operators.arms import ARMS, arm_kinematics
 from tuina.operators.force_control import ForceConfig, HybridForceController
 from tuina.operators.safety import trajectory_problem
 from tuina.operators.servo import joint_velocity_command, wrench_from_torques
-from tuina.operators.tracking import predict
+from tuina.operators.tracking import TrackerWatch, predict
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
@@ -132,9 +132,7 @@ def main() -> None:
     twist = np.zeros(6)
     phase = ""
     track_lost = ""  # why the tracker gave up on the current plan's reference
-    motion_seen_ns: int | None = None  # robot time of the first state after a body motion
-    motion_fresh = False
-    motion_stamps: list[int] = []  # the last two body motions' own (frame) stamps
+    watch = TrackerWatch(cfg["TRACKER_TIMEOUT_S"])
     announced = False  # the current controller's abort was reported
     last_dq: tuple[int, np.ndarray] | None = None  # stamp, joint velocities
     stop_sent = False  # the cap's error went out for this trajectory
@@ -159,11 +157,10 @@ def main() -> None:
             start_ns, stop_sent = None, False
             controller = HybridForceController(fcfg)
             motion, twist, track_lost, announced = np.eye(4), np.zeros(6), "", False
-            motion_seen_ns, motion_fresh = None, False
+            watch.new_plan()
         elif event["id"] == "body_motion":
             bm = BodyMotion.from_arrow(event["value"])
-            motion_fresh = True
-            motion_stamps = [*motion_stamps[-1:], stamp]
+            watch.motion(stamp)
             # motions relative to an older reference belong to an older plan
             if traj is not None and bm.reference_stamp_ns >= traj.reference_stamp_ns:
                 if bm.status == "ok":
@@ -200,19 +197,13 @@ def main() -> None:
             t = (stamp - start_ns) * 1e-9
             if t < 0:
                 continue
-            if motion_fresh:
-                motion_seen_ns, motion_fresh = stamp, False
-            silent_s = (stamp - (motion_seen_ns or start_ns)) * 1e-9
-            # a graph with a tracker (it has spoken once) counts from the trajectory's start
-            if motion_stamps and not track_lost and silent_s > cfg["TRACKER_TIMEOUT_S"]:
+            silent, feeding, age_s = watch.state(stamp, start_ns)
+            if silent and not track_lost:
                 track_lost = f"no body motion for {cfg['TRACKER_TIMEOUT_S']} s"
             if track_lost and not controller.aborted and phase != "done":
                 controller.abort(t, np.asarray(state.tool_position), track_lost)
-            # a body velocity is fed forward for two frame periods of its own stream at most
-            frame_s = ((motion_stamps[1] - motion_stamps[0]) * 1e-9 if len(motion_stamps) == 2
-                       else 0.1)
-            feed = twist if silent_s <= 2 * max(frame_s, 0.01) else np.zeros(6)
-            lead = cfg["FOLLOW_LEAD_S"] + (stamp - (motion_seen_ns or stamp)) * 1e-9
+            feed = twist if feeding else np.zeros(6)
+            lead = cfg["FOLLOW_LEAD_S"] + age_s
             ref = controller.step(t, *arrays[:3], arrays[3], arrays[4], arrays[5],
                                   np.asarray(state.tool_position), wrench,
                                   predict(motion, feed, min(lead, cfg["MAX_LEAD_S"])), feed)

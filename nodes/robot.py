@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Any
 
 import numpy as np
 from tuina.operators.geometry import quat_to_matrix
@@ -27,9 +28,8 @@ from tuina.operators.supervisor import Reference, Supervisor
 from tuina.operators.timing import LoopTimer
 
 from tuina.config import Param
-from tuina.messages import BASE_FRAME, Command, RobotState, SessionEvent
+from tuina.messages import BASE_FRAME, RobotState
 from tuina.node import (
-    GONE,
     PRIORITY_PARAMS,
     Outputs,
     configure,
@@ -38,7 +38,7 @@ from tuina.node import (
     stamp_of,
     supervised_events,
 )
-from tuina.supervision import SUPERVISOR_PARAMS, fault_line, supervisor_config
+from tuina.supervision import SUPERVISOR_PARAMS, SupervisedNode, supervisor_config
 
 PARAMS = [
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
@@ -105,158 +105,128 @@ def connect(ip: str, timeout_s: float, realtime: bool):
                        + "; check FRANKA_IP, the network and that FCI is enabled")
 
 
+class FrankaArm:
+    """The arm through franky: the tool point's pose from a state, a tool-point reference
+    sent as franky's end-effector reference, the collision reflex, error recovery."""
+
+    def __init__(self, robot: Any, cfg: dict[str, Any]):
+        import franky
+
+        self.franky, self.robot = franky, robot
+        self.tool_offset = np.array([0.0, 0.0, cfg["TOOL_LENGTH_M"]])
+        robot.recover_from_errors()
+        # the arm's own 1 kHz reflex: a Cartesian force over the cap stops it (franky-sim
+        # acknowledges the setting and does not simulate it)
+        cap = cfg["FORCE_CAP_N"] * cfg["REFLEX_MARGIN"]
+        robot.set_collision_behavior([cap * TORQUE_PER_N] * 7, [cap] * 3 + [cap * 0.2] * 3)
+        self.motion = franky.CartesianImpedanceTrackingMotion(
+            translational_stiffness=cfg["STIFFNESS_N_PER_M"],
+            rotational_stiffness=cfg["ROT_STIFFNESS_NM_PER_RAD"])
+        self.sent = Reference(*self.tool_pose(robot.state))
+        self.send(self.sent)
+        robot.move(self.motion, asynchronous=True)
+
+    def tool_pose(self, state: Any) -> tuple[np.ndarray, np.ndarray]:
+        """The massage ball's contact point and the end-effector's orientation."""
+        ee = state.O_T_EE
+        q = np.asarray(ee.quaternion)
+        return np.asarray(ee.translation) + quat_to_matrix(q) @ self.tool_offset, q
+
+    def send(self, ref: Reference) -> None:
+        """The tool-point reference as franky's end-effector reference (once per new one)."""
+        self.sent = ref
+        franky = self.franky
+        offset = quat_to_matrix(ref.quaternion) @ self.tool_offset
+        ee = franky.Affine(ref.position - offset, ref.quaternion)
+        if ref.twist is None:
+            self.motion.set_reference(franky.CartesianReference(ee))
+            return
+        # the end-effector moves with the tool point: v_ee = v_tool + w x (ee - tool)
+        linear = ref.twist[:3] + np.cross(ref.twist[3:], -offset)
+        self.motion.set_reference(franky.CartesianReference(
+            ee, franky.Twist(linear, ref.twist[3:])))
+
+    def recover(self) -> str:
+        """After the arm's own error (a reflex stopped the motion): recover and move again,
+        so a release can; why it cannot, or ""."""
+        try:
+            self.robot.recover_from_errors()
+            self.robot.move(self.motion, asynchronous=True)
+        except Exception as err:  # libfranka's control errors
+            return f"cannot recover from the arm's error ({err}); use the hardware e-stop"
+        return ""
+
+    def stop(self) -> None:
+        try:
+            self.robot.stop()
+            self.robot.join_motion(timeout=1.0)
+        except Exception:  # preempted (ControlException) or already gone (NetworkException)
+            pass
+
+
 def main() -> None:
     """Drive the arm from commands under the safety supervisor; publish its state."""
     cfg = configure("robot", PARAMS)
     raise_priority("robot", cfg["NICE"], cfg["REALTIME_PRIORITY"])
-    import franky
     from dora import Node
 
     supervisor = Supervisor(supervisor_config(cfg, cfg["MAX_SPEED"], cfg["REFERENCE_LEAD_S"],
                                               MAX_LEAD_M))
     node = Node()
     try:
-        robot = connect(cfg["FRANKA_IP"], cfg["CONNECT_TIMEOUT_S"], cfg["REALTIME"])
+        arm = FrankaArm(connect(cfg["FRANKA_IP"], cfg["CONNECT_TIMEOUT_S"], cfg["REALTIME"]),
+                        cfg)
     except TimeoutError as err:
         fail("robot", str(err))
-    robot.recover_from_errors()
-    # the arm's own 1 kHz reflex: a Cartesian force over the cap stops it (franky-sim
-    # acknowledges the setting and does not simulate it)
-    cap = cfg["FORCE_CAP_N"] * cfg["REFLEX_MARGIN"]
-    robot.set_collision_behavior([cap * TORQUE_PER_N] * 7, [cap] * 3 + [cap * 0.2] * 3)
-    tool_offset = np.array([0.0, 0.0, cfg["TOOL_LENGTH_M"]])
-    motion = franky.CartesianImpedanceTrackingMotion(
-        translational_stiffness=cfg["STIFFNESS_N_PER_M"],
-        rotational_stiffness=cfg["ROT_STIFFNESS_NM_PER_RAD"])
-
-    def tool_pose(state) -> tuple[np.ndarray, np.ndarray]:
-        ee = state.O_T_EE
-        q = np.asarray(ee.quaternion)
-        return np.asarray(ee.translation) + quat_to_matrix(q) @ tool_offset, q
-
-    def send(ref: Reference) -> None:
-        """The tool-point reference as franky's end-effector reference."""
-        offset = quat_to_matrix(ref.quaternion) @ tool_offset
-        ee = ref.position - offset
-        if ref.twist is None:
-            motion.set_reference(franky.CartesianReference(franky.Affine(ee, ref.quaternion)))
-            return
-        # the end-effector moves with the tool point: v_ee = v_tool + w x (ee - tool)
-        linear = ref.twist[:3] + np.cross(ref.twist[3:], -offset)
-        motion.set_reference(franky.CartesianReference(
-            franky.Affine(ee, ref.quaternion), franky.Twist(linear, ref.twist[3:])))
-
-    state = robot.state
-    p0, q0 = tool_pose(state)
-    sent = Reference(p0, q0)
-    send(sent)
-    robot.move(motion, asynchronous=True)
     out = Outputs(node)
+    shared = SupervisedNode(supervisor, out, "robot", cfg["CLOSE_TIMEOUT_S"])
     timer = LoopTimer()
     clock = (-1, time.monotonic())  # robot time (ms), wall time when it last advanced
-    stamp = 0
-    closing_since: float | None = None  # wall time the graph began to end
-
-    def report(line: str, kind: str = "error", fault: str = "") -> None:
-        print(f"tuina-robot: {line}", flush=True)
-        out.send("events", SessionEvent(kind, f"robot: {line}", fault).to_arrow(), stamp,
-                 BASE_FRAME)
-
-    def flush_reports() -> None:
-        for item in supervisor.take_reports():
-            report(fault_line(item), item.kind, item.fault)
-
     try:
         for event in supervised_events(node, 1.0 / cfg["STATE_RATE_HZ"]):
             now = time.monotonic()
-            kind, eid = event["type"], event.get("id", "")
-            if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid.startswith("events")):
-                closing_since = closing_since or now
-                supervisor.on_done()
-            elif kind == "INPUT_CLOSED" and eid == "command" and not supervisor.done:
-                supervisor.on_fault("command_closed", "the command stream closed (the force "
-                                    "controller is gone)")
-            elif eid == "tick":
-                try:
-                    state = robot.state
-                except Exception as err:  # libfranka's network and control errors
-                    supervisor.on_fault("link_lost", f"lost the robot connection ({err})")
-                    flush_reports()
-                    break
-                robot_ms = int(state.time.to_msec())
-                if robot_ms != clock[0]:
-                    clock = (robot_ms, now)
-                elif now - clock[1] > cfg["CONNECTION_TIMEOUT_S"]:
-                    supervisor.on_fault("link_lost", "lost the robot connection: its clock "
-                                        f"stopped {now - clock[1]:.2f} s ago")
-                    flush_reports()
-                    break
-                if robot.has_errors:
-                    supervisor.on_fault("robot_error", f"the robot reports an error "
-                                        f"({robot.current_errors})")
-                    try:  # a reflex stopped the motion: recover so the release can move
-                        robot.recover_from_errors()
-                        robot.move(motion, asynchronous=True)
-                    except Exception as err:  # libfranka's control errors
-                        report(f"cannot recover from the arm's error ({err}); use the "
-                               "hardware e-stop", fault="robot_error")
-                tool_p, tool_q = tool_pose(state)
-                wrench = np.asarray(state.O_F_ext_hat_K, float)
-                ref = supervisor.on_state(robot_ms * 1e-3, tool_p, tool_q, wrench)
-                if ref is not sent:
-                    send(ref)
-                    sent = ref
-                stamp = robot_ms * 1_000_000
-                msg = RobotState(list(state.q), list(state.dq), tool_p.tolist(),
-                                 tool_q.tolist(), wrench.tolist(), supervisor.status,
-                                 list(state.tau_J))
-                out.send("robot_state", msg.to_arrow(), stamp, BASE_FRAME)
-                timer.published(stamp, time.perf_counter())
-                flush_reports()
-                if supervisor.finished and closing_since is not None:
-                    break
-                if closing_since is not None and now - closing_since > cfg["CLOSE_TIMEOUT_S"]:
-                    report(f"still in contact {cfg['CLOSE_TIMEOUT_S']} s after the graph "
-                           "ended; stopping the arm where it is (use the hardware e-stop)")
-                    break
-            elif eid == "command":
+            if shared.handle(event, now):
+                continue
+            if event["id"] == "command":
                 timer.commanded(stamp_of(event), time.perf_counter())
-                try:
-                    cmd = Command.from_arrow(event["value"])
-                except ValueError as err:
-                    supervisor.on_fault("bad_command", f"malformed command: {err}")
-                else:
-                    ref = supervisor.on_command(stamp * 1e-9, stamp_of(event) * 1e-9,
-                                                np.asarray(cmd.position),
-                                                np.asarray(cmd.quaternion),
-                                                np.asarray(cmd.twist), cmd.mode,
-                                                np.asarray(cmd.normal) if cmd.normal else None)
-                    if ref is not None:
-                        send(ref)
-                        sent = ref
-            elif eid.startswith("estop"):
-                meta = event["metadata"]
-                reason = f": {meta['reason']}" if meta.get("reason") else ""
-                supervisor.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}")
-            elif eid.startswith("events"):
-                ev = SessionEvent.from_arrow(event["value"])
-                if ev.kind == "done":
-                    supervisor.on_done()
-                    closing_since = closing_since or now
-                elif ev.kind == "error":
-                    supervisor.on_fault("error_event", ev.detail)
-            if eid != "tick":
-                flush_reports()
+                if accepted := shared.command(event):
+                    arm.send(accepted[1])
+                continue
+            try:
+                state = arm.robot.state
+                robot_ms = int(state.time.to_msec())
+            except Exception as err:  # libfranka's network and control errors
+                shared.lost(f"lost the robot connection ({err})")
+                break
+            clock = (robot_ms, now) if robot_ms != clock[0] else clock
+            if now - clock[1] > cfg["CONNECTION_TIMEOUT_S"]:
+                shared.lost(f"lost the robot connection: its clock stopped {now - clock[1]:.2f}"
+                            " s ago")
+                break
+            if arm.robot.has_errors:
+                supervisor.on_fault("robot_error", f"the robot reports an error "
+                                    f"({arm.robot.current_errors})")
+                if why := arm.recover():
+                    shared.report(why, fault="robot_error")
+            tool_p, tool_q = arm.tool_pose(state)
+            wrench = np.asarray(state.O_F_ext_hat_K, float)
+            if (ref := supervisor.on_state(robot_ms * 1e-3, tool_p, tool_q, wrench)) \
+                    is not arm.sent:
+                arm.send(ref)
+            shared.stamp = robot_ms * 1_000_000
+            out.send("robot_state", RobotState(
+                list(state.q), list(state.dq), tool_p.tolist(), tool_q.tolist(),
+                wrench.tolist(), supervisor.status, list(state.tau_J)).to_arrow(),
+                shared.stamp, BASE_FRAME)
+            timer.published(shared.stamp, time.perf_counter())
+            shared.flush()
+            if shared.done(now):
+                break
     finally:
-        stats = timer.summary()
-        if stats:
+        if stats := timer.summary():
             print("robot: loop " + ", ".join(f"{k} {v:.2f}" for k, v in stats.items()),
                   flush=True)
-        try:
-            robot.stop()
-            robot.join_motion(timeout=1.0)
-        except Exception:  # preempted (ControlException) or already gone (NetworkException)
-            pass
+        arm.stop()
 
 
 if __name__ == "__main__":

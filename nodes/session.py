@@ -21,9 +21,11 @@ from pathlib import Path
 import numpy as np
 from tuina.operators.geometry import angle_between_deg, quat_to_matrix
 from tuina.operators.session import (
+    SessionEnding,
     SessionLimits,
     SessionLog,
     distance_to_path,
+    exit_code,
     moved_path,
     summarize,
 )
@@ -52,8 +54,6 @@ PARAMS = [
     Param("REPLAN_WAIT_S", "float", 15.0, "s", "after an abort, the longest wait (event time) "
           "for a new target before the session ends", low=0.5),
 ]
-
-INTENDED = ("estop",)  # faults a person asked for: the session ends failed, the graph cleanly
 
 
 def _fmt(value) -> str:
@@ -110,19 +110,7 @@ def main() -> None:
             print(f"  {key:20s} {_fmt(value)}", flush=True)
         print(f"  written to {folder / 'summary.json'}", flush=True)
 
-    ending_ns: int | None = None  # an error came: ends once the robot released contact
-    released = False
-    abort_ns: int | None = None  # an abort came: waiting for a new target
-
-    def end_after_release(stamp: int) -> None:
-        nonlocal ending_ns
-        if released:
-            finish(stamp)
-        elif ending_ns is None:
-            ending_ns = stamp
-            print("session: waiting for the robot to release contact before ending",
-                  flush=True)
-
+    ending = SessionEnding(cfg["RELEASE_WAIT_S"], cfg["REPLAN_WAIT_S"], cfg["TIMEOUT_S"])
     for event in events(node, timers=LASTING_INPUTS, lineage=out.lineage):
         stamp = stamp_of(event)
         first_ns = stamp if first_ns is None else first_ns
@@ -134,17 +122,17 @@ def main() -> None:
                 log.errors.append(ev.detail)
                 if ev.fault and ev.fault not in log.faults:
                     log.faults.append(ev.fault)
-                end_after_release(stamp)
+                if ending.on_error(stamp):
+                    print("session: waiting for the robot to release contact before ending",
+                          flush=True)
             elif ev.kind == "released":
-                released = True
+                ending.on_released()
                 log.released_t = log.released_t or stamp * 1e-9
-                if ending_ns is not None:
-                    finish(stamp)
             elif ev.kind == "done":
-                finish(stamp)
+                ending.on_done()
             elif ev.kind == "abort":
                 log.aborts.append(ev.detail)
-                abort_ns = stamp
+                ending.on_abort(stamp)
                 print(f"session: {ev.detail}; re-grounding, the session ends if no new "
                       f"target comes within {cfg['REPLAN_WAIT_S']:g} s", flush=True)
             elif ev.kind == "reground":
@@ -160,7 +148,7 @@ def main() -> None:
                     waiting[stamp] = bm
         elif eid == "target_pose":
             target = TargetPose.from_arrow(event["value"])
-            abort_ns = None
+            ending.on_target()
         elif eid == "command":
             cmd = Command.from_arrow(event["value"])
             phase = cmd.phase
@@ -207,27 +195,14 @@ def main() -> None:
                 if phase in ("press", "stroke") and in_contact and np.all(np.isfinite(contact)):
                     log.follow_t.append(stamp * 1e-9)
                     log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))
-        if summary is None and ending_ns is not None \
-                and (last_ns - ending_ns) * 1e-9 > cfg["RELEASE_WAIT_S"]:
-            log.errors.append(f"the robot did not report contact released within "
-                              f"{cfg['RELEASE_WAIT_S']:g} s of the error")
-            finish(stamp)
-        if summary is None and ending_ns is None and abort_ns is not None \
-                and (last_ns - abort_ns) * 1e-9 > cfg["REPLAN_WAIT_S"]:
-            log.errors.append(f"no new target within {cfg['REPLAN_WAIT_S']:g} s after the "
-                              "abort")
-            finish(stamp)
-        if (summary is None and first_ns is not None
-                and (last_ns - first_ns) * 1e-9 > cfg["TIMEOUT_S"]):
-            log.errors.append(f"session timed out after {cfg['TIMEOUT_S']} s in phase "
-                              f"{phase or 'before planning'}")
+        if summary is None and (problem := ending.due(last_ns, phase)) is not None:
+            if problem:
+                log.errors.append(problem)
             finish(stamp)
     if summary is None:
         log.errors.append("the session ended before it was done")
         finish(last_ns)
-    # a person's e-stop is not a crash: the summary says failed, the graph ends cleanly
-    intended = bool(log.faults) and all(f in INTENDED for f in log.faults)
-    sys.exit(0 if summary["ok"] or intended else 1)
+    sys.exit(exit_code(summary["ok"], log.faults))
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ class SafetyConfig:
     max_speed: float = 0.15  # m/s of the reference
     max_reference_gap_m: float = 0.05  # reference further than this from the tool: reject
     watchdog_s: float = 0.1
-    retreat_m: float = 0.02
 
 
 def outside_workspace(position: np.ndarray, cfg: SafetyConfig) -> str | None:
@@ -70,11 +69,6 @@ def feed_forward(twist: np.ndarray, config: SafetyConfig,
     if rate > max_rate_rad_s:
         w *= max_rate_rad_s / rate
     return np.concatenate([v, w])
-
-
-def contact_force(wrench: np.ndarray) -> float:
-    """Magnitude of the force the robot applies."""
-    return float(np.linalg.norm(np.asarray(wrench, float)[:3]))
 
 
 def retreat_point(tool_position: np.ndarray, wrench: np.ndarray, distance: float) -> np.ndarray:

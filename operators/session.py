@@ -181,3 +181,68 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "ok": not problems,
         "problems": problems,
     }
+
+
+INTENDED_FAULTS = ("estop",)  # asked for by a person: the session fails, the graph ends cleanly
+
+
+@dataclass
+class SessionEnding:
+    """When a session ends, from its events and event time (no clock inside): at ``done``;
+    after an error once the robot reported contact released (or ``release_wait_s`` later);
+    after an abort when no new target came within ``replan_wait_s``; at ``timeout_s``."""
+
+    release_wait_s: float
+    replan_wait_s: float
+    timeout_s: float
+    first_ns: int | None = None
+    error_ns: int | None = None  # the first error: the session ends after the release
+    released: bool = False
+    abort_ns: int | None = None  # the last abort not yet followed by a new target
+    ended: str | None = None  # why it ended ("" when nothing went wrong); None: not yet
+
+    def on_error(self, stamp: int) -> bool:
+        """An error: True when the session now waits for the robot's release."""
+        if self.released:
+            self.ended = ""
+            return False
+        if self.error_ns is None:
+            self.error_ns = stamp
+            return True
+        return False
+
+    def on_released(self) -> None:
+        self.released = True
+        if self.error_ns is not None:
+            self.ended = ""
+
+    def on_done(self) -> None:
+        self.ended = ""
+
+    def on_abort(self, stamp: int) -> None:
+        self.abort_ns = stamp
+
+    def on_target(self) -> None:
+        self.abort_ns = None
+
+    def due(self, stamp: int, phase: str) -> str | None:
+        """None while the session goes on; else why it ends ("" when nothing went wrong)."""
+        self.first_ns = stamp if self.first_ns is None else self.first_ns
+        if self.ended is not None:
+            return self.ended
+        if self.error_ns is not None:
+            if (stamp - self.error_ns) * 1e-9 > self.release_wait_s:
+                return (f"the robot did not report contact released within "
+                        f"{self.release_wait_s:g} s of the error")
+        elif self.abort_ns is not None and (stamp - self.abort_ns) * 1e-9 > self.replan_wait_s:
+            return f"no new target within {self.replan_wait_s:g} s after the abort"
+        if (stamp - self.first_ns) * 1e-9 > self.timeout_s:
+            return (f"session timed out after {self.timeout_s} s in phase "
+                    f"{phase or 'before planning'}")
+        return None
+
+
+def exit_code(ok: bool, faults: list[str]) -> int:
+    """0 for an ok session or one the operator stopped (an intended stop is not a crash)."""
+    intended = bool(faults) and all(f in INTENDED_FAULTS for f in faults)
+    return 0 if ok or intended else 1

@@ -17,7 +17,14 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
-from tuina.operators.safety import SafetyConfig, command_problem, outside_workspace
+from tuina.operators.safety import (
+    SafetyConfig,
+    command_problem,
+    feed_forward,
+    outside_workspace,
+    rate_limit,
+    retreat_point,
+)
 
 # the fault vocabulary of the message contract: RobotState.status is ``faulted:<name>`` and
 # each latch goes out as one ``error`` event naming it
@@ -115,7 +122,7 @@ class Supervisor:
 
     @property
     def status(self) -> str:
-        """RobotState.status: ok | waiting | released | finished | faulted:<name>."""
+        """RobotState.status: waiting | ok | finished | faulted:<name>."""
         if self.fault:
             return f"faulted:{self.fault}"
         return {"follow": "ok"}.get(self.mode, self.mode)
@@ -139,29 +146,29 @@ class Supervisor:
             self.reference = Reference(p.copy(), q.copy())
         if not np.isfinite(force):
             self.force_trusted = False
-            self.trip("wrench_invalid", "the force reading is not finite")
+            self.on_fault("wrench_invalid", "the force reading is not finite")
         elif (force == 0.0 and self.mode in ("waiting", "follow") and self.force_trusted
               and np.isfinite(previous) and previous >= max(2 * self.cfg.contact_n, 1.0)):
             # a real sensor's noise is never exactly zero: libfranka reports an all-zero
             # wrench near singularities (a free tool in a noiseless simulation does too, so
             # only a clear press that drops to zero in one state counts)
             self.force_trusted = False
-            self.trip("wrench_invalid", f"the force reading dropped from {previous:.1f} N to "
+            self.on_fault("wrench_invalid", f"the force reading dropped from {previous:.1f} N to "
                       "exactly zero (libfranka reports zero near singularities)")
         elif self.force_trusted and force > self.cfg.safety.force_cap_n:
-            self.trip("force_cap", f"contact force {force:.1f} N over the cap "
+            self.on_fault("force_cap", f"contact force {force:.1f} N over the cap "
                       f"{self.cfg.safety.force_cap_n} N")
         if self.mode == "follow" and not self.latched:
             if outside := outside_workspace(p, self.cfg.safety):
-                self.trip("workspace", f"the tool left the workspace box: its position "
+                self.on_fault("workspace", f"the tool left the workspace box: its position "
                           f"{outside}")
             elif (self.last_command_t is not None
                   and t - self.last_command_t > self.cfg.safety.watchdog_s):
                 if self._stale:
-                    self.trip("stale_command", f"{self._stale} for "
+                    self.on_fault("stale_command", f"{self._stale} for "
                               f"{t - self.last_command_t:.2f} s")
                 else:
-                    self.trip("watchdog", f"no command for {t - self.last_command_t:.2f} s")
+                    self.on_fault("watchdog", f"no command for {t - self.last_command_t:.2f} s")
         if self.done and not self.latched and self.mode != "finished":
             self._finish_or_release()
         if self.mode == "release":
@@ -189,31 +196,30 @@ class Supervisor:
         self._stale = ""
         tool_p, _ = self.tool
         if outside := outside_workspace(tool_p, cfg.safety):
-            self.trip("workspace", f"the tool left the workspace box: its position {outside}")
+            self.on_fault("workspace", f"the tool left the workspace box: its position {outside}")
             return None
         problem = command_problem(np.asarray(position, float), np.asarray(quaternion, float),
                                   tool_p, cfg.safety)
         v = np.asarray(twist, float)
-        if problem is None and (v.shape != (6,) or not np.all(np.isfinite(v))):
+        if problem is None and feed_forward(v, cfg.safety) is None:
             problem = f"command twist {v.tolist()} is not 6 finite numbers"
         if problem is not None:
-            self.trip("bad_command", problem)
+            self.on_fault("bad_command", problem)
             return None
         n = None if normal is None else np.asarray(normal, float)
         if n is not None and n.shape == (3,) and np.all(np.isfinite(n)) \
                 and np.linalg.norm(n) > 0.5:
             self.normal = n / np.linalg.norm(n)
         if mode == "stop":
-            self.trip("controller_stop", "the force controller stopped the motion")
+            self.on_fault("controller_stop", "the force controller stopped the motion")
             return None
         period = 0.01 if self.last_command_t is None else \
             min(max(t - self.last_command_t, 0.0), 0.05)
         self.last_command_t = t
         previous = self._target if self._target is not None else tool_p
-        target = _rate_limit(previous, np.asarray(position, float), cfg.safety.max_speed,
-                             period)
-        feed = _bounded_twist(v, cfg.safety.max_speed, cfg.max_rate_rad_s) \
-            if mode == "track" else None
+        target = rate_limit(previous, np.asarray(position, float), cfg.safety.max_speed,
+                            period)
+        feed = feed_forward(v, cfg.safety, cfg.max_rate_rad_s) if mode == "track" else None
         final = target.copy()
         if feed is not None:
             lead = feed[:3] * cfg.reference_lead_s
@@ -222,17 +228,12 @@ class Supervisor:
             final = target + lead
         # the reference the arm really gets, lead included, inside the box and the gap
         if outside := outside_workspace(final, cfg.safety):
-            self.trip("bad_command", f"command reference {outside}")
+            self.on_fault("bad_command", f"command reference {outside}")
             return None
         self.mode = "follow"
         self._target = target
         self.reference = Reference(final, np.asarray(quaternion, float), feed)
         return self.reference
-
-    def on_fault(self, name: str, detail: str) -> None:
-        """A fault from outside the state machine (an error event, the e-stop, a closed
-        command input, a lost link, an arm error)."""
-        self.trip(name, detail)
 
     def on_done(self) -> None:
         """The session is over: finish when out of contact, else release first."""
@@ -242,13 +243,14 @@ class Supervisor:
 
     @property
     def finished(self) -> bool:
-        """Nothing is left to do: the session ended out of contact, or a fault's release is
-        over (out of contact, or moved the whole ``release_m`` when the force cannot tell)."""
+        """Nothing is left to do: the session ended out of contact, or a fault's release has
+        moved the whole ``release_m`` and holds."""
         return self.mode in ("finished", "hold")
 
     # --- internals -----------------------------------------------------------------------
-    def trip(self, name: str, detail: str) -> None:
-        """Latch fault ``name`` (the first one wins) and release contact."""
+    def on_fault(self, name: str, detail: str) -> None:
+        """Latch fault ``name`` (the first one wins; an error event, the e-stop, a closed
+        command input, a lost link, an arm error come from outside) and release contact."""
         if name not in FAULTS:
             raise ValueError(f"unknown fault {name!r}")
         if self.latched:
@@ -260,7 +262,7 @@ class Supervisor:
 
     def _finish_or_release(self) -> None:
         if self.in_contact and self.tool is not None:
-            self.trip("done_in_contact", f"the session ended with {self.force:.1f} N of "
+            self.on_fault("done_in_contact", f"the session ended with {self.force:.1f} N of "
                       "contact force")
         else:
             self.mode = "finished"
@@ -273,7 +275,7 @@ class Supervisor:
         if wrench is not None and self.force_trusted:
             f = np.asarray(wrench, float)[:3]
             if np.all(np.isfinite(f)) and np.linalg.norm(f) >= self.cfg.contact_n:
-                return -f / np.linalg.norm(f)
+                return retreat_point(np.zeros(3), wrench, 1.0)
         if self.normal is not None:
             return self.normal.copy()
         return np.array([0.0, 0.0, 1.0])
@@ -308,20 +310,3 @@ class Supervisor:
         s = max(ramp, min(travelled, cfg.release_m))
         self.reference = Reference(start + direction * s, self.reference.quaternion,
                                    np.concatenate([direction * cfg.release_speed, np.zeros(3)]))
-
-
-def _rate_limit(previous: np.ndarray, target: np.ndarray, max_speed: float,
-                dt: float) -> np.ndarray:
-    delta = target - previous
-    step = max_speed * max(dt, 0.0)
-    dist = float(np.linalg.norm(delta))
-    return target.copy() if dist <= step else previous + delta * (step / dist)
-
-
-def _bounded_twist(twist: np.ndarray, max_speed: float, max_rate: float) -> np.ndarray:
-    v, w = twist[:3].copy(), twist[3:].copy()
-    if np.linalg.norm(v) > max_speed:
-        v *= max_speed / np.linalg.norm(v)
-    if np.linalg.norm(w) > max_rate:
-        w *= max_rate / np.linalg.norm(w)
-    return np.concatenate([v, w])

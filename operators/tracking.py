@@ -89,6 +89,38 @@ def predict(motion: np.ndarray, twist: np.ndarray, horizon_s: float) -> np.ndarr
     return step @ motion
 
 
+@dataclass
+class TrackerWatch:
+    """The body tracker seen from the controller, in robot time: how long it has been
+    silent (from the trajectory's start, once it has spoken at all), and whether its body
+    velocity may still be fed forward (two of its own frame periods at most)."""
+
+    timeout_s: float
+    seen_ns: int | None = None  # robot time of the first state after the latest body motion
+    fresh: bool = False
+    frames: list[int] = field(default_factory=list)  # the last two body motions' own stamps
+
+    def motion(self, frame_stamp_ns: int) -> None:
+        """A body motion came (stamped with its frame's time)."""
+        self.fresh = True
+        self.frames = [*self.frames[-1:], frame_stamp_ns]
+
+    def new_plan(self) -> None:
+        """A new trajectory: silence counts from its start."""
+        self.seen_ns, self.fresh = None, False
+
+    def state(self, stamp_ns: int, start_ns: int) -> tuple[bool, bool, float]:
+        """At a robot state: (silent too long, velocity still fed forward, age of the latest
+        motion in s)."""
+        if self.fresh:
+            self.seen_ns, self.fresh = stamp_ns, False
+        silent_s = (stamp_ns - (self.seen_ns or start_ns)) * 1e-9
+        frame_s = (self.frames[1] - self.frames[0]) * 1e-9 if len(self.frames) == 2 else 0.1
+        age_s = (stamp_ns - (self.seen_ns or stamp_ns)) * 1e-9
+        return (bool(self.frames) and silent_s > self.timeout_s,
+                silent_s <= 2 * max(frame_s, 0.01), age_s)
+
+
 def rotation_angle_deg(R: np.ndarray) -> float:
     """|theta| of VBRM Eq. 7."""
     return float(np.degrees(np.arccos(np.clip((np.trace(R) - 1.0) / 2.0, -1.0, 1.0))))

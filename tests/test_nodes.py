@@ -401,8 +401,8 @@ def test_force_controller_backs_off_when_the_track_is_lost(monkeypatch):
     assert "abort" in kinds and "done" not in kinds
 
 
-def test_paced_events_tick_on_an_absolute_schedule_between_inputs():
-    from tuina.node import paced_events
+def test_supervised_events_tick_on_an_absolute_schedule_and_go_on_after_the_end():
+    from tuina.node import GONE, supervised_events
 
     class Clock:
         now = 0.0
@@ -423,12 +423,28 @@ def test_paced_events_tick_on_an_absolute_schedule_between_inputs():
                 if script[0][1] <= 1e-12:
                     script.pop(0)
                 return {"type": "ERROR", "error": "Timeout event stream error: timed out"}
+            if kind == "gone":
+                return None
             script.pop(0)
             if kind == "input":
                 return {"type": "INPUT", "id": arg, "metadata": {}, "value": None}
-            return {"type": "STOP"}
+            return {"type": "STOP", "id": ""}
 
-    seen = [(e["id"], round(clock.now, 4)) for e in paced_events(FakeNode(), 0.01, clock=clock)]
+    def sleep(seconds: float) -> None:
+        clock.now += seconds + 0.0003
+
+    script.append(("gone", None))
+    seen, kinds = [], []
+    for e in supervised_events(FakeNode(), 0.01, clock=clock, sleep=sleep):
+        kinds.append(e["type"])
+        if clock.now > 1.5:
+            break
+        if e["type"] == "INPUT":
+            seen.append((e["id"], round(clock.now, 4)))
+    # the end of the graph is said once each, and the ticks go on after it
+    assert kinds.count("STOP") == 1 and kinds.count(GONE) == 1
+    assert kinds[-1] == "INPUT" and clock.now > 1.5
+    seen = [(name, t) for name, t in seen if t <= 1.0043]
     ticks = [t for name, t in seen if name == "tick"]
     assert ("command", 0.0045) in seen
     # lateness does not accumulate: each tick is within one wake-up delay of its deadline

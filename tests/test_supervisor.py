@@ -195,3 +195,37 @@ def test_faults_are_named_from_the_vocabulary():
     with pytest.raises(ValueError, match="unknown fault"):
         sup.on_fault("oops", "?")
     assert {"watchdog", "estop", "force_cap", "wrench_invalid"} <= set(FAULTS)
+
+
+def test_a_session_ends_after_the_release_or_a_bounded_wait():
+    from tuina.operators.session import SessionEnding, exit_code
+
+    s = 1_000_000_000
+    ending = SessionEnding(release_wait_s=3.0, replan_wait_s=15.0, timeout_s=60.0)
+    assert ending.due(1 * s, "press") is None
+    assert ending.on_error(2 * s) and not ending.on_error(2 * s + 1)
+    assert ending.due(4 * s, "press") is None  # waits for the robot
+    ending.on_released()
+    assert ending.due(4 * s, "press") == ""  # released: ends, nothing more to say
+    silent = SessionEnding(3.0, 15.0, 60.0)
+    silent.due(0, "")
+    silent.on_error(2 * s)
+    assert "did not report contact released within 3 s" in silent.due(5 * s + 1, "press")
+    # released before the error came (the robot's own fault): ends at once
+    early = SessionEnding(3.0, 15.0, 60.0)
+    early.on_released()
+    early.on_error(2 * s)
+    assert early.due(2 * s, "press") == ""
+    aborted = SessionEnding(3.0, 15.0, 60.0)
+    aborted.due(0, "")
+    aborted.on_abort(10 * s)
+    assert aborted.due(20 * s, "press") is None
+    aborted.on_target()
+    assert aborted.due(30 * s, "press") is None  # a new target came
+    aborted.on_abort(31 * s)
+    assert "no new target within 15 s" in aborted.due(46 * s + 1, "abort")
+    timed = SessionEnding(3.0, 15.0, 60.0)
+    timed.due(0, "")
+    assert "timed out after 60.0 s in phase press" in timed.due(61 * s, "press")
+    assert exit_code(True, []) == 0 and exit_code(False, ["estop"]) == 0
+    assert exit_code(False, ["estop", "watchdog"]) == 1 and exit_code(False, []) == 1

@@ -338,3 +338,20 @@ def test_loop_timer_measures_rate_jitter_and_latency():
     assert abs(stats["state_hz"] - 100.0) < 1.0
     assert abs(stats["latency_p50_ms"] - 2.0) < 1e-6
     assert 3.0 < stats["state_jitter_p99_ms"] <= 4.0 + 1e-9
+
+
+def test_tracker_watch_counts_silence_from_the_plan_and_stops_feeding_a_stale_velocity():
+    from tuina.operators.tracking import TrackerWatch
+
+    ms = 1_000_000
+    watch = TrackerWatch(timeout_s=0.5)
+    assert watch.state(100 * ms, 0)[0] is False  # no tracker in this graph: never silent
+    watch.motion(0)
+    watch.motion(50 * ms)  # frames every 50 ms
+    assert watch.state(1000 * ms, 0) == (False, True, 0.0)
+    assert watch.state(1090 * ms, 0)[1] is True  # within two frame periods
+    assert watch.state(1110 * ms, 0)[1] is False  # past them: nothing fed forward
+    assert watch.state(1501 * ms, 0)[0] is True  # silent for over 0.5 s
+    watch.new_plan()  # a new trajectory at 2 s: silence counts from its start
+    assert watch.state(2400 * ms, 2000 * ms)[0] is False
+    assert watch.state(2600 * ms, 2000 * ms)[0] is True

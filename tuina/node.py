@@ -282,33 +282,6 @@ def drained(node: Any) -> Iterator[dict[str, Any]]:
             yield unwrap(event)
 
 
-def paced_events(node: Any, period_s: float, tick: str = "tick",
-                 clock: Any = time.perf_counter) -> Iterator[dict[str, Any]]:
-    """Like ``events``, plus a ``{"id": tick}`` event at every multiple of ``period_s`` (an
-    absolute schedule in this process: no drift, and no daemon hop that a busy machine can
-    delay). A deadline missed by more than a period is skipped, not made up in a burst."""
-    deadline = clock() + period_s
-    while True:
-        remaining = deadline - clock()
-        if remaining <= 0:
-            yield {"type": "INPUT", "id": tick, "metadata": {}, "value": None}
-            deadline += period_s
-            if clock() - deadline > period_s:
-                deadline = clock() + period_s
-            continue
-        event = node.next(timeout=remaining)
-        if event is None:  # every sender is gone
-            return
-        kind = event["type"]
-        if kind == "INPUT":
-            if event["id"] != tick:  # a wired clock of the same name is not needed
-                yield unwrap(event)
-        elif kind in ("INPUT_CLOSED", "STOP") and event.get("id") != tick:
-            return
-        elif kind == "ERROR" and not str(event.get("error", "")).startswith("Timeout"):
-            print(f"dora error: {event.get('error')}", file=sys.stderr, flush=True)
-
-
 GONE = "GONE"  # supervised_events: dora has nothing more to deliver (every sender is gone)
 
 

@@ -1,13 +1,18 @@
 """What both robot nodes (FR3, Baxter) share around the safety supervisor: its env keys,
-the supervisor they describe, and the one line each report becomes."""
+the supervisor they describe, the one line each report becomes, and the graph's events
+turned into supervisor calls."""
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
+
 from tuina.config import Param
+from tuina.messages import BASE_FRAME, Command, SessionEvent
+from tuina.node import GONE, stamp_of
 from tuina.operators.safety import SafetyConfig
-from tuina.operators.supervisor import Report, SupervisorConfig
+from tuina.operators.supervisor import Reference, Report, Supervisor, SupervisorConfig
 
 SUPERVISOR_PARAMS = [
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard contact force cap: over it the arm releases "
@@ -43,3 +48,95 @@ def fault_line(report: Report) -> str:
     if report.kind == "released":
         return f"released contact: {report.detail}"
     return f"{report.detail} [{report.fault}]; releasing contact, then holding"
+
+
+class SupervisedNode:
+    """The node side of the supervisor both robot nodes share: the graph's own events (its
+    end, a closed ``command`` input, the e-stop, every node's ``events``) become supervisor
+    calls, commands are decoded and checked, each report goes out as one line and one event,
+    and the loop is told when it may end."""
+
+    def __init__(self, supervisor: Supervisor, out: Any, name: str, close_timeout_s: float):
+        self.supervisor = supervisor
+        self.out = out
+        self.name = name  # the node's name in its lines: robot | baxter
+        self.close_timeout_s = close_timeout_s
+        self.closing_since: float | None = None  # wall time the graph began to end
+        self.stamp = 0  # robot time (ns) of the latest state: events are stamped with it
+
+    def report(self, line: str, kind: str = "error", fault: str = "") -> None:
+        """One line on the terminal and one event."""
+        print(f"tuina-{self.name}: {line}", flush=True)
+        self.out.send("events", SessionEvent(kind, f"{self.name}: {line}", fault).to_arrow(),
+                      self.stamp, BASE_FRAME)
+
+    def flush(self) -> None:
+        """Send what the supervisor has to say since the last call."""
+        for item in self.supervisor.take_reports():
+            self.report(fault_line(item), item.kind, item.fault)
+
+    def lost(self, detail: str) -> None:
+        """The link to the arm is gone: the fault, said at once (the node stops)."""
+        self.supervisor.on_fault("link_lost", detail)
+        self.flush()
+
+    def handle(self, event: dict[str, Any], now: float) -> bool:
+        """Take one of the graph's events (True), or leave it to the node (False): ticks
+        and commands."""
+        sup, kind, eid = self.supervisor, event["type"], event.get("id", "")
+        if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid.startswith("events")):
+            self.closing_since = self.closing_since or now
+            sup.on_done()
+        elif kind == "INPUT_CLOSED":
+            if eid == "command" and not sup.done:
+                sup.on_fault("command_closed", "the command stream closed (the force "
+                             "controller is gone)")
+        elif eid.startswith("estop"):
+            meta = event.get("metadata", {})
+            reason = f": {meta['reason']}" if meta.get("reason") else ""
+            sup.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}")
+        elif eid.startswith("events"):
+            ev = SessionEvent.from_arrow(event["value"])
+            if ev.kind == "done":
+                self.closing_since = self.closing_since or now
+                sup.on_done()
+            elif ev.kind == "error":
+                sup.on_fault("error_event", ev.detail)
+        else:
+            return False
+        self.flush()
+        return True
+
+    def command(self, event: dict[str, Any],
+                check: Any = None) -> tuple[Command, Reference] | None:
+        """A command event checked (by ``check(command)``, the robot's own problem with it
+        or "", then by the supervisor): the command and the reference to send, or None when
+        it is not followed (a malformed or bad one is a fault)."""
+        try:
+            cmd = Command.from_arrow(event["value"])
+            problem = check(cmd) if check is not None and not self.supervisor.latched else ""
+        except ValueError as err:
+            problem = f"malformed command: {err}"
+        if problem:
+            self.supervisor.on_fault("bad_command", problem)
+            self.flush()
+            return None
+        ref = self.supervisor.on_command(
+            self.stamp * 1e-9, stamp_of(event) * 1e-9, np.asarray(cmd.position),
+            np.asarray(cmd.quaternion), np.asarray(cmd.twist), cmd.mode,
+            np.asarray(cmd.normal) if cmd.normal else None)
+        self.flush()
+        return None if ref is None else (cmd, ref)
+
+    def done(self, now: float) -> bool:
+        """The loop may end: the graph is ending and the tool is clear, or it has been
+        ending for CLOSE_TIMEOUT_S (said in one line)."""
+        if self.closing_since is None:
+            return False
+        if self.supervisor.finished:
+            return True
+        if now - self.closing_since > self.close_timeout_s:
+            self.report(f"still in contact {self.close_timeout_s} s after the graph ended; "
+                        "stopping the arm where it is (use the hardware e-stop)")
+            return True
+        return False
