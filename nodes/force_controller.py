@@ -17,7 +17,8 @@ body velocity is fed forward for two frame periods of the tracker's stream at mo
 track (a large motion), no body motion for TRACKER_TIMEOUT_S of robot time from the
 trajectory's start, or a contact lost at once aborts the massage: the tool backs off along
 the normal and holds until a new trajectory (after re-grounding) arrives. A force reading
-that jumps while in contact is a sensor fault: an abort and an error (the robot releases).
+that jumps while in contact is a fault, an abort and an error (the robot releases): the
+body pushing into the tool when the tool was thrown back with it, else the force sensor.
 A force over FORCE_CAP_N stops the controller until the next trajectory.
 """
 
@@ -79,9 +80,10 @@ PARAMS = [
           "robot time without body motion, counted from the trajectory's start, that aborts "
           "the massage", low=0.05),
     Param("MAX_FORCE_JUMP_N", "float", 3.0, "N", "a larger change of the force reading "
-          "between two robot states in contact is a sensor fault (an error: the robot "
-          "releases); a larger fall out of contact is a lost contact (abort); a rise from no "
-          "contact is contact", low=0.5),
+          "between two robot states in contact is a fault (an error: the robot releases), "
+          "named the body's push when the tool was thrown back with it, else the sensor's; "
+          "a larger fall out of contact is a lost contact (abort); a rise from no contact is "
+          "contact", low=0.5),
     *PRIORITY_PARAMS,
     Param("OUTPUT", "choice", "cartesian", "-", "cartesian: pose + twist (franky); "
           "joint_velocity: also joint velocities (a Baxter)",
@@ -213,7 +215,7 @@ def main() -> None:
                 print(f"force-controller: {reason}: backing off", flush=True)
                 out.send("events", SessionEvent("abort", f"force-controller: {reason}; backing "
                          "off").to_arrow(), stamp, BASE_FRAME)
-                if controller.sensor_fault:
+                if controller.fault:
                     out.send("events", SessionEvent("error", f"force-controller: {reason}")
                              .to_arrow(), stamp, BASE_FRAME)
             joints = (joint_velocity_command(ref, arm, q, cfg["PBVS_GAIN"]).tolist()

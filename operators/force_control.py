@@ -39,6 +39,8 @@ class ForceConfig:
     retreat_speed: float = 0.05  # m/s, mean speed of that retreat
     max_force_jump_n: float = 3.0  # a larger change between two readings in contact: a sensor
     # fault; a larger fall out of contact: contact lost (a rise from no contact is contact)
+    body_push_m: float = 0.0003  # with the tool thrown out along the normal this far in one
+    # period (more than the force loop moves it, 0.2 mm), a jump is the body pushing
 
 
 @dataclass
@@ -118,12 +120,13 @@ class HybridForceController:
     applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
     compensation: np.ndarray = field(default_factory=lambda: np.zeros(3))
     abort_reason: str = ""
-    sensor_fault: bool = False  # the abort is a force sensor fault (an error, not a re-plan)
+    fault: str = ""  # the abort is a fault (an error, not a re-plan): sensor | body_push
     stopped: bool = False  # the force passed the cap: latched until a new trajectory
     paused_s: float = 0.0  # plan time held back while searching for contact
     _abort: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # t, from, to, q
     _last: ControlOutput | None = None
     _last_force: float | None = None
+    _last_tool: np.ndarray | None = None
     _normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
 
     def __post_init__(self) -> None:
@@ -191,11 +194,19 @@ class HybridForceController:
         if self._abort is None:
             f_check = float(-np.asarray(wrench[:3]) @ self._normal)
             last_force, self._last_force = self._last_force, f_check
+            last_tool, self._last_tool = self._last_tool, np.asarray(tool_position, float)
             touching = last_force is not None and last_force >= c.contact_threshold_n
             if (touching and np.isfinite(f_check)
                     and abs(f_check - last_force) > c.max_force_jump_n):
-                if f_check >= c.contact_threshold_n:
-                    self.sensor_fault = True
+                pushed = 0.0 if last_tool is None else \
+                    float((self._last_tool - last_tool) @ self._normal)
+                if f_check >= c.contact_threshold_n and pushed > c.body_push_m:
+                    self.fault = "body_push"
+                    self.abort(t, tool_position, f"the body pushed into the tool: the force "
+                               f"rose {last_force:.1f} -> {f_check:.1f} N and the tool was "
+                               f"thrown {pushed * 1000:.1f} mm back in one period")
+                elif f_check >= c.contact_threshold_n:
+                    self.fault = "sensor"
                     self.abort(t, tool_position, f"the force reading jumped {last_force:.1f} "
                                f"-> {f_check:.1f} N in one period while in contact (force "
                                "sensor fault)")

@@ -74,7 +74,8 @@ class TimedNode:
         now = time.monotonic() - self.start
         if self.events and self.events[0][0] <= now:
             event = self.events.pop(0)[1]
-            if event.get("id") == "command" and self.robot_time is not None:
+            if event.get("id") == "command" and event["type"] == "INPUT" \
+                    and self.robot_time is not None:
                 event["metadata"] = {**event["metadata"], "stamp_ns": self.robot_time()}
             return event
         if now >= self.end_s:

@@ -282,7 +282,7 @@ def test_an_implausible_force_jump_aborts_and_backs_off():
     assert not ctrl.aborted and abs(outs[-1].force_measured_n - 6.0) < 1.0
     # the reading drops to zero while pressing: pushing on to "find" the force would hurt
     after, _ = drive(ctrl, plan, 200, start=8.0, tool=tool, force_at=lambda p: 0.0)
-    assert ctrl.aborted and "contact lost" in ctrl.abort_reason and not ctrl.sensor_fault
+    assert ctrl.aborted and "contact lost" in ctrl.abort_reason and not ctrl.fault
     z = np.array([o.position[2] for o in after])
     assert np.all(np.diff(z) >= -1e-12) and z[-1] > tool[2] + 0.03
 
@@ -294,7 +294,15 @@ def test_a_jump_in_contact_is_a_sensor_fault_a_regained_contact_is_not():
     ctrl = HybridForceController(ForceConfig())
     _, tool = drive(ctrl, plan, 700, start=1.0)
     drive(ctrl, plan, 5, start=8.0, tool=tool, force_at=lambda p: 11.0)  # a +5 N bias step
-    assert ctrl.aborted and ctrl.sensor_fault and "sensor fault" in ctrl.abort_reason
+    assert ctrl.aborted and ctrl.fault == "sensor" and "sensor fault" in ctrl.abort_reason
+    # the same jump with the tool thrown back out of the body: the body pushed, not the sensor
+    pushed = HybridForceController(ForceConfig())
+    _, tool = drive(pushed, plan, 700, start=1.0)
+    pushed.step(8.0, *plan[:3], plan[3], plan[4], plan[5], tool,
+                np.array([0, 0, -6.0, 0, 0, 0]), np.eye(4))
+    pushed.step(8.01, *plan[:3], plan[3], plan[4], plan[5], tool + [0, 0, 0.002],
+                np.array([0, 0, -11.0, 0, 0, 0]), np.eye(4))
+    assert pushed.fault == "body_push" and "body pushed" in pushed.abort_reason
     # off the body (0 N), then back on it with 5.8 N within one period: contact, no fault
     regained = HybridForceController(ForceConfig())
     drive(regained, plan, 2, start=3.0, force_at=lambda p: 0.0)
