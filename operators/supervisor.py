@@ -32,6 +32,7 @@ FAULTS: dict[str, str] = {
     "error_event": "a node reported an error",
     "done_in_contact": "the session ended with the tool in contact",
     "command_closed": "the command stream closed (its node is gone)",
+    "node_gone": "another node's input closed mid-session (the node is gone)",
     "watchdog": "no command for WATCHDOG_S",
     "stale_command": "only commands older than MAX_COMMAND_AGE_S (robot time) for WATCHDOG_S",
     "wrench_invalid": "the force reading is not finite, or exactly zero in contact",
@@ -53,6 +54,8 @@ class SupervisorConfig:
     max_command_age_s: float = 0.02  # two state periods at 100 Hz
     release_m: float = 0.03  # furthest the release moves the tool
     release_speed: float = 0.04  # m/s
+    release_decel_m: float = 0.008  # the release slows to a stop over its last this (no jolt)
+    max_releases: int = 3  # still pressed after a release: release again, this many at most
     contact_n: float = 0.5  # a measured force below this is out of contact
     recontact_margin_n: float = 1.0  # force this far above the hold's: released again
     reference_lead_s: float = 0.0  # a moving reference is set this far ahead (impedance lag)
@@ -103,7 +106,8 @@ class Supervisor:
         self.last_command_t: float | None = None
         self.now = 0.0
         self.done = False  # the session said it is over
-        self._release: tuple[float, np.ndarray, np.ndarray] | None = None  # t0, start, dir
+        # t0, start, direction, which release this is
+        self._release: tuple[float, np.ndarray, np.ndarray, int] | None = None
         self._hold_force = 0.0
         self._wrench: np.ndarray | None = None
         self._target: np.ndarray | None = None  # the last command's point, before its lead
@@ -281,32 +285,49 @@ class Supervisor:
         return np.array([0.0, 0.0, 1.0])
 
     def _start_release(self, t: float, position: np.ndarray,
-                       wrench: np.ndarray | None) -> None:
+                       wrench: np.ndarray | None, count: int = 1) -> None:
         direction = self._direction(wrench)
         self.mode = "release"
-        self._release = (t, np.asarray(position, float).copy(), direction)
+        self._release = (t, np.asarray(position, float).copy(), direction, count)
         q = self.tool[1] if self.tool is not None else np.array([0.0, 0.0, 0.0, 1.0])
         self.reference = Reference(self._release[1].copy(), q.copy(),
                                    np.concatenate([direction * self.cfg.release_speed,
                                                    np.zeros(3)]))
 
+    def _ramp(self, elapsed: float) -> tuple[float, float, bool]:
+        """Distance and speed of the release ``elapsed`` s after it began, and whether it is
+        over: RELEASE_SPEED, then a constant deceleration over its last ``release_decel_m``."""
+        cfg = self.cfg
+        v, total = cfg.release_speed, cfg.release_m
+        decel = min(cfg.release_decel_m, total / 2)
+        cruise_s, decel_s = (total - decel) / v, 2 * decel / v
+        if elapsed < cruise_s:
+            return v * elapsed, v, False
+        u = min(elapsed - cruise_s, decel_s)
+        return total - decel + v * u - v * u * u / (2 * decel_s), v * (1 - u / decel_s), \
+            u >= decel_s
+
     def _step_release(self, t: float, position: np.ndarray) -> None:
         cfg = self.cfg
-        t0, start, direction = self._release
+        t0, start, direction, count = self._release
         travelled = float((position - start) @ direction)
-        ramp = min(cfg.release_speed * max(t - t0, 0.0), cfg.release_m)
-        if ramp >= cfg.release_m:
-            # the whole RELEASE_M: clear of a body that breathes or shifts, then still
+        ramp, speed, over = self._ramp(t - t0)
+        if over and self.in_contact and self.force_trusted and count < cfg.max_releases:
+            self._start_release(t, position, self._wrench, count + 1)  # the body followed
+            return
+        if over:
             self.mode = "hold"
             self._hold_force = self.force if np.isfinite(self.force) else 0.0
             self.reference = Reference(start + direction * cfg.release_m,
                                        self.reference.quaternion)
-            where = "out of contact" if not self.in_contact else "the force cannot tell"
+            where = "out of contact" if not self.in_contact else (
+                "the force cannot tell" if not self.force_trusted else "still pressed")
+            again = f" (release {count})" if count > 1 else ""
             self.reports.append(Report("released", self.fault, f"moved "
-                                       f"{max(travelled, 0.0) * 1000:.0f} mm away, {where} "
-                                       f"({self.force:.1f} N); holding"))
+                                       f"{max(travelled, 0.0) * 1000:.0f} mm away{again}, "
+                                       f"{where} ({self.force:.1f} N); holding"))
             return
         # never pull the tool back towards the body: a body pushing it away is let go
         s = max(ramp, min(travelled, cfg.release_m))
         self.reference = Reference(start + direction * s, self.reference.quaternion,
-                                   np.concatenate([direction * cfg.release_speed, np.zeros(3)]))
+                                   np.concatenate([direction * speed, np.zeros(3)]))

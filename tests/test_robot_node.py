@@ -140,3 +140,19 @@ def test_the_end_of_the_session_out_of_contact_is_clean(monkeypatch):
     assert not events_of(mock)
     assert RobotState.from_arrow(mock.outputs["robot_state"][-1]).status == "finished"
     assert double.references[-1][1][2] >= SURFACE_Z
+
+
+def test_another_node_gone_mid_press_is_a_fault_the_session_gone_ends_cleanly(monkeypatch):
+    double = FrankaDouble()
+    gone = {"type": "INPUT_CLOSED", "id": "events_tracker"}
+    mock = run_robot(monkeypatch, double, pressing_then([(0.75, gone)]), end_s=2.0)
+    said = events_of(mock)
+    assert said[0].fault == "node_gone" and "events_tracker" in said[0].detail
+    assert double.references[-1][1][2] > SURFACE_Z + 0.02  # released
+    double = FrankaDouble()
+    above = [0.5, 0.0, SURFACE_Z + 0.01]
+    events = [(0.2 + 0.01 * k, command(above)) for k in range(30)]
+    events.append((0.505, {"type": "INPUT_CLOSED", "id": "events"}))
+    mock = run_robot(monkeypatch, double, events, end_s=3.0)
+    assert not events_of(mock)
+    assert RobotState.from_arrow(mock.outputs["robot_state"][-1]).status == "finished"

@@ -229,3 +229,23 @@ def test_a_session_ends_after_the_release_or_a_bounded_wait():
     assert "timed out after 60.0 s in phase press" in timed.due(61 * s, "press")
     assert exit_code(True, []) == 0 and exit_code(False, ["estop"]) == 0
     assert exit_code(False, ["estop", "watchdog"]) == 1 and exit_code(False, []) == 1
+
+
+def test_the_release_slows_to_a_stop_instead_of_halting_at_speed():
+    sup, t = pressing()
+    sup.on_fault("estop", "button")
+    path = run_release(sup, t)
+    speeds = np.linalg.norm(np.diff(path, axis=0), axis=1) / DT
+    moving = speeds[speeds > 0]
+    assert moving.max() == pytest.approx(0.04, rel=1e-6)  # RELEASE_SPEED while cruising
+    assert moving[-1] < 0.002  # and almost still at the end
+    assert np.all(np.diff(moving[np.argmax(moving):]) <= 1e-9)  # slowing down, never back up
+
+
+def test_a_body_that_follows_the_tool_is_released_from_again_a_bounded_number_of_times():
+    sup, t = pressing()
+    sup.on_fault("estop", "button")
+    run_release(sup, t, force_at=lambda lift: 6.0, steps=400)  # the body comes along: 6 N
+    reports = sup.take_reports()
+    assert sup.mode == "hold" and reports[-1].kind == "released"
+    assert "release 3" in reports[-1].detail and "still pressed" in reports[-1].detail

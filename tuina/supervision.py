@@ -50,6 +50,9 @@ def fault_line(report: Report) -> str:
     return f"{report.detail} [{report.fault}]; releasing contact, then holding"
 
 
+SESSION_INPUT = "events"  # the session's events: its done, or its end, ends the robot node
+
+
 class SupervisedNode:
     """The node side of the supervisor both robot nodes share: the graph's own events (its
     end, a closed ``command`` input, the e-stop, every node's ``events``) become supervisor
@@ -84,13 +87,17 @@ class SupervisedNode:
         """Take one of the graph's events (True), or leave it to the node (False): ticks
         and commands."""
         sup, kind, eid = self.supervisor, event["type"], event.get("id", "")
-        if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid.startswith("events")):
+        if kind in ("STOP", GONE) or (kind == "INPUT_CLOSED" and eid == SESSION_INPUT):
             self.closing_since = self.closing_since or now
             sup.on_done()
         elif kind == "INPUT_CLOSED":
-            if eid == "command" and not sup.done:
+            if sup.done:
+                pass  # the graph is ending: its nodes go
+            elif eid == "command":
                 sup.on_fault("command_closed", "the command stream closed (the force "
                              "controller is gone)")
+            elif not eid.startswith("estop"):  # the button's node comes and goes
+                sup.on_fault("node_gone", f"input {eid} closed: its node is gone")
         elif eid.startswith("estop"):
             meta = event.get("metadata", {})
             reason = f": {meta['reason']}" if meta.get("reason") else ""

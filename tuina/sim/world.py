@@ -348,6 +348,7 @@ class MassageWorld:
     def _run(self) -> None:
         deadline = time.perf_counter()
         servers = self.server.robot_servers if self.server is not None else []
+        dropped = False
         while self._running:
             link_up = self.link_drop_s <= 0 or self.time_s < self.link_drop_s
             if link_up:
@@ -355,6 +356,15 @@ class MassageWorld:
                     rs.process_commands()
             elif self.baxter is not None:
                 self.baxter.link_up = False
+            else:
+                # an FR3 that loses its client stops the motion and holds where it stands;
+                # its own 1 kHz controller goes on without the network
+                for rs in servers:
+                    if not dropped:
+                        rs.stop_motion(send_preemption_signal=False)
+                    rs._pre_process_commands()
+                    rs._post_process_commands()
+                dropped = True
             with self._lock:
                 self.sim.step()
             if link_up:
