@@ -49,7 +49,7 @@ PARAMS = [
     Param("MAX_NORMAL_ERROR_DEG", "float", 10.0, "deg", "ok bound", low=0),
     Param("MAX_FORCE_RMS_ERROR_N", "float", 1.5, "N", "ok bound", low=0),
     Param("FORCE_CAP_N", "float", 15.0, "N", "ok bound on the largest contact force", low=0),
-    Param("RELEASE_WAIT_S", "float", 3.0, "s", "after an error, the longest wait (event time) "
+    Param("RELEASE_WAIT_S", "float", 5.0, "s", "after an error, the longest wait (event time) "
           "for the robot to report it released contact before the session ends", low=0.1),
     Param("REPLAN_WAIT_S", "float", 15.0, "s", "after an abort, the longest wait (event time) "
           "for a new target before the session ends", low=0.5),
