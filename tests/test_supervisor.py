@@ -249,3 +249,20 @@ def test_a_body_that_follows_the_tool_is_released_from_again_a_bounded_number_of
     reports = sup.take_reports()
     assert sup.mode == "hold" and reports[-1].kind == "released"
     assert "release 3" in reports[-1].detail and "still pressed" in reports[-1].detail
+
+
+def test_the_safety_drills_are_scored_on_the_truth():
+    from tuina.evaluation.safety import truth_metrics
+
+    t = np.arange(0, 3.0, 0.002)
+    force = np.where(t < 1.0, 6.0, np.where(t < 1.2, 8.0, 0.1))  # fault at 1 s, off at 1.2 s
+    ee = np.zeros((len(t), 3))
+    ee[:, 2] = np.clip(t - 1.0, 0, 0.5) * 0.04  # lifts, holds from 1.5 s
+    ee[t > 2.0, 2] += 0.0004  # then drifts 0.4 mm
+    truth = {"t": t, "force": np.stack([0 * t, 0 * t, -force], axis=1), "ee": ee}
+    row = truth_metrics(truth, 1.0, 1.5)
+    assert row["before_fault_n"] == 6.0 and row["peak_after_n"] == 8.0
+    assert row["release_s"] == pytest.approx(0.2, abs=0.003)
+    assert row["hold_motion_mm"] == pytest.approx(0.4, abs=1e-6)
+    truth["force"][-1, 2] = -1.0  # pressed again when the world closed
+    assert truth_metrics(truth, 1.0, 1.5)["release_s"] == np.inf

@@ -53,28 +53,26 @@ SCENARIOS: dict[str, tuple[dict[str, dict[str, Any]], tuple[str, str] | None]] =
 
 def truth_metrics(truth: dict[str, np.ndarray], fault_s: float,
                   hold_s: float | None) -> dict[str, float]:
-    """From the world's truth after a fault at sim time ``fault_s``: the peak true force, the
-    time until the force stays below RELEASED_N, the true force before the fault, and how far
-    the tool moves once the robot holds (from ``hold_s``, its ``released`` event)."""
+    """From the world's truth after a fault at sim time ``fault_s``: the true force just
+    before it, the peak after it, the time until the force stays below RELEASED_N (inf: still
+    pressed when the world closed), and how far the tool moves once the robot holds (from
+    ``hold_s``, the time of its ``released`` event)."""
     t, force, ee = truth["t"], np.linalg.norm(truth["force"], axis=1), truth["ee"]
     after = t >= fault_s
+    row = {"before_fault_n": float(force[~after][-1]) if (~after).any() else 0.0,
+           "peak_after_n": math.nan, "release_s": math.nan, "hold_motion_mm": math.nan}
     if not after.any():
-        return {"peak_after_n": math.nan, "release_s": math.nan, "hold_motion_mm": math.nan}
+        return row
+    row["peak_after_n"] = float(force[after].max())
     pressed = np.flatnonzero(after & (force >= RELEASED_N))
-    last = pressed[-1] if len(pressed) else np.flatnonzero(after)[0]
-    released_at = t[min(last + 1, len(t) - 1)] if len(pressed) else fault_s
-    if len(pressed) and last == len(t) - 1:
-        release_s = math.inf  # still pressed when the world closed
-        hold = math.nan
+    if len(pressed) and pressed[-1] == len(t) - 1:
+        row["release_s"] = math.inf
     else:
-        release_s = max(released_at - fault_s, 0.0)
-        hold = math.nan
-        if hold_s is not None and (t >= hold_s).any():
-            later = t >= hold_s
-            hold = float(np.max(np.linalg.norm(ee[later] - ee[later][0], axis=1)) * 1000)
-    return {"peak_after_n": float(force[after].max()), "release_s": float(release_s),
-            "hold_motion_mm": hold, "before_fault_n": float(force[~after][-1])
-            if (~after).any() else 0.0}
+        row["release_s"] = float(t[pressed[-1] + 1] - fault_s) if len(pressed) else 0.0
+    if hold_s is not None and (t >= hold_s).any():
+        held = ee[t >= hold_s]
+        row["hold_motion_mm"] = float(np.max(np.linalg.norm(held - held[0], axis=1)) * 1000)
+    return row
 
 
 def _pids(node: str) -> list[int]:
