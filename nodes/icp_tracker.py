@@ -4,7 +4,9 @@ Inputs: ``depth`` (trigger), ``camera_info`` and ``robot_state`` (latest values:
 tool are masked out of the cloud by forward kinematics of the joints), ``target_pose`` (the
 depth frame it was found on becomes the reference cloud).
 Outputs: ``body_motion`` for every depth frame; ``events`` (``reground`` when the track is
-lost: a motion too fast or too large to follow, or too many bad frames in a row).
+lost: a motion too fast or too large to follow, or too many bad frames in a row; one
+``error`` when the depth stream fails: frozen or without depth for a few frames, after which
+no body motion is sent, so the robot releases contact and the controller hears silence).
 
 Registration, chosen by measurement (``benchmarks/registration.py``): each frame's body
 cloud, voxelised, is registered onto the reference cloud with open3d point-to-plane ICP
@@ -20,6 +22,7 @@ from collections import OrderedDict
 
 import numpy as np
 from tuina.operators.arms import ARMS, arm_kinematics
+from tuina.operators.sensor import DepthWatch
 from tuina.operators.tracking import (
     ArmModel,
     BodyTracker,
@@ -77,6 +80,12 @@ PARAMS = [
           "massage-ball contact point past franky's end-effector frame", low=0.0),
     Param("STRIDE", "int", 4, "px", "pixel stride of the depth back-projection", low=1, high=8),
     Param("SEED", "int", 0, "-", "seed of the table plane RANSAC"),
+    Param("FROZEN_FRAMES", "int", 2, "-", "identical depth frames in a row after the first "
+          "that make the camera frozen (0: never; a noise-free simulated camera)", low=0),
+    Param("INVALID_FRAMES", "int", 3, "-", "depth frames in a row with too few valid pixels "
+          "that make the depth invalid", low=1),
+    Param("MIN_VALID_SHARE", "float", 0.25, "-", "fewest pixels with depth in a valid frame",
+          low=0, high=1),
     *OPEN3D_PARAMS,
 ]
 
@@ -137,9 +146,12 @@ def main() -> None:
     roi_min, roi_max = np.asarray(cfg["ROI_MIN"]), np.asarray(cfg["ROI_MAX"])
     status = ""
 
-    def frame_points(value, metadata: dict) -> np.ndarray:
-        return roi_points(decode_depth(value, metadata, cfg["STRIDE"]), info.K,
-                          info.extrinsics, cfg["STRIDE"], roi_min, roi_max, sampled=True)
+    watch = DepthWatch(cfg["FROZEN_FRAMES"], cfg["INVALID_FRAMES"], cfg["MIN_VALID_SHARE"])
+    stream_fault = ""
+
+    def frame_points(depth: np.ndarray) -> np.ndarray:
+        return roi_points(depth, info.K, info.extrinsics, cfg["STRIDE"], roi_min, roi_max,
+                          sampled=True)
 
     def chain(joints: np.ndarray | None) -> np.ndarray | None:
         return None if arm is None or joints is None else arm.chain(joints)
@@ -165,10 +177,18 @@ def main() -> None:
             if arm is not None and q is None:
                 continue  # without the joints the arm cannot be masked: no estimate
             try:
-                points = frame_points(event["value"], event["metadata"])
+                depth = decode_depth(event["value"], event["metadata"], cfg["STRIDE"])
             except MessageError as err:
                 print(f"tuina-icp-tracker: error: {err}", flush=True)
-                points = np.zeros((0, 3))
+                depth = np.full((0, 0), np.nan, np.float32)
+            if problem := watch.frame(stamp, depth):
+                if not stream_fault:
+                    stream_fault = problem
+                    print(f"tuina-icp-tracker: error: {problem}", flush=True)
+                    out.send("events", SessionEvent("error", f"icp-tracker: {problem}")
+                             .to_arrow(), stamp, BASE_FRAME)
+                continue  # a failed stream's frames tell nothing of the body
+            points = frame_points(depth) if depth.size else np.zeros((0, 3))
             frames[stamp] = (points.astype(np.float32), q)
             while len(frames) > REFERENCE_FRAMES:
                 frames.popitem(last=False)

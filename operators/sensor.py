@@ -1,4 +1,5 @@
-"""A RealSense D455-like depth sensor model: stereo noise growing with z^2, holes, range."""
+"""A RealSense D455-like depth sensor model (stereo noise growing with z^2, holes, range) and a
+watch on a depth stream's health (frozen, invalid)."""
 
 from __future__ import annotations
 
@@ -43,3 +44,42 @@ def apply_depth_noise(depth: np.ndarray, fx: float, params: DepthNoise,
 def quantize_depth(depth: np.ndarray, scale_m: float = 1e-3) -> np.ndarray:
     """Depth as a z16 stream in ``scale_m`` units carries it (NaN stays NaN)."""
     return (np.round(depth / scale_m) * scale_m).astype(np.float32)
+
+
+@dataclass
+class DepthWatch:
+    """Health of a depth stream, frame by frame: frozen (frames repeat exactly: a real
+    sensor's noise never does) or invalid (too few pixels with depth), each only once it
+    lasts ``frames`` frames in a row. Invalid counts only after a first valid frame (a
+    starting sensor delivers empty frames)."""
+
+    frozen_frames: int = 2  # 0: never call the stream frozen (a noise-free simulated camera)
+    invalid_frames: int = 3
+    min_valid_share: float = 0.25
+    _previous: np.ndarray | None = None
+    _previous_stamp: int | None = None
+    _repeats: int = 0
+    _invalid: int = 0
+    _seen_valid: bool = False
+
+    def frame(self, stamp_ns: int, depth: np.ndarray) -> str | None:
+        """One depth frame (metres, NaN where none): what is wrong with the stream, or None."""
+        valid = float(np.isfinite(depth).mean()) if depth.size else 0.0
+        repeated = (self._previous_stamp is not None and stamp_ns <= self._previous_stamp) or (
+            self._previous is not None and self._previous.shape == depth.shape
+            and valid > 0 and np.array_equal(self._previous, depth, equal_nan=True))
+        self._previous, self._previous_stamp = depth.copy(), stamp_ns
+        self._repeats = self._repeats + 1 if repeated else 0
+        if valid >= self.min_valid_share:
+            self._seen_valid, self._invalid = True, 0
+        elif self._seen_valid:
+            self._invalid += 1
+        if self.frozen_frames and self._repeats >= self.frozen_frames:
+            return (f"camera frozen: {self._repeats + 1} depth frames in a row are the same "
+                    "frame (a live sensor's noise never repeats); check the camera's cable "
+                    "and driver")
+        if self._invalid >= self.invalid_frames:
+            return (f"depth invalid: {valid:.0%} of the pixels have depth (at least "
+                    f"{self.min_valid_share:.0%} expected) for {self._invalid} frames in a row; "
+                    "uncover the camera and keep the body 0.4-6 m from it")
+        return None

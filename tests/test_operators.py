@@ -33,7 +33,7 @@ from tuina.operators.posefit import (
     surface_normal,
 )
 from tuina.operators.safety import SafetyConfig, command_problem, rate_limit, retreat_point
-from tuina.operators.sensor import DepthNoise, apply_depth_noise
+from tuina.operators.sensor import DepthNoise, DepthWatch, apply_depth_noise
 from tuina.operators.session import SessionLimits, SessionLog, summarize
 
 K = np.array([[433.0, 0, 319.5], [0, 433.0, 239.5], [0, 0, 1]])
@@ -224,6 +224,51 @@ def test_depth_noise_is_seeded_and_grows_with_range():
     far = apply_depth_noise(depth * 2, 433.0, DepthNoise(), np.random.default_rng(1))
     assert np.nanstd(far) > 3 * np.nanstd(a)
     assert 0.001 < np.isnan(a).mean() < 0.02
+
+
+
+def live_frames(n: int, seed: int = 0):
+    """n frames of a still scene as a live sensor gives them: fresh noise each time."""
+    depth = np.full((60, 80), 0.8, np.float32)
+    return [apply_depth_noise(depth, 433.0, DepthNoise(), np.random.default_rng([seed, k]))
+            for k in range(n)]
+
+
+def test_depth_watch_passes_a_live_stream_of_a_still_scene():
+    watch = DepthWatch()
+    assert all(watch.frame(k * 50_000_000, d) is None for k, d in enumerate(live_frames(40)))
+
+
+@pytest.mark.parametrize("same_stamp", [False, True])
+def test_depth_watch_calls_a_repeated_frame_frozen_after_the_repeats(same_stamp):
+    watch = DepthWatch(frozen_frames=3)
+    frames = live_frames(5)
+    for k, d in enumerate(frames):
+        assert watch.frame(k * 50_000_000, d) is None
+    stuck = frames[-1]
+    problems = [watch.frame((4 if same_stamp else 5 + k) * 50_000_000, stuck.copy())
+                for k in range(3)]
+    assert problems[:2] == [None, None]
+    assert problems[2].startswith("camera frozen: 4 depth frames")
+    # a fresh frame ends the episode
+    assert watch.frame(10**9, live_frames(1, seed=9)[0]) is None
+    assert DepthWatch(frozen_frames=0).frame(0, stuck) is None
+
+
+def test_depth_watch_calls_depth_invalid_only_after_a_valid_frame_and_three_bad_ones():
+    watch = DepthWatch(invalid_frames=3, min_valid_share=0.25)
+    empty = np.full((60, 80), np.nan, np.float32)
+    # a starting sensor's empty frames are no fault
+    assert all(watch.frame(k, empty) is None for k in range(10))
+    assert watch.frame(10, live_frames(1)[0]) is None
+    sparse = live_frames(1)[0].copy()
+    sparse[:50] = np.nan  # 17 % valid
+    assert [watch.frame(11 + k, frame) for k, frame in enumerate([sparse, empty])] == [None, None]
+    problem = watch.frame(13, empty)
+    assert problem.startswith("depth invalid: 0% of the pixels have depth")
+    assert "for 3 frames" in problem
+    # all-NaN frames repeat exactly, but they are invalid, not frozen
+    assert "frozen" not in (watch.frame(14, empty) or "")
 
 
 # --- registration -----------------------------------------------------------------------
