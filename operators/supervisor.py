@@ -8,7 +8,8 @@ at a bounded speed for ``release_m``), then holds still out of contact and keeps
 watching the force: a body that comes back into the tool is released from again.
 
 Modes: ``waiting`` (no command yet: hold where the arm is), ``follow``, ``release``,
-``hold`` (released, latched until the graph restarts), ``finished`` (the session ended out
+``settle`` (the release's reference has stopped; the tool catches up), ``hold`` (released,
+latched until the graph restarts), ``finished`` (the session ended out
 of contact).
 """
 
@@ -54,7 +55,12 @@ class SupervisorConfig:
     max_command_age_s: float = 0.02  # two state periods at 100 Hz
     release_m: float = 0.03  # furthest the release moves the tool
     release_speed: float = 0.04  # m/s
+    # a body pushing into the tool harder than half the cap is escaped from faster, up to
+    # this speed at the cap (a flinch: the arm's inertia must give way at the body's pace)
+    escape_speed: float = 0.25
     release_decel_m: float = 0.008  # the release slows to a stop over its last this (no jolt)
+    settle_m: float = 0.0005  # the release holds once the tool is this close to its end
+    settle_s: float = 0.5  # or after this long
     max_releases: int = 3  # still pressed after a release: release again, this many at most
     contact_n: float = 0.5  # a measured force below this is out of contact
     recontact_margin_n: float = 1.0  # force this far above the hold's: released again
@@ -108,6 +114,9 @@ class Supervisor:
         self.done = False  # the session said it is over
         # t0, start, direction, which release this is
         self._release: tuple[float, np.ndarray, np.ndarray, int] | None = None
+        self._released_s = 0.0  # how far the release's reference has gone (m)
+        self._settle_t = 0.0  # robot time the release's reference stopped
+        self._release_t = 0.0  # robot time of its last step
         self._hold_force = 0.0
         self._wrench: np.ndarray | None = None
         self._target: np.ndarray | None = None  # the last command's point, before its lead
@@ -177,6 +186,8 @@ class Supervisor:
             self._finish_or_release()
         if self.mode == "release":
             self._step_release(t, p)
+        elif self.mode == "settle":
+            self._settle(t, p)
         elif self.mode == "hold" and self.force_trusted and np.isfinite(force) \
                 and force > self._hold_force + self.cfg.recontact_margin_n:
             self._start_release(t, p, self._wrench)
@@ -289,45 +300,70 @@ class Supervisor:
         direction = self._direction(wrench)
         self.mode = "release"
         self._release = (t, np.asarray(position, float).copy(), direction, count)
+        self._released_s, self._release_t = 0.0, t
         q = self.tool[1] if self.tool is not None else np.array([0.0, 0.0, 0.0, 1.0])
-        self.reference = Reference(self._release[1].copy(), q.copy(),
-                                   np.concatenate([direction * self.cfg.release_speed,
-                                                   np.zeros(3)]))
+        self.reference = Reference(self._release[1].copy(), q.copy(), np.concatenate(
+            [direction * self._release_speed(), np.zeros(3)]))
 
-    def _ramp(self, elapsed: float) -> tuple[float, float, bool]:
-        """Distance and speed of the release ``elapsed`` s after it began, and whether it is
-        over: RELEASE_SPEED, then a constant deceleration over its last ``release_decel_m``."""
+    def _release_speed(self) -> float:
+        """RELEASE_SPEED, rising to ``escape_speed`` as the measured force goes from half the
+        cap to the cap (a body pushing into the tool)."""
         cfg = self.cfg
-        v, total = cfg.release_speed, cfg.release_m
-        decel = min(cfg.release_decel_m, total / 2)
-        cruise_s, decel_s = (total - decel) / v, 2 * decel / v
-        if elapsed < cruise_s:
-            return v * elapsed, v, False
-        u = min(elapsed - cruise_s, decel_s)
-        return total - decel + v * u - v * u * u / (2 * decel_s), v * (1 - u / decel_s), \
-            u >= decel_s
+        cap = cfg.safety.force_cap_n
+        if not (self.force_trusted and np.isfinite(self.force)):
+            return cfg.release_speed
+        share = float(np.clip((self.force - cap / 2) / (cap / 2), 0.0, 1.0))
+        return cfg.release_speed + share * max(cfg.escape_speed - cfg.release_speed, 0.0)
 
     def _step_release(self, t: float, position: np.ndarray) -> None:
+        """Advance the release by one state: at the release speed (faster while the body
+        pushes hard), slowing to a stop over the last ``release_decel_m`` (a constant
+        deceleration from RELEASE_SPEED), never behind where the body pushed the tool."""
         cfg = self.cfg
-        t0, start, direction, count = self._release
+        _, start, direction, count = self._release
         travelled = float((position - start) @ direction)
-        ramp, speed, over = self._ramp(t - t0)
-        if over and self.in_contact and self.force_trusted and count < cfg.max_releases:
-            self._start_release(t, position, self._wrench, count + 1)  # the body followed
-            return
-        if over:
-            self.mode = "hold"
-            self._hold_force = self.force if np.isfinite(self.force) else 0.0
-            self.reference = Reference(start + direction * cfg.release_m,
+        dt = float(np.clip(t - self._release_t, 0.0, 0.05))
+        self._release_t = t
+        decel = min(cfg.release_decel_m, cfg.release_m / 2)
+        s = max(self._released_s, min(travelled, cfg.release_m))
+        remaining = cfg.release_m - s
+        speed = self._release_speed()
+        if speed <= cfg.release_speed + 1e-12 and remaining < decel:
+            # at a constant deceleration sqrt(remaining) falls linearly with time
+            root = max(np.sqrt(remaining) - cfg.release_speed * dt / (2 * np.sqrt(decel)), 0.0)
+            s_next = cfg.release_m - root * root
+            speed = cfg.release_speed * root / np.sqrt(decel)
+        else:
+            s_next = min(s + speed * dt, cfg.release_m)
+        self._released_s = s_next
+        if s_next >= cfg.release_m - 1e-9:
+            if self.in_contact and self.force_trusted and count < cfg.max_releases:
+                self._start_release(t, position, self._wrench, count + 1)  # the body followed
+                return
+            self.mode = "settle"
+            self._settle_t = t
+            self.reference = Reference(start + direction * max(cfg.release_m, travelled),
                                        self.reference.quaternion)
-            where = "out of contact" if not self.in_contact else (
-                "the force cannot tell" if not self.force_trusted else "still pressed")
-            again = f" (release {count})" if count > 1 else ""
-            self.reports.append(Report("released", self.fault, f"moved "
-                                       f"{max(travelled, 0.0) * 1000:.0f} mm away{again}, "
-                                       f"{where} ({self.force:.1f} N); holding"))
             return
         # never pull the tool back towards the body: a body pushing it away is let go
-        s = max(ramp, min(travelled, cfg.release_m))
-        self.reference = Reference(start + direction * s, self.reference.quaternion,
+        self.reference = Reference(start + direction * max(s_next, travelled),
+                                   self.reference.quaternion,
                                    np.concatenate([direction * speed, np.zeros(3)]))
+
+    def _settle(self, t: float, position: np.ndarray) -> None:
+        """The release's reference has stopped: hold once the tool has caught up with it
+        (within ``settle_m``, or after ``settle_s``), and say so."""
+        cfg = self.cfg
+        _, start, direction, count = self._release
+        off = float(np.linalg.norm(position - self.reference.position))
+        if off > cfg.settle_m and t - self._settle_t < cfg.settle_s:
+            return
+        self.mode = "hold"
+        self._hold_force = self.force if np.isfinite(self.force) else 0.0
+        travelled = float((position - start) @ direction)
+        where = "out of contact" if not self.in_contact else (
+            "the force cannot tell" if not self.force_trusted else "still pressed")
+        again = f" (release {count})" if count > 1 else ""
+        self.reports.append(Report("released", self.fault, f"moved "
+                                   f"{max(travelled, 0.0) * 1000:.0f} mm away{again}, "
+                                   f"{where} ({self.force:.1f} N); holding"))

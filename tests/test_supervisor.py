@@ -266,3 +266,42 @@ def test_the_safety_drills_are_scored_on_the_truth():
     assert row["hold_motion_mm"] == pytest.approx(0.4, abs=1e-6)
     truth["force"][-1, 2] = -1.0  # pressed again when the world closed
     assert truth_metrics(truth, 1.0, 1.5)["release_s"] == np.inf
+
+
+def test_a_body_pushing_into_the_tool_is_escaped_at_up_to_the_escape_speed():
+    cap = SafetyConfig().force_cap_n
+    speeds = {}
+    for force in (6.0, 0.75 * cap, 1.5 * cap):
+        sup, t = pressing(escape_speed=0.25)
+        push = np.array([0.0, 0.0, -force, 0.0, 0.0, 0.0])
+        sup.on_state(t + DT, PRESS, Q, push)
+        sup.on_fault("estop", "button")
+        ref = sup.on_state(t + 2 * DT, PRESS, Q, push)
+        speeds[force] = float(ref.twist[2])
+        assert ref.position[2] - PRESS[2] == pytest.approx(speeds[force] * DT)
+    assert speeds[6.0] == pytest.approx(0.04)  # a press below half the cap: RELEASE_SPEED
+    assert speeds[0.75 * cap] == pytest.approx(0.04 + 0.5 * (0.25 - 0.04))
+    assert speeds[1.5 * cap] == pytest.approx(0.25)
+
+
+def test_released_is_said_only_once_the_tool_has_caught_up_with_the_release():
+    sup, t = pressing()
+    sup.on_fault("estop", "button")
+    tool = PRESS.copy()
+    for _ in range(120):  # the reference runs its 30 mm, the tool lags 2 mm behind it
+        t += DT
+        ref = sup.on_state(t, tool, Q, NONE)
+        target = ref.position
+        tool = target - [0.0, 0.0, 0.002] if sup.mode == "release" else tool
+    assert sup.mode == "settle" and sup.status == "faulted:estop"
+    assert [r.kind for r in sup.take_reports()] == ["error"]
+    ref = sup.on_state(t + DT, tool, Q, NONE)
+    assert sup.mode == "settle" and ref.twist is None
+    sup.on_state(t + 2 * DT, ref.position + [0.0, 0.0, -0.0003], Q, NONE)
+    assert sup.mode == "hold" and sup.take_reports()[0].kind == "released"
+    # a tool that never catches up (held by something) still holds after settle_s
+    stuck, t = pressing()
+    stuck.on_fault("estop", "button")
+    for k in range(200):
+        stuck.on_state(t + k * DT, PRESS, Q, NONE)
+    assert stuck.mode == "hold"

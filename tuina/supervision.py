@@ -25,6 +25,9 @@ SUPERVISOR_PARAMS = [
           "body", low=0.005, high=0.1),
     Param("RELEASE_SPEED", "float", 0.04, "m/s", "speed of that release", low=0.005,
           high=0.2),
+    Param("ESCAPE_SPEED", "float", 0.25, "m/s", "release speed while the body pushes into the "
+          "tool at FORCE_CAP_N (from RELEASE_SPEED at half the cap): a flinching body is "
+          "escaped at its own pace", low=0.005, high=1.0),
     Param("RELEASE_FORCE_N", "float", 0.5, "N", "a measured force below this is out of "
           "contact: the release holds there", low=0.05, high=5.0),
     Param("CLOSE_TIMEOUT_S", "float", 5.0, "s", "after the graph ends, the longest the node "
@@ -39,7 +42,8 @@ def supervisor_config(cfg: dict[str, Any], max_speed: float = 0.15,
     safety = SafetyConfig(tuple(cfg["WORKSPACE_MIN"]), tuple(cfg["WORKSPACE_MAX"]),
                           cfg["FORCE_CAP_N"], max_speed, 0.05, cfg["WATCHDOG_S"])
     return SupervisorConfig(safety, cfg["MAX_COMMAND_AGE_S"], cfg["RELEASE_M"],
-                            cfg["RELEASE_SPEED"], cfg["RELEASE_FORCE_N"],
+                            cfg["RELEASE_SPEED"], cfg["ESCAPE_SPEED"],
+                            contact_n=cfg["RELEASE_FORCE_N"],
                             reference_lead_s=lead_s, max_lead_m=max_lead_m)
 
 
