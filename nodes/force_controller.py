@@ -18,7 +18,8 @@ track (a large motion), no body motion for TRACKER_TIMEOUT_S of robot time from 
 trajectory's start, or a contact lost at once aborts the massage: the tool backs off along
 the normal and holds until a new trajectory (after re-grounding) arrives. A force reading
 that jumps while in contact is a fault, an abort and an error (the robot releases): the
-body pushing into the tool when the tool was thrown back with it, else the force sensor.
+body pushing into the tool when the tool was thrown back with it, else a force jump (the
+sensor, or a body moving faster than the arm gives way: the two cannot be told apart).
 A force over FORCE_CAP_N stops the controller until the next trajectory.
 """
 
@@ -81,7 +82,7 @@ PARAMS = [
           "the massage", low=0.05),
     Param("MAX_FORCE_JUMP_N", "float", 3.0, "N", "a larger change of the force reading "
           "between two robot states in contact is a fault (an error: the robot releases), "
-          "named the body's push when the tool was thrown back with it, else the sensor's; "
+          "named the body's push when the tool was thrown back with it, else a force jump; "
           "a larger fall out of contact is a lost contact (abort); a rise from no contact is "
           "contact", low=0.5),
     *PRIORITY_PARAMS,

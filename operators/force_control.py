@@ -37,7 +37,7 @@ class ForceConfig:
     moving_speed: float = 0.002  # m/s: a slower reference counts as still
     retreat_m: float = 0.06  # how far an aborted massage backs off along the normal
     retreat_speed: float = 0.05  # m/s, mean speed of that retreat
-    max_force_jump_n: float = 3.0  # a larger change between two readings in contact: a sensor
+    max_force_jump_n: float = 3.0  # a larger change between two readings in contact: a
     # fault; a larger fall out of contact: contact lost (a rise from no contact is contact)
     body_push_m: float = 0.0003  # with the tool thrown out along the normal this far in one
     # period (more than the force loop moves it, 0.2 mm), a jump is the body pushing
@@ -120,7 +120,7 @@ class HybridForceController:
     applied_motion: np.ndarray = field(default_factory=lambda: np.eye(4))
     compensation: np.ndarray = field(default_factory=lambda: np.zeros(3))
     abort_reason: str = ""
-    fault: str = ""  # the abort is a fault (an error, not a re-plan): sensor | body_push
+    fault: str = ""  # the abort is a fault (an error, not a re-plan): force_jump | body_push
     stopped: bool = False  # the force passed the cap: latched until a new trajectory
     paused_s: float = 0.0  # plan time held back while searching for contact
     _abort: tuple[float, np.ndarray, np.ndarray, np.ndarray] | None = None  # t, from, to, q
@@ -206,10 +206,12 @@ class HybridForceController:
                                f"rose {last_force:.1f} -> {f_check:.1f} N and the tool was "
                                f"thrown {pushed * 1000:.1f} mm back in one period")
                 elif f_check >= c.contact_threshold_n:
-                    self.fault = "sensor"
+                    # the tool did not move (yet: a flinch is faster than the arm's
+                    # impedance gives way), so the cause cannot be told apart
+                    self.fault = "force_jump"
                     self.abort(t, tool_position, f"the force reading jumped {last_force:.1f} "
-                               f"-> {f_check:.1f} N in one period while in contact (force "
-                               "sensor fault)")
+                               f"-> {f_check:.1f} N in one period while in contact, the tool "
+                               "still: the force sensor, or the body moving into the tool")
                 else:
                     self.abort(t, tool_position, f"contact lost: the force fell "
                                f"{last_force:.1f} -> {f_check:.1f} N in one period")
