@@ -80,7 +80,9 @@ class WorldConfig:
 
 FAULTS = ("none", "wrench_nan", "wrench_zero", "wrench_spike", "wrench_bias", "camera_freeze",
           "depth_nan", "link_drop")
-SPIKE_N, SPIKE_S, BIAS_N = 20.0, 0.01, 5.0  # one state period of +20 N; a +5 N bias step
+# +20 N for 15 ms: one or two of a 100 Hz reader's states whatever its phase (10 ms could fall
+# between two of them and never be seen); a +5 N bias step
+SPIKE_N, SPIKE_S, BIAS_N = 20.0, 0.015, 5.0
 
 
 @dataclass
