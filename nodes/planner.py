@@ -1,7 +1,13 @@
 """planner: target pose -> time-parameterised massage trajectory with IK.
 
 Inputs: ``target_pose`` (trigger), ``robot_state`` (latest value: start pose, joints, clock).
-Outputs: ``trajectory``, ``events`` (errors: out of reach).
+Outputs: ``trajectory``, ``events`` (errors: no reachable pose, naming what blocks it).
+
+The ball presses the same way from a range of angles: when the arm cannot reach the target
+with the tool straight along the surface normal, the tool is tilted (up to MAX_TILT_DEG,
+every direction) and turned about the normal until a pose is reached well inside the joint
+limits, away from singularities, with the whole plan inside the workspace box; the force is
+still regulated along the normal.
 """
 
 from __future__ import annotations
@@ -10,13 +16,7 @@ import sys
 
 import numpy as np
 from tuina.operators.arms import ARMS, arm_kinematics
-from tuina.operators.planner import (
-    PlannerConfig,
-    PlanningError,
-    check_workspace,
-    plan_massage,
-    solve_plan,
-)
+from tuina.operators.planner import PlannerConfig, PlanningError, ReachConfig, plan_reachable
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, RobotState, SessionEvent, TargetPose, Trajectory
@@ -38,6 +38,12 @@ PARAMS = [
     Param("WORKSPACE_MIN", "floats", [0.15, -0.75, 0.0], "m",
           "workspace box (base); a plan leaving it is refused (as the robot node's)", length=3),
     Param("WORKSPACE_MAX", "floats", [0.85, 0.75, 0.8], "m", "workspace box (base)", length=3),
+    Param("MAX_TILT_DEG", "float", 30.0, "deg", "the ball presses the same way from this far "
+          "off the surface normal (beyond it the stalk and hand near the skin): the tool "
+          "orientations searched for a pose the arm reaches (0: straight along the normal "
+          "only)", low=0.0, high=45.0),
+    Param("BALL_RADIUS_M", "float", 0.02, "m", "massage ball radius (a tilted ball touches "
+          "the target off its axis)", low=0.001, high=0.1),
 ]
 
 
@@ -51,6 +57,7 @@ def main() -> None:
                          max_speed=cfg["MAX_SPEED"], max_accel=cfg["MAX_ACCEL"],
                          max_jerk=cfg["MAX_JERK"], press_s=cfg["PRESS_S"],
                          stroke_speed=cfg["STROKE_SPEED"], dt=cfg["DT"])
+    reach = ReachConfig(max_tilt_deg=cfg["MAX_TILT_DEG"], ball_radius_m=cfg["BALL_RADIUS_M"])
     node = Node()
     out = Outputs(node)
     state: RobotState | None = None
@@ -73,27 +80,29 @@ def main() -> None:
                 ).to_arrow(), stamp, BASE_FRAME)
                 continue
             try:
-                plan = plan_massage(
-                    np.asarray(state.tool_position), np.asarray(state.tool_quaternion),
-                    np.asarray(target.position), np.asarray(target.normal),
-                    np.asarray(target.quaternion), np.asarray(target.path).reshape(-1, 3),
-                    target.force_n, target.technique, pcfg)
-                check_workspace(plan, np.asarray(cfg["WORKSPACE_MIN"]),
-                                np.asarray(cfg["WORKSPACE_MAX"]))
-                plan = solve_plan(arm, plan, np.asarray(state.q))
+                reached = plan_reachable(
+                    arm, np.asarray(state.q), np.asarray(state.tool_position),
+                    np.asarray(state.tool_quaternion), np.asarray(target.position),
+                    np.asarray(target.normal), np.asarray(target.quaternion),
+                    np.asarray(target.path).reshape(-1, 3), target.force_n, target.technique,
+                    pcfg, reach, np.asarray(cfg["WORKSPACE_MIN"]),
+                    np.asarray(cfg["WORKSPACE_MAX"]))
             except PlanningError as err:
                 print(f"tuina-planner: error: {err}", file=sys.stderr, flush=True)
                 out.send("events", SessionEvent("error", f"planner: {err}").to_arrow(),
                          stamp, BASE_FRAME)
                 continue
+            plan = reached.plan
             # start a little after the state it was planned from, in robot time
             msg = Trajectory(state_stamp + int(0.05e9), plan.t_s.tolist(),
                              plan.positions.ravel().tolist(), plan.quaternions.ravel().tolist(),
                              plan.forces_n.tolist(), plan.phases, plan.normals.ravel().tolist(),
                              plan.joints.ravel().tolist(), target.code, target.source_stamp_ns)
             out.send("trajectory", msg.to_arrow(), stamp, BASE_FRAME)
+            tilt = f", the ball tilted {reached.tilt_deg:.0f} deg off the normal" \
+                if reached.tilt_deg else ""
             print(f"planner: {target.code}: {len(plan.t_s)} samples, "
-                  f"{plan.t_s[-1]:.1f} s", flush=True)
+                  f"{plan.t_s[-1]:.1f} s{tilt}", flush=True)
 
 
 if __name__ == "__main__":

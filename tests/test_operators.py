@@ -8,6 +8,7 @@ from tuina.operators.geometry import (
     backproject,
     fit_plane_ransac,
     make_transform,
+    matrix_to_quat,
     project,
     quat_to_matrix,
     tool_orientation,
@@ -20,10 +21,14 @@ from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
 from tuina.operators.planner import (
     PlannerConfig,
     PlanningError,
+    ReachConfig,
+    ball_offset,
     check_workspace,
     min_jerk_duration,
     plan_massage,
+    plan_reachable,
     solve_plan,
+    tool_candidates,
 )
 from tuina.operators.posefit import (
     NoDepthError,
@@ -328,6 +333,86 @@ def test_a_plan_leaving_the_workspace_is_refused():
     check_workspace(plan, np.array([0.15, -0.75, 0.0]), np.array([0.85, 0.75, 0.8]))
     with pytest.raises(PlanningError, match="outside the workspace box.*WORKSPACE_MIN"):
         check_workspace(plan, np.array([0.15, -0.75, 0.06]), np.array([0.85, 0.75, 0.8]))
+
+
+
+def test_tool_candidates_go_from_straight_to_the_widest_tilt():
+    n = np.array([0.3, -0.2, 0.9])
+    n /= np.linalg.norm(n)
+    straight = tool_orientation(n, np.array([1.0, 0, 0]))
+    cands = tool_candidates(n, straight, ReachConfig(max_tilt_deg=30, tilt_step_deg=10))
+    np.testing.assert_allclose(quat_to_matrix(cands[0][3]), quat_to_matrix(straight), atol=1e-12)
+    tilts = [c[0] for c in cands]
+    assert tilts == sorted(tilts) and tilts[-1] == 30.0
+    for tilt, _, _, quat in cands:
+        axis = quat_to_matrix(quat)[:, 2]  # the tool axis, into the body
+        assert np.degrees(np.arccos(np.clip(-axis @ n, -1, 1))) == pytest.approx(tilt, abs=1e-6)
+    assert len({tuple(np.round(quat_to_matrix(c[3]), 6).ravel()) for c in cands}) == len(cands)
+
+
+def test_a_tilted_ball_still_touches_the_target():
+    n = np.array([0.0, 0.0, 1.0])
+    for tilt, _, _, quat in tool_candidates(n, tool_orientation(n, np.array([1.0, 0, 0])),
+                                            ReachConfig()):
+        offset = ball_offset(n, quat, 0.02)
+        axis = quat_to_matrix(quat)[:, 2]
+        centre = offset - 0.02 * axis  # the tool point is the ball's tip on its axis
+        # the ball's centre sits one radius straight above the contact point
+        np.testing.assert_allclose(centre, 0.02 * n, atol=1e-12)
+        assert np.linalg.norm(offset) == pytest.approx(0.04 * np.sin(np.radians(tilt) / 2))
+
+
+def reach_case(code: str):
+    """An atlas point of the default scene: (position, normal, straight quaternion)."""
+    T = placement((0.55, 0.2, 0.0), 90.0)
+    point = next(a for a in ATLAS if a.code == code)
+    n = T[:3, :3] @ point.normal
+    return T[:3, :3] @ point.position + T[:3, 3], n, tool_orientation(n, np.array([1.0, 0, 0]))
+
+
+FR3_START = np.array([0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785])
+BOX = (np.array([0.15, -0.75, 0.0]), np.array([0.85, 0.75, 0.8]))
+
+
+@pytest.mark.parametrize("code", ["LI11", "SP10"])
+def test_the_planner_tilts_the_ball_where_the_straight_tool_cannot_go(code):
+    arm = arm_kinematics("fr3", 0.0466)
+    p, n, quat = reach_case(code)
+    cfg = PlannerConfig(press_s=0.5)
+    start = arm.forward(FR3_START)
+    args = (arm, FR3_START, start.translation, matrix_to_quat(start.rotation), p, n, quat,
+            np.zeros((0, 3)), 6.0, "press", cfg)
+    with pytest.raises(PlanningError):
+        plan_reachable(*args, ReachConfig(max_tilt_deg=0, yaw_step_deg=0), *BOX)
+    reached = plan_reachable(*args, ReachConfig(), *BOX)
+    plan = reached.plan
+    assert 0 < reached.tilt_deg <= 30
+    press = np.array([ph == "press" for ph in plan.phases])
+    # the arm's own forward kinematics puts the ball on the target, the force along the normal
+    for q, position in zip(plan.joints[press][::10], plan.positions[press][::10], strict=True):
+        pose = arm.forward(q)
+        np.testing.assert_allclose(pose.translation, position, atol=1e-3)
+        centre = pose.translation - 0.02 * pose.rotation[:, 2]
+        assert np.linalg.norm(centre - (p + 0.02 * n)) < 1e-3
+    np.testing.assert_allclose(plan.normals, np.repeat(n[None], len(plan.normals), 0))
+    assert np.all((plan.positions >= BOX[0]) & (plan.positions <= BOX[1]))
+    # the way to the point above the target is a continuous joint path (the contact phase
+    # then puts the reference on the surface at once: the force loop searches down to it)
+    way_in = plan.joints[:plan.phases.index("contact")]
+    assert np.all(np.abs(np.diff(way_in[:-1], axis=0)) < 0.05)
+    contact = plan.phases.index("contact")
+    speeds = np.linalg.norm(np.diff(plan.positions[:contact], axis=0), axis=1) / cfg.dt
+    assert speeds.max() <= cfg.max_speed * 1.05
+
+
+def test_a_target_facing_away_from_the_arm_is_refused_naming_reach():
+    arm = arm_kinematics("fr3", 0.0466)
+    p, n, quat = reach_case("SP6")
+    start = arm.forward(FR3_START)
+    with pytest.raises(PlanningError, match=r"within 30 deg of the normal works \(reach"):
+        plan_reachable(arm, FR3_START, start.translation, matrix_to_quat(start.rotation), p, n,
+                       quat, np.zeros((0, 3)), 6.0, "press", PlannerConfig(press_s=0.5),
+                       ReachConfig(restarts=1), *BOX)
 
 
 def baxter_press_plan(arm, press_s: float):
