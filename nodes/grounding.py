@@ -233,9 +233,12 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
         stroke = stroke_pixels(point, found.fit.base_T_body, info.K,
                                np.linalg.inv(info.extrinsics), cfg["STROKE_LENGTH_M"])
     stroke_flat = [] if stroke is None else stroke.ravel().tolist()
+    T = found.fit.base_T_body
     return GroundedTarget(point.code, point.pinyin, point.number, found.box.tolist(),
                           found.centre_px.tolist(), stroke_flat, found.fit.fitness, force,
-                          parsed.technique, stamp), found.fit.base_T_body
+                          parsed.technique, stamp,
+                          (T[:3, :3] @ point.position + T[:3, 3]).tolist(),
+                          (T[:3, :3] @ point.normal).tolist(), found.fit.inlier_rmse), T
 
 if __name__ == "__main__":
     main()

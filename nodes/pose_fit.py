@@ -2,7 +2,15 @@
 
 Inputs: ``targets`` (trigger), ``depth`` and ``camera_info`` (latest values; the depth frame
 the target was grounded on is used when still buffered).
-Outputs: ``target_pose``, ``events`` (errors: no depth at the target).
+Outputs: ``target_pose``, ``events`` (errors: no depth at the target, a target not known
+well enough to press).
+
+Trust, then press: the depth fit is used when the camera sees the surface within
+MAX_VIEW_DEG of its normal and, when the grounding backend knows the surface (the atlas
+backend's registered body model), agrees with the model; where the camera sees the point
+badly (grazing, no depth, something else in front) and the registration fits well, the
+model's point and normal are used and the target says so (``surface: model``); otherwise
+the target is refused with the reason and a remedy, and nothing moves.
 """
 
 from __future__ import annotations
@@ -15,9 +23,14 @@ from tuina.operators.grounding import GroundingError, body_cloud
 from tuina.operators.posefit import (
     NoDepthError,
     StrokeOffBody,
+    TrustConfig,
+    TrustedSurface,
+    UntrustedTarget,
+    ball_intrusion,
     fit_target,
     stroke_path,
     target_orientation,
+    trust_surface,
 )
 
 from tuina.config import Param
@@ -46,6 +59,18 @@ PARAMS = [
     Param("ROI_MAX", "floats", [1.0, 0.9, 0.3], "m", "region of the body cloud (base)",
           length=3),
     Param("SEED", "int", 0, "-", "RANSAC seed"),
+    Param("MAX_VIEW_DEG", "float", 60.0, "deg", "a surface seen more obliquely than this from "
+          "the camera is not trusted from depth", low=10.0, high=89.0),
+    Param("MAX_DISAGREE_M", "float", 0.006, "m", "largest distance between the depth fit and "
+          "the grounding backend's registered model point", low=0.001),
+    Param("MAX_DISAGREE_DEG", "float", 15.0, "deg", "largest angle between the depth normal "
+          "and the model's", low=1.0, high=90.0),
+    Param("MAX_MODEL_RMSE_M", "float", 0.006, "m", "a registered model fitting the body "
+          "cloud worse than this (RMS) is not trusted", low=0.0005),
+    Param("BALL_RADIUS_M", "float", 0.02, "m", "massage ball radius: a target where the body "
+          "reaches into the ball resting on it (a hollow) is refused", low=0.001, high=0.1),
+    Param("BALL_CLEARANCE_M", "float", 0.003, "m", "how far the body cloud may reach into the "
+          "ball (depth noise) before the ball is said not to fit", low=0.0, high=0.02),
 ]
 
 
@@ -72,36 +97,58 @@ def main() -> None:
                 depth = decode_depth(*raw)
                 rng = np.random.default_rng([cfg["SEED"], target.source_stamp_ns])
                 try:
-                    p, n, path = fit_pose(target, depth, info, cfg, rng)
+                    surface, path = fit_pose(target, depth, info, cfg, rng)
                 except (NoDepthError, StrokeOffBody, GroundingError, ValueError) as err:
                     print(f"tuina-pose-fit: error: {target.code}: {err}", file=sys.stderr,
                           flush=True)
                     out.send("events", SessionEvent("error", f"pose-fit: {err}").to_arrow(),
                              stamp, BASE_FRAME)
                     continue
+                p, n = surface.point, surface.normal
                 q = target_orientation(n, np.asarray(cfg["TOOL_X_AXIS"]))
                 pose = TargetPose(target.code, p.tolist(), q.tolist(), n.tolist(),
                                   path.ravel().tolist(), target.force_n, target.technique,
-                                  target.source_stamp_ns)
+                                  target.source_stamp_ns, surface.surface,
+                                  surface.view_angle_deg)
                 out.send("target_pose", pose.to_arrow(), stamp, BASE_FRAME)
                 print(f"pose-fit: {target.code} at {np.round(p, 4).tolist()} m, normal "
-                      f"{np.round(n, 3).tolist()}, stroke of {len(path)} points", flush=True)
+                      f"{np.round(n, 3).tolist()} ({surface.why}), stroke of {len(path)} "
+                      "points", flush=True)
 
 
 def fit_pose(target: GroundedTarget, depth: np.ndarray, info: CameraInfo, cfg: dict,
-             rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Surface point, outward normal and (for strokes) the 3D path of one grounded target."""
+             rng: np.random.Generator) -> tuple[TrustedSurface, np.ndarray]:
+    """The trusted surface point and normal and (for strokes) the 3D path of one grounded
+    target; UntrustedTarget when it is not known well enough to press."""
     uv = np.asarray(target.center_px)
-    p, n = fit_target(depth, info.K, info.extrinsics, uv, rng, cfg["POINT_RADIUS_M"],
-                      cfg["NORMAL_RADIUS_M"])
+    has_model = len(target.model_point) == 3 and len(target.model_normal) == 3
+    try:
+        fitted = fit_target(depth, info.K, info.extrinsics, uv, rng, cfg["POINT_RADIUS_M"],
+                            cfg["NORMAL_RADIUS_M"])
+    except NoDepthError:
+        if not has_model:
+            raise
+        fitted = None
+    trust = TrustConfig(cfg["MAX_VIEW_DEG"], cfg["MAX_DISAGREE_M"], cfg["MAX_DISAGREE_DEG"],
+                        cfg["MAX_MODEL_RMSE_M"])
+    surface = trust_surface(fitted, info.extrinsics[:3, 3],
+                            np.asarray(target.model_point) if has_model else None,
+                            np.asarray(target.model_normal) if has_model else None,
+                            target.model_rmse_m, trust)
+    body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
+                      np.asarray(cfg["ROI_MAX"]), rng)
+    depth_in, where = ball_intrusion(surface.point, surface.normal, body, cfg["BALL_RADIUS_M"])
+    if depth_in > cfg["BALL_CLEARANCE_M"]:
+        raise UntrustedTarget(
+            f"the {cfg['BALL_RADIUS_M'] * 2000:.0f} mm ball does not fit the surface at "
+            f"{target.code}: the body reaches {depth_in * 1000:.0f} mm into it "
+            f"{where * 1000:.0f} mm from the point, where it would press first; not pressed; "
+            "choose a point nearby or a smaller ball")
     path = np.zeros((0, 3))
     if len(target.stroke_px) >= 4:
-        body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
-                          np.asarray(cfg["ROI_MAX"]), rng)
         path = stroke_path(depth, info.K, info.extrinsics, np.asarray(target.stroke_px),
                            body, cfg["STROKE_SPACING_M"])
-    return p, n, path
-
+    return surface, path
 
 if __name__ == "__main__":
     main()

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy.interpolate import make_splprep
 from scipy.spatial import cKDTree
 from tuina.operators.geometry import (
+    angle_between_deg,
     backproject,
     fit_plane_ransac,
     tool_orientation,
@@ -176,3 +179,91 @@ def stroke_path(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
     n_out = max(2, int(round(min(arc[-1], length * 1.5) / spacing_m)) + 1)
     targets = np.linspace(0.0, arc[-1], n_out)
     return np.stack([np.interp(targets, arc, fine[:, i]) for i in range(3)], axis=1)
+
+
+# --- how well a target is known -----------------------------------------------------------
+
+class UntrustedTarget(ValueError):
+    """The target is not known well enough to press: nothing may move."""
+
+
+@dataclass(frozen=True)
+class TrustConfig:
+    """When a depth fit is trusted, when a registered model's surface replaces it."""
+
+    max_view_deg: float = 60.0  # a surface seen more obliquely: the depth fit is unreliable
+    max_disagree_m: float = 0.006  # depth fit against the registered model's point
+    max_disagree_deg: float = 15.0  # and normal
+    max_model_rmse_m: float = 0.006  # a registration fitting worse is not trusted either
+
+
+@dataclass(frozen=True)
+class TrustedSurface:
+    """The surface point and normal a target is pressed at, and where they come from."""
+
+    point: np.ndarray
+    normal: np.ndarray
+    surface: str  # depth | model
+    view_angle_deg: float
+    why: str  # one line: how it was decided
+
+
+def view_angle_deg(point: np.ndarray, normal: np.ndarray, camera: np.ndarray) -> float:
+    """Angle between the outward normal and the line from the point to the camera."""
+    return angle_between_deg(normal, np.asarray(camera, float) - point)
+
+
+def trust_surface(depth_fit: tuple[np.ndarray, np.ndarray] | None, camera: np.ndarray,
+                  model_point: np.ndarray | None, model_normal: np.ndarray | None,
+                  model_rmse_m: float, cfg: TrustConfig) -> TrustedSurface:
+    """Decide where to press: the depth fit when it is seen well and (if the backend knows
+    the surface) agrees with the registered model; the model's point and normal when the
+    registration fits well but the camera sees the point badly; else UntrustedTarget with
+    the reason and a remedy. ``depth_fit`` is None when depth gave no fit at all."""
+    has_model = model_point is not None and model_normal is not None
+    model_ok = has_model and np.isfinite(model_rmse_m) and model_rmse_m <= cfg.max_model_rmse_m
+    if depth_fit is None:
+        seen = "no depth fit"
+    else:
+        point, normal = (np.asarray(v, float) for v in depth_fit)
+        angle = view_angle_deg(point, normal, camera)
+        off_m = float(np.linalg.norm(point - model_point)) if has_model else 0.0
+        off_deg = angle_between_deg(normal, model_normal) if has_model else 0.0
+        if angle > cfg.max_view_deg:
+            seen = f"seen at {angle:.0f} deg from the camera (at most {cfg.max_view_deg:.0f})"
+        elif off_m > cfg.max_disagree_m or off_deg > cfg.max_disagree_deg:
+            seen = (f"the depth fit is {off_m * 1000:.0f} mm and {off_deg:.0f} deg from the "
+                    "registered model")
+        else:
+            agrees = ", agrees with the registered model" if has_model else ""
+            return TrustedSurface(point, normal, "depth", angle,
+                                  f"depth fit, seen at {angle:.0f} deg{agrees}")
+    if model_ok:
+        mp, mn = np.asarray(model_point, float), np.asarray(model_normal, float)
+        mn = mn / np.linalg.norm(mn)
+        return TrustedSurface(mp, mn, "model", view_angle_deg(mp, mn, camera),
+                              f"{seen}: pressed at the registered model's surface "
+                              f"({model_rmse_m * 1000:.1f} mm RMS fit)")
+    if has_model:
+        seen += (f", and the body model's registration fits {model_rmse_m * 1000:.1f} mm RMS "
+                 f"(at most {cfg.max_model_rmse_m * 1000:.0f} mm)")
+    raise UntrustedTarget(f"{seen}: not pressed; move the camera so it faces the point, or "
+                          "turn the body toward the camera")
+
+
+def ball_intrusion(point: np.ndarray, normal: np.ndarray, body_points: np.ndarray,
+                   radius_m: float) -> tuple[float, float]:
+    """How far the body reaches into a ball of ``radius_m`` resting on the surface at
+    ``point`` (its centre one radius out along the normal), and how far from the point that
+    happens: (depth, distance) in m; (0, 0) when the ball fits. A ball that does not fit
+    (a hollow, a fold) presses somewhere else first."""
+    centre = np.asarray(point, float) + radius_m * np.asarray(normal, float) / np.linalg.norm(
+        normal)
+    if len(body_points) == 0:
+        return 0.0, 0.0
+    d = np.linalg.norm(np.asarray(body_points, float) - centre, axis=1)
+    k = int(np.argmin(d))
+    depth = radius_m - float(d[k])
+    if depth <= 0:
+        return 0.0, 0.0
+    return depth, float(np.linalg.norm(body_points[k] - point))

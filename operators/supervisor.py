@@ -2,10 +2,11 @@
 
 Driven by the robot's state and commands with the robot's own time passed in (no clock
 inside). It decides the reference the arm is sent: the controller's command while all is
-well; on any fault it latches, *releases contact* (moves the tool away from the body,
-against the measured contact force, else along the last surface normal, else straight up,
-at a bounded speed for ``release_m``), then holds still out of contact and keeps
-watching the force: a body that comes back into the tool is released from again.
+well; on any fault it latches and, in contact (or when the force cannot tell), *releases
+contact* (moves the tool away from the body, against the measured contact force, else along
+the last surface normal, else straight up, at a bounded speed for ``release_m``); out of
+contact it stops the arm where it stands. Then it holds and keeps watching the force: a
+body that comes back into the tool is released from again.
 
 Modes: ``waiting`` (no command yet: hold where the arm is), ``follow``, ``release``,
 ``settle`` (the release's reference has stopped; the tool catches up), ``hold`` (released,
@@ -272,8 +273,17 @@ class Supervisor:
             return
         self.fault, self.detail = name, detail
         self.reports.append(Report("error", name, detail))
-        if self.tool is not None:
+        if self.tool is None:
+            return
+        if self.in_contact:
             self._start_release(self.now, self.tool[0], self._wrench)
+            return
+        # out of contact (the force says so): nothing to release, the arm stops where it is
+        self.mode = "hold"
+        self._hold_force = self.force
+        self.reference = Reference(self.tool[0].copy(), self.tool[1].copy())
+        self.reports.append(Report("released", name, f"out of contact ({self.force:.1f} N); "
+                                   "holding where it stands"))
 
     def _finish_or_release(self) -> None:
         if self.in_contact and self.tool is not None:

@@ -29,7 +29,7 @@ SAMPLES = [
                0.001),
     Instruction("press ST36", [10.0, 20.0, 30.0, 40.0]),
     TargetPose("ST36", [0.4, -0.3, 0.1], [1.0, 0, 0, 0], [0, 0, 1.0], [0.4, -0.3, 0.1] * 3,
-               6.0, "press", 123),
+               6.0, "press", 123, "model", 71.5),
     BodyMotion(np.eye(3).ravel().tolist(), [0.01, 0, 0], 0.9, 0.001, True, "ok", 7, 5000, 0.9,
                [0.01, 0, 0, 0, 0, 0.1]),
     Trajectory(5, [0.0, 0.1], [0.0] * 6, [0, 0, 0, 1.0] * 2, [0.0, 6.0], ["approach", "press"],
@@ -50,10 +50,13 @@ def test_struct_messages_round_trip(message):
 
 
 def test_targets_round_trip_many_rows():
-    t = GroundedTarget("ST36", "Zusanli", 1, [1, 2, 3, 4], [2, 3], [], 0.9, 6.0, "press", 7)
+    t = GroundedTarget("ST36", "Zusanli", 1, [1, 2, 3, 4], [2, 3], [], 0.9, 6.0, "press", 7,
+                       [0.4, -0.3, 0.1], [0.0, 0.0, 1.0], 0.002)
     u = GroundedTarget("SP6", "Sanyinjiao", 4, [5, 6, 7, 8], [6, 7], [1, 2, 3, 4], 0.8, 4.0,
-                       "stroke", 7)
-    assert decode_targets(encode_targets([t, u])) == [t, u]
+                       "stroke", 7)  # a box backend: pixels only
+    t2, u2 = decode_targets(encode_targets([t, u]))
+    assert t2 == t
+    assert u2.model_point == [] and np.isnan(u2.model_rmse_m)
 
 
 def test_wrong_payload_type_is_rejected():

@@ -33,9 +33,13 @@ from tuina.operators.planner import (
 from tuina.operators.posefit import (
     NoDepthError,
     StrokeOffBody,
+    TrustConfig,
+    UntrustedTarget,
+    ball_intrusion,
     point_at_pixel,
     stroke_path,
     surface_normal,
+    trust_surface,
 )
 from tuina.operators.safety import SafetyConfig, command_problem, rate_limit, retreat_point
 from tuina.operators.sensor import DepthNoise, DepthWatch, apply_depth_noise
@@ -274,6 +278,64 @@ def test_depth_watch_calls_depth_invalid_only_after_a_valid_frame_and_three_bad_
     assert "for 3 frames" in problem
     # all-NaN frames repeat exactly, but they are invalid, not frozen
     assert "frozen" not in (watch.frame(14, empty) or "")
+
+
+
+# --- trust, then press ------------------------------------------------------------------
+
+CAMERA = np.array([0.5, 0.0, 1.0])
+SIDE = np.array([0.5, -0.1, 0.1])  # a point on the side of a limb, facing +y
+SIDE_NORMAL = np.array([0.0, 1.0, 0.0])  # seen at ~85 deg from the camera above
+
+
+def test_a_well_seen_depth_fit_is_trusted_and_said_to_agree_with_the_model():
+    top, up = np.array([0.5, 0.0, 0.1]), np.array([0.0, 0.0, 1.0])
+    got = trust_surface((top, up), CAMERA, top + [0.002, 0, 0], up, 0.003, TrustConfig())
+    assert got.surface == "depth" and got.view_angle_deg < 1.0
+    np.testing.assert_allclose(got.point, top)
+    assert "agrees with the registered model" in got.why
+    alone = trust_surface((top, up), CAMERA, None, None, float("nan"), TrustConfig())
+    assert alone.surface == "depth" and "model" not in alone.why
+
+
+def test_a_grazing_point_uses_the_registered_model_or_is_refused():
+    # depth at a grazing angle: the fit lands on the top of the limb, 25 mm away, wrong normal
+    wrong = (SIDE + [0.0, -0.02, 0.015], np.array([0.0, 0.3, 0.95]))
+    got = trust_surface(wrong, CAMERA, SIDE, SIDE_NORMAL, 0.003, TrustConfig())
+    assert got.surface == "model" and "25 mm" in got.why
+    np.testing.assert_allclose(got.point, SIDE)
+    np.testing.assert_allclose(got.normal, SIDE_NORMAL)
+    assert got.view_angle_deg > 80
+    # the same with a registration that fits badly: refused, with the reason and a remedy
+    with pytest.raises(UntrustedTarget, match=r"25 mm .*registration fits 9.0 mm RMS.*move the"
+                       r" camera"):
+        trust_surface(wrong, CAMERA, SIDE, SIDE_NORMAL, 0.009, TrustConfig())
+    # a box backend knows only pixels: a depth fit seen at a grazing angle is refused
+    graze = (SIDE, SIDE_NORMAL)
+    with pytest.raises(UntrustedTarget, match=r"seen at 8\d deg from the camera"):
+        trust_surface(graze, CAMERA, None, None, float("nan"), TrustConfig())
+    # no depth at all there: the model if it fits, else the depth error stands
+    got = trust_surface(None, CAMERA, SIDE, SIDE_NORMAL, 0.003, TrustConfig())
+    assert got.surface == "model" and got.why.startswith("no depth fit")
+    with pytest.raises(UntrustedTarget, match="no depth fit"):
+        trust_surface(None, CAMERA, SIDE, SIDE_NORMAL, float("nan"), TrustConfig())
+
+
+
+def test_a_ball_fits_a_flat_or_convex_surface_not_a_hollow_narrower_than_itself():
+    g = np.linspace(-0.05, 0.05, 101)
+    x, y = np.meshgrid(g, g)
+    flat = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
+    up = np.array([0.0, 0.0, 1.0])
+    assert ball_intrusion(np.zeros(3), up, flat, 0.02) == (0.0, 0.0)
+    # a groove whose walls rise at 45 deg: a 20 mm ball rests on the walls, not the bottom
+    groove = flat.copy()
+    groove[:, 2] = np.abs(groove[:, 0])
+    depth, where = ball_intrusion(np.zeros(3), up, groove, 0.02)
+    assert depth == pytest.approx(0.02 - 0.02 / np.sqrt(2), abs=1e-3)  # 5.9 mm
+    assert where == pytest.approx(0.01 * np.sqrt(2), abs=1.5e-3)  # the wall at (10, 10) mm
+    # a small ball fits the same groove better
+    assert ball_intrusion(np.zeros(3), up, groove, 0.005)[0] < depth / 3
 
 
 # --- registration -----------------------------------------------------------------------

@@ -305,3 +305,20 @@ def test_released_is_said_only_once_the_tool_has_caught_up_with_the_release():
     for k in range(200):
         stuck.on_state(t + k * DT, PRESS, Q, NONE)
     assert stuck.mode == "hold"
+
+
+def test_a_fault_out_of_contact_stops_the_arm_where_it_stands():
+    sup = Supervisor(SupervisorConfig())
+    above = PRESS + [0.0, 0.0, 0.05]
+    sup.on_state(1.0, above, Q, NONE)
+    sup.on_command(1.0, 1.0, above + [0.0, 0.0, -0.001], Q, np.zeros(6), "track")
+    sup.on_fault("error_event", "pose-fit: the target is not trusted")
+    assert sup.mode == "hold" and sup.status == "faulted:error_event"
+    assert [r.kind for r in sup.take_reports()] == ["error", "released"]
+    for k in range(50):
+        ref = sup.on_state(1.0 + k * DT, above, Q, NONE)
+        np.testing.assert_allclose(ref.position, above)
+        assert ref.twist is None
+    # a body that then comes up into the held tool is released from
+    sup.on_state(2.0, above, Q, DOWN_6N)
+    assert sup.mode == "release"

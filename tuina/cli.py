@@ -103,6 +103,14 @@ def main(argv: list[str] | None = None) -> int:
     safety.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
     safety.add_argument("--scenario", action="append",
                         help="run only this scenario (repeatable); default: all")
+    coverage = ev_sub.add_parser("coverage", help="every atlas acupoint asked for in a real "
+                                 "session each: pressed (errors on the truth), refused (the "
+                                 "reason) or wrong")
+    coverage.add_argument("--json", action="store_true", help="print one JSON object")
+    coverage.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph")
+    coverage.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    coverage.add_argument("--point", action="append",
+                          help="only this acupoint code (repeatable); default: all")
     gr = ev_sub.add_parser("grounding", help="acupoint grounding success at IoU 0.3/0.5/0.75 "
                            "(HMR-1 Table 2) on a MedMassage-format dataset or sim images")
     source = gr.add_mutually_exclusive_group(required=True)
@@ -184,6 +192,10 @@ def main(argv: list[str] | None = None) -> int:
             from tuina.evaluation import safety as safety_eval
 
             return safety_eval.main(args)
+        if args.evaluation == "coverage":
+            from tuina.evaluation import coverage as coverage_eval
+
+            return coverage_eval.main(args)
         if args.evaluation == "grounding":
             from tuina.evaluation import grounding as grounding_eval
 

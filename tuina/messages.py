@@ -191,12 +191,19 @@ class GroundedTarget(Message):
     force_n: float
     technique: str  # press | knead | stroke
     source_stamp_ns: int  # stamp of the frame it was grounded on
+    # what the backend knows of the surface there (base frame): a registered body model's
+    # point and outward normal, and the registration's inlier RMSE; empty / NaN when it knows
+    # only pixels (a vision-language box, a drawn stroke)
+    model_point: list[float] = field(default_factory=list)
+    model_normal: list[float] = field(default_factory=list)
+    model_rmse_m: float = float("nan")
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("code", pa.string()), ("name", pa.string()), ("number", pa.int32()),
         ("box", _vec(4)), ("center_px", _vec(2)), ("stroke_px", pa.list_(pa.float64())),
         ("confidence", pa.float64()), ("force_n", pa.float64()), ("technique", pa.string()),
-        ("source_stamp_ns", pa.int64()),
+        ("source_stamp_ns", pa.int64()), ("model_point", pa.list_(pa.float64())),
+        ("model_normal", pa.list_(pa.float64())), ("model_rmse_m", pa.float64()),
     ])
 
 
@@ -224,11 +231,14 @@ class TargetPose(Message):
     force_n: float
     technique: str
     source_stamp_ns: int
+    surface: str = "depth"  # where point and normal come from: depth | model (registered)
+    view_angle_deg: float = float("nan")  # between the normal and the line to the camera
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("code", pa.string()), ("position", _vec(3)), ("quaternion", _vec(4)),
         ("normal", _vec(3)), ("path", pa.list_(pa.float64())), ("force_n", pa.float64()),
-        ("technique", pa.string()), ("source_stamp_ns", pa.int64()),
+        ("technique", pa.string()), ("source_stamp_ns", pa.int64()), ("surface", pa.string()),
+        ("view_angle_deg", pa.float64()),
     ])
 
 

@@ -1,0 +1,107 @@
+"""``tuina eval coverage``: every atlas acupoint asked for in a real sim session each.
+
+Per point and seed (the seed of the camera's noise and of every RANSAC), one short press
+("press <pinyin> with moderate pressure") under dora, scored on the world's truth by the
+session: **pressed** (the true contact point within WRONG_MM of the acupoint), **refused**
+(no contact; the first error line is the reason a person reads), or **wrong** (pressed
+farther than WRONG_MM from the acupoint: the outcome that must never happen). A pressed
+point is *within bounds* when it is within 3 mm and 10 deg of the acupoint and its mean
+force within 0.5 N of the target.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tuina.evaluation.sessions import evaluate_graph, run_session
+from tuina.operators.phantom import ATLAS
+
+WRONG_MM = 10.0
+BOUNDS = {"acupoint_error_mm": 3.0, "normal_error_deg": 10.0, "force_error_n": 0.5}
+PRESS_S = 2.0
+TOUCHED_S = 0.2  # less contact than this is no press
+
+
+def outcome(summary: dict[str, Any]) -> dict[str, Any]:
+    """pressed | refused | wrong, the errors, and the reason of a refusal, from a summary."""
+    error = summary.get("acupoint_error_mm", math.nan)
+    force_error = abs(summary.get("force_mean_n", math.nan) - summary.get("force_target_n",
+                                                                         math.nan))
+    touched = summary.get("contact_s", 0.0) >= TOUCHED_S
+    problems = summary.get("problems", [])
+    row = {"acupoint_error_mm": error, "normal_error_deg": summary.get("normal_error_deg",
+                                                                     math.nan),
+           "force_error_n": force_error, "faults": summary.get("faults", []),
+           "reason": "", "ok": summary.get("ok", False)}
+    if not touched:
+        row["outcome"] = "refused"
+        own = [p for p in problems if not p.startswith("robot: ")]  # not the robot's echo
+        row["reason"] = (own or problems or ["no contact"])[0]
+    elif not error <= WRONG_MM:
+        row["outcome"] = "wrong"
+    else:
+        row["outcome"] = "pressed"
+    row["within_bounds"] = row["outcome"] == "pressed" and all(
+        row[key] <= bound for key, bound in BOUNDS.items())
+    return row
+
+
+def run(graph: Path, log: Any = print, seeds: int = 1,
+        codes: list[str] | None = None) -> dict[str, Any]:
+    """Every point asked for (all by default), on seeds 0..seeds-1, and the counts."""
+    rows = []
+    with tempfile.TemporaryDirectory(prefix="tuina-eval-coverage-") as tmp:
+        for seed in range(seeds):
+            for point in ATLAS:
+                if codes and point.code not in codes:
+                    continue
+                overrides = {
+                    "operator": {"INSTRUCTION": f"press {point.pinyin} with moderate pressure"},
+                    "planner": {"PRESS_S": PRESS_S},
+                    "camera": {"SEED": seed}, "grounding": {"SEED": seed},
+                    "pose-fit": {"SEED": seed}, "icp-tracker": {"SEED": seed}}
+                name = f"{point.code}-{seed}"
+                try:
+                    summary = run_session(graph, overrides, Path(tmp), name, name)
+                except RuntimeError as err:
+                    summary = {"problems": [str(err)]}
+                row = {"code": point.code, "pinyin": point.pinyin, "seed": seed,
+                       **outcome(summary)}
+                rows.append(row)
+                log(f"  {point.code} {point.pinyin} seed {seed}: {row['outcome']}"
+                    + (f" ({row['reason']})" if row["reason"] else
+                       f", {row['acupoint_error_mm']:.1f} mm, {row['normal_error_deg']:.1f} "
+                       f"deg, force off by {row['force_error_n']:.2f} N"))
+    counts = {k: sum(r["outcome"] == k for r in rows) for k in ("pressed", "refused", "wrong")}
+    return {"seeds": seeds, "rows": rows, **counts,
+            "within_bounds": sum(r["within_bounds"] for r in rows)}
+
+
+def table(result: dict[str, Any]) -> str:
+    """One Markdown row per point and seed, then the counts."""
+    lines = ["| point | seed | outcome | acupoint error (mm) | normal error (deg) | force off "
+             "(N) | reason |", "|---|---|---|---|---|---|---|"]
+    for r in result["rows"]:
+        lines.append(f"| {r['code']} {r['pinyin']} | {r['seed']} | {r['outcome']} | "
+                     f"{r['acupoint_error_mm']:.1f} | {r['normal_error_deg']:.1f} | "
+                     f"{r['force_error_n']:.2f} | {r['reason'] or '-'} |")
+    lines.append(f"\n{result['pressed']} pressed ({result['within_bounds']} within 3 mm, "
+                 f"10 deg and 0.5 N), {result['refused']} refused, {result['wrong']} wrong; "
+                 f"seeds 0..{result['seeds'] - 1}")
+    return "\n".join(lines)
+
+
+def main(args: Any) -> int:
+    """``tuina eval coverage``: the table, or one JSON object with --json."""
+    known = {p.code for p in ATLAS}
+    if args.point and (unknown := [c for c in args.point if c not in known]):
+        print(f"tuina eval coverage: error: unknown acupoint code {unknown[0]!r}; choose "
+              f"from: {', '.join(sorted(known))}", file=sys.stderr)
+        return 2
+    return evaluate_graph("coverage", args, lambda graph, log: run(graph, log, args.seeds,
+                                                                   args.point),
+                          table, (RuntimeError,))
