@@ -122,7 +122,9 @@ def main() -> None:
                 log.errors.append(ev.detail)
                 if ev.fault and ev.fault not in log.faults:
                     log.faults.append(ev.fault)
-                if ending.on_error(stamp):
+                # the wait counts from when the session hears of it: an error's own stamp is
+                # its input frame's, which a slow node (a long planning search) left behind
+                if ending.on_error(last_ns):
                     print("session: waiting for the robot to release contact before ending",
                           flush=True)
             elif ev.kind == "released":
@@ -132,7 +134,7 @@ def main() -> None:
                 ending.on_done()
             elif ev.kind == "abort":
                 log.aborts.append(ev.detail)
-                ending.on_abort(stamp)
+                ending.on_abort(last_ns)
                 print(f"session: {ev.detail}; re-grounding, the session ends if no new "
                       f"target comes within {cfg['REPLAN_WAIT_S']:g} s", flush=True)
             elif ev.kind == "reground":

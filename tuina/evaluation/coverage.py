@@ -24,6 +24,7 @@ WRONG_MM = 10.0
 BOUNDS = {"acupoint_error_mm": 3.0, "normal_error_deg": 10.0, "force_error_n": 0.5}
 PRESS_S = 2.0
 TOUCHED_S = 0.2  # less contact than this is no press
+REASON_NODES = ("grounding", "pose-fit", "planner", "icp-tracker", "force-controller", "camera")
 
 
 def outcome(summary: dict[str, Any]) -> dict[str, Any]:
@@ -39,7 +40,8 @@ def outcome(summary: dict[str, Any]) -> dict[str, Any]:
            "reason": "", "ok": summary.get("ok", False)}
     if not touched:
         row["outcome"] = "refused"
-        own = [p for p in problems if not p.startswith("robot: ")]  # not the robot's echo
+        # a node's own line (not the robot's echo of it, not the session's scores)
+        own = [p for p in problems if p.split(":")[0] in REASON_NODES]
         row["reason"] = (own or problems or ["no contact"])[0]
     elif not error <= WRONG_MM:
         row["outcome"] = "wrong"
