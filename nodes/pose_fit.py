@@ -121,6 +121,12 @@ def fit_pose(target: GroundedTarget, depth: np.ndarray, info: CameraInfo, cfg: d
     """The trusted surface point and normal and (for strokes) the 3D path of one grounded
     target; UntrustedTarget when it is not known well enough to press."""
     uv = np.asarray(target.center_px)
+    h, w = depth.shape
+    if not (0 <= uv[0] <= w - 1 and 0 <= uv[1] <= h - 1):
+        # a registered model may place it, but what the camera does not see is not pressed
+        raise UntrustedTarget(f"{target.code} lies outside the camera's {w}x{h} image (at px "
+                              f"{uv[0]:.0f}, {uv[1]:.0f}): not pressed; move the camera so it "
+                              "sees the point")
     has_model = len(target.model_point) == 3 and len(target.model_normal) == 3
     try:
         fitted = fit_target(depth, info.K, info.extrinsics, uv, rng, cfg["POINT_RADIUS_M"],

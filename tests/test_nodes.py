@@ -104,6 +104,32 @@ def test_pose_fit_sends_no_target_on_bad_data(monkeypatch, depth, stroke, messag
     assert event.kind == "error" and message in event.detail
 
 
+@pytest.mark.parametrize("centre, model, rmse, expect", [
+    ([319.5, 239.5], [0.5, 0.0, 0.1], 0.003, "depth"),  # agrees with the model
+    ([319.5, 239.5], [0.5, 0.025, 0.1], 0.003, "model"),  # depth 25 mm off: the model
+    ([319.5, 239.5], [0.5, 0.025, 0.1], 0.012, "refused: registration fits 12.0 mm"),
+    ([700.0, 239.5], [0.5, 0.0, 0.1], 0.003, "refused: outside the camera's 640x480 image"),
+])
+def test_pose_fit_trusts_depth_uses_a_well_registered_model_or_refuses(monkeypatch, centre,
+                                                                       model, rmse, expect):
+    from tuina.nodes import pose_fit
+
+    target = GroundedTarget("ST36", "Zusanli", 1, [300, 220, 340, 260], centre, [], 1.0, 6.0,
+                            "press", 5, model, [0.0, 0.0, 1.0], rmse)
+    mock = run_node(monkeypatch, pose_fit.main, [
+        camera_info_event(), depth_event(block_on_table_depth(), 5), targets_event(target, 6),
+    ])
+    if expect.startswith("refused"):
+        assert "target_pose" not in mock.outputs
+        event = SessionEvent.from_arrow(mock.outputs["events"][0])
+        assert event.kind == "error" and expect.removeprefix("refused: ") in event.detail
+        return
+    pose = TargetPose.from_arrow(mock.outputs["target_pose"][0])
+    assert pose.surface == expect and pose.view_angle_deg < 10
+    np.testing.assert_allclose(pose.position, model if expect == "model" else [0.5, 0, 0.1],
+                               atol=2e-3)
+
+
 def instruction_event(text: str, stroke: list[float], stamp: int = 1) -> dict:
     return {"type": "INPUT", "id": "instruction", "value": Instruction(text, stroke).to_arrow(),
             "metadata": meta(stamp)}
