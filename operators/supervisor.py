@@ -113,8 +113,8 @@ class Supervisor:
         self.last_command_t: float | None = None
         self.now = 0.0
         self.done = False  # the session said it is over
-        # t0, start, direction, which release this is
-        self._release: tuple[float, np.ndarray, np.ndarray, int] | None = None
+        # start, direction, which release this is
+        self._release: tuple[np.ndarray, np.ndarray, int] | None = None
         self._released_s = 0.0  # how far the release's reference has gone (m)
         self._settle_t = 0.0  # robot time the release's reference stopped
         self._release_t = 0.0  # robot time of its last step
@@ -309,10 +309,10 @@ class Supervisor:
                        wrench: np.ndarray | None, count: int = 1) -> None:
         direction = self._direction(wrench)
         self.mode = "release"
-        self._release = (t, np.asarray(position, float).copy(), direction, count)
+        self._release = (np.asarray(position, float).copy(), direction, count)
         self._released_s, self._release_t = 0.0, t
         q = self.tool[1] if self.tool is not None else np.array([0.0, 0.0, 0.0, 1.0])
-        self.reference = Reference(self._release[1].copy(), q.copy(), np.concatenate(
+        self.reference = Reference(self._release[0].copy(), q.copy(), np.concatenate(
             [direction * self._release_speed(), np.zeros(3)]))
 
     def _release_speed(self) -> float:
@@ -330,7 +330,7 @@ class Supervisor:
         pushes hard), slowing to a stop over the last ``release_decel_m`` (a constant
         deceleration from RELEASE_SPEED), never behind where the body pushed the tool."""
         cfg = self.cfg
-        _, start, direction, count = self._release
+        start, direction, count = self._release
         travelled = float((position - start) @ direction)
         dt = float(np.clip(t - self._release_t, 0.0, 0.05))
         self._release_t = t
@@ -364,7 +364,7 @@ class Supervisor:
         """The release's reference has stopped: hold once the tool has caught up with it
         (within ``settle_m``, or after ``settle_s``), and say so."""
         cfg = self.cfg
-        _, start, direction, count = self._release
+        start, direction, count = self._release
         off = float(np.linalg.norm(position - self.reference.position))
         if off > cfg.settle_m and t - self._settle_t < cfg.settle_s:
             return

@@ -12,12 +12,11 @@ force within 0.5 N of the target.
 from __future__ import annotations
 
 import math
-import sys
 import tempfile
 from pathlib import Path
 from typing import Any
 
-from tuina.evaluation.sessions import evaluate_graph, run_session
+from tuina.evaluation.sessions import evaluate_graph, run_session, unknown_choice
 from tuina.operators.phantom import ATLAS
 
 WRONG_MM = 10.0
@@ -99,10 +98,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(args: Any) -> int:
     """``tuina eval coverage``: the table, or one JSON object with --json."""
-    known = {p.code for p in ATLAS}
-    if args.point and (unknown := [c for c in args.point if c not in known]):
-        print(f"tuina eval coverage: error: unknown acupoint code {unknown[0]!r}; choose "
-              f"from: {', '.join(sorted(known))}", file=sys.stderr)
+    if unknown_choice("coverage", "acupoint code", args.point, [p.code for p in ATLAS]):
         return 2
     return evaluate_graph("coverage", args, lambda graph, log: run(graph, log, args.seeds,
                                                                    args.point),

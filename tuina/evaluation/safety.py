@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from tuina.evaluation.sessions import evaluate_graph, session_graph
+from tuina.evaluation.sessions import evaluate_graph, session_graph, unknown_choice
 
 FAULT_AT_S = 1.0  # after "phase press" is printed
 RELEASED_N = 0.5  # a true force below this is out of contact
@@ -191,13 +191,8 @@ def table(result: dict[str, Any]) -> str:
 
 def main(args: Any) -> int:
     """``tuina eval safety``: the table, or one JSON object with --json."""
-    names = None
-    if args.scenario:
-        unknown = [n for n in args.scenario if n not in SCENARIOS]
-        if unknown:
-            print(f"tuina eval safety: error: unknown scenario {unknown[0]!r}; choose from: "
-                  + "; ".join(SCENARIOS), file=sys.stderr)
-            return 2
-        names = args.scenario
+    if unknown_choice("safety", "scenario", args.scenario, list(SCENARIOS)):
+        return 2
+    names = args.scenario or None
     return evaluate_graph("safety", args, lambda graph, log: run(graph, log, names), table,
                           (RuntimeError,))

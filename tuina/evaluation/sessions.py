@@ -82,3 +82,14 @@ def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], No
     print(json.dumps(summary) if args.json else table(summary))
     return 0
 
+
+
+def unknown_choice(evaluation: str, what: str, asked: list[str] | None,
+                   known: list[str]) -> bool:
+    """True (after one error line naming the choices) when ``asked`` holds a name not in
+    ``known``."""
+    unknown = [name for name in asked or [] if name not in known]
+    if unknown:
+        print(f"tuina eval {evaluation}: error: unknown {what} {unknown[0]!r}; choose from: "
+              + "; ".join(known), file=sys.stderr)
+    return bool(unknown)
