@@ -252,17 +252,19 @@ def trust_surface(depth_fit: tuple[np.ndarray, np.ndarray] | None, camera: np.nd
 
 
 def ball_intrusion(point: np.ndarray, normal: np.ndarray, body_points: np.ndarray,
-                   radius_m: float) -> tuple[float, float]:
+                   radius_m: float, min_points: int = 5) -> tuple[float, float]:
     """How far the body reaches into a ball of ``radius_m`` resting on the surface at
-    ``point`` (its centre one radius out along the normal), and how far from the point that
-    happens: (depth, distance) in m; (0, 0) when the ball fits. A ball that does not fit
-    (a hollow, a fold) presses somewhere else first."""
+    ``point`` (its centre one radius out along the normal), as deep as its
+    ``min_points``-th deepest body point, and how far from the point that happens:
+    (depth, distance) in m; (0, 0) when the ball fits. A ball that does not fit (a hollow,
+    a fold) presses somewhere else first."""
     centre = np.asarray(point, float) + radius_m * np.asarray(normal, float) / np.linalg.norm(
         normal)
     if len(body_points) == 0:
         return 0.0, 0.0
     d = np.linalg.norm(np.asarray(body_points, float) - centre, axis=1)
-    k = int(np.argmin(d))
+    # the body must reach in with several points: one noisy depth point is not a hollow
+    k = int(np.argsort(d)[min(min_points, len(d)) - 1])
     depth = radius_m - float(d[k])
     if depth <= 0:
         return 0.0, 0.0

@@ -328,6 +328,10 @@ def test_a_ball_fits_a_flat_or_convex_surface_not_a_hollow_narrower_than_itself(
     flat = np.stack([x.ravel(), y.ravel(), np.zeros(x.size)], axis=1)
     up = np.array([0.0, 0.0, 1.0])
     assert ball_intrusion(np.zeros(3), up, flat, 0.02) == (0.0, 0.0)
+    # a few noisy depth points 4 mm proud of flat skin are not a hollow
+    noisy = np.vstack([flat, [[0.002, 0.0, 0.004], [-0.003, 0.002, 0.004]]])
+    assert ball_intrusion(np.zeros(3), up, noisy, 0.02) == (0.0, 0.0)
+    assert ball_intrusion(np.zeros(3), up, noisy, 0.02, min_points=1)[0] > 0.003
     # a groove whose walls rise at 45 deg: a 20 mm ball rests on the walls, not the bottom
     groove = flat.copy()
     groove[:, 2] = np.abs(groove[:, 0])
