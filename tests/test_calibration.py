@@ -22,6 +22,7 @@ from tuina.operators.geometry import make_transform, transform_points
 
 from tuina.calibrate import PoseSample, samples_frame
 
+from .bounded import run_bounded
 from .test_operators import K
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -115,7 +116,7 @@ def test_missing_marker_is_reported():
 
 def run_tuina(*args: str) -> subprocess.CompletedProcess:
     exe = Path(sys.executable).parent / "tuina"
-    return subprocess.run([str(exe), *args], capture_output=True, text=True, timeout=300)
+    return run_bounded([exe, *args], 300)
 
 
 def test_calibrate_from_recorded_pairs_writes_the_extrinsics(tmp_path):

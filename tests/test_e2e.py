@@ -12,6 +12,8 @@ import numpy as np
 import pytest
 import yaml
 
+from .bounded import run_bounded
+
 ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -20,8 +22,7 @@ def dora_run(graph: dict, path: Path, stop_after: str) -> subprocess.CompletedPr
     path.write_text(yaml.safe_dump(graph))
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
-    return subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", stop_after],
-                          env=env, capture_output=True, text=True, timeout=240)
+    return run_bounded([bin_dir / "dora", "run", path, "--stop-after", stop_after], 240, env=env)
 
 
 @pytest.mark.e2e
@@ -53,8 +54,7 @@ def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path):
 def eval_json(*args: str, timeout: int) -> dict:
     """``tuina eval ... --json``: it must exit 0 and print one JSON object."""
     exe = Path(sys.executable).parent / "tuina"
-    proc = subprocess.run([str(exe), "eval", *args, "--json"], capture_output=True, text=True,
-                          timeout=timeout)
+    proc = run_bounded([exe, "eval", *args, "--json"], timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
     return json.loads(proc.stdout)
 
@@ -181,9 +181,8 @@ ALL_BUT_CONTROLLER = "world,camera,operator,grounding,pose-fit,icp-tracker,plann
 def recorded_session(tmp_path_factory) -> Path:
     """One sim session recorded with `tuina record` (every output)."""
     folder = tmp_path_factory.mktemp("recording") / "rec"
-    proc = subprocess.run([str(TUINA), "record", str(ROOT / "dataflows" / "sim.yml"), "-o",
-                           str(folder), "--stop-after", "150s"], capture_output=True, text=True,
-                          timeout=300)
+    proc = run_bounded([TUINA, "record", ROOT / "dataflows" / "sim.yml", "-o", folder,
+                        "--stop-after", "150s"], 300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return folder
 
@@ -219,8 +218,7 @@ def test_replay_at_full_speed_repeats_every_node_bit_for_bit(recorded_session, t
     runs = []
     for k in range(2):
         out = tmp_path / f"replay-{k}"
-        proc = subprocess.run([str(TUINA), "replay", str(recorded_session), "--speed", "0",
-                               "-o", str(out)], capture_output=True, text=True, timeout=300)
+        proc = run_bounded([TUINA, "replay", recorded_session, "--speed", "0", "-o", out], 300)
         assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
         assert "replay: no " not in proc.stderr  # no node waited in vain for a message
         runs.append(out)
@@ -250,9 +248,8 @@ def test_replay_of_the_controller_alone_reproduces_it_bit_for_bit(recorded_sessi
     import polars as pl
 
     out = tmp_path / "replay"
-    proc = subprocess.run([str(TUINA), "replay", str(recorded_session), "--replace",
-                           ALL_BUT_CONTROLLER, "--speed", "0", "-o", str(out)],
-                          capture_output=True, text=True, timeout=300)
+    proc = run_bounded([TUINA, "replay", recorded_session, "--replace", ALL_BUT_CONTROLLER,
+                        "--speed", "0", "-o", out], 300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     run = pl.read_ipc(out / "force-controller__command.arrow")
     recorded = pl.read_ipc(recorded_session / "force-controller__command.arrow")

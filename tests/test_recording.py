@@ -190,6 +190,31 @@ def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
         replay_graph(spec, ["world", "robot"], {"world/depth"})
 
 
+def test_replay_graph_drops_a_dynamic_node_that_only_the_replaced_nodes_read():
+    from tuina.replay import replay_graph
+
+    spec = {"nodes": [
+        {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state"}, "outputs": ["command"]},
+        {"id": "robot", "path": "tuina-robot", "inputs": {"command": "ctrl/command",
+                                                          "estop": "button/estop"},
+         "outputs": ["state"]},
+        {"id": "button", "path": "dynamic", "outputs": ["estop"]},
+        {"id": "console", "path": "dynamic", "outputs": ["gain"]},
+        {"id": "tuner", "path": "t", "inputs": {"gain": "console/gain"}}]}
+    graph, _ = replay_graph(spec, ["robot"], {"robot/state"})
+    assert {n["id"] for n in graph["nodes"]} == {"ctrl", "console", "tuner", "replayer"}
+
+
+def test_a_replay_is_bounded_by_the_recorded_span_unless_the_recording_was_cut_short():
+    from tuina.replay import run_bound_s
+
+    manifest = {"start_wall_ns": 0, "end_wall_ns": 70 * 10**9}
+    assert run_bound_s(manifest, 1.0) == 200.0
+    assert run_bound_s(manifest, 2.0) == 130.0
+    assert run_bound_s(manifest, 0.0) == 200.0  # as fast as it goes: never slower than recorded
+    assert run_bound_s({"start_wall_ns": 0}, 1.0) is None
+
+
 def message(name: str, seq: int | None) -> dict:
     return {"type": "INPUT", "id": name, "metadata": {} if seq is None else {"seq": seq}}
 
@@ -358,3 +383,19 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
     page = (tmp_path / "rec" / "report" / "report.html").read_text()
     assert "data:image/png;base64," in page and "force-controller/command" in page
     assert (tmp_path / "rec" / "report" / "force.png").stat().st_size > 1000
+
+
+def test_a_command_past_its_time_is_killed_with_every_process_it_started():
+    import sys
+    from pathlib import Path
+
+    from tuina.evaluation.sessions import run_group
+
+    child = ("import subprocess, time; p = subprocess.Popen(['sleep', '30']); "
+             "print(p.pid, flush=True); time.sleep(30)")
+    proc, over = run_group([sys.executable, "-c", child], 2.0)
+    assert over and proc.returncode == -9
+    status = Path(f"/proc/{int(proc.stdout)}/status")
+    assert not status.exists() or "State:\tZ" in status.read_text()  # killed, maybe unreaped
+    proc, over = run_group([sys.executable, "-c", "print('done')"], 10.0)
+    assert not over and proc.returncode == 0 and proc.stdout == "done\n"

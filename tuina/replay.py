@@ -18,6 +18,7 @@ import json
 import shutil
 import sys
 import tempfile
+import time
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,10 @@ def replay_graph(spec: dict[str, Any], replaced: list[str],
         nodes.append(node)
     if missing:
         raise ValueError("the recording lacks topics this graph needs: " + ", ".join(missing))
+    # a dynamic node (the e-stop button) that nothing left in the graph reads would only
+    # keep dora waiting for a process that never comes
+    read = {source_of(m).split("/")[0] for n in nodes for m in (n.get("inputs") or {}).values()}
+    nodes = [n for n in nodes if n.get("path") != "dynamic" or n["id"] in read]
     out = dict(spec)
     out["nodes"] = [*nodes, {"id": REPLAYER_ID, "path": "tuina-replayer",
                              "outputs": [f"to_{n}" for n in feeds]}]
@@ -202,6 +207,16 @@ def gated(spec: dict[str, Any], order: dict[str, list[tuple[str, int, str, int]]
     return {**spec, "nodes": nodes}
 
 
+def run_bound_s(manifest: dict[str, Any], speed: float) -> float | None:
+    """How long a replay may run before it is stopped: the recorded span at ``speed``
+    (at speed 0, at the recorded pace), twice over, plus a minute to start and finish; None
+    for a recording that was cut short (its span is unknown)."""
+    if "end_wall_ns" not in manifest or "start_wall_ns" not in manifest:
+        return None
+    span_s = max(0, manifest["end_wall_ns"] - manifest["start_wall_ns"]) / 1e9
+    return 2.0 * span_s / (speed if speed > 0 else 1.0) + 60.0
+
+
 def main(args: Any) -> int:
     """``tuina replay``: rewrite the graph and run it."""
     from tuina.record import run_beside, with_recorder
@@ -250,7 +265,14 @@ def main(args: Any) -> int:
                                               if n["id"] != REPLAYER_ID
                                               for o in n.get("outputs", [])],
                                   Path(args.output), graph)
+    bound = None if args.loop else run_bound_s(manifest, args.speed)
+    started = time.monotonic()
     try:
-        return run_beside(graph, rewritten, "replay")
+        status = run_beside(graph, rewritten, "replay",
+                            None if bound is None else f"{bound:.0f}s")
+        if bound is not None and time.monotonic() - started >= bound:
+            print(f"tuina replay: stopped at its bound of {bound:.0f} s (a node did not "
+                  "finish); what was replayed by then is kept", file=sys.stderr)
+        return status
     finally:
         shutil.rmtree(scratch, ignore_errors=True)

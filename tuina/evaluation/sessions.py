@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 from collections.abc import Callable
@@ -45,6 +46,23 @@ def robot_loop(log_dirs: list[Path]) -> dict[str, float]:
     return {}
 
 
+def run_group(cmd: list[str], timeout_s: float, **kwargs: Any
+              ) -> tuple[subprocess.CompletedProcess, bool]:
+    """Run ``cmd`` (output captured) in a process group of its own; past ``timeout_s`` the
+    whole group is killed, dora's nodes with it (killing ``dora run`` alone leaves them
+    running). Returns the result and whether it ran over."""
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            start_new_session=True, **kwargs)
+    try:
+        out, err = proc.communicate(timeout=timeout_s)
+        over = False
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        out, err = proc.communicate()
+        over = True
+    return subprocess.CompletedProcess(cmd, proc.returncode, out, err), over
+
+
 def run_session(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path, name: str,
                 label: str) -> dict[str, Any]:
     """``dora run`` the changed graph; the session node's summary, with the robot node's
@@ -54,12 +72,13 @@ def run_session(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path,
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     logs = folder / "out"  # dora writes one folder of node logs per run here
     before = set(logs.iterdir()) if logs.exists() else set()
-    proc = subprocess.run([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
-                          env=env, capture_output=True, text=True, timeout=300)
+    proc, over = run_group([str(bin_dir / "dora"), "run", str(path), "--stop-after", "150s"],
+                           300, env=env)
     summary = folder / name / "summary.json"
     if not summary.exists():
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
-        raise RuntimeError(f"the {label} session wrote no summary: " + " | ".join(tail))
+        why = "ran past 300 s and was killed" if over else "wrote no summary"
+        raise RuntimeError(f"the {label} session {why}: " + " | ".join(tail))
     result = json.loads(summary.read_text())
     result["loop"] = robot_loop(sorted(set(logs.iterdir()) - before) if logs.exists() else [])
     return result
