@@ -64,6 +64,10 @@ class SupervisorConfig:
     settle_s: float = 0.5  # or after this long
     max_releases: int = 3  # still pressed after a release: release again, this many at most
     contact_n: float = 0.5  # a measured force below this is out of contact
+    # a force reading that falls from at least this to exactly zero in one state, the tool not
+    # lifting off the surface, is libfranka's zero near singularities, not a contact ending
+    zero_drop_min_n: float = 2.0
+    lift_off_m: float = 0.0001  # the tool moved out along the normal this far: it lifts off
     recontact_margin_n: float = 1.0  # force this far above the hold's: released again
     reference_lead_s: float = 0.0  # a moving reference is set this far ahead (impedance lag)
     max_lead_m: float = 0.02
@@ -152,6 +156,8 @@ class Supervisor:
         """One robot state at robot time ``t`` (s): checks, then the reference to send."""
         self.now = t
         p, q = np.asarray(tool_position, float), np.asarray(tool_quaternion, float)
+        lifting = self.tool is not None and self.normal is not None and \
+            float((p - self.tool[0]) @ self.normal) > self.cfg.lift_off_m
         self.tool = (p, q)
         self._wrench = np.asarray(wrench, float)
         previous, force = self.force, force_of(wrench)
@@ -162,10 +168,12 @@ class Supervisor:
             self.force_trusted = False
             self.on_fault("wrench_invalid", "the force reading is not finite")
         elif (force == 0.0 and self.mode in ("waiting", "follow") and self.force_trusted
-              and np.isfinite(previous) and previous >= max(2 * self.cfg.contact_n, 1.0)):
+              and np.isfinite(previous) and previous >= self.cfg.zero_drop_min_n
+              and not lifting):
             # a real sensor's noise is never exactly zero: libfranka reports an all-zero
             # wrench near singularities (a free tool in a noiseless simulation does too, so
-            # only a clear press that drops to zero in one state counts)
+            # only a clear press that drops to zero in one state, the tool not lifting off
+            # the surface, counts)
             self.force_trusted = False
             self.on_fault("wrench_invalid", f"the force reading dropped from {previous:.1f} N to "
                       "exactly zero (libfranka reports zero near singularities)")

@@ -91,6 +91,21 @@ def test_a_nan_wrench_releases_along_the_last_normal_the_whole_release_distance(
     assert sup.mode == "hold" and sup.finished
 
 
+def test_a_tool_lifting_off_the_surface_may_read_zero_at_once():
+    """A noiseless contact ends in one state when the tool lifts off: no fault then; the same
+    drop with the tool still is one, and so is one from a clear press, never from 1 N."""
+    sup, t = pressing()
+    sup.on_state(t + DT, PRESS + [0, 0, 0.0003], Q, NONE)  # moved 0.3 mm out along the normal
+    assert not sup.fault
+    sup, t = pressing()
+    sup.on_state(t + DT, PRESS + [0.0003, 0, 0], Q, NONE)  # slid along the surface
+    assert sup.fault == "wrench_invalid"
+    sup, t = pressing()
+    sup.on_state(t + DT, PRESS, Q, DOWN_6N / 6.0)
+    sup.on_state(t + 2 * DT, PRESS, Q, NONE)  # from 1 N: a contact ending, not a sensor fault
+    assert not sup.fault
+
+
 def test_a_zero_wrench_in_contact_is_a_fault_out_of_contact_it_is_not():
     sup, t = pressing()
     sup.on_state(t + DT, PRESS, Q, NONE)
