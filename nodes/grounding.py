@@ -74,6 +74,10 @@ PARAMS = [
           length=3),
     Param("ROI_MAX", "floats", [1.0, 0.9, 0.3], "m", "region of the body cloud (base)",
           length=3),
+    Param("BALL_RADIUS_M", "float", 0.02, "m", "atlas: massage ball radius; a point where "
+          "the body model reaches into the ball is refused", low=0.0, high=0.1),
+    Param("BALL_CLEARANCE_M", "float", 0.003, "m", "atlas: how far the body model may reach "
+          "into the ball", low=0.0, high=0.02),
     Param("SEED", "int", 0, "-", "seed of the table RANSAC"),
     Param("REGROUND_DELAY_S", "float", 1.0, "s",
           "after a re-grounding request, wait this long for the body to settle", low=0.0),
@@ -228,7 +232,9 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     rng = np.random.default_rng([cfg["SEED"], stamp])
     body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
                       np.asarray(cfg["ROI_MAX"]), rng)
-    found = ground_acupoint(point, body, info.K, info.extrinsics, nominal)
+    found = ground_acupoint(point, body, info.K, info.extrinsics, nominal,
+                            ball_radius_m=cfg["BALL_RADIUS_M"],
+                            ball_clearance_m=cfg["BALL_CLEARANCE_M"])
     if stroke is None and cfg["STROKE_LENGTH_M"] > 0 and parsed.technique == "stroke":
         stroke = stroke_pixels(point, found.fit.base_T_body, info.K,
                                np.linalg.inv(info.extrinsics), cfg["STROKE_LENGTH_M"])

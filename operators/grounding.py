@@ -12,7 +12,7 @@ from tuina.operators.geometry import (
     project,
     transform_points,
 )
-from tuina.operators.phantom import Acupoint, surface_samples
+from tuina.operators.phantom import Acupoint, ball_intrusion_model, surface_samples
 
 
 class GroundingError(ValueError):
@@ -112,10 +112,27 @@ def body_cloud(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
     return body
 
 
+def ball_fit_problem(point: Acupoint, radius_m: float, clearance_m: float) -> str:
+    """Why the massage ball cannot press ``point`` on the body model (another part of the
+    body reaches more than ``clearance_m`` into the ball resting there: it would press that
+    part first), or "" when it can."""
+    depth, part = ball_intrusion_model(point, radius_m)
+    if depth <= clearance_m:
+        return ""
+    return (f"the {radius_m * 2000:.0f} mm ball does not fit the body at {point.code}: the "
+            f"{part.replace('_', ' ')} reaches {depth * 1000:.1f} mm into it and would be "
+            "pressed first; not pressed; choose a point nearby or a smaller ball")
+
+
 def ground_acupoint(point: Acupoint, body_base: np.ndarray, K: np.ndarray,
                     base_T_camera: np.ndarray, nominal_base_T_body: np.ndarray,
-                    min_fitness: float = 0.3) -> GroundedAcupoint:
-    """Register the phantom to the body cloud and project the acupoint into the image."""
+                    min_fitness: float = 0.3, ball_radius_m: float = 0.0,
+                    ball_clearance_m: float = 0.0) -> GroundedAcupoint:
+    """Register the phantom to the body cloud and project the acupoint into the image;
+    GroundingError when the ball (``ball_radius_m`` > 0) cannot press it on the model."""
+    if ball_radius_m > 0 and (problem := ball_fit_problem(point, ball_radius_m,
+                                                          ball_clearance_m)):
+        raise GroundingError(problem)
     fit = fit_phantom(body_base, nominal_base_T_body)
     if fit.fitness < min_fitness:
         raise GroundingError(f"the phantom model matches only {fit.fitness:.0%} of the body "

@@ -6,7 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
-from tuina.operators.phantom import ATLAS, Acupoint
+from tuina.operators.phantom import ATLAS, Acupoint, is_bilateral, right_side
 
 PRESSURE_WORDS: dict[str, tuple[str, ...]] = {
     "light": ("light", "lightly", "gentle", "gently", "soft", "softly", "轻"),
@@ -38,7 +38,35 @@ def known_names() -> list[str]:
     return [n for a in ATLAS for n in (a.pinyin, a.code, a.chinese)]
 
 
+SIDE_WORDS: dict[str, tuple[str, ...]] = {
+    "left": ("left", "l", "左"),
+    "right": ("right", "r", "右"),
+}
+
+
+def named_side(text: str) -> str:
+    """left | right as the instruction names it ("on the right leg", "ST36-R", "右"); "" when
+    it names none. A single letter counts only as a code's suffix."""
+    low = text.lower()
+    suffix = re.search(r"\b[a-z]{2}\d+-([lr])\b", low)
+    if suffix:
+        return "left" if suffix.group(1) == "l" else "right"
+    words = set(re.findall(r"[a-z]+", low))
+    for side, synonyms in SIDE_WORDS.items():
+        if any((w.isascii() and len(w) > 1 and w in words) or (not w.isascii() and w in text)
+               for w in synonyms):
+            return side
+    return ""
+
+
 def _find_acupoint(text: str) -> Acupoint | None:
+    point = _find_atlas_point(text)
+    if point is not None and is_bilateral(point) and named_side(text) == "right":
+        return right_side(point)
+    return point
+
+
+def _find_atlas_point(text: str) -> Acupoint | None:
     low = text.lower()
     number = re.search(r"(?:point|number|no\.?|#)\s*(?:number\s*)?(\d+)", low)
     if number:
@@ -77,6 +105,8 @@ def _first_word(text: str, table: dict[str, tuple[str, ...]], default: str) -> s
 
 def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruction:
     """Parse "press Zusanli with moderate pressure" (or ST36, 足三里, "point number 1").
+    A bilateral point is the left one unless the instruction names the right ("press Zusanli
+    on the right leg", "ST36-R", 右), then it is ``right_side`` of it (code ``<code>-R``).
 
     Raises UnknownAcupoint with the closest known names when nothing matches, unless
     ``require_acupoint`` is False (the operator drew the path instead).

@@ -171,10 +171,49 @@ def surface_samples(spacing: float = 0.01, min_up: float = 0.2) -> tuple[np.ndar
 def right_side(point: Acupoint) -> Acupoint:
     """The bilateral counterpart on the right (-y) side; midline points map to themselves."""
     mirror = np.array([1.0, -1.0, 1.0])
-    if abs(point.position[1]) < 1e-9:
+    if not is_bilateral(point):
         return point
     return Acupoint(f"{point.code}-R", point.pinyin, point.chinese, point.number,
                     point.position * mirror, point.normal * mirror, point.stroke_dir * mirror)
+
+
+def _segment_distance(a: np.ndarray, b: np.ndarray, radius: float, p: np.ndarray) -> float:
+    """Signed distance from ``p`` to a capsule's surface (its round ends included)."""
+    u = float(np.clip((p - a) @ (b - a) / ((b - a) @ (b - a)), 0.0, 1.0))
+    return float(np.linalg.norm(p - (a + u * (b - a)))) - radius
+
+
+def ball_intrusion_model(point: Acupoint, radius_m: float) -> tuple[float, str]:
+    """How far the phantom reaches into a ball of ``radius_m`` resting on ``point`` (its
+    centre one radius out along the normal), in m, and the part that reaches furthest:
+    (0, "") when it fits. Exact for the limbs and the head; the trunk's ellipsoid by its
+    scaled distance, which does not underestimate the reach of a body this convex."""
+    centre = np.asarray(point.position, float) + radius_m * np.asarray(point.normal, float)
+    parts = [(_segment_distance(np.asarray(c.a), np.asarray(c.b), c.radius, centre), c.name)
+             for c in CAPSULES]
+    head = np.asarray(HEAD[1], float)
+    parts.append((float(np.linalg.norm(centre - head)) - HEAD[2], HEAD[0]))
+    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
+    parts.append(((float(np.linalg.norm((centre - c) / r)) - 1.0) * float(r.min()), TRUNK.name))
+    distance, part = min(parts)
+    return (radius_m - distance, part) if distance < radius_m - 1e-9 else (0.0, "")
+
+
+def is_bilateral(point: Acupoint) -> bool:
+    """The point has a counterpart on the other side of the body (it is off the midline)."""
+    return abs(float(point.position[1])) > 1e-9
+
+
+# Every point-side: each atlas point (the left side) and, off the midline, its right twin.
+POINT_SIDES: tuple[Acupoint, ...] = tuple(
+    p for a in ATLAS for p in ((a, right_side(a)) if is_bilateral(a) else (a,)))
+
+
+def side_of(point: Acupoint) -> str:
+    """left | right | midline."""
+    if not is_bilateral(point):
+        return "midline"
+    return "left" if point.position[1] > 0 else "right"
 
 
 def placement(position: tuple[float, float, float], yaw_deg: float) -> np.ndarray:

@@ -84,11 +84,29 @@ def test_atlas_has_twelve_points_on_the_surface():
     ("massage point number 10, light", "CV12", "light", "press"),
     ("揉中脘", "CV12", "moderate", "knead"),
     ("Press QIHAI firmly", "CV6", "firm", "press"),
+    ("press Zusanli on the right leg", "ST36-R", "moderate", "press"),
+    ("knead SP6-R lightly", "SP6-R", "light", "knead"),
+    ("press ST36-L", "ST36", "moderate", "press"),
+    ("press the left Hegu", "LI4", "moderate", "press"),
+    ("按右足三里", "ST36-R", "moderate", "press"),
+    ("press Zhongwan on the right", "CV12", "moderate", "press"),  # on the midline
 ])
 def test_instruction_parsing(text, code, pressure, technique):
     parsed = parse_instruction(text)
     assert (parsed.acupoint.code, parsed.pressure, parsed.technique) == (code, pressure,
                                                                           technique)
+
+
+def test_the_right_side_point_mirrors_the_left_one_across_the_midline():
+    from tuina.operators.phantom import POINT_SIDES, side_of
+
+    left, right = parse_instruction("press Neiguan").acupoint, \
+        parse_instruction("press Neiguan, right arm").acupoint
+    assert side_of(left) == "left" and side_of(right) == "right"
+    np.testing.assert_allclose(right.position, left.position * [1, -1, 1])
+    np.testing.assert_allclose(right.normal, left.normal * [1, -1, 1])
+    assert len(POINT_SIDES) == 22 and len({p.code for p in POINT_SIDES}) == 22
+    assert sum(side_of(p) == "midline" for p in POINT_SIDES) == 2
 
 
 def test_unknown_acupoint_names_the_closest():
@@ -632,3 +650,30 @@ def test_coverage_calls_a_far_press_wrong_and_a_refusal_by_its_own_reason():
                                     "pose-fit: seen at 80 deg from the camera"]})
     assert refused["outcome"] == "refused"
     assert refused["reason"] == "pose-fit: seen at 80 deg from the camera"
+
+
+def test_coverage_asks_for_every_point_side_in_words_that_parse_back_to_it():
+    from tuina.operators.phantom import POINT_SIDES
+
+    from tuina.evaluation.coverage import instruction
+
+    for point in POINT_SIDES:
+        parsed = parse_instruction(instruction(point)).acupoint
+        assert parsed.code == point.code
+        np.testing.assert_allclose(parsed.position, point.position)
+
+
+def test_a_point_where_the_body_model_reaches_into_the_ball_is_refused_naming_the_part():
+    from tuina.operators.grounding import ball_fit_problem
+    from tuina.operators.phantom import POINT_SIDES
+
+    refused = {p.code: ball_fit_problem(p, 0.02, 0.003) for p in POINT_SIDES}
+    # the thigh's round end bulges over the upper shin: the ball would touch the knee first
+    assert "thigh left reaches 4.5 mm" in refused["GB34"] and "GB34" in refused["GB34"]
+    assert "thigh right" in refused["GB34-R"]
+    assert "thigh" in refused["ST35"] and "upper arm" in refused["LI11"]
+    assert {code for code, why in refused.items() if why} == {
+        "GB34", "GB34-R", "ST35", "ST35-R", "LI11", "LI11-R"}
+    gb34 = next(p for p in POINT_SIDES if p.code == "GB34")
+    assert ball_fit_problem(gb34, 0.012, 0.003) == ""  # a smaller ball fits
+    assert ball_fit_problem(gb34, 0.02, 0.005) == ""  # or more clearance allowed

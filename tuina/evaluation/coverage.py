@@ -1,12 +1,13 @@
-"""``tuina eval coverage``: every atlas acupoint asked for in a real sim session each.
+"""``tuina eval coverage``: every atlas acupoint, on each side of the body where it is
+bilateral (the 22 point-sides), asked for in a real sim session each.
 
-Per point and seed (the seed of the camera's noise and of every RANSAC), one short press
-("press <pinyin> with moderate pressure") under dora, scored on the world's truth by the
-session: **pressed** (the true contact point within WRONG_MM of the acupoint), **refused**
-(no contact; the first error line is the reason a person reads), or **wrong** (pressed
-farther than WRONG_MM from the acupoint: the outcome that must never happen). A pressed
-point is *within bounds* when it is within 3 mm and 10 deg of the acupoint and its mean
-force within 0.5 N of the target.
+Per point-side and seed (the seed of the camera's noise and of every RANSAC), one short press
+("press <pinyin> with moderate pressure", "... on the right" for a right one) under dora,
+scored on the world's truth by the session: **pressed** (the true contact point within
+WRONG_MM of the acupoint), **refused** (no contact; the first error line is the reason a
+person reads), or **wrong** (pressed farther than WRONG_MM from the acupoint: the outcome
+that must never happen). A pressed point is *within bounds* when it is within 3 mm and
+10 deg of the acupoint and its mean force within 0.5 N of the target.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from tuina.evaluation.sessions import evaluate_graph, run_session, unknown_choice
-from tuina.operators.phantom import ATLAS
+from tuina.operators.phantom import POINT_SIDES, Acupoint, side_of
 
 WRONG_MM = 10.0
 BOUNDS = {"acupoint_error_mm": 3.0, "normal_error_deg": 10.0, "force_error_n": 0.5}
@@ -51,17 +52,23 @@ def outcome(summary: dict[str, Any]) -> dict[str, Any]:
     return row
 
 
+def instruction(point: Acupoint) -> str:
+    """What a person says to have ``point`` pressed, naming the side of a right one."""
+    side = " on the right" if side_of(point) == "right" else ""
+    return f"press {point.pinyin}{side} with moderate pressure"
+
+
 def run(graph: Path, log: Any = print, seeds: int = 1,
         codes: list[str] | None = None) -> dict[str, Any]:
-    """Every point asked for (all by default), on seeds 0..seeds-1, and the counts."""
+    """Every point-side asked for (all by default), on seeds 0..seeds-1, and the counts."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="tuina-eval-coverage-") as tmp:
         for seed in range(seeds):
-            for point in ATLAS:
+            for point in POINT_SIDES:
                 if codes and point.code not in codes:
                     continue
                 overrides = {
-                    "operator": {"INSTRUCTION": f"press {point.pinyin} with moderate pressure"},
+                    "operator": {"INSTRUCTION": instruction(point)},
                     "planner": {"PRESS_S": PRESS_S},
                     "camera": {"SEED": seed}, "grounding": {"SEED": seed},
                     "pose-fit": {"SEED": seed}, "icp-tracker": {"SEED": seed}}
@@ -98,7 +105,7 @@ def table(result: dict[str, Any]) -> str:
 
 def main(args: Any) -> int:
     """``tuina eval coverage``: the table, or one JSON object with --json."""
-    if unknown_choice("coverage", "acupoint code", args.point, [p.code for p in ATLAS]):
+    if unknown_choice("coverage", "acupoint code", args.point, [p.code for p in POINT_SIDES]):
         return 2
     return evaluate_graph("coverage", args, lambda graph, log: run(graph, log, args.seeds,
                                                                    args.point),

@@ -24,7 +24,7 @@ from tuina.operators.geometry import (
     transform_points,
 )
 from tuina.operators.motion import BodyMotionScript, body_offset
-from tuina.operators.phantom import ATLAS, CAPSULES, HEAD, TRUNK, placement
+from tuina.operators.phantom import CAPSULES, HEAD, POINT_SIDES, TRUNK, placement
 
 # read by mujoco at import: headless EGL unless the graph's env says otherwise
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -580,11 +580,11 @@ class MassageWorld:
         T = np.eye(4)
         T[:3, :3] = quat_to_matrix(np.roll(mq, -1))
         T[:3, 3] = mp
-        positions = transform_points(T, np.array([a.position for a in ATLAS]))
-        normals = np.array([a.normal for a in ATLAS]) @ T[:3, :3].T
+        positions = transform_points(T, np.array([a.position for a in POINT_SIDES]))
+        normals = np.array([a.normal for a in POINT_SIDES]) @ T[:3, :3].T
         return {
             "body_position": mp.tolist(), "body_quaternion": np.roll(mq, -1).tolist(),
-            "acupoint_codes": [a.code for a in ATLAS],
+            "acupoint_codes": [a.code for a in POINT_SIDES],
             "acupoint_positions": positions.ravel().tolist(),
             "acupoint_normals": normals.ravel().tolist(),
             "contact_force": force.tolist(), "contact_point": point.tolist(),
