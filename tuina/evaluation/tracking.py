@@ -242,7 +242,8 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
                 log(f"  follow {s['follow_err_mm']:.2f} mm (p95 {s['follow_err_p95_mm']:.2f}, max "
                     f"{s['follow_err_max_mm']:.2f}), "
                     f"force {s['force_mean_n']:.2f} N, max {s['max_force_n']:.1f} N, aborts "
-                    f"{len(s['aborts'])}, regrounds {s['regrounds']}, ok {s['ok']}")
+                    f"{len(s['aborts'])}, regrounds {s['regrounds']}, ok {s['ok']}"
+                    + ("" if s["ok"] else f": {'; '.join(s.get('problems', []))}"))
     return summarize(rows)
 
 
