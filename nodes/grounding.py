@@ -78,6 +78,11 @@ PARAMS = [
           "the body model reaches into the ball is refused", low=0.0, high=0.1),
     Param("BALL_CLEARANCE_M", "float", 0.003, "m", "atlas: how far the body model may reach "
           "into the ball", low=0.0, high=0.02),
+    Param("APPROACH_CLEARANCE_M", "float", 0.03, "m", "atlas: the tool's way in along the "
+          "normal must pass this far from the body model (0: not checked)", low=0.0,
+          high=0.2),
+    Param("APPROACH_LENGTH_M", "float", 0.15, "m", "atlas: how far out that way is checked",
+          low=0.0, high=0.5),
     Param("SEED", "int", 0, "-", "seed of the table RANSAC"),
     Param("REGROUND_DELAY_S", "float", 1.0, "s",
           "after a re-grounding request, wait this long for the body to settle", low=0.0),
@@ -234,7 +239,9 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
                       np.asarray(cfg["ROI_MAX"]), rng)
     found = ground_acupoint(point, body, info.K, info.extrinsics, nominal,
                             ball_radius_m=cfg["BALL_RADIUS_M"],
-                            ball_clearance_m=cfg["BALL_CLEARANCE_M"])
+                            ball_clearance_m=cfg["BALL_CLEARANCE_M"],
+                            approach_clearance_m=cfg["APPROACH_CLEARANCE_M"],
+                            approach_length_m=cfg["APPROACH_LENGTH_M"])
     if stroke is None and cfg["STROKE_LENGTH_M"] > 0 and parsed.technique == "stroke":
         stroke = stroke_pixels(point, found.fit.base_T_body, info.K,
                                np.linalg.inv(info.extrinsics), cfg["STROKE_LENGTH_M"])

@@ -12,7 +12,12 @@ from tuina.operators.geometry import (
     project,
     transform_points,
 )
-from tuina.operators.phantom import Acupoint, ball_intrusion_model, surface_samples
+from tuina.operators.phantom import (
+    Acupoint,
+    approach_clearance,
+    ball_intrusion_model,
+    surface_samples,
+)
 
 
 class GroundingError(ValueError):
@@ -124,14 +129,34 @@ def ball_fit_problem(point: Acupoint, radius_m: float, clearance_m: float) -> st
             "pressed first; not pressed; choose a point nearby or a smaller ball")
 
 
+def approach_problem(point: Acupoint, ball_radius_m: float, corridor_m: float,
+                     length_m: float) -> str:
+    """Why the tool cannot come in to ``point`` along its normal on the body model (another
+    part of the body passes within ``corridor_m`` of that line, from just past the ball out to
+    ``length_m``: the tool would strike it), or "" when the way in is clear."""
+    clearance, part = approach_clearance(point, 2 * ball_radius_m + 0.005, length_m)
+    if clearance >= corridor_m:
+        return ""
+    return (f"the tool's way in to {point.code} along the surface normal passes "
+            f"{max(clearance, 0.0) * 1000:.0f} mm from the {part.replace('_', ' ')} (it needs "
+            f"{corridor_m * 1000:.0f} mm): the tool would strike it; not pressed; turn the body "
+            "so the point faces the arm, or choose another point")
+
+
 def ground_acupoint(point: Acupoint, body_base: np.ndarray, K: np.ndarray,
                     base_T_camera: np.ndarray, nominal_base_T_body: np.ndarray,
                     min_fitness: float = 0.3, ball_radius_m: float = 0.0,
-                    ball_clearance_m: float = 0.0) -> GroundedAcupoint:
+                    ball_clearance_m: float = 0.0, approach_clearance_m: float = 0.0,
+                    approach_length_m: float = 0.15) -> GroundedAcupoint:
     """Register the phantom to the body cloud and project the acupoint into the image;
-    GroundingError when the ball (``ball_radius_m`` > 0) cannot press it on the model."""
+    GroundingError when, on the body model, the ball (``ball_radius_m`` > 0) cannot press
+    it or the tool's way in along the normal passes within ``approach_clearance_m`` of the
+    body (> 0)."""
     if ball_radius_m > 0 and (problem := ball_fit_problem(point, ball_radius_m,
                                                           ball_clearance_m)):
+        raise GroundingError(problem)
+    if approach_clearance_m > 0 and (problem := approach_problem(
+            point, ball_radius_m, approach_clearance_m, approach_length_m)):
         raise GroundingError(problem)
     fit = fit_phantom(body_base, nominal_base_T_body)
     if fit.fitness < min_fitness:

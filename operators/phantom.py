@@ -183,20 +183,34 @@ def _segment_distance(a: np.ndarray, b: np.ndarray, radius: float, p: np.ndarray
     return float(np.linalg.norm(p - (a + u * (b - a)))) - radius
 
 
+def body_distance(p: np.ndarray) -> tuple[float, str]:
+    """Signed distance from ``p`` (body frame) to the phantom's surface, and the part nearest:
+    exact for the limbs (capsules, round ends included) and the head; the trunk's ellipsoid by
+    its scaled distance, which does not underestimate how near a body this convex is."""
+    parts = [(_segment_distance(np.asarray(c.a), np.asarray(c.b), c.radius, p), c.name)
+             for c in CAPSULES]
+    parts.append((float(np.linalg.norm(p - np.asarray(HEAD[1], float))) - HEAD[2], HEAD[0]))
+    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
+    parts.append(((float(np.linalg.norm((p - c) / r)) - 1.0) * float(r.min()), TRUNK.name))
+    return min(parts)
+
+
 def ball_intrusion_model(point: Acupoint, radius_m: float) -> tuple[float, str]:
     """How far the phantom reaches into a ball of ``radius_m`` resting on ``point`` (its
     centre one radius out along the normal), in m, and the part that reaches furthest:
-    (0, "") when it fits. Exact for the limbs and the head; the trunk's ellipsoid by its
-    scaled distance, which does not underestimate the reach of a body this convex."""
-    centre = np.asarray(point.position, float) + radius_m * np.asarray(point.normal, float)
-    parts = [(_segment_distance(np.asarray(c.a), np.asarray(c.b), c.radius, centre), c.name)
-             for c in CAPSULES]
-    head = np.asarray(HEAD[1], float)
-    parts.append((float(np.linalg.norm(centre - head)) - HEAD[2], HEAD[0]))
-    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
-    parts.append(((float(np.linalg.norm((centre - c) / r)) - 1.0) * float(r.min()), TRUNK.name))
-    distance, part = min(parts)
+    (0, "") when it fits."""
+    distance, part = body_distance(np.asarray(point.position, float)
+                                   + radius_m * np.asarray(point.normal, float))
     return (radius_m - distance, part) if distance < radius_m - 1e-9 else (0.0, "")
+
+
+def approach_clearance(point: Acupoint, start_m: float, length_m: float,
+                       step_m: float = 0.005) -> tuple[float, str]:
+    """The phantom's nearest approach to the line out of ``point`` along its normal, from
+    ``start_m`` to ``start_m + length_m`` (the way a tool comes in), and the part there."""
+    n = np.asarray(point.normal, float) / np.linalg.norm(point.normal)
+    return min(body_distance(np.asarray(point.position, float) + s * n)
+               for s in np.arange(start_m, start_m + length_m + 1e-9, step_m))
 
 
 def is_bilateral(point: Acupoint) -> bool:

@@ -677,3 +677,16 @@ def test_a_point_where_the_body_model_reaches_into_the_ball_is_refused_naming_th
     gb34 = next(p for p in POINT_SIDES if p.code == "GB34")
     assert ball_fit_problem(gb34, 0.012, 0.003) == ""  # a smaller ball fits
     assert ball_fit_problem(gb34, 0.02, 0.005) == ""  # or more clearance allowed
+
+
+def test_a_point_whose_way_in_passes_another_limb_is_refused_naming_it():
+    from tuina.operators.grounding import approach_problem
+    from tuina.operators.phantom import POINT_SIDES
+
+    blocked = {p.code: approach_problem(p, 0.02, 0.03, 0.15) for p in POINT_SIDES}
+    # Sanyinjiao lies on the shin's inner side: the tool would come in past the other shin
+    assert "shin left" in blocked["SP6-R"] and "strike" in blocked["SP6-R"]
+    assert "shin right" in blocked["SP6"]
+    assert {code for code, why in blocked.items() if why} == {"SP6", "SP6-R", "ST35", "ST35-R"}
+    sp6 = next(p for p in POINT_SIDES if p.code == "SP6-R")
+    assert approach_problem(sp6, 0.02, 0.015, 0.15) == ""  # a slimmer tool passes
