@@ -29,6 +29,8 @@ from tuina.messages import (
 from tuina.node import Outputs, configure, fail
 from tuina.sim.world import FAULTS, ROBOTS, WorldConfig
 
+_SCENE = WorldConfig()  # the default scene: its geometry is declared there once
+
 PARAMS = [
     Param("ROBOT", "choice", "fr3", "-", "the simulated arm: fr3 (franky connects to it) or "
           "baxter_left (rosbridge, as on a real Baxter)", choices=ROBOTS),
@@ -39,23 +41,23 @@ PARAMS = [
     Param("FPS", "float", 15.0, "Hz", "camera frame rate", low=1, high=60),
     Param("RGB_EVERY", "int", 1, "frames", "render RGB on every n-th frame only (depth is "
           "rendered on every frame; RGB costs ~25 ms on a CPU)", low=1, high=30),
-    Param("WIDTH", "int", 640, "px", "image width", low=64, high=1920),
-    Param("HEIGHT", "int", 480, "px", "image height", low=48, high=1080),
-    Param("CAMERA_POSITION", "floats", [0.55, 0.0, 0.95], "m", "camera position (base)",
+    Param("WIDTH", "int", _SCENE.width, "px", "image width", low=64, high=1920),
+    Param("HEIGHT", "int", _SCENE.height, "px", "image height", low=48, high=1080),
+    Param("CAMERA_POSITION", "floats", list(_SCENE.camera_position), "m", "camera position (base)",
           length=3),
-    Param("CAMERA_TARGET", "floats", [0.55, 0.0, 0.0], "m", "point the camera looks at",
+    Param("CAMERA_TARGET", "floats", list(_SCENE.camera_target), "m", "point the camera looks at",
           length=3),
-    Param("CAMERA_UP", "floats", [1.0, 0.0, 0.0], "-", "direction that is up in the image",
+    Param("CAMERA_UP", "floats", list(_SCENE.camera_up), "-", "direction that is up in the image",
           length=3),
-    Param("CAMERA_MOUNT_ERROR", "floats", [4.0, -3.0, 5.0, 0.8, -0.6, 0.4], "mm, deg",
+    Param("CAMERA_MOUNT_ERROR", "floats", list(_SCENE.camera_mount_error), "mm, deg",
           "true mount minus drawing (camera frame xyz mm, xyz Euler deg); camera_info "
           "reports the drawing", length=6),
     Param("CALIBRATION_MARKER", "bool", False, "-", "mount the green calibration ball"),
-    Param("TABLE_POSITION", "floats", [0.5, 0.05, 0.0], "m", "table centre x, y and top z "
-          "(base frame)", length=3),
-    Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m", "phantom pelvis on the table",
+    Param("TABLE_POSITION", "floats", list(_SCENE.table_position), "m",
+          "table centre x, y and top z (base frame)", length=3),
+    Param("BODY_POSITION", "floats", list(_SCENE.body_position), "m", "phantom pelvis on the table",
           length=3),
-    Param("BODY_YAW_DEG", "float", 90.0, "deg", "phantom heading about z"),
+    Param("BODY_YAW_DEG", "float", _SCENE.body_yaw_deg, "deg", "phantom heading about z"),
     Param("BODY_MOTION", "choice", "none", "-", "scripted body motion: shift (smooth), "
           f"drift (constant velocity, goes on), jerk (within {JERK_S} s)", choices=KINDS),
     Param("BODY_MOTION_TRIGGER", "choice", "time", "-",

@@ -62,12 +62,24 @@ HEAD = ("head", (0.69, 0.0, 0.095), 0.095)
 
 
 def _limbs(side: str, s: float) -> list[Capsule]:
+    # The thigh and the upper arm taper to the knee and the elbow in steps, each segment
+    # meeting the next on its axis: a knee or an elbow as wide as the limb below it, so a
+    # point at the joint line lies on the surface of both (one wide round end would bulge
+    # over the joint and reach into a ball pressing there).
+    hip, thigh_1, thigh_2 = (-0.02, 0.09 * s, 0.07), (-0.20, 0.095 * s, 0.066), \
+        (-0.33, 0.10 * s, 0.058)
+    knee, ankle = (-0.45, 0.105 * s, 0.05), (-0.85, 0.125 * s, 0.042)
+    shoulder, arm_1, elbow = (0.50, 0.215 * s, 0.07), (0.36, 0.23 * s, 0.06), \
+        (0.22, 0.245 * s, 0.052)
     return [
-        Capsule(f"thigh_{side}", (-0.02, 0.09 * s, 0.07), (-0.45, 0.10 * s, 0.058), 0.068),
-        Capsule(f"shin_{side}", (-0.45, 0.10 * s, 0.052), (-0.85, 0.10 * s, 0.042), 0.048),
-        Capsule(f"foot_{side}", (-0.88, 0.10 * s, 0.05), (-0.95, 0.10 * s, 0.17), 0.035),
-        Capsule(f"upper_arm_{side}", (0.50, 0.215 * s, 0.07), (0.22, 0.245 * s, 0.055), 0.043),
-        Capsule(f"forearm_{side}", (0.22, 0.245 * s, 0.05), (-0.04, 0.255 * s, 0.045), 0.035),
+        Capsule(f"thigh_{side}", hip, thigh_1, 0.068),
+        Capsule(f"thigh_middle_{side}", thigh_1, thigh_2, 0.058),
+        Capsule(f"thigh_distal_{side}", thigh_2, knee, 0.048),
+        Capsule(f"shin_{side}", knee, ankle, 0.048),
+        Capsule(f"foot_{side}", (-0.88, 0.125 * s, 0.05), (-0.95, 0.125 * s, 0.17), 0.035),
+        Capsule(f"upper_arm_{side}", shoulder, arm_1, 0.043),
+        Capsule(f"upper_arm_distal_{side}", arm_1, elbow, 0.035),
+        Capsule(f"forearm_{side}", elbow, (-0.04, 0.255 * s, 0.045), 0.035),
         Capsule(f"hand_{side}", (-0.06, 0.255 * s, 0.035), (-0.20, 0.255 * s, 0.03), 0.025),
     ]
 
@@ -109,16 +121,17 @@ def _on_trunk(x: float, y: float) -> tuple[np.ndarray, ...]:
 
 
 def _atlas() -> tuple[Acupoint, ...]:
-    shin, thigh = capsule("shin_left"), capsule("thigh_left")
+    shin, thigh = capsule("shin_left"), capsule("thigh_distal_left")
     leg_cun = shin.length / 16.0
+    # SP10: 2 cun above the patella's upper border, which lies ~1 cun above the knee line
+    sp10 = (shin.a[0] + 3 * leg_cun - thigh.a[0]) / (thigh.b[0] - thigh.a[0])
     # (code, pinyin, chinese, number, (point, normal, stroke_dir))
     table = [
         ("ST36", "Zusanli", "足三里", 1, _on_capsule(shin, 3 / 16, 25.0)),
         ("ST35", "Dubi", "犊鼻", 2, _on_capsule(shin, 0.02, 30.0)),
         ("GB34", "Yanglingquan", "阳陵泉", 3, _on_capsule(shin, 2 / 16, 75.0)),
         ("SP6", "Sanyinjiao", "三阴交", 4, _on_capsule(shin, 13 / 16, -70.0)),
-        ("SP10", "Xuehai", "血海", 5,
-         _on_capsule(thigh, 1.0 - 2 * leg_cun / thigh.length - 0.06, -45.0)),
+        ("SP10", "Xuehai", "血海", 5, _on_capsule(thigh, sp10, -45.0)),
         ("LR3", "Taichong", "太冲", 6, _on_capsule(capsule("foot_left"), 0.55, -10.0)),
         ("LI4", "Hegu", "合谷", 7, _on_capsule(capsule("hand_left"), 0.35, 60.0)),
         ("LI11", "Quchi", "曲池", 8, _on_capsule(capsule("forearm_left"), 0.03, 70.0)),

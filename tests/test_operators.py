@@ -663,30 +663,45 @@ def test_coverage_asks_for_every_point_side_in_words_that_parse_back_to_it():
         np.testing.assert_allclose(parsed.position, point.position)
 
 
+def _surface_point(code: str, limb: str, fraction: float, lateral_deg: float):
+    """A point on the phantom's surface, for the body-model checks."""
+    from tuina.operators.phantom import Acupoint, _on_capsule, capsule
+
+    position, normal, along = _on_capsule(capsule(limb), fraction, lateral_deg)
+    return Acupoint(code, code, code, 0, position, normal, along)
+
+
 def test_a_point_where_the_body_model_reaches_into_the_ball_is_refused_naming_the_part():
     from tuina.operators.grounding import ball_fit_problem
     from tuina.operators.phantom import POINT_SIDES
 
-    refused = {p.code: ball_fit_problem(p, 0.02, 0.003) for p in POINT_SIDES}
-    # the thigh's round end bulges over the upper shin: the ball would touch the knee first
-    assert "thigh left reaches 4.5 mm" in refused["GB34"] and "GB34" in refused["GB34"]
-    assert "thigh right" in refused["GB34-R"]
-    assert "thigh" in refused["ST35"] and "upper arm" in refused["LI11"]
-    assert {code for code, why in refused.items() if why} == {
-        "GB34", "GB34-R", "ST35", "ST35-R", "LI11", "LI11-R"}
-    gb34 = next(p for p in POINT_SIDES if p.code == "GB34")
-    assert ball_fit_problem(gb34, 0.012, 0.003) == ""  # a smaller ball fits
-    assert ball_fit_problem(gb34, 0.02, 0.005) == ""  # or more clearance allowed
+    # every atlas point-side has room for the 40 mm ball: the knee and the elbow are as wide
+    # as the limb below them
+    refused = {p.code: why for p in POINT_SIDES if (why := ball_fit_problem(p, 0.02, 0.003))}
+    assert refused == {}
+    # the back of the hand just past the wrist, under the forearm's round end
+    wrist = _surface_point("WRIST", "hand_left", 0.1, 0.0)
+    why = ball_fit_problem(wrist, 0.02, 0.003)
+    assert "forearm left reaches 5.4 mm" in why and "WRIST" in why and "smaller ball" in why
+    # the groin: the trunk reaches in
+    groin = _surface_point("GROIN", "thigh_left", 0.15, -45.0)
+    assert "trunk reaches" in ball_fit_problem(groin, 0.02, 0.003)
+    assert ball_fit_problem(wrist, 0.012, 0.003) == ""  # a smaller ball fits
+    assert ball_fit_problem(wrist, 0.02, 0.006) == ""  # or more clearance allowed
 
 
 def test_a_point_whose_way_in_passes_another_limb_is_refused_naming_it():
     from tuina.operators.grounding import approach_problem
     from tuina.operators.phantom import POINT_SIDES
 
-    blocked = {p.code: approach_problem(p, 0.02, 0.03, 0.15) for p in POINT_SIDES}
-    # Sanyinjiao lies on the shin's inner side: the tool would come in past the other shin
-    assert "shin left" in blocked["SP6-R"] and "strike" in blocked["SP6-R"]
-    assert "shin right" in blocked["SP6"]
-    assert {code for code, why in blocked.items() if why} == {"SP6", "SP6-R", "ST35", "ST35-R"}
-    sp6 = next(p for p in POINT_SIDES if p.code == "SP6-R")
-    assert approach_problem(sp6, 0.02, 0.015, 0.15) == ""  # a slimmer tool passes
+    # the legs lie apart: Sanyinjiao's way in on the shin's inner side passes the other shin
+    # with room to spare, as does every other atlas point-side's
+    blocked = {p.code: why for p in POINT_SIDES
+               if (why := approach_problem(p, 0.02, 0.03, 0.15))}
+    assert blocked == {}
+    # a point facing straight at the other shin
+    inner = _surface_point("INNER", "shin_left", 0.5, -75.0)
+    why = approach_problem(inner, 0.02, 0.03, 0.15)
+    assert "passes 12 mm from the shin right" in why and "strike" in why
+    assert approach_problem(inner, 0.02, 0.01, 0.15) == ""  # a slimmer tool passes
+

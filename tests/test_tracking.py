@@ -116,9 +116,11 @@ def test_motion_too_far_from_the_reference_asks_for_regrounding():
     for k in range(1, 25):
         moved = body_motion((k, 0, 0), (0, 0, 0)) @ NOMINAL  # 1 mm per 0.1 s
         statuses.append(tracker.update(upper_body(moved, rng), k * 3 * FRAME_NS))
-    assert [e.status for e in statuses[:14]] == ["ok"] * 14
-    assert statuses[15].status == "large_motion" and statuses[15].reground
-    assert all(e.status == "lost" for e in statuses[16:])
+    # 15 mm (k = 15) is on the limit: ICP's estimate falls either side of it
+    first = next(i for i, e in enumerate(statuses) if e.status != "ok")
+    assert first in (14, 15)
+    assert statuses[first].status == "large_motion" and statuses[first].reground
+    assert all(e.status == "lost" and not e.reground for e in statuses[first + 1:])
 
 
 @pytest.mark.parametrize("make,status", [

@@ -61,8 +61,8 @@ class WorldConfig:
     table_position: tuple[float, float, float] = (0.5, 0.05, 0.0)  # centre x, y; top z
     body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)
     body_yaw_deg: float = 90.0
-    camera_position: tuple[float, float, float] = (0.55, 0.0, 0.95)
-    camera_target: tuple[float, float, float] = (0.55, 0.0, 0.0)
+    camera_position: tuple[float, float, float] = (0.55, -0.08, 1.05)
+    camera_target: tuple[float, float, float] = (0.55, -0.08, 0.0)
     camera_up: tuple[float, float, float] = (1.0, 0.0, 0.0)  # image up, projected
     # how the real mount differs from the drawing, in the camera frame: mm, then xyz deg
     camera_mount_error: tuple[float, ...] = (4.0, -3.0, 5.0, 0.8, -0.6, 0.4)
