@@ -68,7 +68,7 @@ def recorded_frames(seed: int) -> dict[str, Any]:
 
 def body_frames(rendered: dict[str, Any]) -> tuple[list[np.ndarray], list[np.ndarray]]:
     """Per frame: the body points the tracker would register, and the true motion."""
-    from tuina.nodes.icp_tracker import arm_model
+    from tuina.operators.arms import arm_model
 
     arm = arm_model("fr3", 0.0466)
     frames, K, cam = rendered["frames"], rendered["K"], rendered["base_T_camera"]

@@ -23,6 +23,7 @@ from tuina.operators.grounding import (
     GroundingError,
     body_cloud,
     ground_acupoint,
+    side_facing_arm,
     stroke_pixels,
     validate_stroke,
 )
@@ -228,6 +229,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     parsed = parse_instruction(request.text, require_acupoint=stroke is None)
     force = forces[parsed.pressure]
     point = parsed.acupoint
+    if point is not None and not parsed.side:  # no side named: the one that faces the arm
+        point = side_facing_arm(point, nominal)
     if point is None:
         box = np.concatenate([stroke.min(axis=0), stroke.max(axis=0)])
         return GroundedTarget("STROKE", "drawn stroke", 0, box.tolist(), stroke[0].tolist(),

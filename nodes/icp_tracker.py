@@ -21,10 +21,9 @@ from __future__ import annotations
 from collections import OrderedDict
 
 import numpy as np
-from tuina.operators.arms import ARMS, arm_kinematics
+from tuina.operators.arms import ARMS, arm_model
 from tuina.operators.sensor import DepthWatch
 from tuina.operators.tracking import (
-    ArmModel,
     BodyTracker,
     MotionEstimate,
     TrackerConfig,
@@ -104,16 +103,6 @@ def tracker_config(cfg: dict) -> TrackerConfig:
         max_speed_m_s=cfg["MAX_BODY_SPEED"], max_rate_deg_s=cfg["MAX_BODY_RATE_DEG_S"],
         max_total_m=cfg["MAX_TOTAL_M"], max_total_deg=cfg["MAX_TOTAL_DEG"],
         lost_after_frames=cfg["LOST_AFTER_FRAMES"], table_margin_m=cfg["TABLE_MARGIN_M"])
-
-
-def arm_model(robot: str, tool_length_m: float) -> ArmModel | None:
-    """Kinematic chain of the arm in view, for masking; None when no arm is in view."""
-    if robot == "none":
-        return None
-    arm = arm_kinematics(robot, tool_length_m)
-    finger_axis = arm.flange_T_tool[:3, 1]  # the hand's fingers open along the tool frame's y
-    hand = np.array([0.08 * finger_axis + [0, 0, 0.05], -0.08 * finger_axis + [0, 0, 0.05]])
-    return ArmModel(arm, hand)
 
 
 def to_message(estimate: MotionEstimate, reference_stamp_ns: int) -> BodyMotion:

@@ -1,25 +1,44 @@
 """planner: target pose -> time-parameterised massage trajectory with IK.
 
-Inputs: ``target_pose`` (trigger), ``robot_state`` (latest value: start pose, joints, clock).
+Inputs: ``target_pose`` (trigger), ``robot_state`` (latest value: start pose, joints, clock),
+``depth`` and ``camera_info`` (latest: what the arm must keep clear of).
 Outputs: ``trajectory``, ``events`` (errors: no reachable pose, naming what blocks it).
 
 The ball presses the same way from a range of angles: when the arm cannot reach the target
 with the tool straight along the surface normal, the tool is tilted (up to MAX_TILT_DEG,
 every direction) and turned about the normal until a pose is reached well inside the joint
-limits, away from singularities, with the whole plan inside the workspace box; the force is
-still regulated along the normal.
+limits, away from singularities, with the whole plan inside the workspace box and the arm,
+hand and tool clear of everything the camera sees (the body, the table) outside the contact
+itself; the force is still regulated along the normal.
 """
 
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 
 import numpy as np
-from tuina.operators.arms import ARMS, arm_kinematics
-from tuina.operators.planner import PlannerConfig, PlanningError, ReachConfig, plan_reachable
+from tuina.operators.arms import ARMS, arm_kinematics, arm_model
+from tuina.operators.planner import (
+    ClearanceConfig,
+    PlannerConfig,
+    PlanningError,
+    ReachConfig,
+    collision_problem,
+    plan_reachable,
+    seen_points,
+)
 
 from tuina.config import Param
-from tuina.messages import BASE_FRAME, RobotState, SessionEvent, TargetPose, Trajectory
+from tuina.messages import (
+    BASE_FRAME,
+    CameraInfo,
+    RobotState,
+    SessionEvent,
+    TargetPose,
+    Trajectory,
+    decode_depth,
+)
 from tuina.node import Outputs, configure, events, stamp_of
 
 PARAMS = [
@@ -44,7 +63,34 @@ PARAMS = [
           "only)", low=0.0, high=45.0),
     Param("BALL_RADIUS_M", "float", 0.02, "m", "massage ball radius (a tilted ball touches "
           "the target off its axis)", low=0.001, high=0.1),
+    Param("ARM_CLEARANCE_M", "float", 0.07, "m", "the links and hand keep this far from every "
+          "point the camera sees (body, table) along the plan", low=0.0, high=0.3),
+    Param("TOOL_CLEARANCE_M", "float", 0.025, "m", "the tool (flange to ball) keeps this far "
+          "from every seen point outside the contact zone", low=0.0, high=0.1),
+    Param("CONTACT_ZONE_M", "float", 0.05, "m", "seen points this near the target are the "
+          "contact itself, not obstacles", low=0.0, high=0.2),
+    Param("DEPTH_STRIDE", "int", 4, "px", "every n-th depth pixel is an obstacle point",
+          low=1, high=16),
 ]
+
+
+def clear_of_what_is_seen(depth_event: dict | None, info: CameraInfo | None, cfg: dict,
+                          chain_of: Callable[[np.ndarray], np.ndarray], q: np.ndarray,
+                          target: np.ndarray) -> Callable[[np.ndarray, list[str]], str]:
+    """Joints and phases -> why the arm there would strike what the latest depth frame shows
+    ("" when clear); PlanningError when there is no frame to check against."""
+    if depth_event is None or info is None:
+        raise PlanningError("no depth frame yet: the arm's way cannot be checked against the "
+                            "body; wire camera/depth and camera/camera_info into the planner")
+    clearance = ClearanceConfig(cfg["ARM_CLEARANCE_M"], cfg["TOOL_CLEARANCE_M"],
+                                cfg["CONTACT_ZONE_M"])
+    stride, grow = cfg["DEPTH_STRIDE"], cfg["ARM_CLEARANCE_M"]
+    depth = decode_depth(depth_event["value"], depth_event["metadata"], stride)
+    seen = seen_points(depth, info.K, info.extrinsics, stride,
+                       np.asarray(cfg["WORKSPACE_MIN"]) - grow,
+                       np.asarray(cfg["WORKSPACE_MAX"]) + grow, chain_of(q), grow + 0.02)
+    return lambda joints, phases: collision_problem(chain_of, joints, phases, seen, target,
+                                                    clearance)
 
 
 def main() -> None:
@@ -53,6 +99,7 @@ def main() -> None:
     from dora import Node
 
     arm = arm_kinematics(cfg["ROBOT"], cfg["TOOL_LENGTH_M"])
+    chain_of = arm_model(cfg["ROBOT"], cfg["TOOL_LENGTH_M"]).chain
     pcfg = PlannerConfig(standoff_m=cfg["STANDOFF_M"], clearance_m=cfg["CLEARANCE_M"],
                          max_speed=cfg["MAX_SPEED"], max_accel=cfg["MAX_ACCEL"],
                          max_jerk=cfg["MAX_JERK"], press_s=cfg["PRESS_S"],
@@ -62,10 +109,16 @@ def main() -> None:
     out = Outputs(node)
     state: RobotState | None = None
     state_stamp = 0
+    depth_event: dict | None = None
+    info: CameraInfo | None = None
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         if event["id"] == "robot_state":
             state, state_stamp = RobotState.from_arrow(event["value"]), stamp
+        elif event["id"] == "depth":
+            depth_event = event
+        elif event["id"] == "camera_info":
+            info = CameraInfo.from_arrow(event["value"])
         elif event["id"] == "target_pose":
             target = TargetPose.from_arrow(event["value"])
             if state is None:
@@ -80,13 +133,15 @@ def main() -> None:
                 ).to_arrow(), stamp, BASE_FRAME)
                 continue
             try:
+                collision = clear_of_what_is_seen(depth_event, info, cfg, chain_of,
+                                                  np.asarray(state.q), np.asarray(target.position))
                 reached = plan_reachable(
                     arm, np.asarray(state.q), np.asarray(state.tool_position),
                     np.asarray(state.tool_quaternion), np.asarray(target.position),
                     np.asarray(target.normal), np.asarray(target.quaternion),
                     np.asarray(target.path).reshape(-1, 3), target.force_n, target.technique,
                     pcfg, reach, np.asarray(cfg["WORKSPACE_MIN"]),
-                    np.asarray(cfg["WORKSPACE_MAX"]))
+                    np.asarray(cfg["WORKSPACE_MAX"]), collision)
             except PlanningError as err:
                 print(f"tuina-planner: error: {err}", file=sys.stderr, flush=True)
                 out.send("events", SessionEvent("error", f"planner: {err}").to_arrow(),

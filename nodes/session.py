@@ -99,6 +99,7 @@ def main() -> None:
         duration = (last_ns - (first_ns or last_ns)) * 1e-9
         summary = summarize(log, duration, limits)
         summary["session"] = name
+        summary["target"] = target.code if target is not None else ""  # the point-side pressed
         folder.mkdir(parents=True, exist_ok=True)
         tmp = folder / "summary.json.tmp"
         tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))

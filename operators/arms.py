@@ -163,3 +163,37 @@ def arm_kinematics(arm: str, tool_length_m: float) -> ArmKinematics:
     else:
         flange_T_tool = pin.SE3(np.eye(3), np.array([0.0, 0.0, tool_length_m])).homogeneous
     return ArmKinematics(model, flange, flange_T_tool, posture)
+
+
+class ArmModel:
+    """Where the arm is: its kinematic chain as a polyline, to mask it out of body clouds.
+
+    The polyline runs through every joint origin, the flange, the tool contact point and
+    across the hand (``hand_points`` in the flange frame): with a radius it covers links,
+    hand and tool.
+    """
+
+    def __init__(self, arm: ArmKinematics, hand_points: np.ndarray):
+        self.arm = arm
+        self.flange = arm.model.getFrameId(arm.flange_frame)
+        self.hand_points = np.asarray(hand_points, float).reshape(-1, 3)
+
+    def chain(self, q: np.ndarray) -> np.ndarray:
+        """Polyline of the arm in the base frame for joint positions q."""
+        arm = self.arm
+        tool = arm.forward(q).translation  # also places every joint and frame
+        joints = [arm.data.oMi[i].translation for i in range(arm.model.njoints)]
+        flange = arm.data.oMf[self.flange].homogeneous
+        hand = self.hand_points @ flange[:3, :3].T + flange[:3, 3]
+        # the hand crosswise, back through the flange, then down to the tool
+        return np.vstack([*joints, flange[:3, 3], *hand, flange[:3, 3], tool])
+
+
+def arm_model(robot: str, tool_length_m: float) -> ArmModel | None:
+    """Kinematic chain of the arm in view, for masking; None when no arm is in view."""
+    if robot == "none":
+        return None
+    arm = arm_kinematics(robot, tool_length_m)
+    finger_axis = arm.flange_T_tool[:3, 1]  # the hand's fingers open along the tool frame's y
+    hand = np.array([0.08 * finger_axis + [0, 0, 0.05], -0.08 * finger_axis + [0, 0, 0.05]])
+    return ArmModel(arm, hand)

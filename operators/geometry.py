@@ -131,3 +131,14 @@ def polyline_distances(points: np.ndarray, polyline: np.ndarray) -> np.ndarray:
         nearest = np.minimum(nearest, np.linalg.norm(points - (a + s[:, None] * ab), axis=1))
     return nearest
 
+
+def outside_capsules(points: np.ndarray, chain: np.ndarray, radius_m: float) -> np.ndarray:
+    """Mask of the points farther than ``radius_m`` from every segment of a polyline chain."""
+    outside = np.ones(len(points), dtype=bool)
+    # only points in the chain's bounding box grown by the radius can be inside a capsule:
+    # the arm covers a corner of the view, and the full distance test is the costly part
+    low, high = chain.min(axis=0) - radius_m, chain.max(axis=0) + radius_m
+    near = np.flatnonzero(np.all((points >= low) & (points <= high), axis=1))
+    if len(near):
+        outside[near] = polyline_distances(points[near], chain) > radius_m
+    return outside

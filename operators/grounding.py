@@ -16,6 +16,8 @@ from tuina.operators.phantom import (
     Acupoint,
     approach_clearance,
     ball_intrusion_model,
+    is_bilateral,
+    right_side,
     surface_samples,
 )
 
@@ -141,6 +143,27 @@ def approach_problem(point: Acupoint, ball_radius_m: float, corridor_m: float,
             f"{max(clearance, 0.0) * 1000:.0f} mm from the {part.replace('_', ' ')} (it needs "
             f"{corridor_m * 1000:.0f} mm): the tool would strike it; not pressed; turn the body "
             "so the point faces the arm, or choose another point")
+
+
+def side_facing_arm(point: Acupoint, base_T_body: np.ndarray, margin: float = 0.3) -> Acupoint:
+    """Of an atlas point's two sides (``point`` is the left), the one whose surface faces the
+    arm's base (the base frame's origin) clearly more, by ``margin`` in the horizontal part of
+    the normal along the way to the base (Sanyinjiao, on the shin's inner side: the far
+    leg's); when neither does, the nearer one. A midline point is itself."""
+    if not is_bilateral(point):
+        return point
+    sides = [point, right_side(point)]
+
+    def facing(p: Acupoint) -> tuple[float, float]:
+        position = base_T_body[:3, :3] @ p.position + base_T_body[:3, 3]
+        normal = base_T_body[:3, :3] @ p.normal
+        way = -position[:2] / max(float(np.linalg.norm(position[:2])), 1e-9)
+        return float(normal[:2] @ way), float(np.linalg.norm(position[:2]))
+
+    (face_l, near_l), (face_r, near_r) = facing(sides[0]), facing(sides[1])
+    if abs(face_l - face_r) > margin:
+        return sides[0] if face_l > face_r else sides[1]
+    return sides[0] if near_l <= near_r else sides[1]
 
 
 def ground_acupoint(point: Acupoint, body_base: np.ndarray, K: np.ndarray,

@@ -31,6 +31,7 @@ class ParsedInstruction:
     acupoint: Acupoint | None  # None: a drawn stroke with no named point
     pressure: str  # light | moderate | firm
     technique: str  # press | knead | stroke
+    side: str = ""  # left | right as named; "": none named (a bilateral point is the left)
 
 
 def known_names() -> list[str]:
@@ -106,7 +107,9 @@ def _first_word(text: str, table: dict[str, tuple[str, ...]], default: str) -> s
 def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruction:
     """Parse "press Zusanli with moderate pressure" (or ST36, 足三里, "point number 1").
     A bilateral point is the left one unless the instruction names the right ("press Zusanli
-    on the right leg", "ST36-R", 右), then it is ``right_side`` of it (code ``<code>-R``).
+    on the right leg", "ST36-R", 右), then it is ``right_side`` of it (code ``<code>-R``);
+    ``side`` says which side was named, if any (the grounding node picks the side that faces
+    the arm when none is).
 
     Raises UnknownAcupoint with the closest known names when nothing matches, unless
     ``require_acupoint`` is False (the operator drew the path instead).
@@ -120,4 +123,5 @@ def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruc
         acupoint=point,
         pressure=_first_word(text, PRESSURE_WORDS, "moderate"),
         technique=_first_word(text, TECHNIQUE_WORDS, default_technique),
+        side=named_side(text) if point is not None and is_bilateral(point) else "",
     )

@@ -67,8 +67,8 @@ def _limbs(side: str, s: float) -> list[Capsule]:
     # point at the joint line lies on the surface of both (one wide round end would bulge
     # over the joint and reach into a ball pressing there).
     hip, thigh_1, thigh_2 = (-0.02, 0.09 * s, 0.07), (-0.20, 0.095 * s, 0.066), \
-        (-0.33, 0.10 * s, 0.058)
-    knee, ankle = (-0.45, 0.105 * s, 0.05), (-0.85, 0.125 * s, 0.042)
+        (-0.33, 0.105 * s, 0.058)
+    knee, ankle = (-0.45, 0.115 * s, 0.05), (-0.85, 0.15 * s, 0.042)
     shoulder, arm_1, elbow = (0.50, 0.215 * s, 0.07), (0.36, 0.23 * s, 0.06), \
         (0.22, 0.245 * s, 0.052)
     return [
@@ -76,7 +76,7 @@ def _limbs(side: str, s: float) -> list[Capsule]:
         Capsule(f"thigh_middle_{side}", thigh_1, thigh_2, 0.058),
         Capsule(f"thigh_distal_{side}", thigh_2, knee, 0.048),
         Capsule(f"shin_{side}", knee, ankle, 0.048),
-        Capsule(f"foot_{side}", (-0.88, 0.125 * s, 0.05), (-0.95, 0.125 * s, 0.17), 0.035),
+        Capsule(f"foot_{side}", (-0.88, 0.15 * s, 0.05), (-0.95, 0.15 * s, 0.17), 0.035),
         Capsule(f"upper_arm_{side}", shoulder, arm_1, 0.043),
         Capsule(f"upper_arm_distal_{side}", arm_1, elbow, 0.035),
         Capsule(f"forearm_{side}", elbow, (-0.04, 0.255 * s, 0.045), 0.035),

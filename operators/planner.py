@@ -7,16 +7,23 @@ keeps the peak speed, acceleration and jerk within the limits.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pinocchio as pin
 from scipy.spatial.transform import Rotation, Slerp
 from tuina.operators.arms import ArmKinematics, PlanningError
+from tuina.operators.geometry import (
+    depth_to_points,
+    outside_capsules,
+    polyline_distances,
+    transform_points,
+)
 
-__all__ = ["Plan", "PlannerConfig", "PlanningError", "ReachConfig", "ReachedPlan",
-           "ball_offset", "check_workspace", "plan_massage", "plan_reachable", "pose_problem",
-           "solve_plan", "tool_candidates"]
+__all__ = ["ClearanceConfig", "Plan", "PlannerConfig", "PlanningError", "ReachConfig",
+           "ReachedPlan", "ball_offset", "check_workspace", "collision_problem", "plan_massage",
+           "plan_reachable", "pose_problem", "seen_points", "solve_plan", "tool_candidates"]
 
 
 @dataclass(frozen=True)
@@ -223,7 +230,7 @@ class ReachConfig:
     ball_radius_m: float = 0.02
     joint_margin_rad: float = 0.05  # a solution this close to a joint limit is refused
     min_manipulability: float = 0.01  # sqrt(det(J J^T)) of the position rows: singularity
-    full_plans: int = 12  # at most this many candidates are solved along the whole plan
+    full_plans: int = 24  # at most this many candidates are solved along the whole plan
     plans_per_direction: int = 2  # of them, at most this many turns about the axis per tilt
     restarts: int = 4  # IK seeds spread over the joint ranges, besides the arm's own
 
@@ -286,6 +293,52 @@ def pose_problem(arm: ArmKinematics, position: np.ndarray, quaternion: np.ndarra
     return problem, None
 
 
+@dataclass(frozen=True)
+class ClearanceConfig:
+    """How near the arm may come, along a plan, to what the camera sees (body and table)."""
+
+    link_radius_m: float = 0.07  # the links and the hand: capsules about the arm's chain
+    tool_radius_m: float = 0.025  # the tool, from the flange to the ball
+    contact_zone_m: float = 0.05  # seen points this near the target are the contact itself
+    every: int = 10  # plan samples between two checks
+
+
+def seen_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stride: int,
+                lower: np.ndarray, upper: np.ndarray, arm_chain: np.ndarray,
+                arm_radius_m: float) -> np.ndarray:
+    """What the camera sees (base frame) inside the box ``lower``..``upper``, the arm itself
+    (``arm_chain``, grown by ``arm_radius_m``) left out: the body and the table the arm must
+    keep clear of. ``depth`` holds every ``stride``-th pixel only."""
+    pts = transform_points(base_T_camera, depth_to_points(K, depth, stride, sampled=True))
+    pts = pts[np.all((pts >= lower) & (pts <= upper), axis=1)]
+    return pts[outside_capsules(pts, arm_chain, arm_radius_m)]
+
+
+def collision_problem(chain_of: Callable[[np.ndarray], np.ndarray], joints: np.ndarray,
+                      phases: list[str], seen: np.ndarray, target: np.ndarray,
+                      cfg: ClearanceConfig) -> str:
+    """Where the arm, at these joint positions (a plan's, with their phases), comes within
+    its radii of a seen point (base frame: the body, the table) outside the contact zone
+    about ``target``; "" when it stays clear. ``chain_of(q)``: the arm's polyline (joints,
+    flange, across the hand, flange, tool point), as ``ArmModel.chain``."""
+    seen = np.asarray(seen, float).reshape(-1, 3)
+    seen = seen[np.linalg.norm(seen - np.asarray(target, float), axis=1) > cfg.contact_zone_m]
+    if not len(seen) or not len(joints):
+        return ""
+    for i in [*range(0, len(joints), cfg.every), len(joints) - 1]:
+        chain = chain_of(joints[i])
+        for part, polyline, radius in (("arm or hand", chain[:-1], cfg.link_radius_m),
+                                       ("tool", chain[-2:], cfg.tool_radius_m)):
+            inside = ~outside_capsules(seen, polyline, radius)
+            if inside.any():
+                hit = seen[inside]
+                nearest = hit[np.argmin(polyline_distances(hit, polyline))]
+                return (f"the {part} would come within {radius * 1000:.0f} mm of the body or "
+                        f"the table (a seen point at {np.round(nearest, 3).tolist()} m) during "
+                        f"the {phases[i]}")
+    return ""
+
+
 @dataclass
 class ReachedPlan:
     """A plan the arm can run, and the tool orientation found for it."""
@@ -299,10 +352,13 @@ def plan_reachable(arm: ArmKinematics, q0: np.ndarray, start_position: np.ndarra
                    start_quaternion: np.ndarray, target: np.ndarray, normal: np.ndarray,
                    quaternion: np.ndarray, path: np.ndarray, force_n: float, technique: str,
                    cfg: PlannerConfig, reach: ReachConfig, lower: np.ndarray,
-                   upper: np.ndarray) -> ReachedPlan:
+                   upper: np.ndarray,
+                   collision: Callable[[np.ndarray, list[str]], str] | None = None
+                   ) -> ReachedPlan:
     """The first tool orientation (straightest first) whose whole plan the arm reaches
-    inside the workspace box; the force stays along the surface normal whatever the tilt.
-    PlanningError naming the constraints that block every orientation."""
+    inside the workspace box, clear of what ``collision`` (joints, phases -> why the arm
+    there collides, or "") finds; the force stays along the surface normal whatever the
+    tilt. PlanningError naming the constraints that block every orientation."""
     blocked: dict[str, int] = {}
     detail: dict[str, str] = {}
     tries = 0
@@ -326,6 +382,11 @@ def plan_reachable(arm: ArmKinematics, q0: np.ndarray, start_position: np.ndarra
             problem, _ = pose_problem(arm, target + offset + way * (cfg.standoff_m +
                                       cfg.clearance_m), quat, [q_target], reach)
             problem = problem and f"{problem} above the target"
+        if not problem and collision is not None:  # the pose itself, before the whole path
+            why = collision(q_target[None], ["press"])
+            if why:
+                problem = "collision"
+                detail.setdefault("collision", why)
         if problem:
             blocked[problem] = blocked.get(problem, 0) + 1
             continue
@@ -343,15 +404,22 @@ def plan_reachable(arm: ArmKinematics, q0: np.ndarray, start_position: np.ndarra
         tries += 1
         per_direction[(tilt, azimuth)] = per_direction.get((tilt, azimuth), 0) + 1
         try:
-            return ReachedPlan(solve_plan(arm, plan, q0), tilt, yaw)
+            reached = ReachedPlan(solve_plan(arm, plan, q0), tilt, yaw)
         except PlanningError as err:
-            straight_error = str(err)
-        try:  # the straight way there walks the joints into a limit: go there in joint space
-            return ReachedPlan(solve_with_transit(arm, plan, q0, q_target, cfg, lower, upper),
-                               tilt, yaw)
-        except PlanningError as err:
-            blocked["reach along the path"] = blocked.get("reach along the path", 0) + 1
-            detail.setdefault("reach along the path", f"{straight_error}; in joint space: {err}")
+            try:  # the straight way there walks the joints into a limit: go in joint space
+                reached = ReachedPlan(solve_with_transit(arm, plan, q0, q_target, cfg, lower,
+                                                         upper), tilt, yaw)
+            except PlanningError as transit_err:
+                blocked["reach along the path"] = blocked.get("reach along the path", 0) + 1
+                detail.setdefault("reach along the path",
+                                  f"{err}; in joint space: {transit_err}")
+                continue
+        problem = "" if collision is None else collision(reached.plan.joints,
+                                                         reached.plan.phases)
+        if not problem:
+            return reached
+        blocked["collision"] = blocked.get("collision", 0) + 1
+        detail.setdefault("collision", problem)
     if not blocked:
         raise PlanningError("no tool orientation to try; check MAX_TILT_DEG")
     worst = max(blocked, key=blocked.get)

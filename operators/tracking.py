@@ -21,11 +21,10 @@ from dataclasses import dataclass, field
 import numpy as np
 import open3d as o3d
 from scipy.spatial.transform import Rotation
-from tuina.operators.arms import ArmKinematics
 from tuina.operators.geometry import (
     depth_to_points,
     fit_plane_ransac,
-    polyline_distances,
+    outside_capsules,
     transform_points,
 )
 
@@ -132,42 +131,6 @@ def roi_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stri
     ``sampled``: the image holds only those pixels (``decode_depth(..., stride)``)."""
     pts = transform_points(base_T_camera, depth_to_points(K, depth, stride, sampled=sampled))
     return pts[np.all((pts >= roi_min) & (pts <= roi_max), axis=1)]
-
-
-def outside_capsules(points: np.ndarray, chain: np.ndarray, radius_m: float) -> np.ndarray:
-    """Mask of the points farther than ``radius_m`` from every segment of a polyline chain."""
-    outside = np.ones(len(points), dtype=bool)
-    # only points in the chain's bounding box grown by the radius can be inside a capsule:
-    # the arm covers a corner of the view, and the full distance test is the costly part
-    low, high = chain.min(axis=0) - radius_m, chain.max(axis=0) + radius_m
-    near = np.flatnonzero(np.all((points >= low) & (points <= high), axis=1))
-    if len(near):
-        outside[near] = polyline_distances(points[near], chain) > radius_m
-    return outside
-
-
-class ArmModel:
-    """Where the arm is: its kinematic chain as a polyline, to mask it out of body clouds.
-
-    The polyline runs through every joint origin, the flange, the tool contact point and
-    across the hand (``hand_points`` in the flange frame): with a radius it covers links,
-    hand and tool.
-    """
-
-    def __init__(self, arm: ArmKinematics, hand_points: np.ndarray):
-        self.arm = arm
-        self.flange = arm.model.getFrameId(arm.flange_frame)
-        self.hand_points = np.asarray(hand_points, float).reshape(-1, 3)
-
-    def chain(self, q: np.ndarray) -> np.ndarray:
-        """Polyline of the arm in the base frame for joint positions q."""
-        arm = self.arm
-        tool = arm.forward(q).translation  # also places every joint and frame
-        joints = [arm.data.oMi[i].translation for i in range(arm.model.njoints)]
-        flange = arm.data.oMf[self.flange].homogeneous
-        hand = self.hand_points @ flange[:3, :3].T + flange[:3, 3]
-        # the hand crosswise, back through the flange, then down to the tool
-        return np.vstack([*joints, flange[:3, 3], *hand, flange[:3, 3], tool])
 
 
 class BodyTracker:

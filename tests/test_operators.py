@@ -97,6 +97,33 @@ def test_instruction_parsing(text, code, pressure, technique):
                                                                           technique)
 
 
+@pytest.mark.parametrize("text, side", [
+    ("press Zusanli", ""), ("press Zusanli on the right leg", "right"), ("ST36-L", "left"),
+    ("按左足三里", "left"), ("press Zhongwan on the right", ""),  # the midline has no side
+])
+def test_the_instruction_says_which_side_it_named(text, side):
+    assert parse_instruction(text).side == side
+
+
+def test_with_no_side_named_the_side_that_faces_the_arm_is_pressed():
+    from tuina.operators.grounding import side_facing_arm
+
+    def chosen(body_position, yaw_deg):
+        T = placement(body_position, yaw_deg)
+        return {a.code: side_facing_arm(a, T).code for a in ATLAS}
+
+    # the default scene: the body's left side lies toward the arm
+    franka = chosen((0.55, 0.2, 0.0), 90.0)
+    # points facing out of the limb (lateral) or straight up: the near leg's, the left
+    assert all(franka[c] == c for c in ("ST36", "ST35", "GB34", "LI4", "LI11", "PC6", "LR3"))
+    # the inner side of the leg: the far leg's, which faces the arm
+    assert franka["SP6"] == "SP6-R" and franka["SP10"] == "SP10-R"
+    assert franka["CV12"] == "CV12"  # on the midline
+    # turned the other way (the Baxter's scene): the mirror image
+    baxter = chosen((0.45, -0.1, -0.2), -90.0)
+    assert baxter["ST36"] == "ST36-R" and baxter["SP6"] == "SP6" and baxter["LI4"] == "LI4-R"
+
+
 def test_the_right_side_point_mirrors_the_left_one_across_the_midline():
     from tuina.operators.phantom import POINT_SIDES, side_of
 
@@ -702,6 +729,93 @@ def test_a_point_whose_way_in_passes_another_limb_is_refused_naming_it():
     # a point facing straight at the other shin
     inner = _surface_point("INNER", "shin_left", 0.5, -75.0)
     why = approach_problem(inner, 0.02, 0.03, 0.15)
-    assert "passes 12 mm from the shin right" in why and "strike" in why
+    assert "passes 23 mm from the shin right" in why and "strike" in why
     assert approach_problem(inner, 0.02, 0.01, 0.15) == ""  # a slimmer tool passes
 
+
+
+def seen_default_scene() -> np.ndarray:
+    """What a camera above sees of the default scene's phantom, with the table around it."""
+    from tuina.operators.geometry import transform_points
+    from tuina.operators.phantom import surface_samples
+
+    points, _ = surface_samples(0.01)
+    table = np.array([[x, y, 0.0] for x in np.arange(0.2, 0.9, 0.02)
+                      for y in np.arange(-0.8, 0.9, 0.02)])
+    return np.vstack([transform_points(placement((0.55, 0.2, 0.0), 90.0), points), table])
+
+
+def sp6_right_case():
+    """Sanyinjiao on the right shin's inner side: it faces the arm across the left shin."""
+    from tuina.operators.arms import arm_model
+    from tuina.operators.phantom import POINT_SIDES
+
+    T = placement((0.55, 0.2, 0.0), 90.0)
+    point = next(p for p in POINT_SIDES if p.code == "SP6-R")
+    p, n = T[:3, :3] @ point.position + T[:3, 3], T[:3, :3] @ point.normal
+    arm = arm_kinematics("fr3", 0.0466)
+    start = arm.forward(FR3_START)
+    args = (arm, FR3_START, start.translation, matrix_to_quat(start.rotation), p, n,
+            tool_orientation(n, np.array([1.0, 0, 0])), np.zeros((0, 3)), 6.0, "press",
+            PlannerConfig(press_s=0.5))
+    return args, arm_model("fr3", 0.0466).chain, p
+
+
+def test_the_arm_passing_through_what_the_camera_sees_is_named():
+    from tuina.operators.planner import ClearanceConfig, collision_problem
+
+    args, chain_of, p = sp6_right_case()
+    plan = plan_reachable(*args, ReachConfig(max_tilt_deg=0), *BOX).plan
+    seen = seen_default_scene()
+
+    def collision(seen_points):
+        return collision_problem(chain_of, plan.joints, plan.phases, seen_points, p,
+                                 ClearanceConfig())
+
+    # straight along the normal, the hand comes in low across the left shin
+    why = collision(seen)
+    assert "would come within 70 mm" in why and "approach" in why
+    assert collision(np.zeros((0, 3))) == ""
+    # the contact itself is no collision: only the points around the target
+    near = seen[np.linalg.norm(seen - p, axis=1) < 0.05]
+    assert len(near) and collision(near) == ""
+
+
+def test_the_planner_tilts_the_ball_to_keep_the_arm_clear_of_the_body_or_refuses():
+    from tuina.operators.planner import ClearanceConfig, collision_problem
+
+    args, chain_of, p = sp6_right_case()
+    seen = seen_default_scene()
+
+    def collision(joints, phases):
+        return collision_problem(chain_of, joints, phases, seen, p, ClearanceConfig())
+
+    with pytest.raises(PlanningError, match=r"collision \d+.*would come within 70 mm"):
+        plan_reachable(*args, ReachConfig(max_tilt_deg=0), *BOX, collision)
+    reached = plan_reachable(*args, ReachConfig(), *BOX, collision)
+    assert reached.tilt_deg > 0
+    assert collision(reached.plan.joints, reached.plan.phases) == ""
+
+
+def test_seen_points_leave_the_arm_out_and_keep_the_body_and_table():
+    from tuina.operators.arms import arm_model
+    from tuina.operators.geometry import project, transform_points
+    from tuina.operators.planner import seen_points
+
+    chain = arm_model("fr3", 0.0466).chain(FR3_START)
+    cam = np.eye(4)
+    cam[:3, :3] = np.diag([1.0, -1.0, -1.0])  # looking straight down
+    cam[:3, 3] = [0.5, 0.0, 1.0]
+    K = np.array([[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]])
+    table = np.array([[x, y, 0.0] for x in np.arange(0.3, 0.7, 0.01)
+                      for y in np.arange(-0.2, 0.2, 0.01)])
+    tool = chain[-1]
+    depth = np.full((240, 320), np.nan, np.float32)  # a 640x480 image, every 2nd pixel
+    for point in (table, tool[None]):
+        uv = project(K, np.linalg.inv(cam), point).round().astype(int) // 2
+        z = transform_points(np.linalg.inv(cam), point)[:, 2]
+        ok = (uv[:, 0] >= 0) & (uv[:, 0] < 320) & (uv[:, 1] >= 0) & (uv[:, 1] < 240)
+        depth[uv[ok, 1], uv[ok, 0]] = z[ok]
+    seen = seen_points(depth, K, cam, 2, np.array([0.1, -0.5, -0.1]),
+                       np.array([0.9, 0.5, 0.9]), chain, 0.09)
+    assert len(seen) > 1000 and np.all(np.abs(seen[:, 2]) < 0.01)  # the table, not the tool

@@ -5,12 +5,11 @@ import functools
 import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
-from tuina.operators.geometry import make_transform, transform_points
+from tuina.operators.geometry import make_transform, outside_capsules, transform_points
 from tuina.operators.phantom import placement, surface_samples
 from tuina.operators.tracking import (
     BodyTracker,
     TrackerConfig,
-    outside_capsules,
     rotation_angle_deg,
 )
 
@@ -150,7 +149,7 @@ def test_bad_frames_in_a_row_lose_the_track():
 
 
 def test_arm_capsules_mask_the_arm_and_keep_the_body():
-    from tuina.nodes.icp_tracker import arm_model
+    from tuina.operators.arms import arm_model
 
     arm = arm_model("fr3", 0.0466)
     q = np.array([0.0, -0.3, 0.0, -2.2, 0.0, 1.9, 0.785])

@@ -53,8 +53,8 @@ def outcome(summary: dict[str, Any]) -> dict[str, Any]:
 
 
 def instruction(point: Acupoint) -> str:
-    """What a person says to have ``point`` pressed, naming the side of a right one."""
-    side = " on the right" if side_of(point) == "right" else ""
+    """What a person says to have ``point`` pressed, naming its side when it has two."""
+    side = {"left": " on the left", "right": " on the right"}.get(side_of(point), "")
     return f"press {point.pinyin}{side} with moderate pressure"
 
 

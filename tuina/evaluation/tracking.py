@@ -117,7 +117,8 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
     import pyarrow as pa
 
     from tuina.messages import Header, decode_depth
-    from tuina.nodes.icp_tracker import arm_model, to_message, tracker_config
+    from tuina.nodes.icp_tracker import to_message, tracker_config
+    from tuina.operators.arms import arm_model
 
     frames, K, cam = rendered["frames"], rendered["K"], rendered["base_T_camera"]
     h, w = frames[0]["z16"].shape
