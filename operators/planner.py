@@ -422,7 +422,8 @@ def plan_reachable(arm: ArmKinematics, q0: np.ndarray, start_position: np.ndarra
         detail.setdefault("collision", problem)
     if not blocked:
         raise PlanningError("no tool orientation to try; check MAX_TILT_DEG")
-    worst = max(blocked, key=blocked.get)
+    # a pose the arm reaches but that strikes the body says more than the many it cannot
+    worst = "collision" if "collision" in blocked else max(blocked, key=blocked.get)
     counts = ", ".join(f"{k} {v}" for k, v in sorted(blocked.items(), key=lambda kv: -kv[1]))
     hint = detail.get(worst) or {
         "reach": "the target is out of the arm's reach: move the body closer to the arm",
