@@ -109,7 +109,7 @@ def main() -> None:
         print("session summary", flush=True)
         for key, value in summary.items():
             print(f"  {key:20s} {_fmt(value)}", flush=True)
-        print(f"  written to {folder / 'summary.json'}", flush=True)
+        print(f"  written to {(folder / 'summary.json').resolve()}", flush=True)
 
     ending = SessionEnding(cfg["RELEASE_WAIT_S"], cfg["REPLAN_WAIT_S"], cfg["TIMEOUT_S"])
     for event in events(node, timers=LASTING_INPUTS, lineage=out.lineage):

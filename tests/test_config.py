@@ -45,6 +45,7 @@ def test_readme_tables_match_the_code():
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
     assert contract_table() in readme
     assert nodes_doc() in readme
+    assert "``" not in nodes_doc()  # Markdown, not reStructuredText, on the terminal too
 
 
 @pytest.mark.parametrize("graph", sorted((Path(__file__).resolve().parents[1] / "dataflows")

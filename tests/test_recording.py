@@ -399,3 +399,12 @@ def test_a_command_past_its_time_is_killed_with_every_process_it_started():
     assert not status.exists() or "State:\tZ" in status.read_text()  # killed, maybe unreaped
     proc, over = run_group([sys.executable, "-c", "print('done')"], 10.0)
     assert not over and proc.returncode == 0 and proc.stdout == "done\n"
+
+
+def test_a_recording_path_that_does_not_exist_is_named_as_such(tmp_path):
+    with pytest.raises(RecordingError, match="no recording at .*missing: the folder does not "
+                                             "exist"):
+        read_manifest(tmp_path / "missing")
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(RecordingError, match="is not a recording"):
+        read_manifest(tmp_path / "empty")

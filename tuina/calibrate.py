@@ -221,7 +221,7 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
             try:
                 base_T_ee = move(pose)
             except CalibrationError as err:
-                skipped.append(f"pose {i}: {err}")
+                skipped.append(f"pose {i + 1}: {err}")
                 continue
             frame = world.render()
             depth = frame.depth
@@ -231,7 +231,7 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
             try:
                 obs = detect_marker(frame.rgb, depth, K, MARKER_RADIUS_M)
             except MarkerNotFound as err:
-                skipped.append(f"pose {i}: {err}")
+                skipped.append(f"pose {i + 1}: {err}")
                 continue
             samples.append(PoseSample(base_T_ee, obs.centre_camera))
             log(f"pose {i + 1:2d}/{count}: end-effector {np.round(base_T_ee[:3, 3], 3).tolist()}"

@@ -32,9 +32,14 @@ def nodes_doc() -> str:
     for name in NODE_MODULES:
         module = importlib.import_module(f"tuina.nodes.{name}")
         title = f"tuina-{name.replace('_', '-')}"
-        parts.append(f"### `{title}`\n\n{(module.__doc__ or '').strip()}\n\n"
+        parts.append(f"### `{title}`\n\n{markdown(module.__doc__ or '')}\n\n"
                      f"{table(module.PARAMS)}\n")
     return "\n".join(parts)
+
+
+def markdown(docstring: str) -> str:
+    """A docstring as Markdown: reStructuredText's ``literal`` becomes `literal`."""
+    return docstring.strip().replace("``", "`")
 
 
 def run_graph(graph: str, stop_after: str | None) -> int:
@@ -57,7 +62,7 @@ def run_graph(graph: str, stop_after: str | None) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tuina`` command."""
-    parser = argparse.ArgumentParser(prog="tuina", description=__doc__)
+    parser = argparse.ArgumentParser(prog="tuina", description=markdown(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
     run = sub.add_parser("run", help="run a dataflow (dora run) with the tuina nodes on PATH")
     run.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")

@@ -108,7 +108,8 @@ def table(params: Sequence[Param]) -> str:
     rows = ["| key | type | unit | default | meaning |", "|---|---|---|---|---|"]
     for p in params:
         kind = p.kind if p.kind != "choice" else " / ".join(p.choices)
-        rows.append(f"| `{p.key}` | {kind} | {p.unit} | `{_format(p.default)}` | {p.doc} |")
+        default = f"`{_format(p.default)}`" if _format(p.default) != "" else "(empty)"
+        rows.append(f"| `{p.key}` | {kind} | {p.unit} | {default} | {p.doc} |")
     return "\n".join(rows)
 
 

@@ -219,6 +219,9 @@ def topic_problem(folder: Path, topic: str) -> str:
 def read_manifest(folder: Path) -> dict[str, Any]:
     """The manifest of a recording folder."""
     path = Path(folder) / MANIFEST
+    if not Path(folder).exists():
+        raise RecordingError(f"no recording at {Path(folder).resolve()}: the folder does not "
+                             "exist; pass the folder `tuina record -o` wrote")
     if not path.exists():
         raise RecordingError(f"{folder} is not a recording (no {MANIFEST})")
     try:
