@@ -99,7 +99,7 @@ def follow_errors(t: np.ndarray, err: np.ndarray, settle_s: float,
 
 
 def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict:
-    """The summary dict (keys documented in the README)."""
+    """The summary dict: whether the session was ok, its problems, and its figures."""
     t = np.asarray(log.force_t)
     f = np.asarray(log.force_n)
     phases = np.asarray(log.phases)

@@ -37,14 +37,14 @@ def test_table_lists_every_key():
     assert all(f"`{p.key}`" in text for p in PARAMS)
 
 
-def test_readme_tables_match_the_code():
+def test_reference_tables_match_the_code():
     from pathlib import Path
 
     from tuina.cli import contract_table, nodes_doc
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert contract_table() in readme
-    assert nodes_doc() in readme
+    reference = (Path(__file__).resolve().parents[1] / "docs" / "reference.md").read_text()
+    assert contract_table() in reference
+    assert nodes_doc() in reference
     assert "``" not in nodes_doc()  # Markdown, not reStructuredText, on the terminal too
 
 

@@ -104,7 +104,7 @@ def _format(value: Any) -> str:
 
 
 def table(params: Sequence[Param]) -> str:
-    """Markdown table of a node's env keys, for the README."""
+    """Markdown table of a node's env keys, for docs/reference.md."""
     rows = ["| key | type | unit | default | meaning |", "|---|---|---|---|---|"]
     for p in params:
         kind = p.kind if p.kind != "choice" else " / ".join(p.choices)

@@ -5,7 +5,7 @@ carries ``stamp_ns`` (event time set at the source: sensor or simulation time, n
 ``seq`` (per-output counter from 0) and ``frame_id`` (the coordinate frame of the payload).
 Images carry ``width``/``height``/``encoding`` (and ``depth_scale`` for depth) in metadata;
 every other stream is a single-row (or, for lists, multi-row) StructArray whose fields are
-listed in ``STREAMS``. The README's message table is generated from ``STREAMS``.
+listed in ``STREAMS``. The message table of docs/reference.md is generated from ``STREAMS``.
 
 Frames: ``base`` is the robot base frame (x forward, z up, metres); ``camera_color_optical``
 is the OpenCV optical frame of the colour camera (x right, y down, z forward); ``tool`` is
