@@ -20,6 +20,7 @@ from collections.abc import Callable
 import numpy as np
 from tuina.operators.arms import ARMS, arm_kinematics, arm_model
 from tuina.operators.planner import (
+    ArmParts,
     ClearanceConfig,
     PlannerConfig,
     PlanningError,
@@ -63,33 +64,39 @@ PARAMS = [
           "only)", low=0.0, high=45.0),
     Param("BALL_RADIUS_M", "float", 0.02, "m", "massage ball radius (a tilted ball touches "
           "the target off its axis)", low=0.001, high=0.1),
-    Param("ARM_CLEARANCE_M", "float", 0.07, "m", "the links and hand keep this far from every "
-          "point the camera sees (body, table) along the plan", low=0.0, high=0.3),
+    Param("ARM_CLEARANCE_M", "float", 0.07, "m", "the links keep this far from every point "
+          "the camera sees (body, table) along the plan", low=0.0, high=0.3),
+    Param("HAND_CLEARANCE_M", "float", 0.045, "m", "the hand keeps this far from every seen "
+          "point", low=0.0, high=0.3),
     Param("TOOL_CLEARANCE_M", "float", 0.025, "m", "the tool (flange to ball) keeps this far "
           "from every seen point outside the contact zone", low=0.0, high=0.1),
     Param("CONTACT_ZONE_M", "float", 0.05, "m", "seen points this near the target are the "
           "contact itself, not obstacles", low=0.0, high=0.2),
     Param("DEPTH_STRIDE", "int", 4, "px", "every n-th depth pixel is an obstacle point",
           low=1, high=16),
+    Param("ARM_MASK_M", "float", 0.15, "m", "seen points this near the arm's links or hand "
+          "where it plans from are the arm itself (its shells stand off the joint polyline)",
+          low=0.0, high=0.5),
 ]
 
 
 def clear_of_what_is_seen(depth_event: dict | None, info: CameraInfo | None, cfg: dict,
-                          chain_of: Callable[[np.ndarray], np.ndarray], q: np.ndarray,
+                          parts_of: ArmParts, q: np.ndarray,
                           target: np.ndarray) -> Callable[[np.ndarray, list[str]], str]:
     """Joints and phases -> why the arm there would strike what the latest depth frame shows
     ("" when clear); PlanningError when there is no frame to check against."""
     if depth_event is None or info is None:
         raise PlanningError("no depth frame yet: the arm's way cannot be checked against the "
                             "body; wire camera/depth and camera/camera_info into the planner")
-    clearance = ClearanceConfig(cfg["ARM_CLEARANCE_M"], cfg["TOOL_CLEARANCE_M"],
-                                cfg["CONTACT_ZONE_M"])
+    clearance = ClearanceConfig(cfg["ARM_CLEARANCE_M"], cfg["HAND_CLEARANCE_M"],
+                                cfg["TOOL_CLEARANCE_M"], cfg["CONTACT_ZONE_M"])
     stride, grow = cfg["DEPTH_STRIDE"], cfg["ARM_CLEARANCE_M"]
     depth = decode_depth(depth_event["value"], depth_event["metadata"], stride)
     seen = seen_points(depth, info.K, info.extrinsics, stride,
                        np.asarray(cfg["WORKSPACE_MIN"]) - grow,
-                       np.asarray(cfg["WORKSPACE_MAX"]) + grow, chain_of(q), grow + 0.02)
-    return lambda joints, phases: collision_problem(chain_of, joints, phases, seen, target,
+                       np.asarray(cfg["WORKSPACE_MAX"]) + grow, parts_of(q),
+                       (cfg["ARM_MASK_M"], cfg["ARM_MASK_M"], clearance.tool_radius_m + 0.02))
+    return lambda joints, phases: collision_problem(parts_of, joints, phases, seen, target,
                                                     clearance)
 
 
@@ -99,7 +106,7 @@ def main() -> None:
     from dora import Node
 
     arm = arm_kinematics(cfg["ROBOT"], cfg["TOOL_LENGTH_M"])
-    chain_of = arm_model(cfg["ROBOT"], cfg["TOOL_LENGTH_M"]).chain
+    parts_of = arm_model(cfg["ROBOT"], cfg["TOOL_LENGTH_M"]).parts
     pcfg = PlannerConfig(standoff_m=cfg["STANDOFF_M"], clearance_m=cfg["CLEARANCE_M"],
                          max_speed=cfg["MAX_SPEED"], max_accel=cfg["MAX_ACCEL"],
                          max_jerk=cfg["MAX_JERK"], press_s=cfg["PRESS_S"],
@@ -133,7 +140,7 @@ def main() -> None:
                 ).to_arrow(), stamp, BASE_FRAME)
                 continue
             try:
-                collision = clear_of_what_is_seen(depth_event, info, cfg, chain_of,
+                collision = clear_of_what_is_seen(depth_event, info, cfg, parts_of,
                                                   np.asarray(state.q), np.asarray(target.position))
                 reached = plan_reachable(
                     arm, np.asarray(state.q), np.asarray(state.tool_position),

@@ -178,15 +178,23 @@ class ArmModel:
         self.flange = arm.model.getFrameId(arm.flange_frame)
         self.hand_points = np.asarray(hand_points, float).reshape(-1, 3)
 
-    def chain(self, q: np.ndarray) -> np.ndarray:
-        """Polyline of the arm in the base frame for joint positions q."""
+    def parts(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Polylines (base frame) of the links (joint origins to the flange), the hand
+        (flange, across the hand, flange) and the tool (flange to the tool point) at q."""
         arm = self.arm
         tool = arm.forward(q).translation  # also places every joint and frame
         joints = [arm.data.oMi[i].translation for i in range(arm.model.njoints)]
         flange = arm.data.oMf[self.flange].homogeneous
         hand = self.hand_points @ flange[:3, :3].T + flange[:3, 3]
-        # the hand crosswise, back through the flange, then down to the tool
-        return np.vstack([*joints, flange[:3, 3], *hand, flange[:3, 3], tool])
+        return (np.vstack([*joints, flange[:3, 3]]),
+                np.vstack([flange[:3, 3], *hand, flange[:3, 3]]),
+                np.vstack([flange[:3, 3], tool]))
+
+    def chain(self, q: np.ndarray) -> np.ndarray:
+        """Polyline of the arm in the base frame for joint positions q: the links, the hand
+        crosswise, back through the flange, then down to the tool."""
+        links, hand, tool = self.parts(q)
+        return np.vstack([links, hand[1:], tool[1:]])
 
 
 def arm_model(robot: str, tool_length_m: float) -> ArmModel | None:

@@ -297,38 +297,44 @@ def pose_problem(arm: ArmKinematics, position: np.ndarray, quaternion: np.ndarra
 class ClearanceConfig:
     """How near the arm may come, along a plan, to what the camera sees (body and table)."""
 
-    link_radius_m: float = 0.07  # the links and the hand: capsules about the arm's chain
+    link_radius_m: float = 0.07  # the links: capsules about the joint origins' polyline
+    hand_radius_m: float = 0.045  # the hand, across the fingers
     tool_radius_m: float = 0.025  # the tool, from the flange to the ball
     contact_zone_m: float = 0.05  # seen points this near the target are the contact itself
     every: int = 10  # plan samples between two checks
 
 
+ArmParts = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
 def seen_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, stride: int,
-                lower: np.ndarray, upper: np.ndarray, arm_chain: np.ndarray,
-                arm_radius_m: float) -> np.ndarray:
+                lower: np.ndarray, upper: np.ndarray,
+                arm: tuple[np.ndarray, np.ndarray, np.ndarray],
+                radii_m: tuple[float, float, float]) -> np.ndarray:
     """What the camera sees (base frame) inside the box ``lower``..``upper``, the arm itself
-    (``arm_chain``, grown by ``arm_radius_m``) left out: the body and the table the arm must
-    keep clear of. ``depth`` holds every ``stride``-th pixel only."""
+    left out (its links, hand and tool polylines, each grown by its radius in ``radii_m``):
+    the body and the table the arm must keep clear of. ``depth`` holds every ``stride``-th
+    pixel only."""
     pts = transform_points(base_T_camera, depth_to_points(K, depth, stride, sampled=True))
     pts = pts[np.all((pts >= lower) & (pts <= upper), axis=1)]
-    return pts[outside_capsules(pts, arm_chain, arm_radius_m)]
+    for polyline, radius in zip(arm, radii_m, strict=True):
+        pts = pts[outside_capsules(pts, polyline, radius)]
+    return pts
 
 
-def collision_problem(chain_of: Callable[[np.ndarray], np.ndarray], joints: np.ndarray,
-                      phases: list[str], seen: np.ndarray, target: np.ndarray,
-                      cfg: ClearanceConfig) -> str:
+def collision_problem(parts_of: ArmParts, joints: np.ndarray, phases: list[str],
+                      seen: np.ndarray, target: np.ndarray, cfg: ClearanceConfig) -> str:
     """Where the arm, at these joint positions (a plan's, with their phases), comes within
     its radii of a seen point (base frame: the body, the table) outside the contact zone
-    about ``target``; "" when it stays clear. ``chain_of(q)``: the arm's polyline (joints,
-    flange, across the hand, flange, tool point), as ``ArmModel.chain``."""
+    about ``target``; "" when it stays clear. ``parts_of(q)``: the links', hand's and tool's
+    polylines, as ``ArmModel.parts``."""
     seen = np.asarray(seen, float).reshape(-1, 3)
     seen = seen[np.linalg.norm(seen - np.asarray(target, float), axis=1) > cfg.contact_zone_m]
     if not len(seen) or not len(joints):
         return ""
+    radii = {"arm": cfg.link_radius_m, "hand": cfg.hand_radius_m, "tool": cfg.tool_radius_m}
     for i in [*range(0, len(joints), cfg.every), len(joints) - 1]:
-        chain = chain_of(joints[i])
-        for part, polyline, radius in (("arm or hand", chain[:-1], cfg.link_radius_m),
-                                       ("tool", chain[-2:], cfg.tool_radius_m)):
+        for (part, radius), polyline in zip(radii.items(), parts_of(joints[i]), strict=True):
             inside = ~outside_capsules(seen, polyline, radius)
             if inside.any():
                 hit = seen[inside]

@@ -758,23 +758,28 @@ def sp6_right_case():
     args = (arm, FR3_START, start.translation, matrix_to_quat(start.rotation), p, n,
             tool_orientation(n, np.array([1.0, 0, 0])), np.zeros((0, 3)), 6.0, "press",
             PlannerConfig(press_s=0.5))
-    return args, arm_model("fr3", 0.0466).chain, p
+    return args, arm_model("fr3", 0.0466).parts, p
 
 
 def test_the_arm_passing_through_what_the_camera_sees_is_named():
     from tuina.operators.planner import ClearanceConfig, collision_problem
 
-    args, chain_of, p = sp6_right_case()
+    args, parts_of, p = sp6_right_case()
     plan = plan_reachable(*args, ReachConfig(max_tilt_deg=0), *BOX).plan
     seen = seen_default_scene()
 
-    def collision(seen_points):
-        return collision_problem(chain_of, plan.joints, plan.phases, seen_points, p,
-                                 ClearanceConfig())
+    def collision(seen_points, cfg=None):
+        return collision_problem(parts_of, plan.joints, plan.phases, seen_points, p,
+                                 cfg or ClearanceConfig())
 
     # straight along the normal, the hand comes in low across the left shin
     why = collision(seen)
-    assert "would come within 70 mm" in why and "approach" in why
+    assert "the hand would come within 45 mm" in why and "approach" in why
+    # each part with its own radius: the links strike it too
+    links = ClearanceConfig(hand_radius_m=0.0, tool_radius_m=0.0)
+    assert "the arm would come within 70 mm" in collision(seen, links)
+    # the tool touches only the contact zone
+    assert collision(seen, ClearanceConfig(link_radius_m=0.0, hand_radius_m=0.0)) == ""
     assert collision(np.zeros((0, 3))) == ""
     # the contact itself is no collision: only the points around the target
     near = seen[np.linalg.norm(seen - p, axis=1) < 0.05]
@@ -784,13 +789,13 @@ def test_the_arm_passing_through_what_the_camera_sees_is_named():
 def test_the_planner_tilts_the_ball_to_keep_the_arm_clear_of_the_body_or_refuses():
     from tuina.operators.planner import ClearanceConfig, collision_problem
 
-    args, chain_of, p = sp6_right_case()
+    args, parts_of, p = sp6_right_case()
     seen = seen_default_scene()
 
     def collision(joints, phases):
-        return collision_problem(chain_of, joints, phases, seen, p, ClearanceConfig())
+        return collision_problem(parts_of, joints, phases, seen, p, ClearanceConfig())
 
-    with pytest.raises(PlanningError, match=r"collision \d+.*would come within 70 mm"):
+    with pytest.raises(PlanningError, match=r"collision \d+.*would come within \d+ mm of the body"):
         plan_reachable(*args, ReachConfig(max_tilt_deg=0), *BOX, collision)
     reached = plan_reachable(*args, ReachConfig(), *BOX, collision)
     assert reached.tilt_deg > 0
@@ -802,14 +807,14 @@ def test_seen_points_leave_the_arm_out_and_keep_the_body_and_table():
     from tuina.operators.geometry import project, transform_points
     from tuina.operators.planner import seen_points
 
-    chain = arm_model("fr3", 0.0466).chain(FR3_START)
+    parts = arm_model("fr3", 0.0466).parts(FR3_START)
     cam = np.eye(4)
     cam[:3, :3] = np.diag([1.0, -1.0, -1.0])  # looking straight down
     cam[:3, 3] = [0.5, 0.0, 1.0]
     K = np.array([[400.0, 0, 160], [0, 400.0, 120], [0, 0, 1]])
     table = np.array([[x, y, 0.0] for x in np.arange(0.3, 0.7, 0.01)
                       for y in np.arange(-0.2, 0.2, 0.01)])
-    tool = chain[-1]
+    tool = parts[2][-1]
     depth = np.full((240, 320), np.nan, np.float32)  # a 640x480 image, every 2nd pixel
     for point in (table, tool[None]):
         uv = project(K, np.linalg.inv(cam), point).round().astype(int) // 2
@@ -817,5 +822,5 @@ def test_seen_points_leave_the_arm_out_and_keep_the_body_and_table():
         ok = (uv[:, 0] >= 0) & (uv[:, 0] < 320) & (uv[:, 1] >= 0) & (uv[:, 1] < 240)
         depth[uv[ok, 1], uv[ok, 0]] = z[ok]
     seen = seen_points(depth, K, cam, 2, np.array([0.1, -0.5, -0.1]),
-                       np.array([0.9, 0.5, 0.9]), chain, 0.09)
+                       np.array([0.9, 0.5, 0.9]), parts, (0.15, 0.15, 0.05))
     assert len(seen) > 1000 and np.all(np.abs(seen[:, 2]) < 0.01)  # the table, not the tool
