@@ -476,3 +476,24 @@ def test_supervised_events_tick_on_an_absolute_schedule_and_go_on_after_the_end(
     # lateness does not accumulate: each tick is within one wake-up delay of its deadline
     deadlines = 0.01 * np.arange(1, len(ticks) + 1)
     assert len(ticks) >= 95 and np.all(np.abs(np.asarray(ticks) - deadlines) < 0.0007)
+
+
+@pytest.mark.parametrize("surface_z, expect", [
+    (None, "no depth frame yet"),  # nothing to check the arm's way against: no motion
+    (0.1, ""),  # the surface the target lies on: the contact, clear
+    (0.25, "would come within"),  # something seen above the target, in the arm's way
+])
+def test_the_planner_plans_only_a_way_clear_of_what_the_camera_sees(monkeypatch, surface_z,
+                                                                     expect):
+    from tuina.nodes import planner
+
+    seen = [] if surface_z is None else [camera_info_event(), depth_event(
+        plane_depth(surface_z), 1)]
+    mock = run_node(monkeypatch, planner.main,
+                    [state_event(0), *seen, target_pose_event(2, 1), state_event(3)])
+    errors = [SessionEvent.from_arrow(e).detail for e in mock.outputs.get("events", [])]
+    if expect:
+        assert "trajectory" not in mock.outputs
+        assert len(errors) == 1 and expect in errors[0] and errors[0].startswith("planner: ")
+    else:
+        assert errors == [] and len(mock.outputs["trajectory"]) == 1
