@@ -28,7 +28,7 @@ from tuina.operators.grounding import (
     validate_stroke,
 )
 from tuina.operators.instructions import UnknownAcupoint, parse_instruction
-from tuina.operators.phantom import placement
+from tuina.operators.phantom import placement, right_side
 from tuina.operators.vlm import choose_box, read_boxes
 
 from tuina.config import Param
@@ -68,6 +68,9 @@ PARAMS = [
     Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m",
           "where the phantom is expected (base)", length=3),
     Param("BODY_YAW_DEG", "float", 90.0, "deg", "expected phantom heading"),
+    Param("UNNAMED_SIDE", "choice", "facing", "-", "a bilateral point whose side the "
+          "instruction does not name: the side that faces the arm's base (on the expected "
+          "body pose), or always the left or the right", choices=("facing", "left", "right")),
     Param("STROKE_LENGTH_M", "float", 0.05, "m",
           "path length of a 'stroke' instruction with none drawn",
           low=0.0, high=0.3),
@@ -229,8 +232,9 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     parsed = parse_instruction(request.text, require_acupoint=stroke is None)
     force = forces[parsed.pressure]
     point = parsed.acupoint
-    if point is not None and not parsed.side:  # no side named: the one that faces the arm
-        point = side_facing_arm(point, nominal)
+    if point is not None and not parsed.side:  # no side named: as the graph says
+        point = {"facing": lambda p: side_facing_arm(p, nominal), "left": lambda p: p,
+                 "right": right_side}[cfg["UNNAMED_SIDE"]](point)
     if point is None:
         box = np.concatenate([stroke.min(axis=0), stroke.max(axis=0)])
         return GroundedTarget("STROKE", "drawn stroke", 0, box.tolist(), stroke[0].tolist(),

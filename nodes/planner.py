@@ -82,9 +82,10 @@ PARAMS = [
 
 def clear_of_what_is_seen(depth_event: dict | None, info: CameraInfo | None, cfg: dict,
                           parts_of: ArmParts, q: np.ndarray,
-                          target: np.ndarray) -> Callable[[np.ndarray, list[str]], str]:
+                          contact: np.ndarray) -> Callable[[np.ndarray, list[str]], str]:
     """Joints and phases -> why the arm there would strike what the latest depth frame shows
-    ("" when clear); PlanningError when there is no frame to check against."""
+    outside the contact zone about ``contact`` (the target and the stroke's path) ("" when
+    clear); PlanningError when there is no frame to check against."""
     if depth_event is None or info is None:
         raise PlanningError("no depth frame yet: the arm's way cannot be checked against the "
                             "body; wire camera/depth and camera/camera_info into the planner")
@@ -96,7 +97,7 @@ def clear_of_what_is_seen(depth_event: dict | None, info: CameraInfo | None, cfg
                        np.asarray(cfg["WORKSPACE_MIN"]) - grow,
                        np.asarray(cfg["WORKSPACE_MAX"]) + grow, parts_of(q),
                        (cfg["ARM_MASK_M"], cfg["ARM_MASK_M"], clearance.tool_radius_m + 0.02))
-    return lambda joints, phases: collision_problem(parts_of, joints, phases, seen, target,
+    return lambda joints, phases: collision_problem(parts_of, joints, phases, seen, contact,
                                                     clearance)
 
 
@@ -140,8 +141,9 @@ def main() -> None:
                 ).to_arrow(), stamp, BASE_FRAME)
                 continue
             try:
+                contact = np.vstack([target.position, np.reshape(target.path, (-1, 3))])
                 collision = clear_of_what_is_seen(depth_event, info, cfg, parts_of,
-                                                  np.asarray(state.q), np.asarray(target.position))
+                                                  np.asarray(state.q), contact)
                 reached = plan_reachable(
                     arm, np.asarray(state.q), np.asarray(state.tool_position),
                     np.asarray(state.tool_quaternion), np.asarray(target.position),

@@ -323,13 +323,15 @@ def seen_points(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, str
 
 
 def collision_problem(parts_of: ArmParts, joints: np.ndarray, phases: list[str],
-                      seen: np.ndarray, target: np.ndarray, cfg: ClearanceConfig) -> str:
+                      seen: np.ndarray, contact: np.ndarray, cfg: ClearanceConfig) -> str:
     """Where the arm, at these joint positions (a plan's, with their phases), comes within
     its radii of a seen point (base frame: the body, the table) outside the contact zone
-    about ``target``; "" when it stays clear. ``parts_of(q)``: the links', hand's and tool's
+    about ``contact`` (the target, or the target and the stroke's path after it: a
+    polyline); "" when it stays clear. ``parts_of(q)``: the links', hand's and tool's
     polylines, as ``ArmModel.parts``."""
     seen = np.asarray(seen, float).reshape(-1, 3)
-    seen = seen[np.linalg.norm(seen - np.asarray(target, float), axis=1) > cfg.contact_zone_m]
+    contact = np.asarray(contact, float).reshape(-1, 3)
+    seen = seen[polyline_distances(seen, contact) > cfg.contact_zone_m]
     if not len(seen) or not len(joints):
         return ""
     radii = {"arm": cfg.link_radius_m, "hand": cfg.hand_radius_m, "tool": cfg.tool_radius_m}

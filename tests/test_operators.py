@@ -824,3 +824,25 @@ def test_seen_points_leave_the_arm_out_and_keep_the_body_and_table():
     seen = seen_points(depth, K, cam, 2, np.array([0.1, -0.5, -0.1]),
                        np.array([0.9, 0.5, 0.9]), parts, (0.15, 0.15, 0.05))
     assert len(seen) > 1000 and np.all(np.abs(seen[:, 2]) < 0.01)  # the table, not the tool
+
+
+def test_the_skin_along_a_stroke_is_the_contact_not_an_obstacle():
+    from tuina.operators.planner import ClearanceConfig, collision_problem
+
+    def parts_of(q):  # only a tool, standing on the skin at x = q[0]
+        far = np.array([[0.0, 5.0, 5.0], [0.0, 5.0, 6.0]])
+        return far, far, np.array([[q[0], 0.0, 0.15], [q[0], 0.0, 0.0]])
+
+    joints = np.linspace(0.0, 0.1, 11)[:, None]  # a 10 cm stroke along x
+    phases = ["stroke"] * len(joints)
+    skin = np.column_stack([np.linspace(-0.02, 0.12, 60), np.zeros(60), np.zeros(60)])
+    cfg = ClearanceConfig(every=1)
+    target = np.zeros((1, 3))
+    # the stroke's end is 10 cm from the target: its skin reads as struck, unless the
+    # contact zone follows the path
+    assert "the tool would come within 25 mm" in collision_problem(
+        parts_of, joints, phases, skin, target, cfg)
+    path = np.column_stack([np.linspace(0.0, 0.1, 11), np.zeros(11), np.zeros(11)])
+    assert collision_problem(parts_of, joints, phases, skin, path, cfg) == ""
+    bump = np.vstack([skin, [[0.05, 0.0, 0.1]]])  # something standing on the path
+    assert "during the stroke" in collision_problem(parts_of, joints, phases, bump, path, cfg)
