@@ -86,16 +86,20 @@ def point_at_pixel(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
 
 def surface_normal(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
                    uv: np.ndarray, rng: np.random.Generator, radius_m: float = 0.015,
-                   min_threshold_m: float = 0.001) -> np.ndarray:
+                   min_threshold_m: float = 0.001, full_range_m: float = 1.0) -> np.ndarray:
     """Outward unit normal (base frame) of a RANSAC plane through a disc of the surface.
 
     The disc holds the depth points within ``radius_m`` (3D) of the point at the pixel, so
-    it covers the same skin at any range and never reaches the table beside a limb. The
+    it covers the same skin at any range and never reaches the table beside a limb. Beyond
+    ``full_range_m`` it grows as (range / full_range_m)^1.5: a stereo camera's depth noise
+    grows with the square of the range and its pixels' footprint with the range, so the
+    plane's tilt noise (noise / (radius * sqrt(points))) would grow with its cube. The
     RANSAC inlier distance follows the noise: three robust standard deviations of the
     residuals of a first least-squares plane, at least ``min_threshold_m``.
     """
     centre = point_at_pixel(depth, K, base_T_camera, uv)
     z_centre = transform_points(np.linalg.inv(base_T_camera), centre[None])[0, 2]
+    radius_m *= max(1.0, float(z_centre) / full_range_m) ** 1.5
     # the window is wide enough for a disc seen at up to ~70 deg from its normal
     half = _pixels_for(K, z_centre, 3.0 * radius_m, 60)
     pix, z = _window(depth, uv, half)
