@@ -179,15 +179,17 @@ class ArmModel:
         self.hand_points = np.asarray(hand_points, float).reshape(-1, 3)
 
     def parts(self, q: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Polylines (base frame) of the links (joint origins to the flange), the hand
-        (flange, across the hand, flange) and the tool (flange to the tool point) at q."""
+        """Polylines (base frame) of the links (the joint origins), the hand (the last
+        joint, the flange, across the hand, the flange) and the tool (flange to the tool
+        point) at q. The flange is the hand's: on a Baxter it is the gripper's endpoint,
+        a few cm off the skin while pressing."""
         arm = self.arm
         tool = arm.forward(q).translation  # also places every joint and frame
         joints = [arm.data.oMi[i].translation for i in range(arm.model.njoints)]
         flange = arm.data.oMf[self.flange].homogeneous
         hand = self.hand_points @ flange[:3, :3].T + flange[:3, 3]
-        return (np.vstack([*joints, flange[:3, 3]]),
-                np.vstack([flange[:3, 3], *hand, flange[:3, 3]]),
+        return (np.vstack(joints),
+                np.vstack([joints[-1], flange[:3, 3], *hand, flange[:3, 3]]),
                 np.vstack([flange[:3, 3], tool]))
 
     def chain(self, q: np.ndarray) -> np.ndarray:
@@ -203,5 +205,8 @@ def arm_model(robot: str, tool_length_m: float) -> ArmModel | None:
         return None
     arm = arm_kinematics(robot, tool_length_m)
     finger_axis = arm.flange_T_tool[:3, 1]  # the hand's fingers open along the tool frame's y
-    hand = np.array([0.08 * finger_axis + [0, 0, 0.05], -0.08 * finger_axis + [0, 0, 0.05]])
+    # the FR3's flange is link8, with the hand beyond it; a Baxter's is the gripper's
+    # endpoint, with the gripper behind it
+    along = 0.05 if robot == "fr3" else -0.05
+    hand = np.array([0.08 * finger_axis + [0, 0, along], -0.08 * finger_axis + [0, 0, along]])
     return ArmModel(arm, hand)
