@@ -101,6 +101,15 @@ def clear_of_what_is_seen(depth_event: dict | None, info: CameraInfo | None, cfg
                                                     clearance)
 
 
+def check_state(state: RobotState | None, nq: int, robot: str) -> None:
+    """PlanningError when there is no robot state to plan from, or it is another arm's."""
+    if state is None:
+        raise PlanningError("no robot state yet; is the robot node running?")
+    if len(state.q) != nq:
+        raise PlanningError(f"the robot reports {len(state.q)} joints but ROBOT={robot} has "
+                            f"{nq}; set ROBOT to the arm in the graph")
+
+
 def main() -> None:
     """Plan a trajectory for every target pose."""
     cfg = configure("planner", PARAMS)
@@ -129,18 +138,8 @@ def main() -> None:
             info = CameraInfo.from_arrow(event["value"])
         elif event["id"] == "target_pose":
             target = TargetPose.from_arrow(event["value"])
-            if state is None:
-                out.send("events", SessionEvent(
-                    "error", "planner: no robot state yet; is the robot node running?"
-                ).to_arrow(), stamp, BASE_FRAME)
-                continue
-            if len(state.q) != arm.nq:
-                out.send("events", SessionEvent(
-                    "error", f"planner: the robot reports {len(state.q)} joints but ROBOT="
-                    f"{cfg['ROBOT']} has {arm.nq}; set ROBOT to the arm in the graph"
-                ).to_arrow(), stamp, BASE_FRAME)
-                continue
             try:
+                check_state(state, arm.nq, cfg["ROBOT"])
                 contact = np.vstack([target.position, np.reshape(target.path, (-1, 3))])
                 collision = clear_of_what_is_seen(depth_event, info, cfg, parts_of,
                                                   np.asarray(state.q), contact)
