@@ -66,6 +66,7 @@ def eval_json(*args: str, timeout: int) -> dict:
     exe = Path(sys.executable).parent / "tuina"
     proc = run_bounded([exe, "eval", *args, "--json"], timeout)
     assert proc.returncode == 0, proc.stderr[-3000:]
+    print(proc.stderr[-8000:])  # the evaluation's log, shown when an assertion on it fails
     return json.loads(proc.stdout)
 
 

@@ -79,6 +79,9 @@ def run_robot(monkeypatch, double, events, end_s, **env):
     monkeypatch.setattr(robot.FrankaArm, "send", send)
     monkeypatch.setattr(robot, "connect", lambda *a: double)
     monkeypatch.setenv("CLOSE_TIMEOUT_S", "3.0")
+    # these tests name one fault each; the 0.1 s watchdog (tested in test_supervisor.py) would
+    # fire first whenever a loaded machine delays the double's 100 Hz commands by 0.1 s
+    monkeypatch.setenv("WATCHDOG_S", "0.5")
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
     node = TimedNode(events, end_s, lambda: double.now_ms() * 1_000_000)

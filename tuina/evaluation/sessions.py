@@ -84,6 +84,11 @@ def run_session(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path,
     return result
 
 
+def progress_to_stderr(line: str) -> None:
+    """Progress beside ``--json``: stdout holds only the JSON object."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], None]], dict],
                    table: Callable[[dict], str], errors: tuple[type[Exception], ...]) -> int:
     """``tuina eval NAME`` on the graph in ``args.graph``: progress and a table, or one JSON
@@ -94,7 +99,7 @@ def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], No
               "from the project folder", file=sys.stderr)
         return 2
     try:
-        summary = run(graph, (lambda _line: None) if args.json else print)
+        summary = run(graph, progress_to_stderr if args.json else print)
     except errors as err:
         print(f"tuina eval {name}: error: {err}", file=sys.stderr)
         return 1
