@@ -11,21 +11,11 @@ import json
 from pathlib import Path
 
 import numpy as np
-from tuina.operators.sensor import DepthNoise, apply_depth_noise
 
-from tuina.config import Param
 from tuina.messages import CAMERA_FRAME, CameraInfo, decode_depth, encode_depth
 from tuina.node import Outputs, configure, events, fail, stamp_of
-
-PARAMS = [
-    Param("SEED", "int", 0, "-", "noise seed"),
-    Param("DEPTH_NOISE", "bool", True, "-", "apply the D455-like depth model"),
-    Param("DEPTH_SCALE", "float", 0.001, "m", "depth unit of the output z16 stream",
-          low=1e-5, high=0.01),
-    Param("HOLE_RATE", "float", 0.005, "-", "random depth dropout fraction", low=0, high=1),
-    Param("EXTRINSICS_FILE", "path", "", "-",
-          "JSON with base_T_camera (4x4 row-major); empty: the source's own"),
-]
+from tuina.operators.sensor import DepthNoise, apply_depth_noise
+from tuina.settings.camera import PARAMS
 
 
 def load_extrinsics(path: str) -> list[float] | None:

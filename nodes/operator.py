@@ -6,16 +6,9 @@ Outputs: ``instruction``.
 
 from __future__ import annotations
 
-from tuina.config import Param
 from tuina.messages import CAMERA_FRAME, Instruction
 from tuina.node import Outputs, configure, events, stamp_of
-
-PARAMS = [
-    Param("INSTRUCTION", "str", "press Zusanli with moderate pressure", "-",
-          "what the operator asks for"),
-    Param("STROKE_PX", "floats", [], "px", "optional drawn stroke u0,v0,u1,v1,..."),
-    Param("AT_S", "float", 1.0, "s", "event time at which the instruction is given", low=0),
-]
+from tuina.settings.operator import PARAMS
 
 
 def main() -> None:

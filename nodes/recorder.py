@@ -19,22 +19,10 @@ import time
 from importlib import metadata
 from pathlib import Path
 
-from tuina.config import Param
 from tuina.estop import estop_message
 from tuina.node import configure
 from tuina.recording import Recorder, RecordingError
-
-PARAMS = [
-    Param("RECORDING_DIR", "path", "", "-", "the recording folder (created; must be new)"),
-    Param("GRAPH_FILE", "path", "", "-", "the graph being recorded, stored in the manifest"),
-    Param("MANDATORY", "bool", False, "-",
-          "the session must not go on unrecorded: a failed recording sends estop"),
-    Param("TOPICS", "str", "", "-", "comma-separated node/output topics listed in the "
-          "manifest even when they carry no message"),
-    Param("END_WITH_INPUTS", "str", "", "-", "comma-separated inputs whose closing ends the "
-          "recording (leave out those of dynamic nodes, which may never connect); empty: "
-          "record until the graph stops"),
-]
+from tuina.settings.recorder import PARAMS
 
 PACKAGES = ("tuina", "dora-rs", "pyarrow", "numpy", "polars", "franky-control", "franky-sim",
             "mujoco", "open3d", "pin", "opencv-python-headless")

@@ -13,14 +13,10 @@ import sys
 import time
 from pathlib import Path
 
-from tuina.config import Param
 from tuina.node import configure
 from tuina.recording import RecordingError, read_topic
 from tuina.replay import merged
-
-PARAMS = [
-    Param("PLAN_FILE", "path", "", "-", "the replay plan tuina replay writes (JSON)"),
-]
+from tuina.settings.replayer import PARAMS
 
 
 def main() -> None:

@@ -31,29 +31,14 @@ from tuina.operators.session import (
 )
 from tuina.operators.tracking import rotation_angle_deg
 
-from tuina.config import Param
 from tuina.messages import BodyMotion, Command, GroundTruth, SessionEvent, TargetPose
 from tuina.node import Outputs, configure, events, stamp_of
+from tuina.settings.session import PARAMS
 
 # inputs whose closing does not end the session: any node but the world and the robot may
 # die mid-session, and the session must still see the robot release contact
 LASTING_INPUTS = ("command", "target_pose", "body_motion", "events_grounding",
                   "events_tracker", "events_pose_fit", "events_planner", "events_control")
-
-PARAMS = [
-    Param("SESSION", "str", "", "-", "session name; empty: sim-<date>-<time>"),
-    Param("RECORDINGS_DIR", "path", "recordings", "-", "where the session folder goes"),
-    Param("TIMEOUT_S", "float", 60.0, "s", "event time after which the session is failed",
-          low=1),
-    Param("MAX_ACUPOINT_ERROR_MM", "float", 10.0, "mm", "ok bound", low=0),
-    Param("MAX_NORMAL_ERROR_DEG", "float", 10.0, "deg", "ok bound", low=0),
-    Param("MAX_FORCE_RMS_ERROR_N", "float", 1.5, "N", "ok bound", low=0),
-    Param("FORCE_CAP_N", "float", 15.0, "N", "ok bound on the largest contact force", low=0),
-    Param("RELEASE_WAIT_S", "float", 5.0, "s", "after an error, the longest wait (event time) "
-          "for the robot to report it released contact before the session ends", low=0.1),
-    Param("REPLAN_WAIT_S", "float", 15.0, "s", "after an abort, the longest wait (event time) "
-          "for a new target before the session ends", low=0.5),
-]
 
 
 def _fmt(value) -> str:

@@ -9,6 +9,8 @@ import numpy as np
 import pytest
 import yaml
 from scipy.spatial.transform import Rotation
+
+from tuina.calibrate import PoseSample, samples_frame
 from tuina.operators.calibration import (
     CalibrationError,
     MarkerNotFound,
@@ -19,8 +21,6 @@ from tuina.operators.calibration import (
     solve_base_T_camera,
 )
 from tuina.operators.geometry import make_transform, transform_points
-
-from tuina.calibrate import PoseSample, samples_frame
 
 from .bounded import run_bounded
 from .test_operators import K
@@ -149,9 +149,8 @@ def test_calibrate_with_collinear_pairs_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("graph_name", ["sim.yml", "baxter-sim.yml"])
 def test_committed_sim_extrinsics_match_the_sim_camera(graph_name):
-    from tuina.nodes.world import PARAMS, world_config
-
     from tuina.config import load
+    from tuina.settings.world import PARAMS, world_config
     from tuina.sim.world import true_base_T_camera
 
     graph = yaml.safe_load((ROOT / "dataflows" / graph_name).read_text())

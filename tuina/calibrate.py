@@ -265,7 +265,7 @@ def main(args: Any) -> int:
             source = f"pairs file {args.pairs}"
             truth = None
         elif "tuina-world" in nodes:
-            from tuina.nodes.world import world_config_from_env
+            from tuina.settings.world import world_config_from_env
             from tuina.sim.world import MARKER_IN_EE_M, RenderingUnavailable
 
             marker = np.asarray(MARKER_IN_EE_M)

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import ast
 import importlib
+import importlib.util
 import os
 import shutil
 import subprocess
@@ -30,10 +32,12 @@ def nodes_doc() -> str:
     """Markdown section per node: its docstring (inputs, outputs) and env table."""
     parts = []
     for name in NODE_MODULES:
-        module = importlib.import_module(f"tuina.nodes.{name}")
+        settings = importlib.import_module(f"tuina.settings.{name}")
+        # the node's docstring read from its source: the tools never import a node
+        source = importlib.util.find_spec(f"tuina.nodes.{name}").origin
+        doc = ast.get_docstring(ast.parse(Path(source).read_text())) or ""
         title = f"tuina-{name.replace('_', '-')}"
-        parts.append(f"### `{title}`\n\n{markdown(module.__doc__ or '')}\n\n"
-                     f"{table(module.PARAMS)}\n")
+        parts.append(f"### `{title}`\n\n{markdown(doc)}\n\n{table(settings.PARAMS)}\n")
     return "\n".join(parts)
 
 

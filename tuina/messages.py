@@ -268,6 +268,14 @@ class BodyMotion(Message):
         ("twist", _vec(6)),
     ])
 
+    @classmethod
+    def from_estimate(cls, estimate: Any, reference_stamp_ns: int) -> BodyMotion:
+        """The message of a tracker's ``MotionEstimate``."""
+        T = estimate.transform
+        return cls(T[:3, :3].ravel().tolist(), T[:3, 3].tolist(), estimate.fitness,
+                   estimate.inlier_rmse, estimate.updated, estimate.status, reference_stamp_ns,
+                   estimate.points, estimate.coverage, estimate.twist.tolist())
+
 
 @dataclass
 class Trajectory(Message):

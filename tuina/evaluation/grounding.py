@@ -210,7 +210,6 @@ def _visible(point: Acupoint, body: np.ndarray, box: np.ndarray, depth: np.ndarr
 def atlas_predictor(seed: int = 0) -> Predictor:
     """The atlas backend: fit the phantom to the sample's depth, project the asked point."""
     from tuina.config import load
-    from tuina.nodes.grounding import PARAMS
     from tuina.operators.grounding import (
         GroundingError,
         acupoint_box,
@@ -218,6 +217,7 @@ def atlas_predictor(seed: int = 0) -> Predictor:
         fit_phantom,
     )
     from tuina.operators.phantom import placement
+    from tuina.settings.grounding import PARAMS
 
     cfg = load("grounding", PARAMS, {})  # the grounding node's defaults
     nominal = placement(tuple(cfg["BODY_POSITION"]), cfg["BODY_YAW_DEG"])

@@ -116,9 +116,9 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
     one-frame queue delivers them) and score it."""
     import pyarrow as pa
 
-    from tuina.messages import Header, decode_depth
-    from tuina.nodes.icp_tracker import to_message, tracker_config
+    from tuina.messages import BodyMotion, Header, decode_depth
     from tuina.operators.arms import arm_model
+    from tuina.settings.icp_tracker import tracker_config
 
     frames, K, cam = rendered["frames"], rendered["K"], rendered["base_T_camera"]
     h, w = frames[0]["z16"].shape
@@ -156,7 +156,7 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
         points = roi_points(decode_depth(*messages[k], cfg["STRIDE"]), K, cam, cfg["STRIDE"],
                             roi_min, roi_max, sampled=True)
         est = tracker.update(points, f["stamp_ns"], arm.chain(f["q"]), cfg["ARM_MASK_M"])
-        to_message(est, tracker.reference_stamp_ns).to_arrow()
+        BodyMotion.from_estimate(est, tracker.reference_stamp_ns).to_arrow()
         last_end = time.perf_counter()
         times.append((last_end - t0) * 1e3)
         processed += 1
@@ -212,8 +212,8 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
     import open3d as o3d
 
     from tuina.config import env_strings, load
-    from tuina.nodes import icp_tracker
-    from tuina.nodes.world import world_config_from_env
+    from tuina.settings import icp_tracker
+    from tuina.settings.world import world_config_from_env
     from tuina.sim.world import MassageWorld
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)

@@ -1,0 +1,1 @@
+"""Each node's env keys (``PARAMS``) and the configuration they build, declared once."""
