@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
-from tuina.operators.geometry import polyline_distances
+from tuina.operators.geometry import angle_between_deg, polyline_distances, quat_to_matrix
+from tuina.operators.tracking import rotation_angle_deg
 
 
 @dataclass(frozen=True)
@@ -246,3 +249,139 @@ def exit_code(ok: bool, faults: list[str]) -> int:
     """0 for an ok session or one the operator stopped (an intended stop is not a crash)."""
     intended = bool(faults) and all(f in INTENDED_FAULTS for f in faults)
     return 0 if ok or intended else 1
+
+
+class SessionWatch:
+    """Everything the session node hears, gathered into a ``SessionLog`` and a
+    ``SessionEnding``. Messages come in duck-typed (the fields of tuina.messages' types), so
+    this stays free of the runtime; stamps are event time in ns."""
+
+    MAX_TRUTHS = 900  # a minute of ground-truth frames at 15 Hz
+    MAX_WAITING = 100  # body motions waiting for their frame's truth
+
+    def __init__(self, ending: SessionEnding) -> None:
+        self.log = SessionLog()
+        self.ending = ending
+        self.target: Any = None
+        self.phase = ""
+        self.first_ns: int | None = None
+        self.last_ns = 0
+        # truth by frame stamp (body rotation, acupoints), to score the tracker's motions
+        self.truths: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
+        self.waiting: dict[int, Any] = {}
+
+    def heard(self, stamp: int) -> None:
+        """Any input's stamp: the session's event time."""
+        self.first_ns = stamp if self.first_ns is None else self.first_ns
+        self.last_ns = max(self.last_ns, stamp)
+
+    @property
+    def duration_s(self) -> float:
+        return (self.last_ns - (self.first_ns or self.last_ns)) * 1e-9
+
+    def on_event(self, event: Any, stamp: int) -> str | None:
+        """A SessionEvent from any node; the line to print when it changes the ending."""
+        log = self.log
+        if event.kind == "error":
+            log.errors.append(event.detail)
+            if event.fault and event.fault not in log.faults:
+                log.faults.append(event.fault)
+            # the wait counts from when the session hears of it: an error's own stamp is its
+            # input frame's, which a slow node (a long planning search) left behind
+            if self.ending.on_error(self.last_ns):
+                return "waiting for the robot to release contact before ending"
+        elif event.kind == "released":
+            self.ending.on_released()
+            log.released_t = log.released_t or stamp * 1e-9
+        elif event.kind == "done":
+            self.ending.on_done()
+        elif event.kind == "abort":
+            log.aborts.append(event.detail)
+            self.ending.on_abort(self.last_ns)
+            return (f"{event.detail}; re-grounding, the session ends if no new target comes "
+                    f"within {self.ending.replan_wait_s:g} s")
+        elif event.kind == "reground":
+            log.regrounds += 1
+        return None
+
+    def on_target(self, target: Any) -> None:
+        """A TargetPose: what the session is now about."""
+        self.target = target
+        self.ending.on_target()
+
+    def on_command(self, command: Any, stamp: int) -> None:
+        """A Command: the phase and the force the controller measured."""
+        log, t = self.log, stamp * 1e-9
+        self.phase = command.phase
+        log.force_t.append(t)
+        log.force_n.append(command.force_measured_n)
+        log.phases.append(command.phase)
+        if command.force_target_n > 0:
+            log.force_target_n = command.force_target_n
+        if log.first_contact_s is None and command.force_measured_n > 1.0:
+            log.first_contact_s = t - (self.first_ns or stamp) * 1e-9
+            log.first_contact_t = t
+
+    def on_body_motion(self, motion: Any, stamp: int) -> None:
+        """A BodyMotion: scored against the truth of its frame (now or when it comes)."""
+        self.log.motion_t.append(stamp * 1e-9)
+        self.log.motion_status.append(motion.status)
+        if motion.status != "ok":
+            return
+        if stamp in self.truths:
+            self._score_motion(stamp, motion)
+        else:
+            self.waiting[stamp] = motion
+
+    def _score_motion(self, stamp: int, motion: Any) -> None:
+        ref, now = self.truths.get(motion.reference_stamp_ns), self.truths.get(stamp)
+        code = self.target.code if self.target is not None else None
+        if ref is None or now is None or code not in ref[1]:
+            return
+        R = np.asarray(motion.rotation).reshape(3, 3)
+        moved = R @ ref[1][code] + np.asarray(motion.translation)
+        self.log.tracking_err_mm.append(float(np.linalg.norm(moved - now[1][code]) * 1000))
+        self.log.tracking_err_deg.append(rotation_angle_deg(R.T @ now[0] @ ref[0].T))
+
+    def on_truth(self, truth: Any, stamp: int) -> None:
+        """A GroundTruth frame of the simulated world: the scores against the truth."""
+        log = self.log
+        log.max_force_n = max(log.max_force_n, truth.max_contact_force_n)
+        log.truth_t.append(stamp * 1e-9)
+        log.truth_peak_n.append(truth.max_contact_force_n)
+        points = np.asarray(truth.acupoint_positions).reshape(-1, 3)
+        self.truths[stamp] = (quat_to_matrix(np.asarray(truth.body_quaternion)),
+                              dict(zip(truth.acupoint_codes, points, strict=True)))
+        while len(self.truths) > self.MAX_TRUTHS:
+            self.truths.pop(next(iter(self.truths)))
+        if stamp in self.waiting:
+            self._score_motion(stamp, self.waiting.pop(stamp))
+        while len(self.waiting) > self.MAX_WAITING:
+            self.waiting.pop(next(iter(self.waiting)))
+        target = self.target
+        if target is None or target.code not in truth.acupoint_codes:
+            return
+        k = truth.acupoint_codes.index(target.code)
+        acu = points[k]
+        if math.isnan(log.normal_error_deg):
+            normal = np.asarray(truth.acupoint_normals).reshape(-1, 3)[k]
+            log.normal_error_deg = angle_between_deg(np.asarray(target.normal), normal)
+        contact = np.asarray(truth.contact_point)
+        if not np.all(np.isfinite(contact)):
+            return
+        if self.phase == "press":
+            log.contact_errors_mm.append(float(np.linalg.norm(contact - acu) * 1000))
+        if self.phase not in ("press", "stroke") or np.linalg.norm(truth.contact_force) <= 1.0:
+            return
+        if self.phase == "stroke":
+            ref = self.truths.get(target.source_stamp_ns)
+            path = np.asarray(target.path).reshape(-1, 3)
+            if ref is not None and target.code in ref[1]:
+                path = moved_path(path, ref[0], ref[1][target.code], self.truths[stamp][0], acu)
+            log.stroke_mm.append(distance_to_path(contact, path) * 1000)
+        log.follow_t.append(stamp * 1e-9)
+        log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))
+
+    def due(self) -> str | None:
+        """None while the session goes on; else why it ends ("" when nothing went wrong)."""
+        return self.ending.due(self.last_ns, self.phase)

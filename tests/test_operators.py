@@ -661,6 +661,46 @@ def test_summary_flags_failures():
     assert not bad["ok"] and "cap" in bad["problems"][0]
 
 
+def test_the_session_watch_scores_contact_and_motion_on_the_truth_and_ends_after_release():
+    from types import SimpleNamespace as Msg
+
+    from tuina.operators.session import SessionEnding, SessionWatch
+
+    watch = SessionWatch(SessionEnding(release_wait_s=5.0, replan_wait_s=15.0, timeout_s=60.0))
+    acupoint = np.array([0.5, 0.2, 0.1])
+    watch.on_target(Msg(code="ST36", normal=[0.0, 0.0, 1.0], path=[], source_stamp_ns=0))
+
+    def truth(stamp: int, shift_m: float, contact_off_m: float) -> None:
+        moved = acupoint + [shift_m, 0.0, 0.0]
+        watch.heard(stamp)
+        watch.on_truth(Msg(max_contact_force_n=6.2, acupoint_positions=list(moved),
+                           acupoint_normals=[0.0, 0.0, 1.0], acupoint_codes=["ST36"],
+                           body_quaternion=[0.0, 0.0, 0.0, 1.0],
+                           contact_point=list(moved + [contact_off_m, 0.0, 0.0]),
+                           contact_force=[0.0, 0.0, 6.0]), stamp)
+
+    ms = 1_000_000
+    for k in range(100):  # 1 s of press, the body shifting 1 mm per 10 ms frame
+        stamp = k * 10 * ms
+        watch.heard(stamp)
+        watch.on_command(Msg(phase="press", force_measured_n=6.0, force_target_n=6.0), stamp)
+        truth(stamp, k * 0.001, 0.003)
+        # the tracker's motion since frame 0 is 1 mm short of the truth's
+        watch.on_body_motion(Msg(status="ok", rotation=list(np.eye(3).ravel()),
+                                 translation=[max(k - 1, 0) * 0.001, 0.0, 0.0],
+                                 reference_stamp_ns=0), stamp)
+    log = watch.log
+    assert log.contact_errors_mm == pytest.approx([3.0] * 100)
+    assert log.follow_mm == pytest.approx([3.0] * 100)
+    assert log.tracking_err_mm == pytest.approx([0.0] + [1.0] * 99)
+    assert log.first_contact_s == 0.0 and log.force_target_n == 6.0
+    assert watch.due() is None
+    said = watch.on_event(Msg(kind="error", detail="robot: estop", fault="estop"), 100 * ms)
+    assert "release" in said and log.faults == ["estop"] and watch.due() is None
+    watch.on_event(Msg(kind="released", detail="", fault=""), 101 * ms)
+    assert watch.due() == ""  # ended, nothing else wrong
+
+
 def test_coverage_calls_a_far_press_wrong_and_a_refusal_by_its_own_reason():
     from tuina.evaluation.coverage import outcome
 
