@@ -9,10 +9,13 @@ impedance), with anti-windup and a low-pass filtered derivative.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
 from tuina.operators.planner import min_jerk, sample
+from tuina.operators.safety import trajectory_problem
+from tuina.operators.tracking import TrackerWatch, predict
 
 
 @dataclass(frozen=True)
@@ -312,3 +315,110 @@ class HybridForceController:
         self._last = ControlOutput(position, q, "hold" if phase == "done" else "track", phase,
                                    f_target, f_meas, twist, n, self.force_phase, rate)
         return self._last
+
+
+@dataclass(frozen=True)
+class Notice:
+    """What the controller tells the session (an event) and, when ``say`` is set, the
+    terminal."""
+
+    kind: str  # abort | error | phase | done
+    detail: str
+    say: str = ""
+
+
+LOST_STATUSES = ("large_motion", "lost")
+
+
+class PlanFollower:
+    """The force controller over the life of its trajectories: the current plan, the body
+    motion that carries it (relative to the frame it was planned on), the tracker's silence,
+    and what to tell the session. One ``step`` per robot state."""
+
+    def __init__(self, config: ForceConfig, tracker_timeout_s: float, follow_lead_s: float,
+                 max_lead_s: float) -> None:
+        self.config = config
+        self.tracker_timeout_s = tracker_timeout_s
+        self.follow_lead_s, self.max_lead_s = follow_lead_s, max_lead_s
+        self.plan: tuple | None = None  # t, positions, quaternions, forces, normals, phases
+        self.plan_start_ns = 0
+        self.reference_stamp_ns = 0
+        self.start_ns: int | None = None  # robot time of the plan's first state
+        self.controller = HybridForceController(config)
+        self.motion, self.twist = np.eye(4), np.zeros(6)
+        self.track_lost = ""  # why the tracker gave up on the current plan's reference
+        self.watch = TrackerWatch(tracker_timeout_s)
+        self.announced = False  # the current controller's abort was told
+        self.stop_told = False  # the cap's error went out for this plan
+        self.phase = ""
+
+    def new_plan(self, plan: tuple, start_stamp_ns: int, reference_stamp_ns: int) -> str | None:
+        """A trajectory (its arrays); the problem with it when it must not be followed (a
+        massage in progress then stops and backs off)."""
+        problem = trajectory_problem(*plan, self.config.force_cap_n)
+        if problem is not None:
+            self.track_lost = self.track_lost or "a malformed trajectory arrived"
+            return problem
+        self.plan, self.plan_start_ns = plan, start_stamp_ns
+        self.reference_stamp_ns, self.start_ns, self.stop_told = reference_stamp_ns, None, False
+        self.controller = HybridForceController(self.config)
+        self.motion, self.twist, self.track_lost, self.announced = np.eye(4), np.zeros(6), "", \
+            False
+        self.watch.new_plan()
+        return None
+
+    def on_motion(self, motion: Any, stamp: int) -> None:
+        """A BodyMotion (duck-typed); motions relative to an older reference belong to an
+        older plan."""
+        self.watch.motion(stamp)
+        if self.plan is None or motion.reference_stamp_ns < self.reference_stamp_ns:
+            return
+        if motion.status == "ok":
+            self.motion = np.eye(4)
+            self.motion[:3, :3] = np.asarray(motion.rotation).reshape(3, 3)
+            self.motion[:3, 3] = motion.translation
+            self.twist = np.asarray(motion.twist)
+        else:
+            self.twist = np.zeros(6)  # hold the last good motion, never extrapolate it
+        if motion.status in LOST_STATUSES:
+            self.track_lost = self.track_lost or f"body tracking {motion.status.replace('_', ' ')}"
+
+    def step(self, stamp: int, tool_position: np.ndarray, wrench: np.ndarray
+             ) -> tuple[ControlOutput | None, list[Notice]]:
+        """The reference for this robot state (None before the plan starts) and what to
+        tell."""
+        if self.plan is None:
+            return None, []
+        if self.start_ns is None:
+            # the trajectory starts at the first state the controller sees for it
+            self.start_ns = max(stamp, self.plan_start_ns)
+        t = (stamp - self.start_ns) * 1e-9
+        if t < 0:
+            return None, []
+        controller = self.controller
+        silent, feeding, age_s = self.watch.state(stamp, self.start_ns)
+        if silent and not self.track_lost:
+            self.track_lost = f"no body motion for {self.tracker_timeout_s} s"
+        if self.track_lost and not controller.aborted and self.phase != "done":
+            controller.abort(t, tool_position, self.track_lost)
+        feed = self.twist if feeding else np.zeros(6)
+        lead = min(self.follow_lead_s + age_s, self.max_lead_s)
+        ref = controller.step(t, *self.plan, tool_position, wrench,
+                              predict(self.motion, feed, lead), feed)
+        notices = []
+        if controller.aborted and not self.announced:
+            self.announced = True
+            reason = controller.abort_reason
+            notices.append(Notice("abort", f"force-controller: {reason}; backing off",
+                                  f"force-controller: {reason}: backing off"))
+            if controller.fault:
+                notices.append(Notice("error", f"force-controller: {reason}"))
+        if ref.phase != self.phase:
+            self.phase = ref.phase
+            notices.append(Notice("done" if ref.phase == "done" else "phase", ref.phase,
+                                  f"force-controller: phase {ref.phase} at {t:.2f} s"))
+        if ref.mode == "stop" and not self.stop_told:
+            self.stop_told = True
+            notices.append(Notice("error", f"force-controller: force {ref.force_measured_n:.1f}"
+                                  f" N over the cap {self.config.force_cap_n} N; retreating"))
+        return ref, notices

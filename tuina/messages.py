@@ -301,6 +301,13 @@ class Trajectory(Message):
         ("code", pa.string()), ("reference_stamp_ns", pa.int64()),
     ])
 
+    def arrays(self) -> tuple:
+        """t, positions (N x 3), quaternions (N x 4), forces, normals (N x 3), phases."""
+        return (np.asarray(self.t_s, float), np.asarray(self.positions, float).reshape(-1, 3),
+                np.asarray(self.quaternions, float).reshape(-1, 4),
+                np.asarray(self.forces_n, float),
+                np.asarray(self.normals, float).reshape(-1, 3), self.phases)
+
 
 @dataclass
 class Command(Message):

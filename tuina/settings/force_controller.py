@@ -3,11 +3,12 @@ builds its configuration."""
 
 from __future__ import annotations
 
+from typing import Any
+
 from tuina.config import Param
-from tuina.node import (
-    PRIORITY_PARAMS,
-)
+from tuina.node import PRIORITY_PARAMS
 from tuina.operators.arms import ARMS
+from tuina.operators.force_control import ForceConfig
 
 PARAMS = [
     Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
@@ -64,3 +65,19 @@ PARAMS = [
     Param("PBVS_GAIN", "float", 4.0, "1/s", "lambda of v_e = -lambda L_e^-1 e (joint output)",
           low=0.1, high=50),
 ]
+
+
+def force_config(cfg: dict[str, Any]) -> ForceConfig:
+    """The controller's gains and limits from a validated env: block."""
+    return ForceConfig(kp=cfg["KP"], ki=cfg["KI"], kd=cfg["KD"],
+                       derivative_tau_s=cfg["DERIVATIVE_TAU_S"],
+                       integral_limit=cfg["INTEGRAL_LIMIT"],
+                       max_normal_speed=cfg["MAX_NORMAL_SPEED"],
+                       search_speed=cfg["SEARCH_SPEED"],
+                       contact_threshold_n=cfg["CONTACT_THRESHOLD_N"],
+                       max_depth_m=cfg["MAX_DEPTH_M"], force_cap_n=cfg["FORCE_CAP_N"],
+                       max_follow_speed=cfg["MAX_FOLLOW_SPEED"],
+                       compensation_gain=cfg["COMPENSATION_GAIN"],
+                       max_compensation_m=cfg["MAX_COMPENSATION_M"],
+                       max_follow_rate_deg=cfg["MAX_FOLLOW_RATE_DEG_S"],
+                       retreat_m=cfg["RETREAT_M"], max_force_jump_n=cfg["MAX_FORCE_JUMP_N"])
