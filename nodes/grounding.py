@@ -19,6 +19,18 @@ from __future__ import annotations
 import sys
 
 import numpy as np
+from tuina.operators.grounding import (
+    GroundingError,
+    GroundingRequests,
+    body_cloud,
+    ground_acupoint,
+    side_facing_arm,
+    stroke_pixels,
+    validate_stroke,
+)
+from tuina.operators.instructions import UnknownAcupoint, parse_instruction
+from tuina.operators.phantom import placement, right_side
+from tuina.operators.vlm import choose_box, read_boxes
 
 from tuina.messages import (
     CAMERA_FRAME,
@@ -31,18 +43,7 @@ from tuina.messages import (
     encode_targets,
 )
 from tuina.node import Outputs, configure, events, fail, stamp_of
-from tuina.operators.grounding import (
-    GroundingError,
-    body_cloud,
-    ground_acupoint,
-    side_facing_arm,
-    stroke_pixels,
-    validate_stroke,
-)
-from tuina.operators.instructions import UnknownAcupoint, parse_instruction
-from tuina.operators.phantom import placement, right_side
-from tuina.operators.vlm import choose_box, read_boxes
-from tuina.settings.grounding import PARAMS
+from tuina.settings.grounding import PARAMS, pressure_forces
 from tuina.vlm import ModelFolderError, Request, Result, VLMGrounder, VLMWorker
 
 
@@ -53,121 +54,100 @@ def main() -> None:
     from dora import Node
 
     o3d.utility.set_max_threads(cfg["OPEN3D_THREADS"])
-
-    worker = None
-    if cfg["BACKEND"] == "vlm":
-        grounder = VLMGrounder(cfg["MODEL_PATH"], cfg["DEVICE"], cfg["PROMPT"],
-                               cfg["MAX_NEW_TOKENS"])
-        try:
-            grounder.check()  # the weights load on the worker thread, while the graph runs
-        except ModelFolderError as err:
-            fail("grounding", str(err))
-        worker = VLMWorker(grounder)
+    worker = model_worker(cfg) if cfg["BACKEND"] == "vlm" else None
     node = Node()
     out = Outputs(node)
-    forces = {"light": cfg["FORCE_LIGHT_N"], "moderate": cfg["FORCE_MODERATE_N"],
-              "firm": cfg["FORCE_FIRM_N"]}
+    forces = pressure_forces(cfg)
     nominal = placement(tuple(cfg["BODY_POSITION"]), cfg["BODY_YAW_DEG"])
     info: CameraInfo | None = None
-    pending: Instruction | None = None
-    last: Instruction | None = None
-    not_before = 0  # depth stamp a pending re-grounding waits for
-    newest = 0  # stamp of the newest input (camera time)
-    moved_at = 0  # stamp of the latest body motion the tracker reported
-    stale = 0  # stale answers in a row
+    requests = GroundingRequests(cfg["REGROUND_DELAY_S"], cfg["MAX_ANSWER_AGE_S"],
+                                 cfg["MAX_STALE_ANSWERS"])
 
-    def error(detail: str, stamp: int) -> None:
-        print(f"tuina-grounding: error: {detail}", file=sys.stderr, flush=True)
-        out.send("events", SessionEvent("error", f"grounding: {detail}").to_arrow(), stamp,
-                 CAMERA_FRAME)
-
-    def answered(result: Result) -> None:
-        nonlocal pending, not_before, stale
-        request = result.request
-        instruction, parsed = request.context
-        if result.answer is None:
-            error(f"the model failed: {result.error}", newest)
-            return
-        if request.stamp_ns < moved_at or (newest - request.stamp_ns) * 1e-9 > \
-                cfg["MAX_ANSWER_AGE_S"]:
-            stale += 1
-            why = ("the body moved since" if request.stamp_ns < moved_at else
-                   f"{(newest - request.stamp_ns) * 1e-9:.2f} s old, limit "
-                   f"{cfg['MAX_ANSWER_AGE_S']} s")
-            if stale >= cfg["MAX_STALE_ANSWERS"]:
-                error(f"{stale} answers in a row came too late ({why}); the model is slower "
-                      "than MAX_ANSWER_AGE_S allows (raise it, or run on a GPU)", newest)
-                stale = 0
-                return
-            print(f"grounding: dropped the answer about frame {request.stamp_ns} ({why}); "
-                  "asking again", flush=True)
-            pending, not_before = instruction, 0
-            return
-        stale = 0
-        h, w = request.image.shape[:2]
-        point = parsed.acupoint
-        chosen = choose_box(read_boxes(result.answer.text, (w, h), result.answer.input_wh),
-                            point, (w, h))
-        if chosen.box is None:
-            error(f"{point.code} not grounded ({chosen.reason}); the model answered "
-                  f"{result.answer.text!r}", newest)
-            return
-        x1, y1, x2, y2 = chosen.box.box
-        target = GroundedTarget(point.code, point.pinyin, point.number, [x1, y1, x2, y2],
-                                [(x1 + x2) / 2, (y1 + y2) / 2], [], 1.0,
-                                forces[parsed.pressure], parsed.technique, request.stamp_ns)
-        out.send("targets", encode_targets([target]), newest, CAMERA_FRAME)
-        print(f"grounding: {target.code} ({target.name}) at px "
-              f"{np.round(target.center_px, 1).tolist()} from the model in "
-              f"{result.answer.seconds:.2f} s, {target.technique} at {target.force_n} N",
-              flush=True)
+    def tell(kind: str, detail: str, stamp: int) -> None:
+        if kind == "error":
+            print(f"tuina-grounding: error: {detail}", file=sys.stderr, flush=True)
+            out.send("events", SessionEvent("error", f"grounding: {detail}").to_arrow(), stamp,
+                     CAMERA_FRAME)
+        else:
+            print(f"grounding: {detail}", flush=True)
 
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
-        newest = max(newest, stamp)
-        if worker is not None:
-            for result in worker.poll():
-                answered(result)
+        requests.heard(stamp)
+        for result in worker.poll() if worker is not None else []:
+            target, problem = model_target(result, requests, forces)
+            if problem is not None:
+                tell(*problem, requests.newest)
+            if target is not None:
+                out.send("targets", encode_targets([target]), requests.newest, CAMERA_FRAME)
         if event["id"] == "camera_info":
             info = CameraInfo.from_arrow(event["value"])
-        elif (event["id"] == "rgb" and worker is not None and pending is not None
-              and not pending.stroke_px and stamp >= not_before):
-            request, pending = pending, None
-            last = request
+        elif event["id"] == "instruction":
+            requests.on_instruction(Instruction.from_arrow(event["value"]))
+        elif event["id"] == "reground":
+            if SessionEvent.from_arrow(event["value"]).kind == "reground" and \
+                    (told := requests.on_reground(stamp)) is not None:
+                tell(*told, stamp)
+        elif event["id"] == "rgb" and worker is not None and \
+                (request := requests.take(stamp, drawn=False)) is not None:
             try:
                 parsed = parse_instruction(request.text)
             except UnknownAcupoint as err:
-                error(str(err), stamp)
+                tell("error", str(err), stamp)
                 continue
             image = np.array(decode_rgb(event["value"], event["metadata"]))
             worker.submit(Request(stamp, image, worker.grounder.question(
                 parsed.acupoint.pinyin, parsed.acupoint.code), (request, parsed)))
-        elif event["id"] == "instruction":
-            pending, not_before = Instruction.from_arrow(event["value"]), 0
-        elif event["id"] == "reground":
-            if SessionEvent.from_arrow(event["value"]).kind != "reground" or last is None:
-                continue
-            if last.stroke_px:
-                error("the body moved away from the drawn stroke; draw it again on the new "
-                      "image", stamp)
-                continue
-            moved_at = stamp
-            pending, not_before = last, stamp + int(cfg["REGROUND_DELAY_S"] * 1e9)
-            print(f"grounding: finding {last.text!r} again after the body moved", flush=True)
-        elif (event["id"] == "depth" and pending is not None and info is not None
-              and stamp >= not_before and (worker is None or pending.stroke_px)):
-            request, pending = pending, None
-            last = request
+        elif event["id"] == "depth" and info is not None and (request := requests.take(
+                stamp, drawn=None if worker is None else True)) is not None:
             try:
                 target, found_body = ground(request, event, info, cfg, forces, nominal, stamp)
                 nominal = nominal if found_body is None else found_body
             except (UnknownAcupoint, GroundingError) as err:
-                error(str(err), stamp)
+                tell("error", str(err), stamp)
                 continue
             out.send("targets", encode_targets([target]), stamp, CAMERA_FRAME)
-            print(f"grounding: {target.code} ({target.name}) at px "
-                  f"{np.round(target.center_px, 1).tolist()}, {target.technique} at "
-                  f"{target.force_n} N, confidence {target.confidence:.2f}", flush=True)
+            tell("say", f"{target.code} ({target.name}) at px "
+                 f"{np.round(target.center_px, 1).tolist()}, {target.technique} at "
+                 f"{target.force_n} N, confidence {target.confidence:.2f}", stamp)
+
+
+def model_worker(cfg: dict) -> VLMWorker:
+    """The vision-language model on its own thread; a model folder it cannot use fails the
+    node at once (the weights load on the thread, while the graph runs)."""
+    grounder = VLMGrounder(cfg["MODEL_PATH"], cfg["DEVICE"], cfg["PROMPT"],
+                           cfg["MAX_NEW_TOKENS"])
+    try:
+        grounder.check()
+    except ModelFolderError as err:
+        fail("grounding", str(err))
+    return VLMWorker(grounder)
+
+
+def model_target(result: Result, requests: GroundingRequests, forces: dict[str, float]
+                 ) -> tuple[GroundedTarget | None, tuple[str, str] | None]:
+    """The target of one model answer, and what to tell: an error (the model failed, no
+    usable box, answers too late), a line (asked again; grounded)."""
+    request = result.request
+    instruction, parsed = request.context
+    if result.answer is None:
+        return None, ("error", f"the model failed: {result.error}")
+    if (late := requests.answer_problem(request.stamp_ns, instruction)) is not None:
+        return None, late
+    h, w = request.image.shape[:2]
+    point = parsed.acupoint
+    chosen = choose_box(read_boxes(result.answer.text, (w, h), result.answer.input_wh),
+                        point, (w, h))
+    if chosen.box is None:
+        return None, ("error", f"{point.code} not grounded ({chosen.reason}); the model "
+                      f"answered {result.answer.text!r}")
+    x1, y1, x2, y2 = chosen.box.box
+    target = GroundedTarget(point.code, point.pinyin, point.number, [x1, y1, x2, y2],
+                            [(x1 + x2) / 2, (y1 + y2) / 2], [], 1.0,
+                            forces[parsed.pressure], parsed.technique, request.stamp_ns)
+    return target, ("say", f"{target.code} ({target.name}) at px "
+                    f"{np.round(target.center_px, 1).tolist()} from the model in "
+                    f"{result.answer.seconds:.2f} s, {target.technique} at {target.force_n} N")
 
 
 def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
@@ -211,6 +191,7 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
                           parsed.technique, stamp,
                           (T[:3, :3] @ point.position + T[:3, 3]).tolist(),
                           (T[:3, :3] @ point.normal).tolist(), found.fit.inlier_rmse), T
+
 
 if __name__ == "__main__":
     main()

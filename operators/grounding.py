@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import open3d as o3d
@@ -212,3 +213,69 @@ def validate_stroke(stroke_px: np.ndarray | list[float], width: int,
         raise GroundingError(f"stroke point ({u:.0f}, {v:.0f}) is outside the {width}x{height}"
                              " image; draw inside the image")
     return pts
+
+
+@dataclass
+class GroundingRequests:
+    """Which instruction is grounded on which frame: the pending request, the last one (what
+    a re-grounding asks again), and the model's answers that came too late. Instructions are
+    duck-typed (``stroke_px``, ``text``); stamps are camera time in ns."""
+
+    reground_delay_s: float
+    max_answer_age_s: float
+    max_stale_answers: int
+    pending: Any = None
+    last: Any = None
+    not_before: int = 0  # depth stamp a pending re-grounding waits for
+    newest: int = 0  # stamp of the newest input
+    moved_at: int = 0  # stamp of the latest body motion the tracker reported
+    stale: int = 0  # stale answers in a row
+
+    def heard(self, stamp: int) -> None:
+        self.newest = max(self.newest, stamp)
+
+    def on_instruction(self, instruction: Any) -> None:
+        self.pending, self.not_before = instruction, 0
+
+    def on_reground(self, stamp: int) -> tuple[str, str] | None:
+        """The body moved: ("error", why) when the last request cannot be asked again,
+        ("say", line) when it will be, None when there is nothing to ask."""
+        last = self.last
+        if last is None:
+            return None
+        if last.stroke_px:
+            return "error", "the body moved away from the drawn stroke; draw it again on the " \
+                            "new image"
+        self.moved_at = stamp
+        self.pending, self.not_before = last, stamp + int(self.reground_delay_s * 1e9)
+        return "say", f"finding {last.text!r} again after the body moved"
+
+    def take(self, stamp: int, drawn: bool | None = None) -> Any:
+        """The pending request when it may be grounded on this frame (``drawn``: only a
+        drawn stroke, or only a named point; None: either), now the last one."""
+        request = self.pending
+        if request is None or stamp < self.not_before:
+            return None
+        if drawn is not None and bool(request.stroke_px) != drawn:
+            return None
+        self.pending, self.last = None, request
+        return request
+
+    def answer_problem(self, request_stamp: int, request: Any) -> tuple[str, str] | None:
+        """An answer about the frame ``request_stamp``: None when it is fresh; else ("error",
+        why) after too many late answers in a row, or ("retry", why) with the request
+        pending again."""
+        age_s = (self.newest - request_stamp) * 1e-9
+        if request_stamp >= self.moved_at and age_s <= self.max_answer_age_s:
+            self.stale = 0
+            return None
+        self.stale += 1
+        why = ("the body moved since" if request_stamp < self.moved_at else
+               f"{age_s:.2f} s old, limit {self.max_answer_age_s} s")
+        if self.stale >= self.max_stale_answers:
+            self.stale = 0
+            return "error", (f"{self.max_stale_answers} answers in a row came too late ({why}); "
+                             "the model is slower than MAX_ANSWER_AGE_S allows (raise it, or "
+                             "run on a GPU)")
+        self.pending, self.not_before = request, 0
+        return "retry", f"dropped the answer about frame {request_stamp} ({why}); asking again"

@@ -903,3 +903,34 @@ def test_the_normal_disc_grows_with_range_to_keep_the_tilt_noise_down():
     grown = mean_error_deg()
     fixed = mean_error_deg(full_range_m=10.0)  # the 15 mm disc at any range
     assert grown < 2.5 and fixed > 3 * grown  # measured 1.9 and 8.8 deg
+
+
+def test_grounding_requests_ask_again_after_motion_and_drop_late_answers():
+    from types import SimpleNamespace as Msg
+
+    from tuina.operators.grounding import GroundingRequests
+
+    ms = 1_000_000
+    requests = GroundingRequests(reground_delay_s=0.5, max_answer_age_s=1.0, max_stale_answers=2)
+    assert requests.on_reground(0) is None  # nothing asked yet
+    press = Msg(text="press Zusanli", stroke_px=[])
+    requests.on_instruction(press)
+    assert requests.take(10 * ms, drawn=True) is None  # a named point is not a drawing
+    assert requests.take(10 * ms, drawn=False) is press and requests.take(11 * ms) is None
+    kind, line = requests.on_reground(100 * ms)
+    assert kind == "say" and "press Zusanli" in line
+    assert requests.take(599 * ms) is None and requests.take(600 * ms) is press
+    # an answer about a frame from before the motion is dropped and asked again
+    requests.heard(700 * ms)
+    kind, why = requests.answer_problem(50 * ms, press)
+    assert kind == "retry" and "moved" in why and requests.pending is press
+    assert requests.answer_problem(650 * ms, press) is None  # fresh: the count starts over
+    requests.heard(3000 * ms)
+    assert requests.answer_problem(650 * ms, press)[0] == "retry"
+    kind, why = requests.answer_problem(700 * ms, press)
+    assert kind == "error" and "2 answers in a row came too late" in why
+    drawn = Msg(text="stroke", stroke_px=[1.0, 2.0, 3.0, 4.0])
+    requests.on_instruction(drawn)
+    assert requests.take(3001 * ms, drawn=True) is drawn
+    kind, why = requests.on_reground(3100 * ms)
+    assert kind == "error" and "draw it again" in why and requests.pending is None

@@ -54,3 +54,9 @@ PARAMS = [
           "after a re-grounding request, wait this long for the body to settle", low=0.0),
     *OPEN3D_PARAMS,
 ]
+
+
+def pressure_forces(cfg: dict) -> dict[str, float]:
+    """The contact force (N) each pressure word of an instruction asks for."""
+    return {"light": cfg["FORCE_LIGHT_N"], "moderate": cfg["FORCE_MODERATE_N"],
+            "firm": cfg["FORCE_FIRM_N"]}
