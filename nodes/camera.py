@@ -11,10 +11,10 @@ import json
 from pathlib import Path
 
 import numpy as np
+from tuina.operators.sensor import DepthNoise, apply_depth_noise
 
 from tuina.messages import CAMERA_FRAME, CameraInfo, decode_depth, encode_depth
 from tuina.node import Outputs, configure, events, fail, stamp_of
-from tuina.operators.sensor import DepthNoise, apply_depth_noise
 from tuina.settings.camera import PARAMS
 
 

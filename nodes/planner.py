@@ -18,17 +18,6 @@ import sys
 from collections.abc import Callable
 
 import numpy as np
-
-from tuina.messages import (
-    BASE_FRAME,
-    CameraInfo,
-    RobotState,
-    SessionEvent,
-    TargetPose,
-    Trajectory,
-    decode_depth,
-)
-from tuina.node import Outputs, configure, events, stamp_of
 from tuina.operators.arms import arm_kinematics, arm_model
 from tuina.operators.planner import (
     ArmParts,
@@ -40,6 +29,17 @@ from tuina.operators.planner import (
     plan_reachable,
     seen_points,
 )
+
+from tuina.messages import (
+    BASE_FRAME,
+    CameraInfo,
+    RobotState,
+    SessionEvent,
+    TargetPose,
+    Trajectory,
+    decode_depth,
+)
+from tuina.node import Outputs, configure, events, stamp_of
 from tuina.settings.planner import PARAMS
 
 

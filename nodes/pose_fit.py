@@ -19,17 +19,6 @@ import sys
 from collections import OrderedDict
 
 import numpy as np
-
-from tuina.messages import (
-    BASE_FRAME,
-    CameraInfo,
-    GroundedTarget,
-    SessionEvent,
-    TargetPose,
-    decode_depth,
-    decode_targets,
-)
-from tuina.node import Outputs, configure, events, stamp_of
 from tuina.operators.grounding import GroundingError, body_cloud
 from tuina.operators.posefit import (
     NoDepthError,
@@ -43,6 +32,17 @@ from tuina.operators.posefit import (
     target_orientation,
     trust_surface,
 )
+
+from tuina.messages import (
+    BASE_FRAME,
+    CameraInfo,
+    GroundedTarget,
+    SessionEvent,
+    TargetPose,
+    decode_depth,
+    decode_targets,
+)
+from tuina.node import Outputs, configure, events, stamp_of
 from tuina.settings.pose_fit import PARAMS
 
 

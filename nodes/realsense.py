@@ -20,10 +20,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tuina.nodes.camera import load_extrinsics
 
 from tuina.messages import CAMERA_FRAME, CameraInfo, Header, SessionEvent, encode_rgb
 from tuina.node import Outputs, configure, fail
-from tuina.nodes.camera import load_extrinsics
 from tuina.settings.realsense import PARAMS
 
 

@@ -23,6 +23,9 @@ import time
 from typing import Any
 
 import numpy as np
+from tuina.operators.geometry import quat_to_matrix
+from tuina.operators.supervisor import Reference, Supervisor
+from tuina.operators.timing import LoopTimer
 
 from tuina.messages import BASE_FRAME, RobotState
 from tuina.node import (
@@ -33,9 +36,6 @@ from tuina.node import (
     stamp_of,
     supervised_events,
 )
-from tuina.operators.geometry import quat_to_matrix
-from tuina.operators.supervisor import Reference, Supervisor
-from tuina.operators.timing import LoopTimer
 from tuina.settings.robot import PARAMS
 from tuina.supervision import SupervisedNode, supervisor_config
 

@@ -9,8 +9,6 @@ import numpy as np
 import pytest
 import yaml
 from scipy.spatial.transform import Rotation
-
-from tuina.calibrate import PoseSample, samples_frame
 from tuina.operators.calibration import (
     CalibrationError,
     MarkerNotFound,
@@ -21,6 +19,8 @@ from tuina.operators.calibration import (
     solve_base_T_camera,
 )
 from tuina.operators.geometry import make_transform, transform_points
+
+from tuina.calibrate import PoseSample, samples_frame
 
 from .bounded import run_bounded
 from .test_operators import K
