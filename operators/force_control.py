@@ -33,7 +33,11 @@ class ForceConfig:
     max_depth_m: float = 0.03  # furthest the reference may go past the planned surface
     force_cap_n: float = 15.0
     release_speed: float = 0.02  # m/s, reference back to the plan after contact ends
-    max_follow_speed: float = 0.06  # m/s, body-motion correction rate limit
+    # m/s, body-motion correction rate limit. The tracker's motion moves in steps of its
+    # motion criterion; ramped at 60 mm/s they dragged the ball over the skin in bursts
+    # (moving-body force RMS 0.40-0.74 N over 6 runs), at 25 mm/s 0.30-0.33 N over 3; the
+    # tracker calls a body faster than 80 mm/s lost, a shift of 20 mm in 2 s peaks at 19 mm/s
+    max_follow_speed: float = 0.025
     max_follow_rate_deg: float = 15.0
     compensation_gain: float = 2.0  # 1/s, PBVS compensation of the position tracking error
     max_compensation_m: float = 0.005

@@ -45,12 +45,21 @@ def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path, instruct
         if node["id"] == "camera":  # the graph now lives in tmp_path
             extrinsics = ROOT / "dataflows" / node["env"]["EXTRINSICS_FILE"]
             node["env"]["EXTRINSICS_FILE"] = str(extrinsics.resolve())
-    proc = dora_run(graph, tmp_path / "sim.yml", "150s")
+    (tmp_path / "sim.yml").write_text(yaml.safe_dump(graph))
+    proc = run_bounded([Path(sys.executable).parent / "tuina", "run", tmp_path / "sim.yml",
+                        "--stop-after", "150s"], 240)
     summary_file = tmp_path / "e2e" / "summary.json"
     assert summary_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
     summary = json.loads(summary_file.read_text())
     assert summary["ok"], summary
     assert proc.returncode == 0, proc.stderr[-3000:]
+    # a quiet terminal: the nodes' own lines and the summary once; dora's log in the session
+    terminal = proc.stdout.splitlines()
+    assert len(terminal) < 60, proc.stdout
+    assert sum(line.endswith("session: session summary") for line in terminal) == 1
+    assert not [line for line in terminal if "WARN" in line or "Traceback" in line]
+    dora_log = (tmp_path / "e2e" / "dora.log").read_text()
+    assert "session summary" in dora_log and "DEBUG" in dora_log
     assert summary["target"] == code
     assert summary["acupoint_error_mm"] <= max_error_mm
     assert summary["normal_error_deg"] <= 5.0

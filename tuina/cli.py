@@ -6,9 +6,6 @@ import argparse
 import ast
 import importlib
 import importlib.util
-import os
-import shutil
-import subprocess
 import sys
 from pathlib import Path
 
@@ -46,24 +43,6 @@ def markdown(docstring: str) -> str:
     return docstring.strip().replace("``", "`")
 
 
-def run_graph(graph: str, stop_after: str | None) -> int:
-    """``dora run`` a graph with this environment's node executables on PATH."""
-    bin_dir = str(Path(sys.executable).parent)
-    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
-    dora = shutil.which("dora", path=env["PATH"])
-    if dora is None:
-        print("tuina: error: the dora CLI is not installed; run `make setup`", file=sys.stderr)
-        return 2
-    if not Path(graph).is_file():
-        print(f"tuina: error: no dataflow at {graph}; the graphs are in dataflows/",
-              file=sys.stderr)
-        return 2
-    cmd = [dora, "run", graph]
-    if stop_after:
-        cmd += ["--stop-after", stop_after]
-    return subprocess.call(cmd, env=env)
-
-
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``tuina`` command."""
     parser = argparse.ArgumentParser(prog="tuina", description=markdown(__doc__))
@@ -71,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     run = sub.add_parser("run", help="run a dataflow (dora run) with the tuina nodes on PATH")
     run.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")
     run.add_argument("--stop-after", default=None, help="bound the run, e.g. 120s")
+    run.add_argument("--verbose", action="store_true",
+                     help="show dora's whole output live (it always goes to the log file)")
     sub.add_parser("contract", help="print the message contract as a Markdown table")
     sub.add_parser("nodes", help="print every node's inputs, outputs and env keys")
     cal = sub.add_parser("calibrate", help="solve the camera extrinsics (marker on the arm)")
@@ -223,7 +204,9 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("--pairs needs --marker-in-ee X Y Z (the marker centre on the tool)")
         return calibrate_main(args)
     if args.command == "run":
-        return run_graph(args.graph, args.stop_after)
+        from tuina.run import run as run_graph
+
+        return run_graph(args.graph, args.stop_after, args.verbose)
     if args.command == "contract":
         print(contract_table())
     elif args.command == "nodes":

@@ -31,7 +31,7 @@ PARAMS = [
     Param("MAX_COMPENSATION_M", "float", 0.005, "m",
           "clamp of that compensation (anti-windup: skin friction holds the ball)", low=0,
           high=0.05),
-    Param("MAX_FOLLOW_SPEED", "float", 0.06, "m/s",
+    Param("MAX_FOLLOW_SPEED", "float", ForceConfig().max_follow_speed, "m/s",
           "rate limit of the trajectory following the body", low=0.001, high=0.2),
     Param("MAX_FOLLOW_RATE_DEG_S", "float", 15.0, "deg/s",
           "rotation rate limit of the trajectory following the body", low=0.1, high=90),

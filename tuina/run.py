@@ -1,0 +1,100 @@
+"""``tuina run``: a dataflow under ``dora run``, the session on the terminal and dora's full
+log in a file.
+
+The terminal shows what a person follows: each node's own lines (nodes up, the instruction,
+the grounding, the phases, faults, the summary) and the one error line of a node that fails.
+dora's own records (DEBUG/INFO/WARN, dropped-message warnings, diagnostics, tracebacks, the
+knock-on failures of the other nodes) go to the log only: ``dora.log`` in the session folder
+when the session wrote a summary, else beside the graph under ``out/``. ``--verbose`` shows
+everything live as well.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from datetime import datetime
+from pathlib import Path
+from typing import IO
+
+# "12:41:48 stdout session: text", "12:41:06 ERROR  estop-button: daemon failed ..."
+RECORD = re.compile(r"^(\d\d:\d\d:\d\d) (stdout|stderr|ERROR|WARN|INFO|DEBUG|TRACE)\s+"
+                    r"([^:\s]+): ?(.*)$")
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+# a node's one error line (tuina.node.fail and the nodes' own error prints)
+ERROR_LINE = re.compile(r"^tuina-[\w-]+: error: ")
+SUMMARY_PATH = re.compile(r"^\s*written to (\S+summary\.json)\s*$")
+
+
+def shown(line: str) -> str | None:
+    """The terminal's form of one line of ``dora run``'s output, None when it is only for
+    the log."""
+    match = RECORD.match(ANSI.sub("", line.rstrip("\n")))
+    if match is None:
+        return None
+    clock, kind, node, text = match.groups()
+    if kind == "stdout":
+        if text.lstrip().startswith("{"):  # dora's own JSON log records on a node's stdout
+            return None
+        # the nodes name themselves; one name is enough
+        for own in (f"{node}: ", f"tuina-{node}: "):
+            if text.startswith(own):
+                text = text[len(own):]
+                break
+        return f"{clock} {node}: {text}"
+    if kind == "stderr" and ERROR_LINE.match(text):
+        return f"{clock} {text}"
+    return None
+
+
+def log_folder(graph: Path) -> Path:
+    """Where a run's log goes until the session names its folder: ``out/`` beside the
+    graph, as dora's own node logs."""
+    return graph.resolve().parent / "out"
+
+
+def run(graph: str, stop_after: str | None, verbose: bool = False,
+        terminal: IO[str] | None = None) -> int:
+    """``dora run`` ``graph`` with this environment's node executables on PATH; its output
+    filtered onto ``terminal`` (stdout) and kept whole in the log. Returns dora's status."""
+    terminal = terminal or sys.stdout
+    bin_dir = str(Path(sys.executable).parent)
+    env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
+    dora = shutil.which("dora", path=env["PATH"])
+    if dora is None:
+        print("tuina: error: the dora CLI is not installed; run `make setup`", file=sys.stderr)
+        return 2
+    path = Path(graph)
+    if not path.is_file():
+        print(f"tuina: error: no dataflow at {path.resolve()}; the graphs are in dataflows/",
+              file=sys.stderr)
+        return 2
+    cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
+    folder = log_folder(path)
+    folder.mkdir(parents=True, exist_ok=True)
+    log_path = folder / f"tuina-run-{datetime.now():%Y%m%d-%H%M%S}.log"
+    summary: Path | None = None
+    print(f"tuina run: {path.resolve()} (dora's full log: {log_path})", file=terminal,
+          flush=True)
+    with log_path.open("w") as log:
+        proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
+                                text=True, errors="replace", bufsize=1)
+        try:
+            for line in proc.stdout:
+                log.write(line)
+                text = line.rstrip("\n") if verbose else shown(line)
+                if text is not None:
+                    print(text, file=terminal, flush=True)
+                if (match := SUMMARY_PATH.search(ANSI.sub("", line))) is not None:
+                    summary = Path(match.group(1))
+            code = proc.wait()
+        except KeyboardInterrupt:
+            proc.wait()  # dora stops the graph on the same Ctrl-C
+            code = 130
+    if summary is not None and summary.parent.is_dir():
+        log_path = Path(shutil.move(str(log_path), summary.parent / "dora.log"))
+    print(f"tuina run: dora exited {code}; its full log: {log_path}", file=terminal, flush=True)
+    return code
