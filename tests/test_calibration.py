@@ -149,14 +149,13 @@ def test_calibrate_with_collinear_pairs_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("graph_name", ["sim.yml", "baxter-sim.yml"])
 def test_committed_sim_extrinsics_match_the_sim_camera(graph_name):
-    from tuina.config import load
-    from tuina.settings.world import PARAMS, world_config
+    from tuina.settings.world import world_config_from_env
     from tuina.sim.world import true_base_T_camera
 
     graph = yaml.safe_load((ROOT / "dataflows" / graph_name).read_text())
     nodes = {n["id"]: n for n in graph["nodes"]}
-    env = {k: str(v) for k, v in nodes["world"].get("env", {}).items()}
-    truth = true_base_T_camera(world_config(load("world", PARAMS, env)))
+    truth = true_base_T_camera(world_config_from_env(ROOT / "dataflows" / graph_name,
+                                                     nodes["world"].get("env")))
     path = ROOT / "dataflows" / nodes["camera"]["env"]["EXTRINSICS_FILE"]
     T = np.asarray(json.loads(path.read_text())["base_T_camera"]).reshape(4, 4)
     dt, dr = pose_error(T, truth)

@@ -80,3 +80,61 @@ def test_relative_paths_resolve_against_tuina_root_when_it_is_set():
         "RECORDINGS_DIR": "/srv/tuina/dataflows/recordings"}
     assert load("n", params, {**root, "EXTRINSICS_FILE": "/etc/c.json"})["EXTRINSICS_FILE"] \
         == "/etc/c.json"
+
+
+# --- one rig per graph ----------------------------------------------------------------------
+
+DATAFLOWS = Path(__file__).resolve().parents[1] / "dataflows"
+
+
+@pytest.mark.parametrize("graph", sorted(p.name for p in DATAFLOWS.glob("*.yml")))
+def test_every_graph_reads_one_rig_from_one_file(graph):
+    from tuina.settings import rig_problems
+
+    assert rig_problems(DATAFLOWS / graph) == []
+
+
+def test_a_node_reads_its_rig_keys_from_the_rig_file_only(tmp_path):
+    from tuina.config import RIG_PARAM
+
+    rig = tmp_path / "rigs" / "arm.yml"
+    rig.parent.mkdir()
+    rig.write_text("TOOL_LENGTH_M: 0.05\nFORCE_CAP_N: 12.0\n")
+    params = [RIG_PARAM, Param("TOOL_LENGTH_M", "float", 0.0466, "m", ""),
+              Param("KP", "float", 0.01, "-", "")]
+    root = {"TUINA_ROOT": str(tmp_path)}
+    assert load("planner", params, {**root, "RIG": "rigs/arm.yml"})["TOOL_LENGTH_M"] == 0.05
+    with pytest.raises(ConfigError, match="TOOL_LENGTH_M is set in the node's env: block and "
+                                          "by the rig rigs/arm.yml"):
+        load("planner", params, {**root, "RIG": "rigs/arm.yml", "TOOL_LENGTH_M": "0.04"})
+    with pytest.raises(ConfigError, match="no rig file at .*nowhere.yml; RIG is relative"):
+        load("planner", params, {**root, "RIG": "rigs/nowhere.yml"})
+    rig.write_text("TOOL_LENGTH_M: 0.05\nKP: 0.02\n")
+    with pytest.raises(ConfigError, match="KP is not a rig key"):
+        load("planner", params, {**root, "RIG": "rigs/arm.yml"})
+
+
+def test_a_graph_whose_nodes_disagree_on_the_rig_is_named_and_not_run(tmp_path):
+    import yaml
+
+    from tuina.settings import rig_problems
+
+    spec = yaml.safe_load((DATAFLOWS / "sim.yml").read_text())
+    planner = next(n for n in spec["nodes"] if n["id"] == "planner")
+    del planner["env"]["RIG"]
+    planner["env"]["TOOL_LENGTH_M"] = 0.05  # another tool than the rig's
+    graph = DATAFLOWS / ".disagreeing.yml"  # beside the rigs it names
+    try:
+        graph.write_text(yaml.safe_dump(spec))
+        problems = rig_problems(graph)
+        assert any(p.startswith("the nodes with rig keys must all name one rig file")
+                   and "planner (none)" in p for p in problems)
+        assert any(p.startswith("the nodes disagree on TOOL_LENGTH_M: ") and "planner 0.05"
+                   in p and "force-controller 0.0466" in p for p in problems)
+        tuina = Path(sys.executable).parent / "tuina"
+        proc = subprocess.run([tuina, "run", str(graph)], capture_output=True, text=True,
+                              timeout=60)
+        assert proc.returncode == 2 and proc.stdout == ""
+        assert proc.stderr.startswith("tuina run: error: ") and "TOOL_LENGTH_M" in proc.stderr
+    finally:
+        graph.unlink(missing_ok=True)

@@ -12,14 +12,17 @@ import numpy as np
 import pytest
 import yaml
 
+from tuina.evaluation.sessions import relocated
+
 from .bounded import run_bounded
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
 def dora_run(graph: dict, path: Path, stop_after: str) -> subprocess.CompletedProcess:
-    """Write ``graph`` to ``path`` and ``dora run`` it with this environment's nodes."""
-    path.write_text(yaml.safe_dump(graph))
+    """Write ``graph`` (read from dataflows/) to ``path`` and ``dora run`` it with this
+    environment's nodes; its relative paths keep meaning what they meant in dataflows/."""
+    path.write_text(yaml.safe_dump(relocated(graph, ROOT / "dataflows" / path.name)))
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ['PATH']}")
     return run_bounded([bin_dir / "dora", "run", path, "--stop-after", stop_after], 240, env=env)
@@ -42,10 +45,8 @@ def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path, instruct
             node["env"].update(RECORDINGS_DIR=str(tmp_path), SESSION="e2e", TIMEOUT_S=50)
         if node["id"] == "planner":
             node["env"]["PRESS_S"] = 2.5
-        if node["id"] == "camera":  # the graph now lives in tmp_path
-            extrinsics = ROOT / "dataflows" / node["env"]["EXTRINSICS_FILE"]
-            node["env"]["EXTRINSICS_FILE"] = str(extrinsics.resolve())
-    (tmp_path / "sim.yml").write_text(yaml.safe_dump(graph))
+    (tmp_path / "sim.yml").write_text(yaml.safe_dump(relocated(graph, ROOT / "dataflows" /
+                                                               "sim.yml")))
     proc = run_bounded([Path(sys.executable).parent / "tuina", "run", tmp_path / "sim.yml",
                         "--stop-after", "150s"], 240)
     summary_file = tmp_path / "e2e" / "summary.json"
@@ -128,7 +129,9 @@ def test_eval_force_holds_a_gentle_steady_contact():
     assert result["rms_error_n"] <= 0.3 and result["overshoot_n"] <= 1.5
     assert result["max_force_n"] <= 15.0
     assert result["stroke_rms_error_n"] <= 0.5 and result["stroke_tracking_mm"] <= 2.0
-    assert result["moving_rms_error_n"] <= 0.7  # measured 0.45-0.47 N; the target is 0.5 N
+    # measured 0.30-0.43 N over 4 runs (0.40-0.74 N before the follow speed came down to
+    # 25 mm/s); the target is 0.5 N
+    assert result["moving_rms_error_n"] <= 0.7
     # the loop in wall time: 100 Hz states, commands back for (nearly) every one
     assert result["control_hz"] >= 95.0 and np.isfinite(result["period_jitter_p99_ms"])
     assert np.isfinite(result["command_jitter_p99_ms"]) and result["latency_p99_ms"] < 50

@@ -167,8 +167,6 @@ def test_baxter_sim_graph_runs_the_session_on_a_simulated_baxter_through_rosbrid
             env.update(RECORDINGS_DIR=str(tmp_path), SESSION="baxter", TIMEOUT_S=60)
         if node["id"] == "planner":
             env["PRESS_S"] = 2.5
-        if node["id"] == "camera":  # the graph now lives in tmp_path
-            env["EXTRINSICS_FILE"] = str((ROOT / "dataflows" / env["EXTRINSICS_FILE"]).resolve())
     proc = dora_run(graph, tmp_path / "baxter-sim.yml", "150s")
     log = proc.stdout + proc.stderr
     summary_file = tmp_path / "baxter" / "summary.json"

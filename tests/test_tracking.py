@@ -365,3 +365,41 @@ def test_tracker_watch_counts_silence_from_the_plan_and_stops_feeding_a_stale_ve
     watch.new_plan()  # a new trajectory at 2 s: silence counts from its start
     assert watch.state(2400 * ms, 2000 * ms)[0] is False
     assert watch.state(2600 * ms, 2000 * ms)[0] is True
+
+
+def test_the_plan_follower_tells_phases_once_and_aborts_on_a_silent_tracker():
+    from types import SimpleNamespace as Msg
+
+    from tuina.operators.force_control import ForceConfig, PlanFollower
+
+    follower = PlanFollower(ForceConfig(), tracker_timeout_s=0.5, follow_lead_s=0.1,
+                            max_lead_s=0.25)
+    bad = list(contact_plan())
+    bad[1] = np.full_like(bad[1], np.nan)
+    assert "NaN" in follower.new_plan(tuple(bad), 0, 0) and follower.plan is None
+    assert follower.new_plan(contact_plan(), 0, 7) is None  # a good plan starts afresh
+    ms = 1_000_000
+    told = []
+    tool = np.array([0.4, 0.0, 0.14])
+    for k in range(30):  # the tracker speaks for the first 0.1 s, then falls silent
+        if k < 10:
+            follower.on_motion(Msg(reference_stamp_ns=7, status="ok",
+                                   rotation=list(np.eye(3).ravel()),
+                                   translation=[0.0, 0.0, 0.0], twist=[0.0] * 6), k * 10 * ms)
+        ref, notices = follower.step(k * 10 * ms, tool, np.zeros(6))
+        told += [(n.kind, n.detail) for n in notices]
+    assert told[0] == ("phase", "approach")
+    assert ("abort", "force-controller: no body motion for 0.5 s; backing off") not in told
+    for k in range(30, 80):
+        ref, notices = follower.step(k * 10 * ms, tool, np.zeros(6))
+        told += [(n.kind, n.detail) for n in notices]
+    assert ("abort", "force-controller: no body motion for 0.5 s; backing off") in told
+    assert [kind for kind, _ in told].count("abort") == 1  # told once
+    # a motion relative to an older reference belongs to an older plan: ignored
+    follower.new_plan(contact_plan(), 0, 9)
+    follower.on_motion(Msg(reference_stamp_ns=7, status="lost", rotation=[], translation=[],
+                           twist=[]), 90 * ms)
+    assert follower.track_lost == ""
+    follower.on_motion(Msg(reference_stamp_ns=9, status="lost", rotation=[], translation=[],
+                           twist=[]), 91 * ms)
+    assert follower.track_lost == "body tracking lost"

@@ -270,7 +270,7 @@ def main(args: Any) -> int:
 
             marker = np.asarray(MARKER_IN_EE_M)
             try:
-                world_cfg = world_config_from_env(nodes["tuina-world"].get("env"))
+                world_cfg = world_config_from_env(graph, nodes["tuina-world"].get("env"))
                 run = calibrate_sim(world_cfg, args.poses, args.seed,
                                     depth_noise=not args.no_noise)
             except RenderingUnavailable as err:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 
@@ -77,10 +78,49 @@ def resolve_path(path: str, environ: Mapping[str, str] | None = None) -> str:
     return os.path.normpath(os.path.join(root, path))
 
 
+# The rig's constants: one arm, one tool, one force cap, one workspace, one body region for
+# every node of a graph. A graph's nodes read them from the rig file their RIG names.
+RIG_KEYS = ("ROBOT", "TOOL_LENGTH_M", "FORCE_CAP_N", "WORKSPACE_MIN", "WORKSPACE_MAX",
+            "BALL_RADIUS_M", "ROI_MIN", "ROI_MAX")
+RIG_PARAM = Param("RIG", "path", "", "-", "rig file (YAML of " + ", ".join(RIG_KEYS)
+                  + ") this node reads its rig keys from, relative to the graph's folder; "
+                  "empty: the defaults below")
+
+
+def rig_values(node: str, path: str) -> dict[str, str]:
+    """The rig file's keys as env strings; ConfigError for a missing file or a key that is
+    not the rig's."""
+    import yaml
+
+    file = Path(path)
+    if not file.is_file():
+        raise ConfigError(f"{node}: env RIG={path!r}: no rig file at {file.resolve()}; RIG is "
+                          "relative to the graph's folder (e.g. RIG: rigs/fr3.yml), or give "
+                          "an absolute path")
+    data = yaml.safe_load(file.read_text()) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{node}: rig file {path} must map rig keys to values")
+    for key in data:
+        if key not in RIG_KEYS:
+            raise ConfigError(f"{node}: rig file {path}: {key} is not a rig key; a rig sets "
+                              + ", ".join(RIG_KEYS))
+    return env_strings(data)
+
+
 def load(node: str, params: Sequence[Param],
          environ: Mapping[str, str] | None = None) -> dict[str, Any]:
-    """Read and validate every declared key; raise ConfigError naming the key and the fix."""
+    """Read and validate every declared key; raise ConfigError naming the key and the fix.
+    With RIG set, the node's rig keys come from that rig file and only from there."""
     env = os.environ if environ is None else environ
+    keys = {p.key for p in params}
+    if "RIG" in keys and str(env.get("RIG") or "").strip():
+        rig_path = resolve_path(str(env["RIG"]).strip(), env)
+        rig = {k: v for k, v in rig_values(node, rig_path).items() if k in keys}
+        for key in rig:
+            if str(env.get(key) or "").strip():
+                raise ConfigError(f"{node}: {key} is set in the node's env: block and by the "
+                                  f"rig {env['RIG']}; a rig constant is set in the rig file only")
+        env = {**env, **rig}
     out: dict[str, Any] = {}
     for p in params:
         raw = env.get(p.key)
@@ -126,3 +166,9 @@ def env_strings(env: Mapping[str, Any] | None) -> dict[str, str]:
             out[key] = str(value)
     return out
 
+
+def graph_env(graph: Path, env: Mapping[str, Any] | None) -> dict[str, str]:
+    """A node's ``env:`` block of the graph file ``graph`` as that node reads it under
+    ``dora run``: its paths relative to the graph's folder."""
+    root = os.environ.get(ROOT_ENV) or str(Path(graph).resolve().parent)
+    return {**env_strings(env), ROOT_ENV: root}

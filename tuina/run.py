@@ -72,6 +72,11 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
         print(f"tuina: error: no dataflow at {path.resolve()}; the graphs are in dataflows/",
               file=sys.stderr)
         return 2
+    from tuina.settings import rig_problems
+
+    if problems := rig_problems(path):
+        print(f"tuina run: error: {path}: " + "; ".join(problems), file=sys.stderr)
+        return 2
     cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
     folder = log_folder(path)
     folder.mkdir(parents=True, exist_ok=True)

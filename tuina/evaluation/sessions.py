@@ -13,19 +13,30 @@ from typing import Any
 
 import yaml
 
+from tuina.config import ROOT_ENV
+
+
+def relocated(spec: dict[str, Any], graph: Path) -> dict[str, Any]:
+    """The graph ``spec`` read from the file ``graph``, to be written elsewhere: every node's
+    relative paths (rig, extrinsics, recordings) keep meaning what they meant beside the
+    original (TUINA_ROOT, as on a machine of a distributed graph)."""
+    root = str(graph.resolve().parent)
+    for node in spec["nodes"]:
+        if node.get("path") != "dynamic":
+            node.setdefault("env", {}).setdefault(ROOT_ENV, root)
+    return spec
+
 
 def session_graph(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path,
                   name: str) -> Path:
     """A copy of ``graph`` with ``overrides`` (node id -> env keys) that writes its session
     summary to ``folder/name``; relative paths keep pointing where they did."""
-    spec = yaml.safe_load(graph.read_text())
+    spec = relocated(yaml.safe_load(graph.read_text()), graph)
     for node in spec["nodes"]:
         env = node.setdefault("env", {})
         env.update(overrides.get(node["id"], {}))
         if node["id"] == "session":
             env.update(RECORDINGS_DIR=str(folder), SESSION=name)
-        if "EXTRINSICS_FILE" in env:  # relative to the graph, which now lives elsewhere
-            env["EXTRINSICS_FILE"] = str((graph.parent / env["EXTRINSICS_FILE"]).resolve())
     path = folder / f"{name}.yml"
     path.write_text(yaml.safe_dump(spec))
     return path

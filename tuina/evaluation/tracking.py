@@ -211,16 +211,16 @@ def run(graph: Path, seed: int = 0, sessions: bool = True,
     """Every scenario: frames first, then (optionally) the closed loop."""
     import open3d as o3d
 
-    from tuina.config import env_strings, load
+    from tuina.config import graph_env, load
     from tuina.settings import icp_tracker
     from tuina.settings.world import world_config_from_env
     from tuina.sim.world import MassageWorld
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     envs = {n["id"]: n.get("env") for n in yaml.safe_load(graph.read_text())["nodes"]}
-    tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, env_strings(envs.get("icp-tracker")))
+    tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, graph_env(graph, envs.get("icp-tracker")))
     o3d.utility.set_max_threads(tracker_cfg["OPEN3D_THREADS"])  # as the node runs
-    world_cfg = world_config_from_env(envs.get("world"))
+    world_cfg = world_config_from_env(graph, envs.get("world"))
     ik = arm_kinematics("fr3", tracker_cfg["TOOL_LENGTH_M"])
     log(f"rendering {len(SCENARIOS)} scenarios at {FPS:.0f} Hz with the arm on {TARGET}")
     rendered = {}

@@ -1,1 +1,56 @@
-"""Each node's env keys (``PARAMS``) and the configuration they build, declared once."""
+"""Each node's env keys (``PARAMS``) and the configuration they build, declared once; and the
+check that a graph's nodes share one rig."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tuina.config import RIG_KEYS, ConfigError, Param, graph_env, load
+
+
+def node_settings(node_path: str) -> list[Param] | None:
+    """The env keys of the node a graph runs as ``path: tuina-<node>``; None for any other."""
+    if not node_path.startswith("tuina-"):
+        return None
+    try:
+        module = importlib.import_module(f"tuina.settings.{node_path[6:].replace('-', '_')}")
+    except ModuleNotFoundError:
+        return None
+    return module.PARAMS
+
+
+def rig_problems(graph: Path) -> list[str]:
+    """What keeps the graph file ``graph`` from one rig read from one place: a node with rig
+    keys that names no rig file or another one than the others, a rig key set in a node's
+    env: block, an env value a node would refuse, two nodes that disagree on a rig key."""
+    import yaml
+
+    problems: list[str] = []
+    rigs: dict[str, str] = {}
+    values: dict[str, dict[str, Any]] = {}
+    for node in yaml.safe_load(Path(graph).read_text())["nodes"]:
+        params = node_settings(str(node.get("path", "")))
+        keys = sorted({p.key for p in params or []} & set(RIG_KEYS))
+        if not keys:
+            continue
+        env = node.get("env") or {}
+        rigs[node["id"]] = str(env.get("RIG") or "")
+        try:
+            cfg = load(node["id"], params, graph_env(graph, env))
+        except ConfigError as err:
+            problems.append(str(err))
+            continue
+        for key in keys:
+            values.setdefault(key, {})[node["id"]] = cfg[key]
+    named = sorted(set(rigs.values()))
+    if len(named) > 1 or named == [""]:
+        problems.append("the nodes with rig keys must all name one rig file in RIG: "
+                        + ", ".join(f"{n} {r or '(none)'}" for n, r in rigs.items()))
+    for key, by_node in values.items():
+        if len({json.dumps(v) for v in by_node.values()}) > 1:
+            problems.append(f"the nodes disagree on {key}: "
+                            + ", ".join(f"{n} {v}" for n, v in by_node.items()))
+    return problems

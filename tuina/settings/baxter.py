@@ -3,10 +3,11 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 from tuina.supervision import SUPERVISOR_PARAMS
 
 PARAMS = [
+    RIG_PARAM,
     Param("ROSBRIDGE_HOST", "str", "baxter.local", "-", "the rosbridge server on the robot's "
           "ROS master (roslaunch rosbridge_server rosbridge_websocket.launch)"),
     Param("ROSBRIDGE_PORT", "int", 9090, "-", "rosbridge websocket port", low=1, high=65535),

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 from tuina.node import PRIORITY_PARAMS
 from tuina.operators.arms import ARMS
 from tuina.operators.force_control import ForceConfig
 
 PARAMS = [
+    RIG_PARAM,
     Param("KP", "float", 0.01, "(m/s)/N", "proportional gain of the normal force loop", low=0),
     Param("KI", "float", 0.0, "(m/s)/(N s)", "integral gain (the admittance itself "
           "integrates the force error; an integral on top makes the force drift)", low=0),

@@ -3,11 +3,12 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 from tuina.node import OPEN3D_PARAMS
 from tuina.vlm import DEFAULT_PROMPT
 
 PARAMS = [
+    RIG_PARAM,
     Param("BACKEND", "choice", "atlas", "-", "atlas: fit the phantom model to depth; vlm: "
           "ask a vision-language model (MODEL_PATH) about the RGB image",
           choices=("atlas", "vlm")),

@@ -3,7 +3,7 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 from tuina.node import OPEN3D_PARAMS
 from tuina.operators.arms import ARMS
 from tuina.operators.tracking import (
@@ -11,6 +11,7 @@ from tuina.operators.tracking import (
 )
 
 PARAMS = [
+    RIG_PARAM,
     Param("VOXEL_M", "float", 0.01, "m", "voxel size of the registered clouds", low=0.002),
     Param("MAX_CORRESPONDENCE_M", "float", 0.03, "m", "ICP correspondence distance", low=0.001),
     Param("ITERATIONS", "int", 30, "-", "ICP iterations per frame", low=1, high=200),

@@ -3,10 +3,11 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 from tuina.operators.arms import ARMS
 
 PARAMS = [
+    RIG_PARAM,
     Param("STANDOFF_M", "float", 0.04, "m", "approach point above the surface", low=0.005),
     Param("CLEARANCE_M", "float", 0.10, "m", "extra height on the way in and out", low=0.0),
     Param("MAX_SPEED", "float", 0.12, "m/s", "tool speed limit", low=0.001, high=0.5),

@@ -3,9 +3,10 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 
 PARAMS = [
+    RIG_PARAM,
     Param("POINT_RADIUS_M", "float", 0.005, "m", "radius of skin the target point is read from",
           low=0.001, high=0.05),
     Param("NORMAL_RADIUS_M", "float", 0.015, "m", "radius of skin the normal is fitted on",

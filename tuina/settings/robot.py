@@ -3,13 +3,14 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 from tuina.node import (
     PRIORITY_PARAMS,
 )
 from tuina.supervision import SUPERVISOR_PARAMS
 
 PARAMS = [
+    RIG_PARAM,
     Param("FRANKA_IP", "str", "172.16.0.2", "-", "robot (or franky-sim) address"),
     Param("CONNECT_TIMEOUT_S", "float", 2.0, "s", "give up connecting after this", low=0.1),
     Param("TOOL_LENGTH_M", "float", 0.0466, "m",

@@ -3,9 +3,10 @@ builds its configuration."""
 
 from __future__ import annotations
 
-from tuina.config import Param
+from tuina.config import RIG_PARAM, Param
 
 PARAMS = [
+    RIG_PARAM,
     Param("SESSION", "str", "", "-", "session name; empty: sim-<date>-<time>"),
     Param("RECORDINGS_DIR", "path", "recordings", "-", "where the session folder goes"),
     Param("TIMEOUT_S", "float", 60.0, "s", "event time after which the session is failed",

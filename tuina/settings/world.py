@@ -4,11 +4,12 @@ builds its configuration."""
 from __future__ import annotations
 
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from tuina.config import Param, env_strings, load
+from tuina.config import RIG_PARAM, Param, graph_env, load
 from tuina.operators.motion import JERK_S, KINDS, TRIGGERS, BodyMotionScript
 from tuina.sim.world import FAULTS, ROBOTS, WorldConfig
 
@@ -16,6 +17,7 @@ _SCENE = WorldConfig()  # the default scene: its geometry is declared there once
 
 
 PARAMS = [
+    RIG_PARAM,
     Param("ROBOT", "choice", "fr3", "-", "the simulated arm: fr3 (franky connects to it) or "
           "baxter_left (rosbridge, as on a real Baxter)", choices=ROBOTS),
     Param("FRANKA_HOSTNAME", "str", "127.0.0.1", "-", "loopback address the FR3 server binds"),
@@ -90,6 +92,7 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         fault_after_contact_s=cfg["FAULT_AFTER_CONTACT_S"], truth_log=cfg["TRUTH_LOG"])
 
 
-def world_config_from_env(env: Mapping[str, Any] | None) -> WorldConfig:
-    """The world a graph's ``env:`` block for this node describes (validated)."""
-    return world_config(load("world", PARAMS, env_strings(env)))
+def world_config_from_env(graph: Path, env: Mapping[str, Any] | None) -> WorldConfig:
+    """The world the graph file ``graph``'s ``env:`` block for this node describes
+    (validated, its paths relative to the graph's folder)."""
+    return world_config(load("world", PARAMS, graph_env(graph, env)))
