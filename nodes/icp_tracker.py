@@ -18,13 +18,12 @@ one more dependency); point-to-point stalls at 3 mm on smooth skin.
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
 import numpy as np
 from tuina.operators.arms import arm_model
 from tuina.operators.sensor import DepthWatch
 from tuina.operators.tracking import (
     BodyTracker,
+    RecentFrames,
     roi_points,
 )
 
@@ -44,6 +43,14 @@ from tuina.settings.icp_tracker import PARAMS, tracker_config
 REFERENCE_FRAMES = 120  # 4 s at 30 Hz, ~20 MB of region-of-interest points
 
 
+def frame_points(depth: np.ndarray, info: CameraInfo, cfg: dict) -> np.ndarray:
+    """The base-frame points of a depth frame inside the body region."""
+    if not depth.size:
+        return np.zeros((0, 3))
+    return roi_points(depth, info.K, info.extrinsics, cfg["STRIDE"], np.asarray(cfg["ROI_MIN"]),
+                      np.asarray(cfg["ROI_MAX"]), sampled=True)
+
+
 def main() -> None:
     """Publish the body motion since the reference for every depth frame."""
     cfg = configure("icp-tracker", PARAMS)
@@ -59,18 +66,9 @@ def main() -> None:
     info: CameraInfo | None = None
     q: np.ndarray | None = None
     state = None  # the latest robot_state message
-    # recent body regions with the joints at their time: grounding and pose-fit take a second
-    # or more, and the reference must be the frame the target was found on
-    frames: OrderedDict[int, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
-    roi_min, roi_max = np.asarray(cfg["ROI_MIN"]), np.asarray(cfg["ROI_MAX"])
-    status = ""
-
+    frames = RecentFrames(REFERENCE_FRAMES)
+    status = stream_fault = ""
     watch = DepthWatch(cfg["FROZEN_FRAMES"], cfg["INVALID_FRAMES"], cfg["MIN_VALID_SHARE"])
-    stream_fault = ""
-
-    def frame_points(depth: np.ndarray) -> np.ndarray:
-        return roi_points(depth, info.K, info.extrinsics, cfg["STRIDE"], roi_min, roi_max,
-                          sampled=True)
 
     def chain(joints: np.ndarray | None) -> np.ndarray | None:
         return None if arm is None or joints is None else arm.chain(joints)
@@ -82,11 +80,9 @@ def main() -> None:
         elif event["id"] == "robot_state":
             state, q = event["value"], None  # decoded once a frame needs it (5x rarer)
         elif event["id"] == "target_pose" and info is not None and frames:
-            source = TargetPose.from_arrow(event["value"]).source_stamp_ns
-            ref_stamp = source if source in frames else next(reversed(frames))
-            points, joints = frames[ref_stamp]
-            result = tracker.set_reference(points.astype(float), ref_stamp, chain(joints),
-                                           cfg["ARM_MASK_M"])
+            ref_stamp, points, joints = frames.reference(
+                TargetPose.from_arrow(event["value"]).source_stamp_ns)
+            result = tracker.set_reference(points, ref_stamp, chain(joints), cfg["ARM_MASK_M"])
             print(f"icp-tracker: reference from frame {ref_stamp}: {result}, "
                   f"{0 if tracker.reference is None else len(tracker.reference.points)} "
                   "voxels", flush=True)
@@ -107,14 +103,11 @@ def main() -> None:
                     out.send("events", SessionEvent("error", f"icp-tracker: {problem}")
                              .to_arrow(), stamp, BASE_FRAME)
                 continue  # a failed stream's frames tell nothing of the body
-            points = frame_points(depth) if depth.size else np.zeros((0, 3))
-            frames[stamp] = (points.astype(np.float32), q)
-            while len(frames) > REFERENCE_FRAMES:
-                frames.popitem(last=False)
+            points = frame_points(depth, info, cfg)
+            frames.add(stamp, points, q)
             estimate = tracker.update(points, stamp, chain(q), cfg["ARM_MASK_M"])
-            motion = BodyMotion.from_estimate(estimate, tracker.reference_stamp_ns)
-            out.send("body_motion", motion.to_arrow(),
-                     stamp, BASE_FRAME)
+            out.send("body_motion", BodyMotion.from_estimate(
+                estimate, tracker.reference_stamp_ns).to_arrow(), stamp, BASE_FRAME)
             if estimate.status != status:
                 status = estimate.status
                 print(f"icp-tracker: {status} (fitness {estimate.fitness:.2f}, coverage "

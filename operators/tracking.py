@@ -16,6 +16,7 @@ holes do not read as a lost track; how much of the reference is seen is checked 
 
 from __future__ import annotations
 
+from collections import OrderedDict
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -266,3 +267,29 @@ class BodyTracker:
         moving = self.since_update <= 2 and speed.max() > cfg.velocity_deadband_m_s
         return MotionEstimate(self.published, motion, fitness, rmse, updated, "ok", n, coverage,
                               twist=self.twist.copy() if moving else np.zeros(6))
+
+
+class RecentFrames:
+    """Recent body regions with the joints at their time: grounding and pose-fit take a
+    second or more, and the tracker's reference must be the frame the target was found on
+    (the newest one when that frame is gone)."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self.frames: OrderedDict[int, tuple[np.ndarray, np.ndarray | None]] = OrderedDict()
+
+    def __bool__(self) -> bool:
+        return bool(self.frames)
+
+    def add(self, stamp_ns: int, points: np.ndarray, joints: np.ndarray | None) -> None:
+        """A frame's body points (kept as float32) and the joints at its time."""
+        self.frames[stamp_ns] = (points.astype(np.float32), joints)
+        while len(self.frames) > self.size:
+            self.frames.popitem(last=False)
+
+    def reference(self, stamp_ns: int) -> tuple[int, np.ndarray, np.ndarray | None]:
+        """The frame of ``stamp_ns`` (else the newest): its stamp, points, joints."""
+        if stamp_ns not in self.frames:
+            stamp_ns = next(reversed(self.frames))
+        points, joints = self.frames[stamp_ns]
+        return stamp_ns, points.astype(float), joints
