@@ -24,6 +24,21 @@ from tuina.messages import (
 )
 from tuina.node import Outputs, configure, fail
 from tuina.settings.world import PARAMS, world_config
+from tuina.sim.world import MassageWorld, RenderingUnavailable, WorldConfig
+
+
+def open_world(wcfg: WorldConfig) -> MassageWorld:
+    """The started world (physics, renderer, the arm's server), or one error line and exit."""
+    try:
+        return MassageWorld(wcfg).__enter__()
+    except (RenderingUnavailable, ValueError) as err:
+        fail("world", str(err))
+    except OSError as err:
+        if wcfg.robot == "fr3":
+            fail("world", f"cannot serve the simulated FR3 on {wcfg.hostname}: {err}; "
+                 "set FRANKA_HOSTNAME to a free loopback address")
+        fail("world", f"cannot serve the simulated Baxter's rosbridge on {wcfg.hostname}:"
+             f"{wcfg.rosbridge_port}: {err}; set ROSBRIDGE_PORT to a free port")
 
 
 def main() -> None:
@@ -34,21 +49,10 @@ def main() -> None:
     sys.setswitchinterval(5e-4)
     from dora import Node
 
-    from tuina.sim.world import MassageWorld, RenderingUnavailable
-
     wcfg = world_config(cfg)
     node = Node()
     out = Outputs(node)
-    try:
-        world = MassageWorld(wcfg).__enter__()
-    except (RenderingUnavailable, ValueError) as err:
-        fail("world", str(err))
-    except OSError as err:
-        if wcfg.robot == "fr3":
-            fail("world", f"cannot serve the simulated FR3 on {wcfg.hostname}: {err}; "
-                 "set FRANKA_HOSTNAME to a free loopback address")
-        fail("world", f"cannot serve the simulated Baxter's rosbridge on {wcfg.hostname}:"
-             f"{wcfg.rosbridge_port}: {err}; set ROSBRIDGE_PORT to a free port")
+    world = open_world(wcfg)
     try:
         fx, fy, cx, cy = world.intrinsics()
         info = CameraInfo(wcfg.width, wcfg.height, fx, fy, cx, cy, [0.0] * 5,
