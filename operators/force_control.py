@@ -140,21 +140,27 @@ class HybridForceController:
         c = self.config
         self.pid = PID(c.kp, c.ki, c.kd, c.derivative_tau_s, c.integral_limit)
 
-    def _follow(self, target_motion: np.ndarray, dt: float) -> np.ndarray:
-        """Move the applied body motion towards the estimate at bounded rates (no jumps)."""
+    def _follow(self, target_motion: np.ndarray, dt: float, anchor: np.ndarray) -> np.ndarray:
+        """Move the applied body motion towards the estimate at bounded rates (no jumps), as
+        seen at ``anchor`` (the plan's point now, in the frame it was planned on): that point
+        moves along a straight line no faster than max_follow_speed while the motion turns no
+        faster than max_follow_rate_deg, so the translation that comes with a rotation about
+        a far origin (the body's, the base's) is never torn from it."""
         c = self.config
         A = self.applied_motion
-        dp = target_motion[:3, 3] - A[:3, 3]
-        step = c.max_follow_speed * dt
-        if np.linalg.norm(dp) > step:
-            dp *= step / np.linalg.norm(dp)
-        dr = Rotation.from_matrix(target_motion[:3, :3] @ A[:3, :3].T).as_rotvec()
-        rstep = np.radians(c.max_follow_rate_deg) * dt
-        if np.linalg.norm(dr) > rstep:
-            dr *= rstep / np.linalg.norm(dr)
+        here = A[:3, :3] @ anchor + A[:3, 3]
+        there = target_motion[:3, :3] @ anchor + target_motion[:3, 3]
+        shift = there - here
+        turn = Rotation.from_matrix(target_motion[:3, :3] @ A[:3, :3].T).as_rotvec()
+        fraction = 1.0
+        if np.linalg.norm(shift) > 0:
+            fraction = min(fraction, c.max_follow_speed * dt / np.linalg.norm(shift))
+        if np.linalg.norm(turn) > 0:
+            fraction = min(fraction, np.radians(c.max_follow_rate_deg) * dt
+                           / np.linalg.norm(turn))
         out = np.eye(4)
-        out[:3, :3] = Rotation.from_rotvec(dr).as_matrix() @ A[:3, :3]
-        out[:3, 3] = A[:3, 3] + dp
+        out[:3, :3] = Rotation.from_rotvec(fraction * turn).as_matrix() @ A[:3, :3]
+        out[:3, 3] = here + fraction * shift - out[:3, :3] @ anchor
         self.applied_motion = out
         return out
 
@@ -236,8 +242,6 @@ class HybridForceController:
                 return ControlOutput(tool_position + n * 0.02, self._abort[3], "stop", "abort",
                                      0.0, f_meas, normal=n)
             return self._retreat(t, f_meas)
-        M = self._follow(body_motion, dt)
-
         def index(tp: float) -> int:
             return int(np.clip(np.searchsorted(plan_t, tp, side="right") - 1, 0,
                                len(plan_t) - 1))
@@ -257,7 +261,9 @@ class HybridForceController:
         phase = phases[i] if t <= plan_t[-1] else "done"
         h = 0.01
         lo, hi = phase_window(plan_t, phases, i, t - h, t + h)
-        p_plan = M[:3, :3] @ sample(plan_t, positions, min(t, hi)) + M[:3, 3]
+        planned = sample(plan_t, positions, min(t, hi))
+        M = self._follow(body_motion, dt, planned)
+        p_plan = M[:3, :3] @ planned + M[:3, 3]
         n = M[:3, :3] @ normals[i]
         n /= np.linalg.norm(n)
         self._normal = n

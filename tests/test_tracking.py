@@ -208,14 +208,22 @@ def test_trajectory_follows_the_body_rate_limited_without_jumps():
     plan = contact_plan(("approach",) * 5)
     moved = make_transform(Rotation.from_euler("z", 3, degrees=True).as_matrix(),
                            np.array([0.02, 0.0, 0.0]))
-    applied = []
+    carried, turned = [], []  # the plan's point as the applied motion carries it; its turn
     tool = np.array([0.4, 0, 0.1])
     for k in range(150):
         out = ctrl.step(k * 0.01, *plan[:3], plan[3], plan[4], plan[5], tool, np.zeros(6), moved)
         tool = out.position
-        applied.append(ctrl.applied_motion[:3, 3].copy())
-    steps = np.linalg.norm(np.diff(applied, axis=0), axis=1)
-    assert steps.max() <= 0.06 * 0.01 + 1e-9  # never faster than the follow limit
+        A = ctrl.applied_motion
+        carried.append(A[:3, :3] @ [0.4, 0, 0.1] + A[:3, 3])
+        turned.append(Rotation.from_matrix(A[:3, :3]).magnitude())
+    steps = np.linalg.norm(np.diff(carried, axis=0), axis=1)
+    assert steps.max() <= 0.06 * 0.01 + 1e-9  # the point never faster than the follow limit
+    assert np.diff(turned).max() <= np.radians(15.0) * 0.01 + 1e-9  # nor the turn
+    # a straight line: the rotation's own translation is carried along, never torn from it
+    line = (carried[-1] - carried[0]) / np.linalg.norm(carried[-1] - carried[0])
+    off_line = [np.linalg.norm((c - carried[0]) - ((c - carried[0]) @ line) * line)
+                for c in carried]
+    assert max(off_line) < 1e-3
     np.testing.assert_allclose(ctrl.applied_motion, moved, atol=1e-9)
     # P_u = R P_d + t once caught up
     np.testing.assert_allclose(out.position, moved[:3, :3] @ [0.4, 0, 0.1] + moved[:3, 3],
