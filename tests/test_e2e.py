@@ -172,7 +172,7 @@ def test_the_operators_estop_stops_the_robot_with_one_line(tmp_path):
         proc.wait(timeout=60)
     finally:
         proc.kill()
-    said = [line for line in lines if "tuina-robot: e-stop" in line]
+    said = [line for line in lines if "tuina-franka: e-stop" in line]
     assert len(said) == 1 and "e-stop from estop-button: test button" in said[0], said
     summary = json.loads((tmp_path / "estop" / "summary.json").read_text())
     assert not summary["ok"] and any("e-stop" in p for p in summary["problems"])
@@ -188,7 +188,7 @@ def test_a_silent_robot_link_is_reported_and_stops_the_robot_node(tmp_path):
         proc.wait(timeout=200)
     finally:
         proc.kill()
-    said = [line for line in lines if "tuina-robot: lost the robot connection" in line]
+    said = [line for line in lines if "tuina-franka: lost the robot connection" in line]
     assert len(said) == 1 and "its clock stopped" in said[0], lines[-30:]
     stopped_after = float(said[0].split("stopped ")[1].split(" s ago")[0])
     assert stopped_after <= 1.0

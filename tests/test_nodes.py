@@ -321,7 +321,7 @@ def test_bad_env_exits_with_one_line(monkeypatch, capsys):
 
 
 def test_unreachable_robot_fails_fast_with_one_line():
-    from tuina.nodes.robot import connect
+    from tuina.nodes.franka import connect
 
     start = time.monotonic()
     with pytest.raises(TimeoutError) as err:

@@ -141,7 +141,7 @@ def test_record_refuses_unknown_topics_with_the_list():
     out = with_recorder(spec, ["robot/robot_state"], Path("/tmp/r"), Path("g.yml"))
     rec = out["nodes"][-1]
     assert rec["inputs"]["robot__robot_state"]["source"] == "robot/robot_state"
-    spec["nodes"][0]["path"] = "tuina-robot"
+    spec["nodes"][0]["path"] = "tuina-franka"
     mandatory = with_recorder(spec, ["robot/robot_state"], Path("/tmp/r"), Path("g.yml"),
                               mandatory=True)
     assert mandatory["nodes"][0]["inputs"]["estop_recorder"] == "recorder/estop"
@@ -178,7 +178,7 @@ def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
         {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state",
                                                "motion": "tracker/motion"},
          "outputs": ["command"]},
-        {"id": "robot", "path": "tuina-robot", "inputs": {"command": "ctrl/command"},
+        {"id": "robot", "path": "tuina-franka", "inputs": {"command": "ctrl/command"},
          "outputs": ["state"]}]}
     graph, feeds = replay_graph(spec, ["world", "robot"], {"world/depth", "robot/state"})
     nodes = {n["id"]: n for n in graph["nodes"]}
@@ -195,7 +195,7 @@ def test_replay_graph_drops_a_dynamic_node_that_only_the_replaced_nodes_read():
 
     spec = {"nodes": [
         {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state"}, "outputs": ["command"]},
-        {"id": "robot", "path": "tuina-robot", "inputs": {"command": "ctrl/command",
+        {"id": "robot", "path": "tuina-franka", "inputs": {"command": "ctrl/command",
                                                           "estop": "button/estop"},
          "outputs": ["state"]},
         {"id": "button", "path": "dynamic", "outputs": ["estop"]},
@@ -327,7 +327,7 @@ def test_gated_replay_graph_holds_every_input_to_its_plan(tmp_path):
     from tuina.replay import gated, replay_graph, replayer_feeds
 
     spec = {"nodes": [
-        {"id": "robot", "path": "tuina-robot", "inputs": {"command": "ctrl/command"},
+        {"id": "robot", "path": "tuina-franka", "inputs": {"command": "ctrl/command"},
          "outputs": ["state"]},
         {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state",
                                                "traj": "planner/traj",
@@ -355,7 +355,7 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
     from tuina.report import main as report_main
     from tuina.report import session_series, summary, topic_table
 
-    graph = ("nodes:\n  - id: robot\n    path: tuina-robot\n    outputs: [robot_state]\n"
+    graph = ("nodes:\n  - id: robot\n    path: tuina-franka\n    outputs: [robot_state]\n"
              "  - id: force-controller\n    path: tuina-force-controller\n"
              "    inputs: {robot_state: robot/robot_state}\n    outputs: [command]\n")
     rec = Recorder(tmp_path / "rec", {"graph": graph})

@@ -13,7 +13,7 @@ from tuina.config import table
 from tuina.messages import STREAMS
 
 NODE_MODULES = ("world", "camera", "operator", "grounding", "pose_fit", "icp_tracker",
-                "planner", "force_controller", "robot", "realsense", "baxter", "session",
+                "planner", "force_controller", "franka", "realsense", "baxter", "session",
                 "recorder", "replayer")
 
 

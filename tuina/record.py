@@ -15,7 +15,7 @@ from tuina.recording import input_id
 
 RECORDER_ID = "recorder"
 QUEUE_SIZE = 10_000  # a busy disk must never make dora drop a message
-ROBOT_PATHS = ("tuina-robot", "tuina-baxter")
+ROBOT_PATHS = ("tuina-franka", "tuina-baxter")
 
 
 def graph_topics(spec: dict[str, Any]) -> list[str]:

@@ -29,7 +29,7 @@ from tuina.node import REPLAY_INPUT, REPLAY_ORDER_ENV, parse_lineage
 from tuina.recording import RecordingError, read_manifest, read_topic, topic_problem
 
 REPLAYER_ID = "replayer"
-HARDWARE_PATHS = ("tuina-world", "tuina-camera", "tuina-robot", "tuina-realsense",
+HARDWARE_PATHS = ("tuina-world", "tuina-camera", "tuina-franka", "tuina-realsense",
                   "tuina-baxter")
 FEED_QUEUE = 1000  # with backpressure: 10x this before dora drops anything
 

@@ -66,7 +66,7 @@ class SupervisedNode:
     def __init__(self, supervisor: Supervisor, out: Any, name: str, close_timeout_s: float):
         self.supervisor = supervisor
         self.out = out
-        self.name = name  # the node's name in its lines: robot | baxter
+        self.name = name  # the node's name in its lines: franka | baxter
         self.close_timeout_s = close_timeout_s
         self.closing_since: float | None = None  # wall time the graph began to end
         self.stamp = 0  # robot time (ns) of the latest state: events are stamped with it

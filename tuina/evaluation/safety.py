@@ -150,7 +150,7 @@ def run_scenario(graph: Path, folder: Path, name: str, log: Any = print) -> dict
            "faults": summary.get("faults", []), "ok": summary.get("ok"),
            "problems": summary.get("problems", ["no summary written"]),
            "exit_code": proc.returncode,
-           "robot_lines": [line.strip() for line in lines if "tuina-robot:" in line][:6]}
+           "robot_lines": [line.strip() for line in lines if "tuina-franka:" in line][:6]}
     log(f"  {name}: peak {row['peak_after_n']:.1f} N, released in {row['release_s']:.2f} s, "
         f"hold motion {row['hold_motion_mm']:.2f} mm, faults {row['faults']}")
     return row

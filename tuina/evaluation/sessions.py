@@ -43,7 +43,7 @@ def session_graph(graph: Path, overrides: dict[str, dict[str, Any]], folder: Pat
 
 
 def robot_loop(log_dirs: list[Path]) -> dict[str, float]:
-    """The robot node's wall-clock account of the control loop (``robot: loop ...``, printed
+    """The robot node's wall-clock account of the control loop (``franka: loop ...``, printed
     when it stops) from dora's logs of one run: rates, period jitter, latency."""
     for log_dir in log_dirs:
         log = log_dir / "log_robot.jsonl"
@@ -51,8 +51,8 @@ def robot_loop(log_dirs: list[Path]) -> dict[str, float]:
             continue
         for line in log.read_text().splitlines():
             message = json.loads(line).get("msg", "")
-            if message.startswith("robot: loop "):
-                fields = (item.split(" ") for item in message[len("robot: loop "):].split(", "))
+            if message.startswith("franka: loop "):
+                fields = (item.split(" ") for item in message[len("franka: loop "):].split(", "))
                 return {key: float(value) for key, value in fields}
     return {}
 

@@ -1,4 +1,4 @@
-"""The FR3 node (nodes/robot.py) against a franky-like robot double: faults release contact
+"""The FR3 node (nodes/franka.py) against a franky-like robot double: faults release contact
 along the right direction, then hold; the session's end out of contact is clean."""
 
 import time
@@ -67,17 +67,17 @@ def command(position, normal=(0.0, 0.0, 1.0)) -> dict:
 
 def run_robot(monkeypatch, double, events, end_s, **env):
     import dora
-    from tuina.nodes import robot
+    from tuina.nodes import franka
 
-    original = robot.FrankaArm.send
+    original = franka.FrankaArm.send
 
     def send(arm, ref):
         original(arm, ref)
         double.references.append((time.monotonic() - double.t0, ref.position.copy()))
         double.tool = ref.position.copy()  # an ideal impedance: the tool is where it is sent
 
-    monkeypatch.setattr(robot.FrankaArm, "send", send)
-    monkeypatch.setattr(robot, "connect", lambda *a: double)
+    monkeypatch.setattr(franka.FrankaArm, "send", send)
+    monkeypatch.setattr(franka, "connect", lambda *a: double)
     monkeypatch.setenv("CLOSE_TIMEOUT_S", "3.0")
     # these tests name one fault each; the 0.1 s watchdog (tested in test_supervisor.py) would
     # fire first whenever a loaded machine delays the double's 100 Hz commands by 0.1 s
@@ -86,7 +86,7 @@ def run_robot(monkeypatch, double, events, end_s, **env):
         monkeypatch.setenv(key, str(value))
     node = TimedNode(events, end_s, lambda: double.now_ms() * 1_000_000)
     monkeypatch.setattr(dora, "Node", lambda *a, **k: node)
-    robot.main()
+    franka.main()
     return node.mock
 
 

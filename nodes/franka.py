@@ -1,4 +1,4 @@
-"""robot: a Franka FR3 through franky (the same node drives franky-sim in simulation).
+"""franka: a Franka FR3 through franky (the same node drives franky-sim in simulation).
 
 Inputs: ``command`` (tool reference), ``estop`` and any other input whose name starts with
 ``estop`` (the operator's ``tuina estop`` button or any node's output), any input whose name
@@ -36,7 +36,7 @@ from tuina.node import (
     stamp_of,
     supervised_events,
 )
-from tuina.settings.robot import PARAMS
+from tuina.settings.franka import PARAMS
 from tuina.supervision import SupervisedNode, supervisor_config
 
 MAX_LEAD_M = 0.02  # the reference never runs further ahead of the commanded position
@@ -132,8 +132,8 @@ class FrankaArm:
 
 def main() -> None:
     """Drive the arm from commands under the safety supervisor; publish its state."""
-    cfg = configure("robot", PARAMS)
-    raise_priority("robot", cfg["NICE"], cfg["REALTIME_PRIORITY"])
+    cfg = configure("franka", PARAMS)
+    raise_priority("franka", cfg["NICE"], cfg["REALTIME_PRIORITY"])
     from dora import Node
 
     supervisor = Supervisor(supervisor_config(cfg, cfg["MAX_SPEED"], cfg["REFERENCE_LEAD_S"],
@@ -143,9 +143,9 @@ def main() -> None:
         arm = FrankaArm(connect(cfg["FRANKA_IP"], cfg["CONNECT_TIMEOUT_S"], cfg["REALTIME"]),
                         cfg)
     except TimeoutError as err:
-        fail("robot", str(err))
+        fail("franka", str(err))
     out = Outputs(node)
-    shared = SupervisedNode(supervisor, out, "robot", cfg["CLOSE_TIMEOUT_S"])
+    shared = SupervisedNode(supervisor, out, "franka", cfg["CLOSE_TIMEOUT_S"])
     timer = LoopTimer()
     clock = (-1, time.monotonic())  # robot time (ms), wall time when it last advanced
     try:
@@ -190,7 +190,7 @@ def main() -> None:
                 break
     finally:
         if stats := timer.summary():
-            print("robot: loop " + ", ".join(f"{k} {v:.2f}" for k, v in stats.items()),
+            print("franka: loop " + ", ".join(f"{k} {v:.2f}" for k, v in stats.items()),
                   flush=True)
         arm.stop()
 
