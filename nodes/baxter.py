@@ -17,6 +17,7 @@ the e-stop releases and holds (a disabled Baxter arm would drop onto the body).
 
 from __future__ import annotations
 
+import functools
 import math
 import threading
 import time
@@ -125,6 +126,15 @@ class BaxterLink:
         except Exception:  # closing a link that is already gone
             pass
 
+    def __enter__(self) -> BaxterLink:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        """The arm is left commanded still (when still reachable), then the link closed."""
+        if self.connected:
+            self.send_velocities(np.zeros(len(self.names)))
+        self.close()
+
 
 def arm_joints(msg: dict, names: list[str]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """q, dq and efforts of the arm's seven joints from a JointState of the whole robot."""
@@ -196,29 +206,19 @@ def main() -> None:
     from dora import Node
 
     node = Node()  # first: dora starts no node's dataflow until every node has joined
-    try:
-        link = BaxterLink(cfg["ROSBRIDGE_HOST"], cfg["ROSBRIDGE_PORT"], cfg["SIDE"],
-                          cfg["CONNECT_TIMEOUT_S"])
-    except ConnectionError as err:
-        fail("baxter", str(err))
+    link = open_link(cfg)
     arm = arm_kinematics(f"baxter_{cfg['SIDE']}", cfg["TOOL_LENGTH_M"])
     supervisor = Supervisor(supervisor_config(cfg))
-    if cfg["ENABLE"]:
-        link.enable(True)
-    link.speed_ratio(cfg["SPEED_RATIO"])
     out = Outputs(node)
     shared = SupervisedNode(supervisor, out, "baxter", cfg["CLOSE_TIMEOUT_S"])
-    zeros = np.zeros(len(JOINTS))
-    velocities = zeros
+    velocities = np.zeros(len(JOINTS))
     waiting = ""  # why the arm may not move now (not latched)
     polls = 0
     seen_at = 0.0  # arrival of the joint state last handled
     sent = (-1, "")  # stamp and status of the last robot_state
 
-    def check(command: Command) -> str:
-        return velocity_problem(command, cfg["MAX_JOINT_SPEED"])
-
-    try:
+    check = functools.partial(velocity_problem, max_speed=cfg["MAX_JOINT_SPEED"])
+    with link:
         for event in supervised_events(node, 1.0 / (cfg["COMMAND_RATE_HZ"] * STATE_POLLS)):
             now = time.monotonic()
             if shared.handle(event, now):
@@ -261,16 +261,25 @@ def main() -> None:
             shared.flush()
             if (shared.stamp, status) != sent:  # else: no new joint state since the last tick
                 sent = (shared.stamp, status)
-                out.send("robot_state", RobotState(
-                    q.tolist(), dq.tolist(), tool.translation.tolist(), quat.tolist(),
-                    wrench.tolist(), status, effort.tolist()).to_arrow(), shared.stamp,
-                    BASE_FRAME)
+                out.send("robot_state", RobotState(*(v.tolist() for v in (
+                    q, dq, tool.translation, quat, wrench)), status, effort.tolist()).to_arrow(),
+                    shared.stamp, BASE_FRAME)
             if shared.done(now):
                 break
-    finally:
-        if link.connected:
-            link.send_velocities(zeros)
-        link.close()
+
+
+def open_link(cfg: dict) -> BaxterLink:
+    """The rosbridge link to the arm, enabled (ENABLE) at SPEED_RATIO; one error line and
+    exit when rosbridge is not reached within CONNECT_TIMEOUT_S."""
+    try:
+        link = BaxterLink(cfg["ROSBRIDGE_HOST"], cfg["ROSBRIDGE_PORT"], cfg["SIDE"],
+                          cfg["CONNECT_TIMEOUT_S"])
+    except ConnectionError as err:
+        fail("baxter", str(err))
+    if cfg["ENABLE"]:
+        link.enable(True)
+    link.speed_ratio(cfg["SPEED_RATIO"])
+    return link
 
 
 def arm_velocities(mode: str, waiting: bool, commanded: np.ndarray, arm: Any,
