@@ -8,6 +8,7 @@ half of its area in the crop is left out. The same seed gives the same dataset.
 
 from __future__ import annotations
 
+import argparse
 import sys
 from dataclasses import replace
 from pathlib import Path
@@ -85,6 +86,17 @@ def augment(samples: list[Sample], copies: int, seed: int = 0, max_rotation_deg:
             if new.questions:
                 out.append(new)
     return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina augment`` options."""
+    parser.add_argument("dataset", help="MedMassage-format dataset folder")
+    parser.add_argument("-o", "--output", required=True, help="folder for the augmented dataset")
+    parser.add_argument("--copies", type=int, default=10, help="new images per image (default 10)")
+    parser.add_argument("--max-rotation-deg", type=float, default=30.0)
+    parser.add_argument("--min-crop", type=float, default=0.7,
+                        help="smallest crop side, as a fraction of the image side")
+    parser.add_argument("--seed", type=int, default=0)
 
 
 def main(args: Any) -> int:

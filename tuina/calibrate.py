@@ -10,6 +10,7 @@ and solve them with ``--pairs``.
 
 from __future__ import annotations
 
+import argparse
 import json
 import os
 import sys
@@ -241,6 +242,22 @@ def calibrate_sim(world_cfg: Any, count: int, seed: int, depth_noise: bool = Tru
     return SimCalibrationRun(calibration, samples, truth, skipped)
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina calibrate`` options."""
+    parser.add_argument("graph", help="dataflow whose camera is calibrated, e.g. dataflows/sim.yml")
+    parser.add_argument("--poses", type=int, default=20, help="arm poses to visit (default 20)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the poses and depth noise")
+    parser.add_argument("--out", default=None,
+                        help="extrinsics file (default: the camera node's EXTRINSICS_FILE)")
+    parser.add_argument("--pairs", default=None,
+                        help="solve recorded poses instead (CSV/Parquet: ee_x..ee_qw, marker_x..z)")
+    parser.add_argument("--marker-in-ee", type=float, nargs=3, default=None,
+                        metavar=("X", "Y", "Z"),
+                        help="marker centre in the end-effector frame, m (with --pairs)")
+    parser.add_argument("--save-pairs", default=None, help="also write the collected poses (CSV)")
+    parser.add_argument("--no-noise", action="store_true", help="sim: skip the depth noise model")
+
+
 def main(args: Any) -> int:
     """Run ``tuina calibrate`` with parsed arguments; returns the exit status."""
     graph = Path(args.graph)
@@ -249,6 +266,8 @@ def main(args: Any) -> int:
         print(f"tuina calibrate: error: {text}", file=sys.stderr)
         return 2
 
+    if args.pairs and args.marker_in_ee is None:
+        return error("--pairs needs --marker-in-ee X Y Z (the marker centre on the tool)")
     if not graph.is_file():
         return error(f"no dataflow at {graph}; the graphs are in dataflows/")
     nodes = graph_nodes(graph)

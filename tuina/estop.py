@@ -8,6 +8,7 @@ starts with ``estop``.
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 from typing import Any
@@ -19,6 +20,13 @@ def estop_message(reason: str, source: str, seq: int = 0) -> tuple[Any, dict[str
 
     return pa.array([True]), {"stamp_ns": time.time_ns(), "seq": seq, "frame_id": "-",
                               "reason": reason, "source": source}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina estop`` options."""
+    parser.add_argument("--node", default="estop-button",
+                        help="the graph's dynamic e-stop node (default estop-button)")
+    parser.add_argument("--reason", default="operator", help="why, for the robot's log line")
 
 
 def main(args: Any) -> int:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import os
 import subprocess
 import sys
@@ -55,6 +56,19 @@ def with_recorder(spec: dict[str, Any], topics: list[str], folder: Path, graph_f
                                             if t.split("/")[0] not in dynamic)},
     }]
     return out
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina record`` options."""
+    parser.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")
+    parser.add_argument("--topics", default=None,
+                        help="node/output,... to record (default: every output)")
+    parser.add_argument("-o", "--output", default=None,
+                        help="recording folder (default recordings/<graph>-<date>-<time>)")
+    parser.add_argument("--stop-after", default=None, help="bound the run, e.g. 60s")
+    parser.add_argument("--mandatory", action="store_true",
+                        help="the session must not go on unrecorded: a failed recording e-stops "
+                        "the robot")
 
 
 def main(args: Any) -> int:

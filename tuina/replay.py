@@ -13,6 +13,7 @@ so the whole graph repeats itself whatever dora's scheduling.
 
 from __future__ import annotations
 
+import argparse
 import heapq
 import json
 import shutil
@@ -215,6 +216,19 @@ def run_bound_s(manifest: dict[str, Any], speed: float) -> float | None:
         return None
     span_s = max(0, manifest["end_wall_ns"] - manifest["start_wall_ns"]) / 1e9
     return 2.0 * span_s / (speed if speed > 0 else 1.0) + 60.0
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina replay`` options."""
+    parser.add_argument("recording", help="recording folder, e.g. recordings/my-session")
+    parser.add_argument("--graph", default=None, help="graph to run (default: the recorded one)")
+    parser.add_argument("--replace", default=None, help="node,... whose outputs come from the "
+                        "recording (default: the nodes facing hardware or the sim world)")
+    parser.add_argument("--speed", type=float, default=1.0,
+                        help="0: as fast as the graph goes, 0.5, 1 (recorded timing), 2")
+    parser.add_argument("--loop", action="store_true", help="start over at the end")
+    parser.add_argument("-o", "--output", default=None,
+                        help="record the replayed run here (as tuina record does)")
 
 
 def main(args: Any) -> int:

@@ -9,6 +9,7 @@ has it. polars does the analysis, matplotlib the plots.
 
 from __future__ import annotations
 
+import argparse
 import base64
 import html
 import json
@@ -212,6 +213,13 @@ def write_html(path: Path, title: str, topics: pl.DataFrame, headline: dict[str,
         f"<h1>{html.escape(title)}</h1><p>Recording {html.escape(state)}.</p>"
         f"<h2>Session</h2><table>{numbers}</table><h2>Topics</h2><table><tr>{head}</tr>"
         f"{body}</table><h2>Plots</h2>{pictures}</body></html>")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina report`` options."""
+    parser.add_argument("recording", help="recording folder")
+    parser.add_argument("-o", "--output", default=None,
+                        help="where the plots and report.html go (default <recording>/report)")
 
 
 def main(args: Any) -> int:

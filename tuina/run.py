@@ -11,6 +11,7 @@ everything live as well.
 
 from __future__ import annotations
 
+import argparse
 import os
 import re
 import shutil
@@ -18,7 +19,7 @@ import subprocess
 import sys
 from datetime import datetime
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 # "12:41:48 stdout session: text", "12:41:06 ERROR  estop-button: daemon failed ..."
 RECORD = re.compile(r"^(\d\d:\d\d:\d\d) (stdout|stderr|ERROR|WARN|INFO|DEBUG|TRACE)\s+"
@@ -103,3 +104,16 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
         log_path = Path(shutil.move(str(log_path), summary.parent / "dora.log"))
     print(f"tuina run: dora exited {code}; its full log: {log_path}", file=terminal, flush=True)
     return code
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina run`` options."""
+    parser.add_argument("graph", help="dataflow YAML, e.g. dataflows/sim.yml")
+    parser.add_argument("--stop-after", default=None, help="bound the run, e.g. 120s")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show dora's whole output live (it always goes to the log file)")
+
+
+def main(args: Any) -> int:
+    """``tuina run GRAPH``."""
+    return run(args.graph, args.stop_after, args.verbose)

@@ -12,6 +12,7 @@ that must never happen). A pressed point is *within bounds* when it is within 3 
 
 from __future__ import annotations
 
+import argparse
 import math
 import tempfile
 from pathlib import Path
@@ -101,6 +102,15 @@ def table(result: dict[str, Any]) -> str:
                  f"10 deg and 0.5 N), {result['refused']} refused, {result['wrong']} wrong; "
                  f"seeds 0..{result['seeds'] - 1}")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina eval coverage`` options."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph")
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    parser.add_argument("--point", action="append",
+                        help="only this acupoint code (repeatable); default: all")
 
 
 def main(args: Any) -> int:

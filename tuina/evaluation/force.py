@@ -14,6 +14,7 @@ only roughly while it renders on the same cores).
 
 from __future__ import annotations
 
+import argparse
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -96,6 +97,12 @@ def table(summary: dict[str, Any]) -> str:
               f"{summary['period_jitter_p99_ms']:.2f} ms, command jitter p99 "
               f"{summary['command_jitter_p99_ms']:.2f} ms (wall clock)"]
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina eval force`` options."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
 
 
 def main(args: Any) -> int:

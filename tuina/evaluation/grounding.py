@@ -19,6 +19,7 @@ Each user/assistant pair is one question; the answer's box, in thousandths of th
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from collections.abc import Callable
@@ -273,6 +274,19 @@ def table(summary: dict[str, Any]) -> str:
     rows += [f"| {code} | {v['n']} | {v['success']:.2%} |"
              for code, v in summary["per_acupoint_iou50"].items()]
     return "\n".join(rows)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina eval grounding`` options."""
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--dataset", default=None, help="dataset folder (annotations.json)")
+    source.add_argument("--sim", type=int, default=0, metavar="N",
+                        help="render N labelled images of the sim world instead")
+    parser.add_argument("--backend", choices=("atlas", "vlm"), default="atlas")
+    parser.add_argument("--model-path", default=None, help="vlm: local checkpoint folder")
+    parser.add_argument("--save", default=None, help="--sim: also write the images as a dataset")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
 
 
 def main(args: Any) -> int:

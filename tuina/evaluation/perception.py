@@ -18,6 +18,7 @@ Errors are 3D distances to the true acupoint on the skin, and angles to its true
 
 from __future__ import annotations
 
+import argparse
 import json
 import sys
 from dataclasses import dataclass, replace
@@ -192,6 +193,14 @@ def table(summary: dict[str, Any]) -> str:
               f"({summary['calibration_poses']} poses, residual "
               f"{summary['calibration_residual_mm']:.2f} mm)"]
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina eval perception`` options."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--poses", type=int, default=20, help="calibration poses")
+    parser.add_argument("--trials", type=int, default=3, help="noisy frames per target")
 
 
 def main(args: Any) -> int:

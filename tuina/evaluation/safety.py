@@ -9,6 +9,7 @@ never on what the controller measured.
 
 from __future__ import annotations
 
+import argparse
 import json
 import math
 import os
@@ -187,6 +188,14 @@ def table(result: dict[str, Any]) -> str:
                  f"{result['worst_release_s']:.2f} s, tool motion while holding "
                  f"{result['worst_hold_motion_mm']:.2f} mm")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina eval safety`` options."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
+    parser.add_argument("--scenario", action="append",
+                        help="run only this scenario (repeatable); default: all")
 
 
 def main(args: Any) -> int:

@@ -19,6 +19,7 @@ Two parts per scenario:
 
 from __future__ import annotations
 
+import argparse
 import statistics
 import tempfile
 import time
@@ -316,6 +317,16 @@ def table(summary: dict[str, Any]) -> str:
                      f"(worst scenario mean), {summary['follow_err_p95_mm']:.2f} mm p95, "
                      f"{summary['follow_err_max_mm']:.2f} mm max")
     return "\n".join(lines)
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    """The ``tuina eval tracking`` options."""
+    parser.add_argument("--json", action="store_true", help="print one JSON object")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--graph", default="dataflows/sim.yml",
+                        help="the sim graph whose tracker and world are evaluated")
+    parser.add_argument("--frames-only", action="store_true",
+                        help="only the tracker on rendered frames, no closed-loop sessions")
 
 
 def main(args: Any) -> int:
