@@ -3,7 +3,7 @@
     .venv/bin/python benchmarks/grounding_latency.py [--family qwen2-vl|qwen2.5-vl]
         [--size tiny|2b] [--device auto|cpu|cuda] [--queries 10] [--max-new-tokens 48]
 
-A randomly initialised checkpoint (tuina.vlm.write_random_checkpoint: a tiny one, or one of
+A randomly initialised checkpoint (tuina.testing.write_random_checkpoint: a tiny one, or one of
 Qwen2-VL-2B's real shapes, bf16 on CUDA) is written to a temporary folder, loaded through
 the same code as the grounding node, and asked about a 640x480 camera image: the load time,
 the first query, and the median and p90 of the rest. A random model never stops early, so
@@ -22,7 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from tuina.vlm import VLMGrounder, write_random_checkpoint
+from tuina.testing import write_random_checkpoint
+from tuina.vlm import VLMGrounder
 
 
 def main() -> None:

@@ -34,7 +34,7 @@ def main() -> None:
     from tuina.nodes import realsense
 
     from tuina.node import Outputs
-    from tuina.sim.realsense_recording import write_db3
+    from tuina.testing import write_db3
 
     rng = np.random.default_rng(0)
     shape = (args.height, args.width)

@@ -20,8 +20,8 @@ def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(t
     pytest.importorskip("pyrealsense2")
     from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
 
-    from tuina.sim.realsense_recording import write_db3
     from tuina.sim.world import MassageWorld, WorldConfig
+    from tuina.testing import write_db3
 
     from .test_e2e import dora_run
 

@@ -25,7 +25,7 @@ def color_image(k: int) -> np.ndarray:
 
 def record_software_device(path) -> None:
     """FRAMES known frame pairs, through pyrealsense2's recorder."""
-    from tuina.sim.realsense_recording import write_db3
+    from tuina.testing import write_db3
 
     write_db3(path, ((depth_image(k), color_image(k)) for k in range(FRAMES)), 58.5, 59.0,
               31.25, 23.75, COEFFS, FPS)

@@ -237,7 +237,7 @@ def test_a_missing_model_folder_is_one_line_naming_what_is_missing(tmp_path, mon
 def tiny_checkpoint(request, tmp_path_factory):
     pytest.importorskip("torch")
     pytest.importorskip("transformers")
-    from tuina.vlm import write_random_checkpoint
+    from tuina.testing import write_random_checkpoint
 
     return write_random_checkpoint(tmp_path_factory.mktemp(request.param), request.param)
 

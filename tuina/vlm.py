@@ -20,16 +20,6 @@ import numpy as np
 FAMILIES = {"qwen2_vl": "qwen2-vl", "qwen2_5_vl": "qwen2.5-vl", "qwen": "qwen-vl"}
 DEFAULT_PROMPT = ("Where is the acupoint {pinyin} ({code}) in this image? Answer with its "
                   "bounding box.")
-SPECIAL_TOKENS = ["<|endoftext|>", "<|im_start|>", "<|im_end|>", "<|vision_start|>",
-                  "<|vision_end|>", "<|image_pad|>", "<|video_pad|>", "<|object_ref_start|>",
-                  "<|object_ref_end|>", "<|box_start|>", "<|box_end|>"]
-CHAT_TEMPLATE = (
-    "{% for message in messages %}<|im_start|>{{ message['role'] }}\n"
-    "{% if message['content'] is string %}{{ message['content'] }}{% else %}"
-    "{% for part in message['content'] %}{% if part['type'] == 'image' %}"
-    "<|vision_start|><|image_pad|><|vision_end|>{% elif part['type'] == 'text' %}"
-    "{{ part['text'] }}{% endif %}{% endfor %}{% endif %}<|im_end|>\n{% endfor %}"
-    "{% if add_generation_prompt %}<|im_start|>assistant\n{% endif %}")
 
 
 class ModelFolderError(RuntimeError):
@@ -302,70 +292,3 @@ def load_processor(path: Path) -> Any:
         return ImageTextProcessor(
             transformers.AutoImageProcessor.from_pretrained(path, local_files_only=True),
             transformers.AutoTokenizer.from_pretrained(path, local_files_only=True), template)
-
-
-def write_random_checkpoint(folder: Path, family: str = "qwen2-vl", size: str = "tiny",
-                            seed: int = 0) -> Path:
-    """A randomly initialised checkpoint folder with a real processor, for tests and
-    benchmarks (its answers are noise). ``size``: tiny (a few MB, CPU) or 2b (Qwen2-VL-2B's
-    shapes, about 4.4 GB in bf16)."""
-    import torch
-    import transformers
-    from tokenizers import ByteLevelBPETokenizer
-
-    folder.mkdir(parents=True, exist_ok=True)
-    bpe = ByteLevelBPETokenizer()
-    corpus = [DEFAULT_PROMPT, "<ref>Zusanli</ref><box>(123,456),(789,999)</box>",
-              '```json\n[{"bbox_2d": [10, 20, 30, 40], "label": "ST36"}]\n```',
-              "system user assistant You are a helpful assistant. 0123456789 ,.()[]{}:"]
-    bpe.train_from_iterator(corpus, vocab_size=400, min_frequency=1,
-                            special_tokens=SPECIAL_TOKENS)
-    tokenizer = transformers.PreTrainedTokenizerFast(
-        tokenizer_object=bpe._tokenizer, eos_token="<|im_end|>", pad_token="<|endoftext|>")
-    image_processor = transformers.Qwen2VLImageProcessorPil(
-        min_pixels=56 * 56, max_pixels=(224 * 224 if size == "tiny" else 1280 * 28 * 28))
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    if size == "tiny":
-        text = {"hidden_size": 32, "num_hidden_layers": 2, "num_attention_heads": 2,
-                "num_key_value_heads": 1, "intermediate_size": 64,
-                "vocab_size": len(tokenizer), "rope_scaling": {"type": "mrope",
-                                                               "mrope_section": [2, 3, 3]}}
-        vision = {"depth": 1, "embed_dim": 32, "hidden_size": 32, "num_heads": 2,
-                  "intermediate_size": 64, "out_hidden_size": 32}
-    elif size == "2b":  # Qwen2-VL-2B-Instruct's shapes
-        text = {"hidden_size": 1536, "num_hidden_layers": 28, "num_attention_heads": 12,
-                "num_key_value_heads": 2, "intermediate_size": 8960, "vocab_size": 151936,
-                "rope_scaling": {"type": "mrope", "mrope_section": [16, 24, 24]}}
-        vision = {"depth": 32, "embed_dim": 1280, "hidden_size": 1536, "num_heads": 16,
-                  "intermediate_size": 5120, "out_hidden_size": 1536}
-    else:
-        raise ValueError(f"size {size!r}: tiny or 2b")
-    vision.update({"patch_size": 14, "spatial_merge_size": 2, "temporal_patch_size": 2})
-    tokens = {"image_token_id": ids["<|image_pad|>"], "video_token_id": ids["<|video_pad|>"],
-              "vision_start_token_id": ids["<|vision_start|>"],
-              "vision_end_token_id": ids["<|vision_end|>"]}
-    text.update({"eos_token_id": ids["<|im_end|>"], "pad_token_id": ids["<|endoftext|>"],
-                 "bos_token_id": ids["<|endoftext|>"]})
-    tokens["tie_word_embeddings"] = size == "2b"  # as Qwen2-VL-2B ties them
-    if family == "qwen2-vl":
-        config = transformers.Qwen2VLConfig(text_config=text, vision_config=vision, **tokens)
-        model_class = transformers.Qwen2VLForConditionalGeneration
-    elif family == "qwen2.5-vl":
-        vision.update({"fullatt_block_indexes": [0] if size == "tiny" else [7, 15, 23, 31],
-                       "window_size": 112})
-        config = transformers.Qwen2_5_VLConfig(text_config=text, vision_config=vision,
-                                               **tokens)
-        model_class = transformers.Qwen2_5_VLForConditionalGeneration
-    else:
-        raise ValueError(f"family {family!r}: qwen2-vl or qwen2.5-vl")
-    torch.manual_seed(seed)
-    model = model_class(config)
-    model.generation_config.eos_token_id = ids["<|im_end|>"]
-    model.generation_config.pad_token_id = ids["<|endoftext|>"]
-    model.save_pretrained(folder)
-    # the parts of a processor, as a checkpoint ships them (built as a whole, the processor
-    # would want a video processor, which needs torchvision)
-    image_processor.save_pretrained(folder)
-    tokenizer.save_pretrained(folder)
-    (folder / "chat_template.jinja").write_text(CHAT_TEMPLATE)
-    return folder
