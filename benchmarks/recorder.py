@@ -25,9 +25,9 @@ from pathlib import Path
 
 import yaml
 
-from tuina.record import with_recorder
 from tuina.recording import read_manifest, read_topic
-from tuina.replay import default_replaced
+from tuina.recording.record import with_recorder
+from tuina.recording.replay import default_replaced
 
 ROOT = Path(__file__).resolve().parents[1]
 REPLAYS = [  # (what, --replace): None replaces the hardware-facing nodes only

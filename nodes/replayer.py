@@ -15,7 +15,7 @@ from pathlib import Path
 
 from tuina.node import configure
 from tuina.recording import RecordingError, read_topic
-from tuina.replay import merged
+from tuina.recording.replay import merged
 from tuina.settings.replayer import PARAMS
 
 

@@ -16,11 +16,11 @@ def help_of(capsys, *argv: str) -> str:
 
 
 def test_the_top_help_lists_every_command_without_importing_them(capsys):
-    for name in ("tuina.calibrate", "tuina.replay", "tuina.evaluation.tracking"):
+    for name in ("tuina.calibrate", "tuina.recording.replay", "tuina.evaluation.tracking"):
         sys.modules.pop(name, None)
     text = help_of(capsys)
     assert all(name in text for name in COMMANDS)
-    assert "tuina.calibrate" not in sys.modules and "tuina.replay" not in sys.modules
+    assert "tuina.calibrate" not in sys.modules and "tuina.recording.replay" not in sys.modules
 
 
 @pytest.mark.parametrize("argv, option", [

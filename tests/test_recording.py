@@ -133,7 +133,7 @@ def test_the_recorder_node_marks_a_failed_write_and_stops_the_robot(monkeypatch,
 
 
 def test_record_refuses_unknown_topics_with_the_list():
-    from tuina.record import with_recorder
+    from tuina.recording.record import with_recorder
 
     spec = {"nodes": [{"id": "robot", "path": "x", "outputs": ["robot_state"]}]}
     with pytest.raises(ValueError, match="no output robot/state; it has: robot/robot_state"):
@@ -150,7 +150,7 @@ def test_record_refuses_unknown_topics_with_the_list():
 
 
 def test_feed_order_repeats_the_interleaving_each_output_saw():
-    from tuina.replay import feed_order
+    from tuina.recording.replay import feed_order
 
     def table(seqs):
         return pa.table({"seq": pa.array(seqs, pa.int64()),
@@ -169,7 +169,7 @@ def test_feed_order_repeats_the_interleaving_each_output_saw():
 
 
 def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
-    from tuina.replay import replay_graph
+    from tuina.recording.replay import replay_graph
 
     spec = {"nodes": [
         {"id": "world", "path": "tuina-world", "outputs": ["depth"]},
@@ -191,7 +191,7 @@ def test_replay_graph_rewires_the_replaced_nodes_and_lists_missing_topics():
 
 
 def test_replay_graph_drops_a_dynamic_node_that_only_the_replaced_nodes_read():
-    from tuina.replay import replay_graph
+    from tuina.recording.replay import replay_graph
 
     spec = {"nodes": [
         {"id": "ctrl", "path": "c", "inputs": {"state": "robot/state"}, "outputs": ["command"]},
@@ -206,7 +206,7 @@ def test_replay_graph_drops_a_dynamic_node_that_only_the_replaced_nodes_read():
 
 
 def test_a_replay_is_bounded_by_the_recorded_span_unless_the_recording_was_cut_short():
-    from tuina.replay import run_bound_s
+    from tuina.recording.replay import run_bound_s
 
     manifest = {"start_wall_ns": 0, "end_wall_ns": 70 * 10**9}
     assert run_bound_s(manifest, 1.0) == 200.0
@@ -324,7 +324,7 @@ def test_gated_replay_graph_holds_every_input_to_its_plan(tmp_path):
     import json
 
     from tuina.node import REPLAY_ORDER_ENV
-    from tuina.replay import gated, replay_graph, replayer_feeds
+    from tuina.recording.replay import gated, replay_graph, replayer_feeds
 
     spec = {"nodes": [
         {"id": "robot", "path": "tuina-franka", "inputs": {"command": "ctrl/command"},
@@ -352,8 +352,8 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
     from argparse import Namespace
 
     from tuina.messages import Command
-    from tuina.report import main as report_main
-    from tuina.report import session_series, summary, topic_table
+    from tuina.recording.report import main as report_main
+    from tuina.recording.report import session_series, summary, topic_table
 
     graph = ("nodes:\n  - id: robot\n    path: tuina-franka\n    outputs: [robot_state]\n"
              "  - id: force-controller\n    path: tuina-force-controller\n"
@@ -387,6 +387,7 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
 
 def test_a_command_past_its_time_is_killed_with_every_process_it_started():
     import sys
+    import time
     from pathlib import Path
 
     from tuina.evaluation.sessions import run_group
@@ -396,7 +397,14 @@ def test_a_command_past_its_time_is_killed_with_every_process_it_started():
     proc, over = run_group([sys.executable, "-c", child], 2.0)
     assert over and proc.returncode == -9
     status = Path(f"/proc/{int(proc.stdout)}/status")
-    assert not status.exists() or "State:\tZ" in status.read_text()  # killed, maybe unreaped
+
+    def gone() -> bool:  # killed, maybe unreaped
+        return not status.exists() or "State:\tZ" in status.read_text()
+
+    deadline = time.monotonic() + 2.0  # SIGKILL lands once the process is scheduled
+    while not gone() and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert gone()
     proc, over = run_group([sys.executable, "-c", "print('done')"], 10.0)
     assert not over and proc.returncode == 0 and proc.stdout == "done\n"
 

@@ -47,11 +47,12 @@ COMMANDS = {  # name: (module with add_arguments and main, one-line help)
     "run": ("tuina.run", "run a dataflow (dora run) with the tuina nodes on PATH"),
     "calibrate": ("tuina.calibrate", "solve the camera extrinsics (marker on the arm)"),
     "eval": ("tuina.evaluation", "reproducible evaluations in the simulated world"),
-    "record": ("tuina.record", "run a graph and record its outputs (one Arrow IPC file per topic "
-                               "+ manifest)"),
-    "replay": ("tuina.replay", "run a graph with some nodes' outputs from a recording"),
-    "report": ("tuina.report", "counts, rates, gaps, latencies, plots and an HTML page of a "
-                               "recording"),
+    "record": ("tuina.recording.record", "run a graph and record its outputs (one Arrow IPC "
+               "file per topic + manifest)"),
+    "replay": ("tuina.recording.replay", "run a graph with some nodes' outputs from a "
+               "recording"),
+    "report": ("tuina.recording.report", "counts, rates, gaps, latencies, plots and an HTML "
+               "page of a recording"),
     "estop": ("tuina.estop", "stop the robot of the running graph now (the operator's e-stop; "
                              "the robot moves again only after a restart)"),
     "augment": ("tuina.augment", "new image/QA pairs by random crops and rotations (HMR-1's "

@@ -189,7 +189,7 @@ def gated(spec: dict[str, Any], order: dict[str, list[tuple[str, int, str, int]]
     """The replay graph with every planned node holding its inputs to the recorded order
     (``tuina.node.ReplayGate``), and every input of theirs queued deep with backpressure, so
     no message the plan waits for is ever dropped."""
-    from tuina.record import QUEUE_SIZE
+    from tuina.recording.record import QUEUE_SIZE
 
     nodes = []
     for node in spec["nodes"]:
@@ -233,7 +233,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: Any) -> int:
     """``tuina replay``: rewrite the graph and run it."""
-    from tuina.record import run_beside, with_recorder
+    from tuina.recording.record import run_beside, with_recorder
 
     folder = Path(args.recording)
     try:
