@@ -33,7 +33,7 @@ def main() -> None:
     from dora.testing import MockNode
     from tuina.nodes import realsense
 
-    from tuina.node import Outputs
+    from tuina.runtime import Outputs
     from tuina.testing import write_db3
 
     rng = np.random.default_rng(0)

@@ -8,7 +8,7 @@ import numpy as np
 from dora import Node
 
 from tuina.messages import RobotState, encode_depth, encode_rgb
-from tuina.node import Outputs
+from tuina.runtime import Outputs
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from tuina.operators.servo import joint_velocity_command
 from tuina.operators.supervisor import Reference, Supervisor
 
 from tuina.messages import BASE_FRAME, Command, MessageError, RobotState
-from tuina.node import Outputs, configure, fail, supervised_events
+from tuina.runtime import Outputs, configure, fail, supervised_events
 from tuina.settings.baxter import PARAMS
 from tuina.supervision import SupervisedNode, supervisor_config
 

@@ -14,7 +14,7 @@ import numpy as np
 from tuina.operators.sensor import DepthNoise, apply_depth_noise
 
 from tuina.messages import CAMERA_FRAME, CameraInfo, decode_depth, encode_depth
-from tuina.node import Outputs, configure, events, fail, stamp_of
+from tuina.runtime import Outputs, configure, events, fail, stamp_of
 from tuina.settings.camera import PARAMS
 
 

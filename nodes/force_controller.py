@@ -31,7 +31,7 @@ from tuina.operators.force_control import PlanFollower
 from tuina.operators.servo import joint_velocity_command, wrench_from_torques
 
 from tuina.messages import BASE_FRAME, BodyMotion, Command, RobotState, SessionEvent, Trajectory
-from tuina.node import (
+from tuina.runtime import (
     Outputs,
     configure,
     events,

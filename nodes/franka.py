@@ -28,7 +28,7 @@ from tuina.operators.supervisor import Reference, Supervisor
 from tuina.operators.timing import LoopTimer
 
 from tuina.messages import BASE_FRAME, RobotState
-from tuina.node import (
+from tuina.runtime import (
     Outputs,
     configure,
     fail,

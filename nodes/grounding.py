@@ -42,7 +42,7 @@ from tuina.messages import (
     decode_rgb,
     encode_targets,
 )
-from tuina.node import Outputs, configure, events, fail, stamp_of
+from tuina.runtime import Outputs, configure, events, fail, stamp_of
 from tuina.settings.grounding import PARAMS, pressure_forces
 from tuina.vlm import ModelFolderError, Request, Result, VLMGrounder, VLMWorker
 

@@ -37,7 +37,7 @@ from tuina.messages import (
     TargetPose,
     decode_depth,
 )
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.runtime import Outputs, configure, events, stamp_of
 from tuina.settings.icp_tracker import PARAMS, tracker_config
 
 REFERENCE_FRAMES = 120  # 4 s at 30 Hz, ~20 MB of region-of-interest points

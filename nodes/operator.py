@@ -7,7 +7,7 @@ Outputs: ``instruction``.
 from __future__ import annotations
 
 from tuina.messages import CAMERA_FRAME, Instruction
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.runtime import Outputs, configure, events, stamp_of
 from tuina.settings.operator import PARAMS
 
 
@@ -15,7 +15,7 @@ def main() -> None:
     """Send the instruction once, at AT_S of camera time."""
     cfg = configure("operator", PARAMS)
     if len(cfg["STROKE_PX"]) % 2:
-        from tuina.node import fail
+        from tuina.runtime import fail
 
         fail("operator", "STROKE_PX needs pairs of pixel coordinates u,v")
     from dora import Node

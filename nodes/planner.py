@@ -39,7 +39,7 @@ from tuina.messages import (
     Trajectory,
     decode_depth,
 )
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.runtime import Outputs, configure, events, stamp_of
 from tuina.settings.planner import PARAMS
 
 

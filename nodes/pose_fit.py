@@ -42,7 +42,7 @@ from tuina.messages import (
     decode_depth,
     decode_targets,
 )
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.runtime import Outputs, configure, events, stamp_of
 from tuina.settings.pose_fit import PARAMS
 
 

@@ -23,7 +23,7 @@ import numpy as np
 from tuina.nodes.camera import load_extrinsics
 
 from tuina.messages import CAMERA_FRAME, CameraInfo, Header, SessionEvent, encode_rgb
-from tuina.node import Outputs, configure, fail
+from tuina.runtime import Outputs, configure, fail
 from tuina.settings.realsense import PARAMS
 
 

@@ -20,8 +20,8 @@ from importlib import metadata
 from pathlib import Path
 
 from tuina.estop import estop_message
-from tuina.node import configure
 from tuina.recording import Recorder, RecordingError
+from tuina.runtime import configure
 from tuina.settings.recorder import PARAMS
 
 PACKAGES = ("tuina", "dora-rs", "pyarrow", "numpy", "polars", "franky-control", "franky-sim",

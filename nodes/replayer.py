@@ -13,9 +13,9 @@ import sys
 import time
 from pathlib import Path
 
-from tuina.node import configure
 from tuina.recording import RecordingError, read_topic
 from tuina.recording.replay import merged
+from tuina.runtime import configure
 from tuina.settings.replayer import PARAMS
 
 

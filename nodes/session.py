@@ -27,7 +27,7 @@ from tuina.operators.session import (
 )
 
 from tuina.messages import BodyMotion, Command, GroundTruth, SessionEvent, TargetPose
-from tuina.node import Outputs, configure, events, stamp_of
+from tuina.runtime import Outputs, configure, events, stamp_of
 from tuina.settings.session import PARAMS
 
 # inputs whose closing does not end the session: any node but the world and the robot may

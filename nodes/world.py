@@ -22,7 +22,7 @@ from tuina.messages import (
     encode_depth,
     encode_rgb,
 )
-from tuina.node import Outputs, configure, fail
+from tuina.runtime import Outputs, configure, fail
 from tuina.settings.world import PARAMS, world_config
 from tuina.sim.world import MassageWorld, RenderingUnavailable, WorldConfig
 

@@ -36,10 +36,11 @@ def node_imports(path: Path) -> list[str]:
 
 def test_the_rules_see_what_breaks_them(tmp_path):
     bad = tmp_path / "bad.py"
-    bad.write_text("import dora\nfrom tuina.node import Outputs\nfrom tuina.nodes import world\n"
+    bad.write_text("import dora\nfrom tuina.runtime import Outputs\n"
+                   "from tuina.nodes import world\n"
                    "from tuina.operators.geometry import transform_points\nimport numpy\n")
-    assert impure(bad) == ["dora", "tuina.node", "tuina.node.Outputs", "tuina.nodes",
-                           "tuina.nodes.world"]
+    assert impure(bad) == ["dora", "tuina.nodes", "tuina.nodes.world", "tuina.runtime",
+                           "tuina.runtime.Outputs"]
     assert node_imports(bad) == ["tuina.nodes", "tuina.nodes.world"]
 
 

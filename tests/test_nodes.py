@@ -428,7 +428,7 @@ def test_force_controller_backs_off_when_the_track_is_lost(monkeypatch):
 
 
 def test_supervised_events_tick_on_an_absolute_schedule_and_go_on_after_the_end():
-    from tuina.node import GONE, supervised_events
+    from tuina.runtime import GONE, supervised_events
 
     class Clock:
         now = 0.0

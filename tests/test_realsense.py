@@ -96,7 +96,7 @@ def test_a_slow_graph_loses_no_frame_of_a_playback(recording, extrinsics, monkey
     """The playback waits for the node: a graph that takes 50 ms a frame (slower than the
     recording's 30 Hz) still gets every frame once, in order, with its own colour frame."""
     from tuina.messages import decode_rgb
-    from tuina.node import Outputs
+    from tuina.runtime import Outputs
 
     send = Outputs.send_encoded
 

@@ -220,7 +220,7 @@ def message(name: str, seq: int | None) -> dict:
 
 
 def test_replay_gate_hands_inputs_on_in_the_recorded_order():
-    from tuina.node import ReplayGate
+    from tuina.runtime import ReplayGate
 
     gate = ReplayGate([("state", 0), ("traj", 0), ("state", 1), ("motion", 0), ("state", 2)])
     seen = []
@@ -238,7 +238,7 @@ def test_replay_gate_hands_inputs_on_in_the_recorded_order():
 
 
 def test_replay_gate_gives_up_in_plan_order_when_a_message_never_comes():
-    from tuina.node import ReplayGate
+    from tuina.runtime import ReplayGate
 
     gate = ReplayGate([("a", 0), ("b", 0), ("a", 1), ("a", 2)])
     assert [e["metadata"]["seq"] for e in gate.offer(message("a", 0))] == [0]
@@ -273,7 +273,7 @@ def test_a_gated_node_meets_every_planned_input_even_after_its_replay_input_clos
         tmp_path, monkeypatch):
     import json
 
-    from tuina.node import REPLAY_ORDER_ENV, events
+    from tuina.runtime import REPLAY_ORDER_ENV, events
 
     plan = tmp_path / "order.json"
     plan.write_text(json.dumps([["state", 0], ["traj", 0], ["state", 1], ["state", 2]]))
@@ -289,7 +289,7 @@ def test_a_gated_node_meets_every_planned_input_even_after_its_replay_input_clos
 def test_a_gated_node_waits_for_a_missing_message_only_so_long(tmp_path, monkeypatch, capfd):
     import json
 
-    from tuina.node import REPLAY_ORDER_ENV, REPLAY_STALL_ENV, events
+    from tuina.runtime import REPLAY_ORDER_ENV, REPLAY_STALL_ENV, events
 
     plan = tmp_path / "order.json"
     plan.write_text(json.dumps([["state", 0], ["traj", 0], ["state", 1]]))
@@ -323,8 +323,8 @@ def _timeouts_after(next_event, count: int):
 def test_gated_replay_graph_holds_every_input_to_its_plan(tmp_path):
     import json
 
-    from tuina.node import REPLAY_ORDER_ENV
     from tuina.recording.replay import gated, replay_graph, replayer_feeds
+    from tuina.runtime import REPLAY_ORDER_ENV
 
     spec = {"nodes": [
         {"id": "robot", "path": "tuina-franka", "inputs": {"command": "ctrl/command"},

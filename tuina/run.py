@@ -25,7 +25,7 @@ from typing import IO, Any
 RECORD = re.compile(r"^(\d\d:\d\d:\d\d) (stdout|stderr|ERROR|WARN|INFO|DEBUG|TRACE)\s+"
                     r"([^:\s]+): ?(.*)$")
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
-# a node's one error line (tuina.node.fail and the nodes' own error prints)
+# a node's one error line (tuina.runtime.fail and the nodes' own error prints)
 ERROR_LINE = re.compile(r"^tuina-[\w-]+: error: ")
 SUMMARY_PATH = re.compile(r"^\s*written to (\S+summary\.json)\s*$")
 

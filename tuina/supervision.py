@@ -10,9 +10,9 @@ import numpy as np
 
 from tuina.config import Param
 from tuina.messages import BASE_FRAME, Command, SessionEvent
-from tuina.node import GONE, stamp_of
 from tuina.operators.safety import SafetyConfig
 from tuina.operators.supervisor import Reference, Report, Supervisor, SupervisorConfig
+from tuina.runtime import GONE, stamp_of
 
 SUPERVISOR_PARAMS = [
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard contact force cap: over it the arm releases "

@@ -7,7 +7,7 @@ order. Each node's order is the one it met its inputs in when recorded: every ou
 tuina node carries the ``seq`` of the latest message on each of its inputs and the input
 that triggered it (metadata ``inputs`` / ``trigger``), and before each recorded output come
 the messages it was computed from, the trigger last (``feed_order``). At ``--speed 0`` every
-node left in the graph also holds its live inputs to that order (``tuina.node.ReplayGate``),
+node left in the graph also holds its live inputs to that order (``tuina.runtime.ReplayGate``),
 so the whole graph repeats itself whatever dora's scheduling.
 """
 
@@ -26,8 +26,8 @@ from typing import Any
 import pyarrow as pa
 import yaml
 
-from tuina.node import REPLAY_INPUT, REPLAY_ORDER_ENV, parse_lineage
 from tuina.recording import RecordingError, read_manifest, read_topic, topic_problem
+from tuina.runtime import REPLAY_INPUT, REPLAY_ORDER_ENV, parse_lineage
 
 REPLAYER_ID = "replayer"
 HARDWARE_PATHS = ("tuina-world", "tuina-camera", "tuina-franka", "tuina-realsense",
@@ -187,7 +187,7 @@ def merged(feeds: dict[str, list[tuple[str, int, str]]], recv: dict[str, list[in
 def gated(spec: dict[str, Any], order: dict[str, list[tuple[str, int, str, int]]],
           scratch: Path) -> dict[str, Any]:
     """The replay graph with every planned node holding its inputs to the recorded order
-    (``tuina.node.ReplayGate``), and every input of theirs queued deep with backpressure, so
+    (``tuina.runtime.ReplayGate``), and every input of theirs queued deep with backpressure, so
     no message the plan waits for is ever dropped."""
     from tuina.recording.record import QUEUE_SIZE
 

@@ -21,8 +21,8 @@ import numpy as np
 import polars as pl
 import yaml
 
-from tuina.node import parse_lineage
 from tuina.recording import RecordingError, read_manifest, read_topic
+from tuina.runtime import parse_lineage
 
 
 def load(folder: Path, manifest: dict[str, Any], topic: str,

@@ -6,9 +6,9 @@ from __future__ import annotations
 from typing import Any
 
 from tuina.config import RIG_PARAM, Param
-from tuina.node import PRIORITY_PARAMS
 from tuina.operators.arms import ARMS
 from tuina.operators.force_control import ForceConfig
+from tuina.runtime import PRIORITY_PARAMS
 
 PARAMS = [
     RIG_PARAM,

@@ -4,7 +4,7 @@ builds its configuration."""
 from __future__ import annotations
 
 from tuina.config import RIG_PARAM, Param
-from tuina.node import (
+from tuina.runtime import (
     PRIORITY_PARAMS,
 )
 from tuina.supervision import SUPERVISOR_PARAMS

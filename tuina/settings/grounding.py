@@ -4,7 +4,7 @@ builds its configuration."""
 from __future__ import annotations
 
 from tuina.config import RIG_PARAM, Param
-from tuina.node import OPEN3D_PARAMS
+from tuina.runtime import OPEN3D_PARAMS
 from tuina.vlm import DEFAULT_PROMPT
 
 PARAMS = [

@@ -4,11 +4,11 @@ builds its configuration."""
 from __future__ import annotations
 
 from tuina.config import RIG_PARAM, Param
-from tuina.node import OPEN3D_PARAMS
 from tuina.operators.arms import ARMS
 from tuina.operators.tracking import (
     TrackerConfig,
 )
+from tuina.runtime import OPEN3D_PARAMS
 
 PARAMS = [
     RIG_PARAM,
