@@ -89,9 +89,9 @@ DATAFLOWS = Path(__file__).resolve().parents[1] / "dataflows"
 
 @pytest.mark.parametrize("graph", sorted(p.name for p in DATAFLOWS.glob("*.yml")))
 def test_every_graph_reads_one_rig_from_one_file(graph):
-    from tuina.settings import rig_problems
+    from tuina.settings import graph_problems
 
-    assert rig_problems(DATAFLOWS / graph) == []
+    assert graph_problems(DATAFLOWS / graph) == []
 
 
 def test_a_node_reads_its_rig_keys_from_the_rig_file_only(tmp_path):
@@ -117,7 +117,7 @@ def test_a_node_reads_its_rig_keys_from_the_rig_file_only(tmp_path):
 def test_a_graph_whose_nodes_disagree_on_the_rig_is_named_and_not_run(tmp_path):
     import yaml
 
-    from tuina.settings import rig_problems
+    from tuina.settings import graph_problems
 
     spec = yaml.safe_load((DATAFLOWS / "sim.yml").read_text())
     planner = next(n for n in spec["nodes"] if n["id"] == "planner")
@@ -126,7 +126,7 @@ def test_a_graph_whose_nodes_disagree_on_the_rig_is_named_and_not_run(tmp_path):
     graph = DATAFLOWS / ".disagreeing.yml"  # beside the rigs it names
     try:
         graph.write_text(yaml.safe_dump(spec))
-        problems = rig_problems(graph)
+        problems = graph_problems(graph)
         assert any(p.startswith("the nodes with rig keys must all name one rig file")
                    and "planner (none)" in p for p in problems)
         assert any(p.startswith("the nodes disagree on TOOL_LENGTH_M: ") and "planner 0.05"
@@ -138,3 +138,41 @@ def test_a_graph_whose_nodes_disagree_on_the_rig_is_named_and_not_run(tmp_path):
         assert proc.stderr.startswith("tuina run: error: ") and "TOOL_LENGTH_M" in proc.stderr
     finally:
         graph.unlink(missing_ok=True)
+
+
+def test_a_bad_value_in_any_node_is_one_line_before_anything_starts(tmp_path):
+    import yaml
+
+    spec = yaml.safe_load((DATAFLOWS / "sim.yml").read_text())
+    camera = next(n for n in spec["nodes"] if n["id"] == "camera")
+    camera["env"]["SEED"] = "tomorrow"
+    graph = DATAFLOWS / ".bad-value.yml"
+    try:
+        graph.write_text(yaml.safe_dump(spec))
+        tuina = Path(sys.executable).parent / "tuina"
+        for command in (["run", str(graph)], ["record", str(graph), "-o", str(tmp_path / "r")]):
+            proc = subprocess.run([tuina, *command], capture_output=True, text=True, timeout=60)
+            assert proc.returncode == 2 and proc.stdout == "", proc.stderr
+            assert proc.stderr.count("\n") == 1 and "camera: env SEED='tomorrow' is invalid" \
+                in proc.stderr, proc.stderr
+        assert not (tmp_path / "r").exists()  # nothing recorded, nothing half-written
+    finally:
+        graph.unlink(missing_ok=True)
+
+
+def test_a_graph_copied_elsewhere_keeps_its_rig_through_tuina_root(tmp_path):
+    import yaml
+
+    from tuina.evaluation.sessions import relocated
+    from tuina.settings import graph_problems
+
+    spec = relocated(yaml.safe_load((DATAFLOWS / "sim.yml").read_text()), DATAFLOWS / "sim.yml")
+    (tmp_path / "sim.yml").write_text(yaml.safe_dump(spec))
+    assert graph_problems(tmp_path / "sim.yml") == []
+    bare = yaml.safe_load((DATAFLOWS / "sim.yml").read_text())
+    (tmp_path / "bare.yml").write_text(yaml.safe_dump(bare))
+    problems = graph_problems(tmp_path / "bare.yml")
+    assert problems[0] == ("world, grounding, pose-fit, icp-tracker, planner, force-controller, "
+                           "robot, session: env RIG='rigs/fr3.yml': no rig file at "
+                           f"{tmp_path / 'rigs' / 'fr3.yml'}; RIG is relative to the graph's "
+                           "folder (e.g. RIG: rigs/fr3.yml), or give an absolute path")

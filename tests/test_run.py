@@ -1,7 +1,9 @@
 """``tuina run``'s terminal: the session as a person follows it, dora's records only in the
 log."""
 
-from tuina.run import shown
+from pathlib import Path
+
+from tuina.run import shown, summary_written
 
 DORA_OUTPUT = [
     "\x1b[2m2026-11-30T12:41:05.1Z\x1b[0m \x1b[32m INFO\x1b[0m run_inner: dora_daemon: "
@@ -37,3 +39,9 @@ def test_the_terminal_shows_the_nodes_lines_and_one_error_line_only():
         "12:41:48 session:   ok                   True",
         "12:41:49 tuina-pose-fit: error: MIN_FITNESS: must be <= 1 (got 3); set it in the graph",
     ]
+
+
+def test_the_log_goes_where_the_session_wrote_its_summary():
+    line = "12:41:48 stdout session:   written to /srv/recordings/sim-1/summary.json\n"
+    assert summary_written(line) == Path("/srv/recordings/sim-1/summary.json")
+    assert summary_written("12:41:48 stdout session:   ok                   True") is None

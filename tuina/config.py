@@ -87,15 +87,15 @@ RIG_PARAM = Param("RIG", "path", "", "-", "rig file (YAML of " + ", ".join(RIG_K
                   "empty: the defaults below")
 
 
-def rig_values(node: str, path: str) -> dict[str, str]:
-    """The rig file's keys as env strings; ConfigError for a missing file or a key that is
-    not the rig's."""
+def rig_values(node: str, written: str, path: str) -> dict[str, str]:
+    """The keys of the rig file at ``path`` (``written`` in the env) as env strings;
+    ConfigError for a missing file or a key that is not the rig's."""
     import yaml
 
     file = Path(path)
     if not file.is_file():
-        raise ConfigError(f"{node}: env RIG={path!r}: no rig file at {file.resolve()}; RIG is "
-                          "relative to the graph's folder (e.g. RIG: rigs/fr3.yml), or give "
+        raise ConfigError(f"{node}: env RIG={written!r}: no rig file at {file.resolve()}; RIG "
+                          "is relative to the graph's folder (e.g. RIG: rigs/fr3.yml), or give "
                           "an absolute path")
     data = yaml.safe_load(file.read_text()) or {}
     if not isinstance(data, dict):
@@ -115,7 +115,8 @@ def load(node: str, params: Sequence[Param],
     keys = {p.key for p in params}
     if "RIG" in keys and str(env.get("RIG") or "").strip():
         rig_path = resolve_path(str(env["RIG"]).strip(), env)
-        rig = {k: v for k, v in rig_values(node, rig_path).items() if k in keys}
+        rig = {k: v for k, v in rig_values(node, str(env["RIG"]).strip(), rig_path).items()
+               if k in keys}
         for key in rig:
             if str(env.get(key) or "").strip():
                 raise ConfigError(f"{node}: {key} is set in the node's env: block and by the "
@@ -170,5 +171,7 @@ def env_strings(env: Mapping[str, Any] | None) -> dict[str, str]:
 def graph_env(graph: Path, env: Mapping[str, Any] | None) -> dict[str, str]:
     """A node's ``env:`` block of the graph file ``graph`` as that node reads it under
     ``dora run``: its paths relative to the graph's folder."""
-    root = os.environ.get(ROOT_ENV) or str(Path(graph).resolve().parent)
-    return {**env_strings(env), ROOT_ENV: root}
+    strings = env_strings(env)
+    # as dora runs it: the node's own env over the daemon's, the graph's folder its cwd
+    root = strings.get(ROOT_ENV) or os.environ.get(ROOT_ENV) or str(Path(graph).resolve().parent)
+    return {**strings, ROOT_ENV: root}

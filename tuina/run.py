@@ -27,7 +27,7 @@ RECORD = re.compile(r"^(\d\d:\d\d:\d\d) (stdout|stderr|ERROR|WARN|INFO|DEBUG|TRA
 ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # a node's one error line (tuina.runtime.fail and the nodes' own error prints)
 ERROR_LINE = re.compile(r"^tuina-[\w-]+: error: ")
-SUMMARY_PATH = re.compile(r"^\s*written to (\S+summary\.json)\s*$")
+SUMMARY_PATH = re.compile(r": +written to (\S+summary\.json)\s*$")  # the session node's line
 
 
 def shown(line: str) -> str | None:
@@ -49,6 +49,12 @@ def shown(line: str) -> str | None:
     if kind == "stderr" and ERROR_LINE.match(text):
         return f"{clock} {text}"
     return None
+
+
+def summary_written(line: str) -> Path | None:
+    """Where the session node says it wrote the summary, from its line of dora's output."""
+    match = SUMMARY_PATH.search(ANSI.sub("", line.rstrip("\n")))
+    return Path(match.group(1)) if match else None
 
 
 def log_folder(graph: Path) -> Path:
@@ -73,9 +79,9 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
         print(f"tuina: error: no dataflow at {path.resolve()}; the graphs are in dataflows/",
               file=sys.stderr)
         return 2
-    from tuina.settings import rig_problems
+    from tuina.settings import graph_problems
 
-    if problems := rig_problems(path):
+    if problems := graph_problems(path):
         print(f"tuina run: error: {path}: " + "; ".join(problems), file=sys.stderr)
         return 2
     cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
@@ -94,8 +100,7 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
                 text = line.rstrip("\n") if verbose else shown(line)
                 if text is not None:
                     print(text, file=terminal, flush=True)
-                if (match := SUMMARY_PATH.search(ANSI.sub("", line))) is not None:
-                    summary = Path(match.group(1))
+                summary = summary_written(line) or summary
             code = proc.wait()
         except KeyboardInterrupt:
             proc.wait()  # dora stops the graph on the same Ctrl-C

@@ -78,6 +78,11 @@ def main(args: Any) -> int:
         print(f"tuina record: error: no graph at {graph}; the graphs are in dataflows/",
               file=sys.stderr)
         return 2
+    from tuina.settings import graph_problems
+
+    if problems := graph_problems(graph):
+        print(f"tuina record: error: {graph}: " + "; ".join(problems), file=sys.stderr)
+        return 2
     spec = yaml.safe_load(graph.read_text())
     topics = ([t.strip() for t in args.topics.split(",") if t.strip()] if args.topics
               else graph_topics(spec))

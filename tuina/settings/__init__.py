@@ -1,5 +1,5 @@
 """Each node's env keys (``PARAMS``) and the configuration they build, declared once; and the
-check that a graph's nodes share one rig."""
+check of a whole graph's env before it starts (every value, one rig)."""
 
 from __future__ import annotations
 
@@ -22,29 +22,35 @@ def node_settings(node_path: str) -> list[Param] | None:
     return module.PARAMS
 
 
-def rig_problems(graph: Path) -> list[str]:
-    """What keeps the graph file ``graph`` from one rig read from one place: a node with rig
-    keys that names no rig file or another one than the others, a rig key set in a node's
-    env: block, an env value a node would refuse, two nodes that disagree on a rig key."""
+def graph_problems(graph: Path) -> list[str]:
+    """What would keep the graph file ``graph`` from starting as it should, found before any
+    node starts: an env value a node would refuse (its one line), and anything that keeps
+    its nodes from one rig read from one place (a node with rig keys that names no rig file
+    or another one than the others, a rig key set in a node's env: block, two nodes that
+    disagree on a rig key)."""
     import yaml
 
     problems: list[str] = []
+    refused: dict[str, list[str]] = {}  # one problem, the nodes that have it
     rigs: dict[str, str] = {}
     values: dict[str, dict[str, Any]] = {}
     for node in yaml.safe_load(Path(graph).read_text())["nodes"]:
         params = node_settings(str(node.get("path", "")))
-        keys = sorted({p.key for p in params or []} & set(RIG_KEYS))
-        if not keys:
+        if params is None:
             continue
         env = node.get("env") or {}
-        rigs[node["id"]] = str(env.get("RIG") or "")
         try:
             cfg = load(node["id"], params, graph_env(graph, env))
         except ConfigError as err:
-            problems.append(str(err))
+            refused.setdefault(str(err).removeprefix(f"{node['id']}: "), []).append(node["id"])
+            cfg = None
+        keys = sorted({p.key for p in params} & set(RIG_KEYS))
+        if not keys:
             continue
-        for key in keys:
+        rigs[node["id"]] = str(env.get("RIG") or "")
+        for key in keys if cfg is not None else ():
             values.setdefault(key, {})[node["id"]] = cfg[key]
+    problems += [f"{', '.join(nodes)}: {why}" for why, nodes in refused.items()]
     named = sorted(set(rigs.values()))
     if len(named) > 1 or named == [""]:
         problems.append("the nodes with rig keys must all name one rig file in RIG: "
