@@ -78,7 +78,7 @@ def main() -> None:
         stamp = stamp_of(event)
         if event["id"] == "trajectory":
             traj = Trajectory.from_arrow(event["value"])
-            problem = follower.new_plan(traj.arrays(), traj.start_stamp_ns,
+            problem = follower.new_plan(traj.plan(), traj.start_stamp_ns,
                                         traj.reference_stamp_ns)
             if problem is not None:
                 print(f"force-controller: error: {problem}; not following it", flush=True)

@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 from scipy.spatial.transform import Rotation
-from tuina.operators.planner import min_jerk, sample
+from tuina.operators.planner import Plan, min_jerk, sample
 from tuina.operators.safety import trajectory_problem
 from tuina.operators.tracking import TrackerWatch, predict
 
@@ -190,9 +190,7 @@ class HybridForceController:
         return ControlOutput(start + s * (goal - start), q, "track" if moving else "hold",
                              "abort", 0.0, f_meas, normal=n)
 
-    def step(self, t: float, plan_t: np.ndarray, positions: np.ndarray, quats: np.ndarray,
-             forces: np.ndarray, normals: np.ndarray, phases: list[str],
-             tool_position: np.ndarray, wrench: np.ndarray,
+    def step(self, t: float, plan: Plan, tool_position: np.ndarray, wrench: np.ndarray,
              body_motion: np.ndarray, body_twist: np.ndarray | None = None) -> ControlOutput:
         """Reference at event time t (s since the trajectory start).
 
@@ -200,6 +198,8 @@ class HybridForceController:
         velocity it becomes the reference's feed-forward twist, so the arm's impedance does
         not lag a moving body.
         """
+        plan_t, positions, quats = plan.t_s, plan.positions, plan.quaternions
+        forces, normals, phases = plan.forces_n, plan.normals, plan.phases
         body_twist = np.zeros(6) if body_twist is None else np.asarray(body_twist, float)
         c = self.config
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
@@ -350,7 +350,7 @@ class PlanFollower:
         self.config = config
         self.tracker_timeout_s = tracker_timeout_s
         self.follow_lead_s, self.max_lead_s = follow_lead_s, max_lead_s
-        self.plan: tuple | None = None  # t, positions, quaternions, forces, normals, phases
+        self.plan: Plan | None = None
         self.plan_start_ns = 0
         self.reference_stamp_ns = 0
         self.start_ns: int | None = None  # robot time of the plan's first state
@@ -362,10 +362,11 @@ class PlanFollower:
         self.stop_told = False  # the cap's error went out for this plan
         self.phase = ""
 
-    def new_plan(self, plan: tuple, start_stamp_ns: int, reference_stamp_ns: int) -> str | None:
-        """A trajectory (its arrays); the problem with it when it must not be followed (a
-        massage in progress then stops and backs off)."""
-        problem = trajectory_problem(*plan, self.config.force_cap_n)
+    def new_plan(self, plan: Plan, start_stamp_ns: int, reference_stamp_ns: int) -> str | None:
+        """A trajectory; the problem with it when it must not be followed (a massage in
+        progress then stops and backs off)."""
+        problem = trajectory_problem(plan.t_s, plan.positions, plan.quaternions, plan.forces_n,
+                                     plan.normals, plan.phases, self.config.force_cap_n)
         if problem is not None:
             self.track_lost = self.track_lost or "a malformed trajectory arrived"
             return problem
@@ -413,7 +414,7 @@ class PlanFollower:
             controller.abort(t, tool_position, self.track_lost)
         feed = self.twist if feeding else np.zeros(6)
         lead = min(self.follow_lead_s + age_s, self.max_lead_s)
-        ref = controller.step(t, *self.plan, tool_position, wrench,
+        ref = controller.step(t, self.plan, tool_position, wrench,
                               predict(self.motion, feed, lead), feed)
         notices = []
         if controller.aborted and not self.announced:

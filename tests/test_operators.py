@@ -19,6 +19,7 @@ from tuina.operators.instructions import UnknownAcupoint, parse_instruction
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
 from tuina.operators.planner import (
+    Plan,
     PlannerConfig,
     PlanningError,
     ReachConfig,
@@ -579,8 +580,9 @@ def run_controller(force_at, steps=300):
     outs = []
     for k in range(steps):
         f = force_at(tool)
-        out = ctrl.step(k * 0.01, t, pos, quat, np.array([6.0, 6.0]), normals,
-                        ["press", "press"], tool, np.array([0, 0, -f, 0, 0, 0]), np.eye(4))
+        plan = Plan(t, pos, quat, np.array([6.0, 6.0]), ["press", "press"], normals,
+                    np.zeros((2, 0)))
+        out = ctrl.step(k * 0.01, plan, tool, np.array([0, 0, -f, 0, 0, 0]), np.eye(4))
         outs.append(out)
         tool = tool + 0.5 * (out.position - tool)  # a stiff arm following the reference
     return outs
@@ -606,8 +608,9 @@ def test_the_reference_never_jumps_where_the_plan_changes_phase():
     tool = np.array([0.4, 0.0, 0.14])
     previous = None
     for k in range(150):
-        out = ctrl.step(k * 0.01, t, pos, np.array([[1.0, 0, 0, 0]] * len(t)), forces,
-                        np.array([[0.0, 0, 1]] * len(t)), phases, tool, np.zeros(6), np.eye(4))
+        plan = Plan(t, pos, np.array([[1.0, 0, 0, 0]] * len(t)), forces, phases,
+                    np.array([[0.0, 0, 1]] * len(t)), np.zeros((len(t), 0)))
+        out = ctrl.step(k * 0.01, plan, tool, np.zeros(6), np.eye(4))
         assert np.linalg.norm(out.twist[:3]) < 0.05, (k, out.twist)
         if previous is not None:  # 1 cm/s search, 10 ms periods
             assert np.linalg.norm(out.position - previous) < 1e-3, (k, out.position)

@@ -132,8 +132,7 @@ def test_baxter_presses_at_6_n_with_joint_velocities_and_torque_sensing():
         J = arm.jacobian(q)
         tau = arm.gravity_torques(q) + J.T @ applied
         wrench = wrench_from_torques(J, tau, arm.gravity_torques(q))
-        ref = controller.step(t, plan.t_s, plan.positions, plan.quaternions, plan.forces_n,
-                              plan.normals, plan.phases, tool.translation, wrench, np.eye(4))
+        ref = controller.step(t, plan, tool.translation, wrench, np.eye(4))
         dq = joint_velocity_command(ref, arm, q, gain=4.0)
         assert np.all(np.abs(dq) <= arm.velocity_limit + 1e-9)
         q = np.clip(q + dq * dt, arm.lower, arm.upper)

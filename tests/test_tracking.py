@@ -175,12 +175,13 @@ def test_arm_capsules_mask_the_arm_and_keep_the_body():
 # --- the controller following the body ----------------------------------------------------
 
 def contact_plan(phases=("approach", "contact", "press", "press", "retreat")):
-    t = np.arange(len(phases)) * 1.0
-    pos = np.array([[0.4, 0.0, 0.1]] * len(phases))
-    quat = np.array([[1.0, 0, 0, 0]] * len(phases))
-    forces = np.array([6.0 if p in ("contact", "press") else 0.0 for p in phases])
-    normals = np.array([[0.0, 0, 1]] * len(phases))
-    return t, pos, quat, forces, normals, list(phases)
+    from tuina.operators.planner import Plan
+
+    n = len(phases)
+    return Plan(np.arange(n) * 1.0, np.array([[0.4, 0.0, 0.1]] * n),
+                np.array([[1.0, 0, 0, 0]] * n),
+                np.array([6.0 if p in ("contact", "press") else 0.0 for p in phases]),
+                list(phases), np.array([[0.0, 0, 1]] * n), np.zeros((n, 0)))
 
 
 def tissue(p: np.ndarray) -> float:
@@ -194,7 +195,7 @@ def drive(ctrl, plan, steps, motion_at=lambda t: np.eye(4), twist_at=lambda t: N
     outs = []
     for k in range(steps):
         t = start + k * dt
-        out = ctrl.step(t, *plan[:3], plan[3], plan[4], plan[5], tool,
+        out = ctrl.step(t, plan, tool,
                         np.array([0, 0, -force_at(tool), 0, 0, 0]), motion_at(t), twist_at(t))
         outs.append(out)
         tool = tool + 0.5 * (out.position - tool)
@@ -211,7 +212,7 @@ def test_trajectory_follows_the_body_rate_limited_without_jumps():
     carried, turned = [], []  # the plan's point as the applied motion carries it; its turn
     tool = np.array([0.4, 0, 0.1])
     for k in range(150):
-        out = ctrl.step(k * 0.01, *plan[:3], plan[3], plan[4], plan[5], tool, np.zeros(6), moved)
+        out = ctrl.step(k * 0.01, plan, tool, np.zeros(6), moved)
         tool = out.position
         A = ctrl.applied_motion
         carried.append(A[:3, :3] @ [0.4, 0, 0.1] + A[:3, 3])
@@ -241,8 +242,7 @@ def test_feed_forward_twist_carries_the_body_velocity():
     assert pressing  # the surface's motion is fed forward in full, also along the normal
     np.testing.assert_allclose(pressing[-1].twist[:3], body_twist[:3], atol=1e-9)
     approach = HybridForceController(ForceConfig()).step(
-        0.0, *plan[:3], plan[3], plan[4], plan[5], np.array([0.4, 0, 0.14]), np.zeros(6),
-        np.eye(4), body_twist)
+        0.0, plan, np.array([0.4, 0, 0.14]), np.zeros(6), np.eye(4), body_twist)
     np.testing.assert_allclose(approach.twist[:3], body_twist[:3], atol=1e-9)
 
 
@@ -308,9 +308,9 @@ def test_a_jump_in_contact_is_a_fault_a_regained_contact_is_not():
     # the same jump with the tool thrown back out of the body: the body pushed, not the sensor
     pushed = HybridForceController(ForceConfig())
     _, tool = drive(pushed, plan, 700, start=1.0)
-    pushed.step(8.0, *plan[:3], plan[3], plan[4], plan[5], tool,
+    pushed.step(8.0, plan, tool,
                 np.array([0, 0, -6.0, 0, 0, 0]), np.eye(4))
-    pushed.step(8.01, *plan[:3], plan[3], plan[4], plan[5], tool + [0, 0, 0.002],
+    pushed.step(8.01, plan, tool + [0, 0, 0.002],
                 np.array([0, 0, -11.0, 0, 0, 0]), np.eye(4))
     assert pushed.fault == "body_push" and "body pushed" in pushed.abort_reason
     # off the body (0 N), then back on it with 5.8 N within one period: contact, no fault
@@ -376,15 +376,16 @@ def test_tracker_watch_counts_silence_from_the_plan_and_stops_feeding_a_stale_ve
 
 
 def test_the_plan_follower_tells_phases_once_and_aborts_on_a_silent_tracker():
+    import dataclasses
     from types import SimpleNamespace as Msg
 
     from tuina.operators.force_control import ForceConfig, PlanFollower
 
     follower = PlanFollower(ForceConfig(), tracker_timeout_s=0.5, follow_lead_s=0.1,
                             max_lead_s=0.25)
-    bad = list(contact_plan())
-    bad[1] = np.full_like(bad[1], np.nan)
-    assert "NaN" in follower.new_plan(tuple(bad), 0, 0) and follower.plan is None
+    good = contact_plan()
+    bad = dataclasses.replace(good, positions=np.full_like(good.positions, np.nan))
+    assert "NaN" in follower.new_plan(bad, 0, 0) and follower.plan is None
     assert follower.new_plan(contact_plan(), 0, 7) is None  # a good plan starts afresh
     ms = 1_000_000
     told = []

@@ -15,10 +15,13 @@ the massage-ball contact point frame, z pointing into the body.
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
 import pyarrow as pa
+
+if TYPE_CHECKING:
+    from tuina.operators.planner import Plan
 
 BASE_FRAME = "base"
 CAMERA_FRAME = "camera_color_optical"
@@ -301,12 +304,16 @@ class Trajectory(Message):
         ("code", pa.string()), ("reference_stamp_ns", pa.int64()),
     ])
 
-    def arrays(self) -> tuple:
-        """t, positions (N x 3), quaternions (N x 4), forces, normals (N x 3), phases."""
-        return (np.asarray(self.t_s, float), np.asarray(self.positions, float).reshape(-1, 3),
-                np.asarray(self.quaternions, float).reshape(-1, 4),
-                np.asarray(self.forces_n, float),
-                np.asarray(self.normals, float).reshape(-1, 3), self.phases)
+    def plan(self) -> Plan:
+        """The trajectory's samples as the operators hold them."""
+        from tuina.operators.planner import Plan
+
+        n = len(self.t_s)
+        return Plan(np.asarray(self.t_s, float), np.asarray(self.positions, float).reshape(n, 3),
+                    np.asarray(self.quaternions, float).reshape(n, 4),
+                    np.asarray(self.forces_n, float), list(self.phases),
+                    np.asarray(self.normals, float).reshape(n, 3),
+                    np.asarray(self.joints, float).reshape(n, -1) if n else np.zeros((0, 0)))
 
 
 @dataclass
