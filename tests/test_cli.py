@@ -1,10 +1,13 @@
 """The ``tuina`` command line: one module per command, each with its own --help."""
 
+import re
+import shlex
 import sys
+from pathlib import Path
 
 import pytest
 
-from tuina.cli import COMMANDS, main
+from tuina.cli import COMMANDS, main, parse
 from tuina.evaluation import EVALUATIONS
 
 
@@ -42,3 +45,29 @@ def test_a_missing_option_pair_is_one_error_line(capsys):
     assert main(["calibrate", "dataflows/sim.yml", "--pairs", "poses.csv"]) == 2
     assert capsys.readouterr().err == ("tuina calibrate: error: --pairs needs --marker-in-ee "
                                        "X Y Z (the marker centre on the tool)\n")
+
+
+def documented_commands() -> list[tuple[str, str]]:
+    """Every ``.venv/bin/tuina ...`` line of the README and docs/ (file, line)."""
+    root = Path(__file__).resolve().parents[1]
+    found = []
+    for page in [root / "README.md", *sorted((root / "docs").glob("*.md"))]:
+        for line in page.read_text().splitlines():
+            if line.lstrip().startswith(".venv/bin/tuina "):
+                found.append((page.name, line.split(" #")[0].strip()))
+    return found
+
+
+def test_every_documented_command_parses_as_written():
+    commands = documented_commands()
+    assert len(commands) > 20
+    for page, line in commands:
+        words = line.split(" ", 1)[1]
+        bare = re.sub(r"\[[^\]]*\]", "", words)  # without its optional parts
+        full = re.sub(r"[\[\]]", "", words)  # with them, first of each a|b choice
+        full = re.sub(r"(\S+?)\|\S+", r"\1", full)
+        for text in (bare, full):
+            try:
+                parse(shlex.split(text))
+            except SystemExit:
+                pytest.fail(f"{page}: `{line}` does not parse ({text})")

@@ -62,10 +62,8 @@ COMMANDS = {  # name: (module with add_arguments and main, one-line help)
 }
 
 
-def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``tuina`` command: each command's options and code live in its
-    own module, imported only when that command runs (``tuina --help`` imports none)."""
-    argv = sys.argv[1:] if argv is None else list(argv)
+def parse(argv: list[str]) -> argparse.Namespace:
+    """The command line's arguments, as ``main`` reads them (argparse exits on bad ones)."""
     words = [a for a in argv if not a.startswith("-")]
     parser = argparse.ArgumentParser(prog="tuina", description=markdown(__doc__))
     sub = parser.add_subparsers(dest="command", required=True)
@@ -77,7 +75,13 @@ def main(argv: list[str] | None = None) -> int:
                 module.add_arguments(child, words[1] if len(words) > 1 else None)
             else:
                 module.add_arguments(child)
-    args = parser.parse_args(argv)
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``tuina`` command: each command's options and code live in its
+    own module, imported only when that command runs (``tuina --help`` imports none)."""
+    args = parse(sys.argv[1:] if argv is None else list(argv))
     if args.command == "contract":
         print(contract_table())
         return 0
@@ -85,7 +89,6 @@ def main(argv: list[str] | None = None) -> int:
         print(nodes_doc())
         return 0
     return importlib.import_module(COMMANDS[args.command][0]).main(args)
-
 
 if __name__ == "__main__":
     sys.exit(main())
