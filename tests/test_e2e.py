@@ -114,12 +114,17 @@ def test_eval_tracking_follows_the_moving_body():
         and not (row["session"]["ok"] and row["session"]["max_force_n"] <= 15.0)}
     assert not failed, failed
     # a 15 mm jerk in 0.1 s: backed off, found again and pressed again; or, where the body's
-    # push took the force over the cap before the arm gave way (15.3 N, once in three runs),
-    # released by the robot: the cap is where the release starts, not a ceiling a body this
-    # fast can be held under
+    # push reached the tool first, released by the robot, on the force cap (15.3 N, once in
+    # three runs: the cap is where the release starts, not a ceiling a body this fast can be
+    # held under) or on the controller's force-jump fault (8.3 -> 11.3 N in one period, once
+    # in four runs)
     jerk = result["scenarios"]["jerk 15 mm"]["session"]
     assert len(jerk["aborts"]) >= 1 and jerk["regrounds"] >= 1
-    assert jerk["ok"] or set(jerk["faults"]) == {"force_cap"}, jerk["problems"]
+    if not jerk["ok"]:
+        assert set(jerk["faults"]) <= {"force_cap", "error_event"}, jerk["problems"]
+        relayed = [p for p in jerk["problems"] if "[error_event]" in p]
+        assert all("force reading jumped" in p or "body pushed" in p for p in relayed), relayed
+        assert any("releasing contact" in p for p in jerk["problems"]), jerk["problems"]
 
 
 @pytest.mark.e2e
