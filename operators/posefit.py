@@ -15,6 +15,8 @@ from tuina.operators.geometry import (
     transform_points,
 )
 
+NORMAL_RADIUS_M = 0.015  # skin the normal is fitted on (3D radius, at up to 1 m range)
+
 
 class NoDepthError(ValueError):
     """No valid depth around the requested pixel."""
@@ -85,7 +87,8 @@ def point_at_pixel(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
 
 
 def surface_normal(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
-                   uv: np.ndarray, rng: np.random.Generator, radius_m: float = 0.015,
+                   uv: np.ndarray, rng: np.random.Generator,
+                   radius_m: float = NORMAL_RADIUS_M,
                    min_threshold_m: float = 0.001, full_range_m: float = 1.0) -> np.ndarray:
     """Outward unit normal (base frame) of a RANSAC plane through a disc of the surface.
 
@@ -120,7 +123,7 @@ def surface_normal(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
 
 def fit_target(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray, uv: np.ndarray,
                rng: np.random.Generator, point_radius_m: float = 0.005,
-               normal_radius_m: float = 0.015) -> tuple[np.ndarray, np.ndarray]:
+               normal_radius_m: float = NORMAL_RADIUS_M) -> tuple[np.ndarray, np.ndarray]:
     """Surface point and outward normal (base frame) at a pixel."""
     point = point_at_pixel(depth, K, base_T_camera, uv, point_radius_m)
     normal = surface_normal(depth, K, base_T_camera, uv, rng, normal_radius_m)

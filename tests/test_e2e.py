@@ -30,7 +30,10 @@ def dora_run(graph: dict, path: Path, stop_after: str) -> subprocess.CompletedPr
 
 @pytest.mark.e2e
 @pytest.mark.parametrize("instruction, code, force_n, max_error_mm", [
-    (None, "ST36", 6.0, 3.0),  # the graph's own: "press Zusanli with moderate pressure"
+    # the graph's own: "press Zusanli with moderate pressure". Over 12 runs the acupoint
+    # error was 1.73-3.08 mm (mean 2.3): twice just over 3 mm, with the plane's normal 3.2 deg
+    # off (the 20 mm ball then touches 1.1 mm aside); the 3 mm is the press's specification
+    (None, "ST36", 6.0, 3.0),
     # "knead Sanyinjiao with light pressure" (SP6-R, on the side of the shin, the ball tilted
     # 20 deg) ran whole once in two here: the other time the ball lost contact after 0.4 s
     # (9.4 N peak at a 4 N target) and backed off; it stays out until it holds
@@ -313,7 +316,9 @@ def test_faults_mid_press_release_contact_and_are_named():
         assert row["peak_after_n"] <= 15.0, (name, row)
         assert row["release_s"] <= 0.5, (name, row)
         assert row["hold_motion_mm"] < 1.0, (name, row)
-    assert rows["kill force-controller"]["faults"] == ["command_closed"]
+    # the killed controller's input closes, or the 0.1 s watchdog fires first when dora takes
+    # longer to see the process gone (once in many runs on a loaded machine): released either way
+    assert rows["kill force-controller"]["faults"] in (["command_closed"], ["watchdog"])
     assert rows["wrench NaN"]["faults"] == ["wrench_invalid"]
     # a 5 cm flinch within 0.1 s throws the arm's inertia at the body: the peak is physics
     # (measured 52 N; 71 N before the escape speed), the release is as quick as any other

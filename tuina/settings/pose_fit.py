@@ -4,12 +4,14 @@ builds its configuration."""
 from __future__ import annotations
 
 from tuina.config import RIG_PARAM, Param
+from tuina.operators.posefit import NORMAL_RADIUS_M
 
 PARAMS = [
     RIG_PARAM,
     Param("POINT_RADIUS_M", "float", 0.005, "m", "radius of skin the target point is read from",
           low=0.001, high=0.05),
-    Param("NORMAL_RADIUS_M", "float", 0.015, "m", "radius of skin the normal is fitted on",
+    Param("NORMAL_RADIUS_M", "float", NORMAL_RADIUS_M, "m",
+          "radius of skin the normal is fitted on",
           low=0.003, high=0.08),
     Param("STROKE_SPACING_M", "float", 0.005, "m", "arc-length spacing of the stroke path",
           low=0.001, high=0.05),
