@@ -321,7 +321,8 @@ def test_faults_mid_press_release_contact_and_are_named():
     assert rows["kill force-controller"]["faults"] in (["command_closed"], ["watchdog"])
     assert rows["wrench NaN"]["faults"] == ["wrench_invalid"]
     # a 5 cm flinch within 0.1 s throws the arm's inertia at the body: the peak is physics
-    # (measured 52 N; 71 N before the escape speed), the release is as quick as any other
+    # (measured 60.5-61.6 N over 5 runs, 52 N earlier; 71 N before the escape speed), the
+    # release is as quick as any other
     jerk = rows["body jerk 5 cm toward the tool"]
     assert jerk["release_s"] <= 0.5 and jerk["hold_motion_mm"] < 1.0, jerk
     assert jerk["peak_after_n"] < 65.0, jerk
