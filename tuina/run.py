@@ -74,15 +74,11 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
     if dora is None:
         print("tuina: error: the dora CLI is not installed; run `make setup`", file=sys.stderr)
         return 2
-    path = Path(graph)
-    if not path.is_file():
-        print(f"tuina: error: no dataflow at {path.resolve()}; the graphs are in dataflows/",
-              file=sys.stderr)
-        return 2
-    from tuina.settings import graph_problems
+    from tuina.settings import graph_refusal
 
-    if problems := graph_problems(path):
-        print(f"tuina run: error: {path}: " + "; ".join(problems), file=sys.stderr)
+    path = Path(graph)
+    if refusal := graph_refusal("run", path):
+        print(refusal, file=sys.stderr)
         return 2
     cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
     folder = log_folder(path)

@@ -73,15 +73,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: Any) -> int:
     """Record a run of ``args.graph``; the folder in ``args.output``."""
-    graph = Path(args.graph)
-    if not graph.is_file():
-        print(f"tuina record: error: no graph at {graph}; the graphs are in dataflows/",
-              file=sys.stderr)
-        return 2
-    from tuina.settings import graph_problems
+    from tuina.settings import graph_refusal
 
-    if problems := graph_problems(graph):
-        print(f"tuina record: error: {graph}: " + "; ".join(problems), file=sys.stderr)
+    graph = Path(args.graph)
+    if refusal := graph_refusal("record", graph):
+        print(refusal, file=sys.stderr)
         return 2
     spec = yaml.safe_load(graph.read_text())
     topics = ([t.strip() for t in args.topics.split(",") if t.strip()] if args.topics

@@ -60,3 +60,14 @@ def graph_problems(graph: Path) -> list[str]:
             problems.append(f"the nodes disagree on {key}: "
                             + ", ".join(f"{n} {v}" for n, v in by_node.items()))
     return problems
+
+
+def graph_refusal(command: str, graph: Path) -> str | None:
+    """The one error line ``tuina COMMAND`` gives for a graph it must not start: no file,
+    or its ``graph_problems``; None when it may start."""
+    if not Path(graph).is_file():
+        return (f"tuina {command}: error: no dataflow at {Path(graph).resolve()}; the graphs are "
+                "in dataflows/")
+    if problems := graph_problems(graph):
+        return f"tuina {command}: error: {graph}: " + "; ".join(problems)
+    return None
