@@ -47,6 +47,16 @@ from tuina.settings.grounding import PARAMS, pressure_forces
 from tuina.vlm import ModelFolderError, Request, Result, VLMGrounder, VLMWorker
 
 
+def tell(out: Outputs, kind: str, detail: str, stamp: int) -> None:
+    """An error: one line on stderr and an error event; else a line of progress."""
+    if kind == "error":
+        print(f"tuina-grounding: error: {detail}", file=sys.stderr, flush=True)
+        out.send("events", SessionEvent("error", f"grounding: {detail}").to_arrow(), stamp,
+                 CAMERA_FRAME)
+    else:
+        print(f"grounding: {detail}", flush=True)
+
+
 def main() -> None:
     """Ground each instruction on the next depth frame."""
     cfg = configure("grounding", PARAMS)
@@ -63,21 +73,13 @@ def main() -> None:
     requests = GroundingRequests(cfg["REGROUND_DELAY_S"], cfg["MAX_ANSWER_AGE_S"],
                                  cfg["MAX_STALE_ANSWERS"])
 
-    def tell(kind: str, detail: str, stamp: int) -> None:
-        if kind == "error":
-            print(f"tuina-grounding: error: {detail}", file=sys.stderr, flush=True)
-            out.send("events", SessionEvent("error", f"grounding: {detail}").to_arrow(), stamp,
-                     CAMERA_FRAME)
-        else:
-            print(f"grounding: {detail}", flush=True)
-
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
         requests.heard(stamp)
         for result in worker.poll() if worker is not None else []:
             target, problem = model_target(result, requests, forces)
             if problem is not None:
-                tell(*problem, requests.newest)
+                tell(out, *problem, requests.newest)
             if target is not None:
                 out.send("targets", encode_targets([target]), requests.newest, CAMERA_FRAME)
         if event["id"] == "camera_info":
@@ -87,13 +89,13 @@ def main() -> None:
         elif event["id"] == "reground":
             if SessionEvent.from_arrow(event["value"]).kind == "reground" and \
                     (told := requests.on_reground(stamp)) is not None:
-                tell(*told, stamp)
+                tell(out, *told, stamp)
         elif event["id"] == "rgb" and worker is not None and \
                 (request := requests.take(stamp, drawn=False)) is not None:
             try:
                 parsed = parse_instruction(request.text)
             except UnknownAcupoint as err:
-                tell("error", str(err), stamp)
+                tell(out, "error", str(err), stamp)
                 continue
             image = np.array(decode_rgb(event["value"], event["metadata"]))
             worker.submit(Request(stamp, image, worker.grounder.question(
@@ -104,10 +106,10 @@ def main() -> None:
                 target, found_body = ground(request, event, info, cfg, forces, nominal, stamp)
                 nominal = nominal if found_body is None else found_body
             except (UnknownAcupoint, GroundingError) as err:
-                tell("error", str(err), stamp)
+                tell(out, "error", str(err), stamp)
                 continue
             out.send("targets", encode_targets([target]), stamp, CAMERA_FRAME)
-            tell("say", f"{target.code} ({target.name}) at px "
+            tell(out, "say", f"{target.code} ({target.name}) at px "
                  f"{np.round(target.center_px, 1).tolist()}, {target.technique} at "
                  f"{target.force_n} N, confidence {target.confidence:.2f}", stamp)
 
