@@ -178,7 +178,7 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     rng = np.random.default_rng([cfg["SEED"], stamp])
     body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
                       np.asarray(cfg["ROI_MAX"]), rng)
-    found = ground_acupoint(point, body, info.K, info.extrinsics, nominal,
+    found = ground_acupoint(point, body, depth, info.K, info.extrinsics, nominal,
                             ball_radius_m=cfg["BALL_RADIUS_M"],
                             ball_clearance_m=cfg["BALL_CLEARANCE_M"],
                             approach_clearance_m=cfg["APPROACH_CLEARANCE_M"],

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -14,10 +15,12 @@ from tuina.operators.geometry import (
     transform_points,
 )
 from tuina.operators.phantom import (
+    POINT_SIDES,
     Acupoint,
     approach_clearance,
     ball_intrusion_model,
     is_bilateral,
+    placement,
     right_side,
     surface_samples,
 )
@@ -29,11 +32,48 @@ class GroundingError(ValueError):
 
 @dataclass(frozen=True)
 class PhantomFit:
-    """Where the phantom lies: base_T_body, and how well the cloud agreed."""
+    """Where the phantom lies: base_T_body, and how well the camera's view agrees with it:
+    ``fitness`` (share of body points within reach of the model), ``agreement`` (share of
+    the model's visible surface the depth confirms rather than sees past), and ``runner_up``
+    (the score of the best distinct answer, 0 when none)."""
 
     base_T_body: np.ndarray
     fitness: float
     inlier_rmse: float
+    agreement: float = 1.0
+    runner_up: float = 0.0
+
+    @property
+    def score(self) -> float:
+        """Fitness times agreement: what tells one answer from another."""
+        return self.fitness * self.agreement
+
+
+@dataclass(frozen=True)
+class RegistrationSearch:
+    """How far from the expected pose the phantom is looked for, and what answer is trusted.
+
+    Hypotheses: every heading offset times every x/y shift, turned about the cloud's
+    centroid; each is aligned coarsely, the best few finely, then scored on the view. An
+    answer is refused when its score is under ``min_fitness``/``min_agreement``, or when a
+    distinct answer (an acupoint more than ``same_pose_mm`` apart) scores within
+    ``ambiguity_margin`` of it."""
+
+    yaw_offsets_deg: tuple[float, ...] = (-30.0, -20.0, -10.0, 0.0, 10.0, 20.0, 30.0)
+    shift_offsets_m: tuple[float, ...] = (-0.06, 0.0, 0.06)
+    coarse_voxel_m: float = 0.02
+    coarse_distance_m: float = 0.06
+    coarse_iterations: int = 15
+    refined: int = 6
+    fine_voxel_m: float = 0.008
+    fine_distances_m: tuple[float, ...] = (0.025, 0.012)
+    fine_iterations: int = 30
+    inlier_m: float = 0.01
+    view_tolerance_m: float = 0.015
+    min_fitness: float = 0.8
+    min_agreement: float = 0.85
+    ambiguity_margin: float = 0.05
+    same_pose_mm: float = 10.0
 
 
 def remove_table(points: np.ndarray, rng: np.random.Generator,
@@ -49,31 +89,118 @@ def remove_table(points: np.ndarray, rng: np.random.Generator,
     return points[height > threshold * 1.5], np.append(normal, d)
 
 
-def fit_phantom(observed_base: np.ndarray, nominal_base_T_body: np.ndarray,
-                max_distance: float = 0.03, voxel: float = 0.008,
-                iterations: int = 40) -> PhantomFit:
-    """Point-to-plane ICP of the observed body cloud onto the phantom model.
+@lru_cache(maxsize=4)
+def _model(spacing: float) -> tuple[np.ndarray, np.ndarray, o3d.geometry.PointCloud]:
+    """The phantom's visible-side samples and the ICP target built on them (body frame)."""
+    pts, nrm = surface_samples(spacing=spacing)
+    target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(pts))
+    target.normals = o3d.utility.Vector3dVector(nrm)
+    return pts, nrm, target
 
-    The model's normals are exact, so the model is the target. The returned transform maps
-    the body frame into the base frame as observed.
-    """
+
+def _icp(source: o3d.geometry.PointCloud, target: o3d.geometry.PointCloud,
+         base_T_body: np.ndarray, distance: float, iterations: int) -> np.ndarray:
+    """Point-to-plane ICP of base-frame points onto the body-frame model: base_T_body."""
+    result = o3d.pipelines.registration.registration_icp(
+        source, target, distance, np.linalg.inv(base_T_body),
+        o3d.pipelines.registration.TransformationEstimationPointToPlane(),
+        o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=iterations))
+    return np.linalg.inv(result.transformation)
+
+
+def _evaluate(source: o3d.geometry.PointCloud, target: o3d.geometry.PointCloud,
+              base_T_body: np.ndarray, distance: float) -> tuple[float, float]:
+    """Fitness and inlier RMSE of base-frame points against the model at ``base_T_body``."""
+    result = o3d.pipelines.registration.evaluate_registration(
+        source, target, distance, np.linalg.inv(base_T_body))
+    return float(result.fitness), float(result.inlier_rmse)
+
+
+def view_agreement(base_T_body: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                   base_T_camera: np.ndarray, tolerance_m: float = 0.015,
+                   spacing: float = 0.01) -> float:
+    """Of the model surface the camera would see with the body at ``base_T_body``, the share
+    the depth confirms (within ``tolerance_m``) rather than sees past (the table where the
+    body should be). Pixels nearer than the model (the arm in front) or without depth say
+    nothing."""
+    pts, nrm, _ = _model(spacing)
+    P = transform_points(base_T_body, pts)
+    N = nrm @ base_T_body[:3, :3].T
+    facing = np.einsum("ij,ij->i", N, base_T_camera[:3, 3] - P) > 0
+    pc = transform_points(np.linalg.inv(base_T_camera), P[facing])
+    pc = pc[pc[:, 2] > 0.05]
+    uv = np.rint((pc @ K.T)[:, :2] / pc[:, 2:3]).astype(int)
+    h, w = depth.shape
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < w) & (uv[:, 1] >= 0) & (uv[:, 1] < h)
+    seen = depth[uv[inside, 1], uv[inside, 0]]
+    expected = pc[inside, 2]
+    agree = int(np.sum(np.abs(seen - expected) <= tolerance_m))
+    through = int(np.sum(seen > expected + tolerance_m))
+    return agree / (agree + through) if agree + through else 0.0
+
+
+def acupoint_shift_mm(a: np.ndarray, b: np.ndarray) -> float:
+    """The largest distance any acupoint moves between body poses ``a`` and ``b``."""
+    pts = np.array([p.position for p in POINT_SIDES])
+    return float(np.max(np.linalg.norm(transform_points(a, pts) - transform_points(b, pts),
+                                       axis=1))) * 1e3
+
+
+def register_phantom(observed_base: np.ndarray, expected_base_T_body: np.ndarray,
+                     depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
+                     search: RegistrationSearch = RegistrationSearch()) -> PhantomFit:
+    """Find the phantom in the body cloud from around its expected pose, or GroundingError
+    when no answer can be trusted (a poor fit, a view that contradicts it, or two distinct
+    answers that measure alike): never a confident wrong pose."""
     if len(observed_base) < 200:
         raise GroundingError(f"only {len(observed_base)} body points in view; the phantom "
                              "must be visible to the camera")
-    model_pts, model_nrm = surface_samples(spacing=voxel)
-    target = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(
-        transform_points(nominal_base_T_body, model_pts)))
-    target.normals = o3d.utility.Vector3dVector(model_nrm @ nominal_base_T_body[:3, :3].T)
     source = o3d.geometry.PointCloud(o3d.utility.Vector3dVector(observed_base))
-    source = source.voxel_down_sample(voxel)
-    result = o3d.pipelines.registration.registration_icp(
-        source, target, max_distance, np.eye(4),
-        o3d.pipelines.registration.TransformationEstimationPointToPlane(),
-        o3d.pipelines.registration.ICPConvergenceCriteria(max_iteration=iterations))
-    # result maps observed -> nominal model; the body sits at inverse(result) * nominal.
-    observed_T_nominal = np.linalg.inv(result.transformation)
-    return PhantomFit(observed_T_nominal @ nominal_base_T_body, float(result.fitness),
-                      float(result.inlier_rmse))
+    coarse_src = source.voxel_down_sample(search.coarse_voxel_m)
+    fine_src = source.voxel_down_sample(search.fine_voxel_m)
+    _, _, target = _model(search.fine_voxel_m)
+    centre = np.asarray(observed_base).mean(axis=0)
+    coarse = []
+    for yaw in search.yaw_offsets_deg:
+        turn = placement((0.0, 0.0, 0.0), yaw)
+        turn[:3, 3] = centre - turn[:3, :3] @ centre
+        for dx in search.shift_offsets_m:
+            for dy in search.shift_offsets_m:
+                start = turn @ expected_base_T_body
+                start[:2, 3] += (dx, dy)
+                T = _icp(coarse_src, target, start, search.coarse_distance_m,
+                         search.coarse_iterations)
+                coarse.append((_evaluate(coarse_src, target, T, search.coarse_voxel_m)[0], T))
+    coarse.sort(key=lambda c: -c[0])
+    fits: list[PhantomFit] = []
+    for _, T in coarse:
+        if len(fits) >= search.refined:
+            break
+        if any(acupoint_shift_mm(T, f.base_T_body) < search.same_pose_mm for f in fits):
+            continue
+        for distance in search.fine_distances_m:
+            T = _icp(fine_src, target, T, distance, search.fine_iterations)
+        fitness, rmse = _evaluate(fine_src, target, T, search.inlier_m)
+        fits.append(PhantomFit(T, fitness, rmse, view_agreement(
+            T, depth, K, base_T_camera, search.view_tolerance_m)))
+    fits.sort(key=lambda f: -f.score)
+    best = fits[0]
+    rivals = [f.score for f in fits[1:]
+              if acupoint_shift_mm(f.base_T_body, best.base_T_body) >= search.same_pose_mm]
+    best = replace(best, runner_up=max(rivals, default=0.0))
+    if best.fitness < search.min_fitness:
+        raise GroundingError(f"the phantom model matches only {best.fitness:.0%} of the body "
+                             f"cloud (at least {search.min_fitness:.0%} needed); set "
+                             "BODY_POSITION/BODY_YAW_DEG near where the body lies")
+    if best.agreement < search.min_agreement:
+        raise GroundingError(f"the camera sees past {1 - best.agreement:.0%} of where the "
+                             "best-fitting body would be; set BODY_POSITION/BODY_YAW_DEG near "
+                             "where the body lies, or clear the view")
+    if best.runner_up >= best.score - search.ambiguity_margin:
+        raise GroundingError(f"the body cloud fits two poses alike (scores {best.score:.2f} "
+                             f"and {best.runner_up:.2f}); not pressed; set BODY_POSITION/"
+                             "BODY_YAW_DEG near where the body lies")
+    return best
 
 
 def acupoint_box(point: Acupoint, base_T_body: np.ndarray, K: np.ndarray,
@@ -167,25 +294,23 @@ def side_facing_arm(point: Acupoint, base_T_body: np.ndarray, margin: float = 0.
     return sides[0] if near_l <= near_r else sides[1]
 
 
-def ground_acupoint(point: Acupoint, body_base: np.ndarray, K: np.ndarray,
-                    base_T_camera: np.ndarray, nominal_base_T_body: np.ndarray,
-                    min_fitness: float = 0.3, ball_radius_m: float = 0.0,
-                    ball_clearance_m: float = 0.0, approach_clearance_m: float = 0.0,
-                    approach_length_m: float = 0.15) -> GroundedAcupoint:
-    """Register the phantom to the body cloud and project the acupoint into the image;
-    GroundingError when, on the body model, the ball (``ball_radius_m`` > 0) cannot press
-    it or the tool's way in along the normal passes within ``approach_clearance_m`` of the
-    body (> 0)."""
+def ground_acupoint(point: Acupoint, body_base: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                    base_T_camera: np.ndarray, expected_base_T_body: np.ndarray,
+                    ball_radius_m: float = 0.0, ball_clearance_m: float = 0.0,
+                    approach_clearance_m: float = 0.0, approach_length_m: float = 0.15,
+                    search: RegistrationSearch = RegistrationSearch()) -> GroundedAcupoint:
+    """Find the phantom in the body cloud (``register_phantom``, from around its expected
+    pose) and project the acupoint into the image; GroundingError when the registration
+    cannot be trusted, or when, on the body model, the ball (``ball_radius_m`` > 0) cannot
+    press the point or the tool's way in along the normal passes within
+    ``approach_clearance_m`` of the body (> 0)."""
     if ball_radius_m > 0 and (problem := ball_fit_problem(point, ball_radius_m,
                                                           ball_clearance_m)):
         raise GroundingError(problem)
     if approach_clearance_m > 0 and (problem := approach_problem(
             point, ball_radius_m, approach_clearance_m, approach_length_m)):
         raise GroundingError(problem)
-    fit = fit_phantom(body_base, nominal_base_T_body)
-    if fit.fitness < min_fitness:
-        raise GroundingError(f"the phantom model matches only {fit.fitness:.0%} of the body "
-                             "cloud; set BODY_POSITION/BODY_YAW_DEG near where the body lies")
+    fit = register_phantom(body_base, expected_base_T_body, depth, K, base_T_camera, search)
     camera_T_base = np.linalg.inv(base_T_camera)
     box = acupoint_box(point, fit.base_T_body, K, camera_T_base)
     centre = project(K, camera_T_base,

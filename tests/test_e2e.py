@@ -97,6 +97,17 @@ def test_eval_perception_meets_the_accuracy_table():
 
 
 @pytest.mark.e2e
+def test_eval_registration_finds_or_refuses_a_body_off_its_expected_pose():
+    # the full figure is 20 placements (docs/grounding.md); a single ICP from the expected
+    # pose put 3 of 8 of these more than 10 mm off
+    result = eval_json("registration", "--placements", "4", timeout=600)
+    assert result["placements"] == 4 and result["points"] >= 15
+    assert result["rate_wrong"] == 0 and result["rate_imprecise"] == 0, result
+    assert result["rate_found"] >= 0.75, result
+    assert result["error_mm_max"] <= 3.0, result
+
+
+@pytest.mark.e2e
 def test_eval_tracking_follows_the_moving_body():
     result = eval_json("tracking", "--graph", str(ROOT / "dataflows" / "sim.yml"), timeout=1500)
     # registration on 30 Hz frames with the arm in view

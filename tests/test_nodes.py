@@ -24,7 +24,14 @@ from tuina.messages import (
     encode_targets,
 )
 
-from .test_operators import BASE_T_CAM, K, block_on_table_depth, plane_depth
+from .test_operators import (
+    BASE_T_CAM,
+    SIM_CAM_T,
+    K,
+    block_on_table_depth,
+    phantom_depth,
+    plane_depth,
+)
 
 
 def meta(stamp: int, frame: str = "base", seq: int = 0) -> dict:
@@ -159,31 +166,6 @@ def test_grounding_passes_a_drawn_stroke_without_an_acupoint_name(monkeypatch):
     assert target.center_px == [300.0, 240.0] and len(target.stroke_px) == 4
 
 
-SIM_CAM_T = make_transform(np.array([[0, -1.0, 0], [-1, 0, 0], [0, 0, -1]]),
-                           np.array([0.55, 0.0, 0.95]))
-
-
-def phantom_depth(body_T: np.ndarray, cam_T: np.ndarray = SIM_CAM_T) -> np.ndarray:
-    """A synthetic depth image of the phantom on the table, as the camera sees it."""
-    from tuina.operators.phantom import surface_samples
-
-    pts, _ = surface_samples(0.002)
-    pts = pts @ body_T[:3, :3].T + body_T[:3, 3]
-    pc = (pts - cam_T[:3, 3]) @ cam_T[:3, :3]
-    uv = pc @ K.T
-    u, v = (uv[:, 0] / uv[:, 2]).round().astype(int), (uv[:, 1] / uv[:, 2]).round().astype(int)
-    depth = np.full((480, 640), np.nan)
-    # table plane first, then the body in front of it (z-buffer by minimum)
-    vv, uu = np.mgrid[0:480, 0:640]
-    rays = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones(uu.shape)], -1)
-    depth[:] = (0.0 - cam_T[2, 3]) / (rays @ cam_T[:3, :3].T)[..., 2]
-    ok = (u >= 0) & (u < 640) & (v >= 0) & (v < 480)
-    order = np.lexsort((-pc[ok, 2], v[ok], u[ok]))  # the nearest point of a pixel last
-    depth[v[ok][order], u[ok][order]] = np.minimum(depth[v[ok][order], u[ok][order]],
-                                                   pc[ok, 2][order])
-    return depth.astype(np.float32)
-
-
 def sim_camera_info_event(stamp: int = 0) -> dict:
     from tuina.messages import CameraInfo
 
@@ -193,11 +175,11 @@ def sim_camera_info_event(stamp: int = 0) -> dict:
             "metadata": meta(stamp)}
 
 
-def test_grounding_atlas_finds_st36_in_a_rendered_phantom(monkeypatch):
+def test_grounding_atlas_finds_st36_on_a_body_off_its_expected_pose(monkeypatch):
     from tuina.nodes import grounding
     from tuina.operators.phantom import ATLAS, placement
 
-    body_T = placement((0.55, 0.2, 0.0), 90.0)
+    body_T = placement((0.58, 0.18, 0.0), 98.0)  # expected: (0.55, 0.2, 0) at 90 deg
     cam_T = SIM_CAM_T
     depth = phantom_depth(body_T)
     info_event = sim_camera_info_event()

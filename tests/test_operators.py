@@ -1,3 +1,5 @@
+import functools
+
 import numpy as np
 import pinocchio as pin
 import pytest
@@ -14,7 +16,14 @@ from tuina.operators.geometry import (
     tool_orientation,
     transform_points,
 )
-from tuina.operators.grounding import GroundingError, body_cloud, fit_phantom, validate_stroke
+from tuina.operators.grounding import (
+    GroundingError,
+    acupoint_shift_mm,
+    body_cloud,
+    register_phantom,
+    validate_stroke,
+    view_agreement,
+)
 from tuina.operators.instructions import UnknownAcupoint, parse_instruction
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import ATLAS, CAPSULES, placement, surface_samples
@@ -390,17 +399,88 @@ def test_a_ball_fits_a_flat_or_convex_surface_not_a_hollow_narrower_than_itself(
 
 # --- registration -----------------------------------------------------------------------
 
-def phantom_cloud(T: np.ndarray) -> np.ndarray:
-    pts, _ = surface_samples(0.008)
-    return transform_points(T, pts)
+SIM_CAM_T = make_transform(np.array([[0, -1.0, 0], [-1, 0, 0], [0, 0, -1]]),
+                           np.array([0.55, 0.0, 0.95]))
 
 
-def test_fit_phantom_recovers_the_body_pose():
-    nominal = placement((0.55, 0.2, 0.0), 90.0)
-    truth = nominal @ make_transform(np.eye(3), np.array([0.01, -0.008, 0.0]))
-    fit = fit_phantom(phantom_cloud(truth), nominal)
-    np.testing.assert_allclose(fit.base_T_body[:3, 3], truth[:3, 3], atol=1e-3)
-    assert fit.fitness > 0.9
+@functools.lru_cache(maxsize=1)
+def dense_phantom() -> np.ndarray:
+    """The phantom's visible side, 2 mm apart (body frame)."""
+    return surface_samples(0.002)[0]
+
+
+def phantom_depth(body_T: np.ndarray, cam_T: np.ndarray = SIM_CAM_T) -> np.ndarray:
+    """A synthetic depth image of the phantom on the table, as the camera sees it."""
+    pts = dense_phantom()
+    pts = pts @ body_T[:3, :3].T + body_T[:3, 3]
+    pc = (pts - cam_T[:3, 3]) @ cam_T[:3, :3]
+    uv = pc @ K.T
+    u, v = (uv[:, 0] / uv[:, 2]).round().astype(int), (uv[:, 1] / uv[:, 2]).round().astype(int)
+    depth = np.full((480, 640), np.nan)
+    # table plane first, then the body in front of it (z-buffer by minimum)
+    vv, uu = np.mgrid[0:480, 0:640]
+    rays = np.stack([(uu - K[0, 2]) / K[0, 0], (vv - K[1, 2]) / K[1, 1], np.ones(uu.shape)], -1)
+    depth[:] = (0.0 - cam_T[2, 3]) / (rays @ cam_T[:3, :3].T)[..., 2]
+    ok = (u >= 0) & (u < 640) & (v >= 0) & (v < 480)
+    order = np.lexsort((-pc[ok, 2], v[ok], u[ok]))  # the nearest point of a pixel last
+    depth[v[ok][order], u[ok][order]] = np.minimum(depth[v[ok][order], u[ok][order]],
+                                                   pc[ok, 2][order])
+    return depth.astype(np.float32)
+
+
+EXPECTED_BODY = placement((0.55, 0.2, 0.0), 90.0)
+ROI = (np.array([0.1, -0.9, -0.05]), np.array([1.0, 0.9, 0.3]))
+
+
+def register_seen(body_T: np.ndarray, keep: tuple[slice, slice] | None = None):
+    """Register the phantom as the camera sees it at ``body_T`` (only the image region
+    ``keep`` when given), from the expected pose."""
+    depth = phantom_depth(body_T)
+    if keep is not None:
+        hidden = np.ones(depth.shape, bool)
+        hidden[keep] = False
+        depth[hidden] = np.nan
+    cloud = body_cloud(depth, K, SIM_CAM_T, *ROI, np.random.default_rng(0))
+    return register_phantom(cloud, EXPECTED_BODY, depth, K, SIM_CAM_T)
+
+
+@pytest.mark.parametrize("dx, dy, dyaw", [(0.05, -0.04, 20.0), (-0.06, 0.05, -25.0),
+                                          (0.0, 0.0, 0.0)])
+def test_registration_finds_a_body_lying_off_its_expected_pose(dx, dy, dyaw):
+    # one ICP from the expected pose converges 330 mm off, fitness 0.69, for the first
+    truth = placement((0.55 + dx, 0.2 + dy, 0.0), 90.0 + dyaw)
+    fit = register_seen(truth)
+    assert acupoint_shift_mm(fit.base_T_body, truth) < 1.0
+    assert fit.fitness > 0.95 and fit.agreement > 0.9
+
+
+def test_registration_refuses_a_body_the_other_way_round():
+    with pytest.raises(GroundingError, match="matches only"):
+        register_seen(placement((0.55, 0.2, 0.0), 270.0))
+
+
+def test_registration_refuses_a_patch_of_shin_that_fits_several_poses():
+    st36 = next(a for a in ATLAS if a.code == "ST36")
+    p = transform_points(np.linalg.inv(SIM_CAM_T) @ EXPECTED_BODY, st36.position[None])[0]
+    u, v = (K @ p)[:2] / p[2]
+    patch = (slice(int(v) - 60, int(v) + 60), slice(int(u) - 60, int(u) + 60))
+    with pytest.raises(GroundingError, match="fits two poses alike"):
+        register_seen(EXPECTED_BODY, patch)
+    # a strip across the whole body pins it down
+    strip = (slice(0, 480), slice(int(u) - 30, int(u) + 30))
+    assert acupoint_shift_mm(register_seen(EXPECTED_BODY, strip).base_T_body,
+                             EXPECTED_BODY) < 1.0
+
+
+def test_registration_refuses_a_fit_the_view_contradicts():
+    body = placement((0.55, 0.2, 0.0), 90.0)
+    depth = phantom_depth(body)
+    cloud = body_cloud(depth, K, SIM_CAM_T, *ROI, np.random.default_rng(0))
+    empty_table = phantom_depth(placement((5.0, 5.0, 0.0), 90.0))  # the body out of view
+    with pytest.raises(GroundingError, match="sees past"):
+        register_phantom(cloud, EXPECTED_BODY, empty_table, K, SIM_CAM_T)
+    assert view_agreement(body, depth, K, SIM_CAM_T) > 0.95
+    assert view_agreement(body, empty_table, K, SIM_CAM_T) == 0.0
 
 
 # --- planner and IK ---------------------------------------------------------------------

@@ -17,6 +17,8 @@ EVALUATIONS = {  # name: one-line help
                "the e-stop; true force, release time and tool motion after release"),
     "coverage": ("every atlas acupoint asked for in a real session each: pressed (errors on the "
                  "truth), refused (the reason) or wrong"),
+    "registration": ("the body off its expected pose (seeded placements): every pressable "
+                     "acupoint found within 3 mm, refused, or wrong"),
     "grounding": ("acupoint grounding success at IoU 0.3/0.5/0.75 (HMR-1 Table 2) on a "
                   "MedMassage-format dataset or sim images"),
 }

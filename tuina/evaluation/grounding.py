@@ -215,7 +215,7 @@ def atlas_predictor(seed: int = 0) -> Predictor:
         GroundingError,
         acupoint_box,
         body_cloud,
-        fit_phantom,
+        register_phantom,
     )
     from tuina.operators.phantom import placement
     from tuina.settings.grounding import PARAMS
@@ -233,7 +233,8 @@ def atlas_predictor(seed: int = 0) -> Predictor:
             try:
                 body = body_cloud(sample.depth, sample.K, sample.base_T_camera, roi_min, roi_max,
                                   np.random.default_rng(seed))
-                fits[key] = fit_phantom(body, nominal).base_T_body
+                fits[key] = register_phantom(body, nominal, sample.depth, sample.K,
+                                             sample.base_T_camera).base_T_body
             except GroundingError:
                 fits[key] = None
         if fits[key] is None:

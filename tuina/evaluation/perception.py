@@ -140,7 +140,7 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print) -> di
             p_whole = point_at_pixel(depth, K, base_T_cam, np.round(click))
             whole_px_err.append(float(np.linalg.norm(p_whole - positions[i])) * 1e3)
             normal_err[code].append(angle_between_deg(n, normals[i]))
-            found = ground_acupoint(points[code], body, K, base_T_cam, nominal)
+            found = ground_acupoint(points[code], body, depth, K, base_T_cam, nominal)
             p_atlas, _ = fit_target(depth, K, base_T_cam, found.centre_px, rng)
             atlas_err[code].append(float(np.linalg.norm(p_atlas - positions[i])) * 1e3)
         log(f"trial {trial + 1}/{trials}: click mean "
