@@ -12,7 +12,6 @@ Writes ``<RECORDINGS_DIR>/<SESSION>/summary.json``; exits non-zero when the sess
 
 from __future__ import annotations
 
-import json
 import math
 import sys
 from datetime import datetime
@@ -26,6 +25,7 @@ from tuina.operators.session import (
     summarize,
 )
 
+from tuina import jsontext
 from tuina.messages import BodyMotion, Command, GroundTruth, SessionEvent, TargetPose
 from tuina.runtime import Outputs, configure, events, stamp_of
 from tuina.settings.session import PARAMS
@@ -38,7 +38,7 @@ LASTING_INPUTS = ("command", "target_pose", "body_motion", "events_grounding",
 
 def _fmt(value) -> str:
     if isinstance(value, float):
-        return "nan" if math.isnan(value) else f"{value:.2f}"
+        return "- (not measured)" if not math.isfinite(value) else f"{value:.2f}"
     return str(value)
 
 
@@ -51,7 +51,7 @@ def finish(watch: SessionWatch, limits: SessionLimits, name: str, folder: Path, 
     summary["target"] = target.code if target is not None else ""  # the point-side pressed
     folder.mkdir(parents=True, exist_ok=True)
     tmp = folder / "summary.json.tmp"
-    tmp.write_text(json.dumps(summary, indent=2, allow_nan=True))
+    tmp.write_text(jsontext.dumps(summary, indent=2))
     tmp.replace(folder / "summary.json")
     out.send("events", SessionEvent("done", "ok" if summary["ok"] else "failed").to_arrow(),
              stamp, "-")

@@ -28,6 +28,10 @@ def dora_run(graph: dict, path: Path, stop_after: str) -> subprocess.CompletedPr
     return run_bounded([bin_dir / "dora", "run", path, "--stop-after", stop_after], 240, env=env)
 
 
+def strict_json(token: str) -> None:
+    raise AssertionError(f"{token} is not JSON; a figure not measured is null")
+
+
 @pytest.mark.e2e
 @pytest.mark.parametrize("instruction, code, force_n, max_error_mm", [
     # the graph's own: "press Zusanli with moderate pressure". Over 12 runs the acupoint
@@ -54,9 +58,10 @@ def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path, instruct
                         "--stop-after", "150s"], 240)
     summary_file = tmp_path / "e2e" / "summary.json"
     assert summary_file.exists(), proc.stdout[-3000:] + proc.stderr[-3000:]
-    summary = json.loads(summary_file.read_text())
+    summary = json.loads(summary_file.read_text(), parse_constant=strict_json)
     assert summary["ok"], summary
     assert proc.returncode == 0, proc.stderr[-3000:]
+    assert summary["stroke_rms_error_n"] is None  # a press has no stroke: null, not NaN
     # a quiet terminal: the nodes' own lines and the summary once; dora's log in the session
     terminal = proc.stdout.splitlines()
     assert len(terminal) < 60, proc.stdout

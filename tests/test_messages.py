@@ -1,3 +1,6 @@
+import json
+import math
+
 import numpy as np
 import pyarrow as pa
 import pytest
@@ -90,3 +93,17 @@ def test_every_stream_documented():
     names = {s.name for s in STREAMS}
     assert {"rgb", "depth", "camera_info", "instruction", "targets", "target_pose",
             "body_motion", "trajectory", "command", "robot_state", "ground_truth"} <= names
+
+
+def test_summaries_are_strict_json_with_null_for_what_was_not_measured():
+    from tuina import jsontext
+
+    summary = {"force_n": np.float64(6.1), "stroke_n": float("nan"), "release_s": math.inf,
+               "rows": [{"x": np.float32("nan")}], "released_t": None, "ok": True}
+    text = jsontext.dumps(summary)
+    assert "NaN" not in text and "Infinity" not in text
+    back = json.loads(text)
+    assert back["force_n"] == 6.1 and back["stroke_n"] is None and back["rows"][0]["x"] is None
+    figures = jsontext.figures(back, absent=("released_t",))
+    assert math.isnan(figures["stroke_n"]) and figures["released_t"] is None
+    assert figures["ok"] is True

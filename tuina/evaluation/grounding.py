@@ -29,6 +29,7 @@ from typing import Any
 
 import numpy as np
 
+from tuina import jsontext
 from tuina.operators.instructions import parse_instruction
 from tuina.operators.phantom import ATLAS, Acupoint
 from tuina.operators.vlm import NORMALISED, box_iou, choose_box, read_boxes
@@ -314,5 +315,5 @@ def main(args: Any) -> int:
     except (DatasetError, ModelFolderError) as err:
         print(f"tuina eval grounding: error: {err}", file=sys.stderr)
         return 2
-    print(json.dumps(summary) if args.json else table(summary))
+    print(jsontext.dumps(summary) if args.json else table(summary))
     return 0

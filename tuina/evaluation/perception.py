@@ -19,13 +19,13 @@ Errors are 3D distances to the true acupoint on the skin, and angles to its true
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
+from tuina import jsontext
 from tuina.calibrate import calibrate_sim
 from tuina.operators.calibration import CalibrationError, pose_error
 from tuina.operators.geometry import (
@@ -67,7 +67,8 @@ def eval_world_config() -> Any:
     from tuina.sim.world import WorldConfig
 
     return WorldConfig(
-        body_position=TRUE_BODY[0], body_yaw_deg=TRUE_BODY[1],
+        body_position=TRUE_BODY[0], body_yaw_deg=TRUE_BODY[1], body_offset_mm=0.0,
+        body_offset_deg=0.0,
         camera_position=(0.6, 0.8, 0.8), camera_target=(0.5, -0.1, 0.08),
         camera_up=(0.0, 0.0, 1.0))
 
@@ -215,7 +216,7 @@ def main(args: Any) -> int:
         print(f"tuina eval perception: error: {err}", file=sys.stderr)
         return 1
     if args.json:
-        print(json.dumps(summary))
+        print(jsontext.dumps(summary))
     else:
         print(table(summary))
     return 0

@@ -1,7 +1,8 @@
 """``tuina eval registration``: the body where it lies, not where it is expected.
 
 The phantom is placed at seeded poses around the grounding node's expected pose (up to
-``--spread-mm`` and ``--spread-deg``, drawn uniformly) and seen by the sim graph's camera:
+``--spread-mm`` and ``--spread-deg``, drawn uniformly as the world's BODY_OFFSET_SEED draws
+them) and seen by the sim graph's camera:
 the true mount (the drawing plus its mount error), D455-like depth noise, z16 at 1 mm, the
 arm at its start pose. Grounding registers the phantom as the node does, from the node's
 expected pose, with the extrinsics the camera node reports (``calibration/sim_d455.json``).
@@ -24,6 +25,7 @@ from typing import Any
 
 import numpy as np
 
+from tuina import jsontext
 from tuina.operators.geometry import intrinsics_matrix, transform_points
 from tuina.operators.grounding import (
     GroundingError,
@@ -34,6 +36,7 @@ from tuina.operators.grounding import (
 )
 from tuina.operators.phantom import POINT_SIDES, placement
 from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
+from tuina.sim.world import body_offset_drawn
 
 FOUND_MM, WRONG_MM = 3.0, 10.0
 EXTRINSICS = Path(__file__).resolve().parents[2] / "calibration" / "sim_d455.json"
@@ -48,19 +51,14 @@ def pressable(cfg: dict[str, Any]) -> list[Any]:
 
 
 def draw_placements(n: int, seed: int, spread_mm: float, spread_deg: float,
-                    expected: np.ndarray) -> list[np.ndarray]:
-    """``n`` body poses around ``expected``: x, y and yaw uniform within the spreads."""
-    rng = np.random.default_rng([seed, 19])
+                    expected: tuple[tuple[float, float, float], float]) -> list[np.ndarray]:
+    """``n`` body poses around the ``expected`` position and heading: x, y and yaw uniform
+    within the spreads, as the world draws them for BODY_OFFSET_SEED ``seed * 1000 + k``."""
+    (x, y, z), yaw = expected
     poses = []
-    for _ in range(n):
-        dx, dy = rng.uniform(-spread_mm, spread_mm, 2) * 1e-3
-        dyaw = np.radians(rng.uniform(-spread_deg, spread_deg))
-        offset = placement((dx, dy, 0.0), 0.0)
-        offset[:3, :3] = placement((0, 0, 0), np.degrees(dyaw))[:3, :3]
-        moved = expected.copy()
-        moved[:3, :3] = offset[:3, :3] @ expected[:3, :3]
-        moved[:3, 3] = expected[:3, 3] + offset[:3, 3]
-        poses.append(moved)
+    for k in range(n):
+        dx, dy, dyaw = body_offset_drawn(seed * 1000 + k, spread_mm, spread_deg)
+        poses.append(placement((x + dx, y + dy, z), yaw + dyaw))
     return poses
 
 
@@ -76,7 +74,8 @@ def run(placements: int = 20, seed: int = 0, spread_mm: float = 80.0, spread_deg
     reported = np.asarray(json.loads(EXTRINSICS.read_text())["base_T_camera"]).reshape(4, 4)
     points = pressable(cfg)
     world_cfg = WorldConfig()
-    poses = draw_placements(placements, seed, spread_mm, spread_deg, expected)
+    poses = draw_placements(placements, seed, spread_mm, spread_deg,
+                            (tuple(cfg["BODY_POSITION"]), cfg["BODY_YAW_DEG"]))
     rows = []
     with MassageWorld(world_cfg) as world:
         K = intrinsics_matrix(*world.intrinsics())
@@ -166,5 +165,5 @@ def main(args: Any) -> int:
     """``tuina eval registration``."""
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
     summary = run(args.placements, args.seed, args.spread_mm, args.spread_deg, log)
-    print(json.dumps(summary) if args.json else table(summary))
+    print(jsontext.dumps(summary) if args.json else table(summary))
     return 1 if summary["rate_wrong"] else 0

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tuina import jsontext
 from tuina.evaluation.sessions import evaluate_graph, session_graph, unknown_choice
 
 FAULT_AT_S = 1.0  # after "phase press" is printed
@@ -138,7 +139,8 @@ def run_scenario(graph: Path, folder: Path, name: str, log: Any = print) -> dict
     if not truth_path.exists():
         raise RuntimeError(f"{name}: the world wrote no truth log: " + " | ".join(lines[-5:]))
     truth = dict(np.load(truth_path))
-    summary = json.loads(summary_file.read_text()) if summary_file.exists() else {}
+    summary = jsontext.figures(json.loads(summary_file.read_text()), absent=("released_t",)) \
+        if summary_file.exists() else {}
     if injected_wall is not None:
         fault_s = float(truth["t"][np.searchsorted(truth["wall"], injected_wall)
                                    .clip(0, len(truth["t"]) - 1)])

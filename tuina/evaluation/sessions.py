@@ -13,6 +13,7 @@ from typing import Any
 
 import yaml
 
+from tuina import jsontext
 from tuina.config import ROOT_ENV
 
 
@@ -90,7 +91,7 @@ def run_session(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path,
         tail = (proc.stdout + proc.stderr).strip().splitlines()[-5:]
         why = "ran past 300 s and was killed" if over else "wrote no summary"
         raise RuntimeError(f"the {label} session {why}: " + " | ".join(tail))
-    result = json.loads(summary.read_text())
+    result = jsontext.figures(json.loads(summary.read_text()), absent=("released_t",))
     result["loop"] = robot_loop(sorted(set(logs.iterdir()) - before) if logs.exists() else [])
     return result
 
@@ -114,7 +115,7 @@ def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], No
     except errors as err:
         print(f"tuina eval {name}: error: {err}", file=sys.stderr)
         return 1
-    print(json.dumps(summary) if args.json else table(summary))
+    print(jsontext.dumps(summary) if args.json else table(summary))
     return 0
 
 

@@ -44,6 +44,14 @@ PARAMS = [
     Param("BODY_POSITION", "floats", list(_SCENE.body_position), "m", "phantom pelvis on the table",
           length=3),
     Param("BODY_YAW_DEG", "float", _SCENE.body_yaw_deg, "deg", "phantom heading about z"),
+    Param("BODY_OFFSET_SEED", "int", _SCENE.body_offset_seed, "-", "draws where the phantom "
+          "really lies: BODY_POSITION/BODY_YAW_DEG moved by up to BODY_OFFSET_MM in x and y and "
+          "BODY_OFFSET_DEG in heading"),
+    Param("BODY_OFFSET_MM", "float", _SCENE.body_offset_mm, "mm", "largest x/y offset of the "
+          "phantom from BODY_POSITION (0 with BODY_OFFSET_DEG 0: exactly there)", low=0,
+          high=200),
+    Param("BODY_OFFSET_DEG", "float", _SCENE.body_offset_deg, "deg", "largest heading offset "
+          "from BODY_YAW_DEG", low=0, high=45),
     Param("BODY_MOTION", "choice", "none", "-", "scripted body motion: shift (smooth), "
           f"drift (constant velocity, goes on), jerk (within {JERK_S} s)", choices=KINDS),
     Param("BODY_MOTION_TRIGGER", "choice", "time", "-",
@@ -83,7 +91,9 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         robot=cfg["ROBOT"], hostname=cfg["FRANKA_HOSTNAME"] if fr3 else cfg["ROSBRIDGE_HOST"],
         rosbridge_port=cfg["ROSBRIDGE_PORT"], table_position=tuple(cfg["TABLE_POSITION"]),
         body_position=tuple(cfg["BODY_POSITION"]),
-        body_yaw_deg=cfg["BODY_YAW_DEG"], camera_position=tuple(cfg["CAMERA_POSITION"]),
+        body_yaw_deg=cfg["BODY_YAW_DEG"], body_offset_seed=cfg["BODY_OFFSET_SEED"],
+        body_offset_mm=cfg["BODY_OFFSET_MM"], body_offset_deg=cfg["BODY_OFFSET_DEG"],
+        camera_position=tuple(cfg["CAMERA_POSITION"]),
         camera_target=tuple(cfg["CAMERA_TARGET"]), camera_up=tuple(cfg["CAMERA_UP"]),
         camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
         calibration_marker=cfg["CALIBRATION_MARKER"],

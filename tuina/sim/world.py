@@ -59,8 +59,12 @@ class WorldConfig:
     hostname: str = "127.0.0.1"  # where the arm's server listens
     rosbridge_port: int = 9090  # the Baxter's rosbridge server (0: any free port)
     table_position: tuple[float, float, float] = (0.5, 0.05, 0.0)  # centre x, y; top z
-    body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)
+    body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)  # where it is expected
     body_yaw_deg: float = 90.0
+    # where it lies: a seeded offset of up to these from the expected pose (0, 0: on it)
+    body_offset_seed: int = 1
+    body_offset_mm: float = 50.0
+    body_offset_deg: float = 15.0
     camera_position: tuple[float, float, float] = (0.55, -0.08, 1.05)
     camera_target: tuple[float, float, float] = (0.55, -0.08, 0.0)
     camera_up: tuple[float, float, float] = (1.0, 0.0, 0.0)  # image up, projected
@@ -95,9 +99,21 @@ class Frame:
     base_T_body: np.ndarray
 
 
+def body_offset_drawn(seed: int, offset_mm: float, offset_deg: float) -> tuple[float, ...]:
+    """The placement offset a seed draws: dx, dy (m) and yaw (deg), uniform within the
+    bounds."""
+    rng = np.random.default_rng([seed, 19])
+    dx, dy = rng.uniform(-1.0, 1.0, 2) * offset_mm * 1e-3
+    return float(dx), float(dy), float(rng.uniform(-1.0, 1.0) * offset_deg)
+
+
 def nominal_base_T_body(cfg: WorldConfig) -> np.ndarray:
-    """Where the phantom lies before any scripted motion."""
-    return placement(cfg.body_position, cfg.body_yaw_deg)
+    """Where the phantom lies before any scripted motion: the expected pose moved by the
+    seeded offset (turned about the pelvis)."""
+    dx, dy, dyaw = body_offset_drawn(cfg.body_offset_seed, cfg.body_offset_mm,
+                                     cfg.body_offset_deg)
+    x, y, z = cfg.body_position
+    return placement((x + dx, y + dy, z), cfg.body_yaw_deg + dyaw)
 
 
 def nominal_base_T_camera(cfg: WorldConfig) -> np.ndarray:
