@@ -8,7 +8,7 @@ SESSION ?= sim
 # the vlm extra pins torch 2.13.0: its CPU wheel lies in /opt/wheels where the machine has it
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 
-.PHONY: setup run test lint clean
+.PHONY: setup run test bench lint clean
 
 setup: $(STAMP)
 
@@ -30,6 +30,12 @@ run: setup
 test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
+
+# measurements, not tests (nothing here fails on the machine's speed): the wall-clock control
+# loop of a sim session and the registration search over 20 seeded body placements
+bench: setup
+	$(BIN)/python benchmarks/control_loop.py --graph dataflows/sim.yml
+	$(BIN)/tuina eval registration --placements 20
 
 lint: setup
 	$(BIN)/ruff check .
