@@ -262,7 +262,8 @@ def main() -> None:
             if (shared.stamp, status) != sent:  # else: no new joint state since the last tick
                 sent = (shared.stamp, status)
                 out.send("robot_state", RobotState(*(v.tolist() for v in (
-                    q, dq, tool.translation, quat, wrench)), status, effort.tolist()).to_arrow(),
+                    q, dq, tool.translation, quat, supervisor.wrench)), status,
+                    effort.tolist()).to_arrow(),
                     shared.stamp, BASE_FRAME)
             if shared.done(now):
                 break

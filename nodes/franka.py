@@ -182,7 +182,7 @@ def main() -> None:
             shared.stamp = robot_ms * 1_000_000
             out.send("robot_state", RobotState(
                 list(state.q), list(state.dq), tool_p.tolist(), tool_q.tolist(),
-                wrench.tolist(), supervisor.status, list(state.tau_J)).to_arrow(),
+                supervisor.wrench.tolist(), supervisor.status, list(state.tau_J)).to_arrow(),
                 shared.stamp, BASE_FRAME)
             timer.published(shared.stamp, time.perf_counter())
             shared.flush()

@@ -48,6 +48,11 @@ class ForceConfig:
     # fault; a larger fall out of contact: contact lost (a rise from no contact is contact)
     body_push_m: float = 0.0003  # with the tool thrown out along the normal this far in one
     # period (more than the force loop moves it, 0.2 mm), a jump is the body pushing
+    # the reading's zero, taken again in free space before each contact (the bias drifts
+    # since the robot node's start tare): a running mean over this long, of readings within
+    # tare_band_n of zero (a larger one is no bias: a collision on the way)
+    tare_tau_s: float = 0.2
+    tare_band_n: float = 2.0
 
 
 @dataclass
@@ -135,6 +140,7 @@ class HybridForceController:
     _last_force: float | None = None
     _last_tool: np.ndarray | None = None
     _normal: np.ndarray = field(default_factory=lambda: np.array([0.0, 0.0, 1.0]))
+    zero: np.ndarray | None = None  # the reading's zero (None: no free-space reading yet)
 
     def __post_init__(self) -> None:
         c = self.config
@@ -163,6 +169,20 @@ class HybridForceController:
         out[:3, 3] = here + fraction * shift - out[:3, :3] @ anchor
         self.applied_motion = out
         return out
+
+    def tared(self, wrench: np.ndarray, dt: float) -> np.ndarray:
+        """The reading less its zero; before the force loop takes over, a free-space reading
+        first moves the zero towards it."""
+        w = np.asarray(wrench, float)
+        if w.shape != (6,) or not np.all(np.isfinite(w)) or np.all(w == 0.0):
+            return w  # a fault the checks below (and the robot node) must see as it is
+        if not self.force_phase and self._abort is None and \
+                np.linalg.norm(w[:3]) < self.config.tare_band_n:
+            if self.zero is None:
+                self.zero = w.copy()
+            else:
+                self.zero = self.zero + (w - self.zero) * dt / (self.config.tare_tau_s + dt)
+        return w if self.zero is None else w - self.zero
 
     def abort(self, t: float, tool_position: np.ndarray, reason: str) -> None:
         """Stop the massage: back off along the surface normal from where the tool is, then
@@ -204,6 +224,7 @@ class HybridForceController:
         c = self.config
         dt = 0.0 if self.last_t is None else max(t - self.last_t, 0.0)
         self.last_t = t
+        wrench = self.tared(wrench, dt)
         if self._abort is None:
             f_check = float(-np.asarray(wrench[:3]) @ self._normal)
             last_force, self._last_force = self._last_force, f_check

@@ -3,7 +3,7 @@ watch on a depth stream's health (frozen, invalid)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 
@@ -83,3 +83,127 @@ class DepthWatch:
                     f"{self.min_valid_share:.0%} expected) for {self._invalid} frames in a row; "
                     "uncover the camera and keep the body 0.4-6 m from it")
         return None
+
+
+@dataclass(frozen=True)
+class WrenchNoise:
+    """How an arm's external-wrench estimate differs from the true contact wrench: a bias of
+    ``bias_n`` in a seeded direction that random-walks by ``drift_n_per_sqrt_s``, white noise
+    of ``noise_n`` per axis and sample, a first-order lag of ``lag_s``, and an all-zero
+    reading while the arm's Jacobian's smallest singular value is under ``singular_sigma``
+    (libfranka's estimate near singularities; 0: never)."""
+
+    bias_n: float = 0.0
+    drift_n_per_sqrt_s: float = 0.0
+    noise_n: float = 0.0
+    lag_s: float = 0.0
+    singular_sigma: float = 0.0
+
+
+# The FR3's O_F_ext_hat_K (joint-torque sensors through the arm's dynamic model) and the
+# Baxter's endpoint wrench (series-elastic joint deflections): values and their sources in
+# docs/simulation.md
+FR3_WRENCH = WrenchNoise(bias_n=3.0, drift_n_per_sqrt_s=0.03, noise_n=0.15, lag_s=0.01,
+                         singular_sigma=0.02)
+BAXTER_WRENCH = WrenchNoise(bias_n=5.0, drift_n_per_sqrt_s=0.08, noise_n=0.4, lag_s=0.03)
+IDEAL_WRENCH = WrenchNoise()
+
+
+class WrenchSensor:
+    """The wrench estimate of ``WrenchNoise``, stepped with the physics."""
+
+    def __init__(self, params: WrenchNoise, rng: np.random.Generator) -> None:
+        self.params = params
+        self.rng = rng
+        direction = rng.standard_normal(6)
+        direction[3:] *= 0.1  # torques in N m: a tenth of the force bias's size
+        self.bias = params.bias_n * direction / np.linalg.norm(direction[:3])
+        self.lagged: np.ndarray | None = None
+
+    def step(self, wrench: np.ndarray, dt: float, sigma_min: float = np.inf) -> np.ndarray:
+        """The reading after ``dt`` seconds with the true wrench ``wrench`` (6,) and the
+        Jacobian's smallest singular value ``sigma_min``."""
+        p = self.params
+        if p.drift_n_per_sqrt_s > 0:
+            walk = self.rng.standard_normal(6) * p.drift_n_per_sqrt_s * np.sqrt(dt)
+            walk[3:] *= 0.1
+            self.bias = self.bias + walk
+        sensed = np.asarray(wrench, float) + self.bias
+        if self.lagged is None or p.lag_s <= 0:
+            self.lagged = sensed
+        else:
+            self.lagged = self.lagged + (sensed - self.lagged) * min(dt / p.lag_s, 1.0)
+        if p.singular_sigma > 0 and sigma_min < p.singular_sigma:
+            return np.zeros(6)
+        noise = self.rng.standard_normal(6) * p.noise_n if p.noise_n > 0 else np.zeros(6)
+        noise[3:] *= 0.1
+        return self.lagged + noise
+
+
+@dataclass
+class Tare:
+    """The zero of a force reading, taken in free space: the mean of the readings while
+    ``collecting``; ``apply`` subtracts it."""
+
+    offset: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    _sum: np.ndarray = field(default_factory=lambda: np.zeros(6))
+    _count: int = 0
+
+    def add(self, wrench: np.ndarray) -> None:
+        """One free-space reading (non-finite ones, and all-zero ones, which are no reading
+        yet or libfranka's singularity report, are skipped)."""
+        w = np.asarray(wrench, float)
+        if w.shape == (6,) and np.all(np.isfinite(w)) and np.any(w != 0.0):
+            self._sum += w
+            self._count += 1
+
+    @property
+    def count(self) -> int:
+        return self._count
+
+    def take(self) -> np.ndarray:
+        """Make the mean of the readings so far the zero (kept when there were none); the
+        readings are cleared for the next tare."""
+        if self._count:
+            self.offset = self._sum / self._count
+        self._sum, self._count = np.zeros(6), 0
+        return self.offset
+
+    def apply(self, wrench: np.ndarray) -> np.ndarray:
+        """The reading less the zero (an exactly-zero reading stays zero: libfranka's
+        singularity report must stay recognisable)."""
+        w = np.asarray(wrench, float)
+        if w.shape == (6,) and np.all(w == 0.0):
+            return w
+        return w - self.offset
+
+
+@dataclass
+class StartTare:
+    """The zero a robot node takes while the arm stands in free space at start: the mean
+    reading over its first ``duration_s`` (robot time) or until it is first commanded. A zero
+    over ``max_n`` is no sensor bias but a contact: it is not taken (the reading stays raw,
+    a contact stays a contact) and ``problem`` says so. ``duration_s`` 0: no tare."""
+
+    duration_s: float
+    max_n: float
+    tare: Tare = field(default_factory=Tare)
+    start_t: float | None = None
+    done: bool = False
+    problem: str = ""
+
+    def reading(self, t: float, wrench: np.ndarray, commanded: bool) -> np.ndarray:
+        """The reading at robot time ``t`` less the zero (raw until the zero is taken)."""
+        if not self.done and self.duration_s > 0:
+            self.start_t = t if self.start_t is None else self.start_t
+            if not commanded:
+                self.tare.add(wrench)
+            if commanded or t - self.start_t >= self.duration_s:
+                self.done = True
+                force = float(np.linalg.norm(self.tare.take()[:3]))
+                if force > self.max_n:
+                    self.tare.offset = np.zeros(6)
+                    self.problem = (f"the arm read {force:.1f} N standing still at start (a "
+                                    f"sensor's bias is under {self.max_n:g} N): it may be "
+                                    "touching something; clear the arm and start again")
+        return self.tare.apply(wrench)

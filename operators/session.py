@@ -51,6 +51,10 @@ class SessionLog:
     truth_t: list[float] = field(default_factory=list)  # ground-truth frames
     truth_peak_n: list[float] = field(default_factory=list)  # largest contact force since
     stroke_mm: list[float] = field(default_factory=list)  # contact point to planned path
+    # the world's true normal contact force at the target, per ground-truth frame
+    true_t: list[float] = field(default_factory=list)
+    true_force_n: list[float] = field(default_factory=list)
+    true_phases: list[str] = field(default_factory=list)
 
 
 def overshoot(t: np.ndarray, peaks: np.ndarray, first_contact_t: float | None, target_n: float,
@@ -101,21 +105,43 @@ def follow_errors(t: np.ndarray, err: np.ndarray, settle_s: float,
     return err[t - episode_start >= settle_s]
 
 
+def force_figures(t: np.ndarray, f: np.ndarray, phases: np.ndarray, target_n: float,
+                  limits: SessionLimits) -> dict[str, float]:
+    """Force against the target over a session's samples (time, force, phase): mean and RMS
+    error over the settled press (its first ``settle_s`` left out), RMS error over the whole
+    contact (press and stroke samples from the first over 1 N), and over the stroke (its
+    first ``follow_settle_s`` left out). NaN where there is no such sample."""
+    def rms(mask: np.ndarray) -> float:
+        return float(np.sqrt(np.mean((f[mask] - target_n) ** 2))) if mask.any() else math.nan
+
+    press = phases == "press"
+    steady = press & (t >= t[press][0] + limits.settle_s) if press.any() else press
+    massage = (phases == "press") | (phases == "stroke")
+    touched = massage & (f > 1.0)
+    whole = massage & (t >= t[touched][0]) if touched.any() else touched
+    stroke = phases == "stroke"
+    if stroke.any():
+        stroke &= t >= t[stroke][0] + limits.follow_settle_s
+    return {"force_mean_n": float(np.mean(f[steady])) if steady.any() else math.nan,
+            "force_rms_error_n": rms(steady), "force_rms_error_whole_n": rms(whole),
+            "stroke_rms_error_n": rms(stroke)}
+
+
 def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict:
-    """The summary dict: whether the session was ok, its problems, and its figures."""
+    """The summary dict: whether the session was ok, its problems, and its figures. In the
+    simulated world the force figures are the world's true contact force; live, the
+    controller's measured one (``force_source`` says which)."""
     t = np.asarray(log.force_t)
     f = np.asarray(log.force_n)
     phases = np.asarray(log.phases)
-    press = phases == "press"
-    steady = np.zeros(len(t), dtype=bool)
-    if press.any():
-        steady = press & (t >= t[press][0] + limits.settle_s)
     in_contact = f > 1.0
     dt = np.diff(t, append=t[-1]) if len(t) else np.zeros(0)
     contact_s = float(np.sum(dt[in_contact])) if len(t) else 0.0
-    force_mean = float(np.mean(f[steady])) if steady.any() else float("nan")
-    rms = (float(np.sqrt(np.mean((f[steady] - log.force_target_n) ** 2)))
-           if steady.any() else float("nan"))
+    measured = force_figures(t, f, phases, log.force_target_n, limits)
+    true = force_figures(np.asarray(log.true_t), np.asarray(log.true_force_n),
+                         np.asarray(log.true_phases), log.force_target_n, limits)
+    figures = true if log.true_t else measured
+    force_mean, rms = figures["force_mean_n"], figures["force_rms_error_n"]
     acu = float(np.median(log.contact_errors_mm)) if log.contact_errors_mm else float("nan")
     max_force = max(log.max_force_n, float(f.max()) if len(f) else 0.0)
     follow = follow_errors(np.asarray(log.follow_t), np.asarray(log.follow_mm),
@@ -124,11 +150,6 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
     ok_motion = np.asarray(log.motion_status) == "ok"
     statuses = {k: int(np.sum(np.asarray(log.motion_status) == k))
                 for k in sorted(set(log.motion_status))}
-    stroke = phases == "stroke"
-    if stroke.any():
-        stroke &= t >= t[stroke][0] + limits.follow_settle_s
-    stroke_rms = (float(np.sqrt(np.mean((f[stroke] - log.force_target_n) ** 2)))
-                  if stroke.any() else float("nan"))
     first_contact = log.first_contact_t
     control_hz, jitter_ms = loop_timing(t)
     problems = list(log.errors)
@@ -148,10 +169,17 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         problems.append(f"force RMS error {rms:.2f} N > {limits.max_force_rms_error_n} N")
     return {
         "acupoint_error_mm": acu,
+        "acupoint_error_mean_mm": (float(np.mean(log.contact_errors_mm))
+                                   if log.contact_errors_mm else math.nan),
+        "acupoint_error_max_mm": (float(np.max(log.contact_errors_mm))
+                                  if log.contact_errors_mm else math.nan),
         "normal_error_deg": float(log.normal_error_deg),
         "force_target_n": float(log.force_target_n),
         "force_mean_n": force_mean,
         "force_rms_error_n": rms,
+        "force_rms_error_whole_n": figures["force_rms_error_whole_n"],
+        "force_source": "truth" if log.true_t else "measured",
+        "measured_force_rms_error_n": measured["force_rms_error_n"],
         "max_force_n": float(max_force),
         "contact_s": contact_s,
         "duration_s": float(duration_s),
@@ -159,13 +187,15 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "follow_err_mm": float(np.mean(follow)) if len(follow) else float("nan"),
         "overshoot_n": overshoot(np.asarray(log.truth_t), np.asarray(log.truth_peak_n),
                                  first_contact, log.force_target_n),
-        "stroke_rms_error_n": stroke_rms,
+        "stroke_rms_error_n": figures["stroke_rms_error_n"],
         "stroke_tracking_mm": (float(np.mean(log.stroke_mm)) if log.stroke_mm
                                else float("nan")),
         "stroke_tracking_max_mm": (float(np.max(log.stroke_mm)) if log.stroke_mm
                                    else float("nan")),
-        "control_hz": control_hz,
-        "period_jitter_p99_ms": jitter_ms,
+        # the command stamps' rate in simulated time (live: the robot's clock); the loop in
+        # wall time is the robot node's own "loop" line
+        "sim_clock_command_hz": control_hz,
+        "sim_clock_period_jitter_p99_ms": jitter_ms,
         "contact_breaks": contact_breaks(np.asarray(log.follow_t)),
         "follow_err_p95_mm": float(np.percentile(follow, 95)) if len(follow) else float("nan"),
         "follow_err_max_mm": float(np.max(follow)) if len(follow) else float("nan"),
@@ -364,8 +394,12 @@ class SessionWatch:
         k = truth.acupoint_codes.index(target.code)
         acu = points[k]
         if math.isnan(log.normal_error_deg):
-            normal = np.asarray(truth.acupoint_normals).reshape(-1, 3)[k]
-            log.normal_error_deg = angle_between_deg(np.asarray(target.normal), normal)
+            true_normal = np.asarray(truth.acupoint_normals).reshape(-1, 3)[k]
+            log.normal_error_deg = angle_between_deg(np.asarray(target.normal), true_normal)
+        normal = np.asarray(truth.acupoint_normals).reshape(-1, 3)[k]
+        log.true_t.append(stamp * 1e-9)
+        log.true_force_n.append(float(-np.asarray(truth.contact_force) @ normal))
+        log.true_phases.append(self.phase)
         contact = np.asarray(truth.contact_point)
         if not np.all(np.isfinite(contact)):
             return

@@ -27,6 +27,7 @@ from tuina.operators.safety import (
     rate_limit,
     retreat_point,
 )
+from tuina.operators.sensor import StartTare
 
 # the fault vocabulary of the message contract: RobotState.status is ``faulted:<name>`` and
 # each latch goes out as one ``error`` event naming it
@@ -45,6 +46,7 @@ FAULTS: dict[str, str] = {
     "estop": "the operator's e-stop",
     "link_lost": "the link to the arm was lost",
     "robot_error": "the arm reports an error",
+    "wrench_tare": "the force read at start is too large for a bias: something touches the arm",
 }
 
 
@@ -72,6 +74,8 @@ class SupervisorConfig:
     reference_lead_s: float = 0.0  # a moving reference is set this far ahead (impedance lag)
     max_lead_m: float = 0.02
     max_rate_rad_s: float = 0.5
+    tare_s: float = 0.5  # the wrench's zero: its mean over this long standing still at start
+    tare_max_n: float = 10.0  # a larger zero is a contact, not a bias
 
 
 @dataclass
@@ -124,6 +128,7 @@ class Supervisor:
         self._release_t = 0.0  # robot time of its last step
         self._hold_force = 0.0
         self._wrench: np.ndarray | None = None
+        self.tare = StartTare(config.tare_s, config.tare_max_n)
         self._target: np.ndarray | None = None  # the last command's point, before its lead
         self._stale = ""  # why the commands since the last followed one were refused
 
@@ -133,6 +138,11 @@ class Supervisor:
         """The tool may touch the body: the force says so, or cannot tell."""
         return not (self.force_trusted and np.isfinite(self.force)
                     and self.force < self.cfg.contact_n)
+
+    @property
+    def wrench(self) -> np.ndarray:
+        """The latest wrench reading less the start's zero (what the node publishes)."""
+        return np.zeros(6) if self._wrench is None else self._wrench
 
     @property
     def latched(self) -> bool:
@@ -159,7 +169,8 @@ class Supervisor:
         lifting = self.tool is not None and self.normal is not None and \
             float((p - self.tool[0]) @ self.normal) > self.cfg.lift_off_m
         self.tool = (p, q)
-        self._wrench = np.asarray(wrench, float)
+        wrench = self.tare.reading(t, np.asarray(wrench, float), self.mode != "waiting")
+        self._wrench = wrench
         previous, force = self.force, force_of(wrench)
         self.force = force
         if self.reference is None:
@@ -177,6 +188,8 @@ class Supervisor:
             self.force_trusted = False
             self.on_fault("wrench_invalid", f"the force reading dropped from {previous:.1f} N to "
                       "exactly zero (libfranka reports zero near singularities)")
+        elif self.tare.problem and not self.latched:
+            self.on_fault("wrench_tare", self.tare.problem)
         elif self.force_trusted and force > self.cfg.safety.force_cap_n:
             self.on_fault("force_cap", f"contact force {force:.1f} N over the cap "
                       f"{self.cfg.safety.force_cap_n} N")

@@ -102,6 +102,8 @@ def run_baxter(monkeypatch, server, events, end_s, robot=None, **env):
     monkeypatch.setenv("ROSBRIDGE_HOST", "127.0.0.1")
     monkeypatch.setenv("ROSBRIDGE_PORT", str(server.port))
     monkeypatch.setenv("CLOSE_TIMEOUT_S", "0.5")  # the double's arm never moves away
+    # the double's arm presses from its first state: no start tare (it has its own test)
+    monkeypatch.setenv("TARE_S", "0")
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
     node = TimedNode(events, end_s, (lambda: robot.stamps[-1]) if robot else None)
@@ -275,6 +277,17 @@ def test_one_robot_state_per_joint_state(monkeypatch):
     assert 20 <= len(states) <= len(robot.stamps)  # about 40 a second, not one per tick
 
 
+def test_the_published_wrench_is_zeroed_by_the_start_tare(monkeypatch):
+    with RosbridgeDouble() as server:
+        robot = RobotDouble(server)
+        robot.thread.start()
+        mock = run_baxter(monkeypatch, server, [], end_s=1.0, robot=robot, TARE_S=0.3)
+        robot.running = False
+    wrench = [RobotState.from_arrow(s).wrench[2] for s in mock.outputs["robot_state"]]
+    assert -2.0 in wrench[:10]  # raw until the zero is taken
+    assert wrench[-1] == pytest.approx(0.0, abs=1e-9)  # the double's constant -2 N, zeroed
+
+
 def test_rosbridge_down_is_one_line_within_the_timeout(monkeypatch, capfd):
     import dora
     from tuina.nodes import baxter
@@ -320,7 +333,10 @@ def test_the_simulated_baxter_moves_only_while_enabled_and_commanded():
             link.send_velocities(np.array(velocity))
             time.sleep(0.01)
 
-    with MassageWorld(WorldConfig(robot="baxter_left", rosbridge_port=0)) as world:
+    # the body where the Baxter graphs expect it, below the arm's reach at rest
+    with MassageWorld(WorldConfig(robot="baxter_left", rosbridge_port=0,
+                                  body_position=(0.45, -0.1, -0.2), body_yaw_deg=-90.0,
+                                  table_position=(0.5, -0.1, -0.2))) as world:
         link = BaxterLink("127.0.0.1", world.baxter.bridge.port, "left", 5.0)
         try:
             deadline = time.monotonic() + 5.0

@@ -52,7 +52,13 @@ from tuina.operators.posefit import (
     trust_surface,
 )
 from tuina.operators.safety import SafetyConfig, command_problem, rate_limit, retreat_point
-from tuina.operators.sensor import DepthNoise, DepthWatch, apply_depth_noise
+from tuina.operators.sensor import (
+    DepthNoise,
+    DepthWatch,
+    WrenchNoise,
+    WrenchSensor,
+    apply_depth_noise,
+)
 from tuina.operators.session import SessionLimits, SessionLog, summarize
 
 K = np.array([[433.0, 0, 319.5], [0, 433.0, 239.5], [0, 0, 1]])
@@ -698,6 +704,38 @@ def test_the_reference_never_jumps_where_the_plan_changes_phase():
         tool = out.position.copy()  # in free space the arm follows the reference
 
 
+def press_with_a_biased_sensor(config: ForceConfig) -> np.ndarray:
+    """The true normal force of a press (approach 1 s in free space, then 6 N on 1000 N/m
+    tissue) read through an FR3-like estimate: bias, noise and lag."""
+    sensor = WrenchSensor(WrenchNoise(bias_n=1.5, noise_n=0.15, lag_s=0.01),
+                          np.random.default_rng(3))
+    sensor.bias = np.array([0.5, -0.8, 1.2, 0.0, 0.0, 0.0])  # 1.2 N along the normal
+    ctrl = HybridForceController(config)
+    t = np.arange(0.0, 10.0, 0.02)
+    contact = t >= 1.0
+    pos = np.where(contact[:, None], [0.4, 0.0, 0.1], [0.4, 0.0, 0.13])
+    phases = ["approach" if not c else "contact" if s < 2.0 else "press"
+              for c, s in zip(contact, t, strict=True)]
+    plan = Plan(t, pos, np.array([[1.0, 0, 0, 0]] * len(t)), np.where(contact, 6.0, 0.0),
+                phases, np.array([[0.0, 0, 1]] * len(t)), np.zeros((len(t), 0)))
+    tool, true = np.array([0.4, 0.0, 0.13]), []
+    for k in range(1000):
+        f = max(0.0, (0.1 - tool[2]) * 1000.0)
+        true.append(f)
+        reading = sensor.step(np.array([0, 0, -f, 0, 0, 0]), 0.01)
+        out = ctrl.step(k * 0.01, plan, tool, reading, np.eye(4))
+        tool = tool + 0.5 * (out.position - tool)
+    return np.array(true)
+
+
+def test_the_controller_tares_in_free_space_and_holds_the_true_force():
+    true = press_with_a_biased_sensor(ForceConfig())
+    assert abs(true[-200:].mean() - 6.0) < 0.15
+    # with no tare (no reading counts as free space) the bias's 1.2 N goes into the body
+    untared = press_with_a_biased_sensor(ForceConfig(tare_band_n=0.0))
+    assert abs(untared[-200:].mean() - 7.2) < 0.15
+
+
 def test_force_over_cap_stops():
     outs = run_controller(lambda p: 20.0, steps=2)
     assert outs[0].mode == "stop" and outs[0].position[2] > 0.14
@@ -744,6 +782,27 @@ def test_summary_flags_failures():
     assert not bad["ok"] and "cap" in bad["problems"][0]
 
 
+def test_force_is_scored_on_the_truth_when_there_is_one_settled_and_whole():
+    t = list(np.arange(0, 4, 0.01))
+    # the controller reads 6 N throughout (its own signal); the body truly gets 6.5 N, and
+    # 9 N in the 0.3 s after the first contact (an overshoot the settled figure leaves out)
+    log = SessionLog(force_t=t, force_n=[6.0] * 400, phases=["press"] * 400,
+                     force_target_n=6.0, contact_errors_mm=[1.0, 2.0, 6.0])
+    log.true_t = t
+    log.true_force_n = [9.0 if s < 0.3 else 6.5 for s in t]
+    log.true_phases = ["press"] * 400
+    s = summarize(log, 20.0, SessionLimits())
+    assert s["force_source"] == "truth"
+    assert s["force_rms_error_n"] == pytest.approx(0.5)
+    assert s["force_rms_error_whole_n"] == pytest.approx(np.sqrt((30 * 9 + 370 * 0.25) / 400))
+    assert s["measured_force_rms_error_n"] == 0.0
+    assert s["acupoint_error_mm"] == 2.0 and s["acupoint_error_max_mm"] == 6.0
+    assert s["acupoint_error_mean_mm"] == pytest.approx(3.0)
+    live = summarize(SessionLog(force_t=t, force_n=[6.0] * 400, phases=["press"] * 400,
+                                force_target_n=6.0), 20.0, SessionLimits())
+    assert live["force_source"] == "measured" and live["force_rms_error_n"] == 0.0
+
+
 def test_the_session_watch_scores_contact_and_motion_on_the_truth_and_ends_after_release():
     from types import SimpleNamespace as Msg
 
@@ -777,6 +836,7 @@ def test_the_session_watch_scores_contact_and_motion_on_the_truth_and_ends_after
     assert log.follow_mm == pytest.approx([3.0] * 100)
     assert log.tracking_err_mm == pytest.approx([0.0] + [1.0] * 99)
     assert log.first_contact_s == 0.0 and log.force_target_n == 6.0
+    assert log.true_force_n == pytest.approx([-6.0] * 100)  # [0, 0, 6] pulls the skin out
     assert watch.due() is None
     said = watch.on_event(Msg(kind="error", detail="robot: estop", fault="estop"), 100 * ms)
     assert "release" in said and log.faults == ["estop"] and watch.due() is None

@@ -13,8 +13,9 @@ DT = 0.01
 
 
 def pressing(**overrides) -> tuple[Supervisor, float]:
-    """A supervisor following a command while the tool presses with 6 N, at t = 1 s."""
-    sup = Supervisor(SupervisorConfig(**overrides))
+    """A supervisor following a command while the tool presses with 6 N, at t = 1 s (no
+    start tare: the first reading is already a contact)."""
+    sup = Supervisor(SupervisorConfig(**{"tare_s": 0.0, **overrides}))
     t = 1.0
     sup.on_state(t, PRESS, Q, DOWN_6N)
     assert sup.on_command(t, t, PRESS, Q, np.zeros(6), "track", [0.0, 0.0, 1.0]) is not None
@@ -337,3 +338,49 @@ def test_a_fault_out_of_contact_stops_the_arm_where_it_stands():
     # a body that then comes up into the held tool is released from
     sup.on_state(2.0, above, Q, DOWN_6N)
     assert sup.mode == "release"
+
+
+BIAS = np.array([1.5, -2.0, 1.0, 0.1, -0.05, 0.02])  # an FR3-like estimate's bias at rest
+
+
+def test_the_start_tare_removes_the_sensors_bias_before_the_first_command():
+    sup = Supervisor(SupervisorConfig(tare_s=0.5))
+    rng = np.random.default_rng(0)
+    t = 0.0
+    for _ in range(50):  # 0.5 s standing still, a noisy biased reading
+        sup.on_state(t, PRESS, Q, BIAS + rng.normal(0, 0.15, 6))
+        t += DT
+    sup.on_state(t, PRESS, Q, BIAS)
+    np.testing.assert_allclose(sup.wrench, 0.0, atol=0.1)
+    assert not sup.in_contact and not sup.latched
+    # readings after the tare keep their contact force; a zero reading stays exactly zero
+    sup.on_state(t + DT, PRESS, Q, BIAS + DOWN_6N)
+    np.testing.assert_allclose(sup.wrench, DOWN_6N, atol=0.1)
+    sup.on_state(t + 2 * DT, PRESS, Q, NONE)
+    assert np.all(sup.wrench == 0.0)
+    # without the tare the same bias reads as 2.7 N of contact: a session's normal end would
+    # be taken for the tool left pressing
+    raw = Supervisor(SupervisorConfig(tare_s=0.0))
+    raw.on_state(0.0, PRESS, Q, BIAS)
+    assert raw.in_contact
+
+
+def test_a_first_command_ends_the_tare_and_its_readings_are_not_in_it():
+    sup = Supervisor(SupervisorConfig(tare_s=5.0))
+    for k in range(10):
+        sup.on_state(k * DT, PRESS, Q, BIAS)
+    sup.on_command(0.1, 0.1, PRESS, Q, np.zeros(6), "track")
+    sup.on_state(0.11, PRESS, Q, BIAS + DOWN_6N)  # commanded: not part of the zero
+    assert sup.tare.done
+    np.testing.assert_allclose(sup.wrench, DOWN_6N, atol=1e-9)
+
+
+def test_a_start_reading_too_large_for_a_bias_is_a_contact_released_from():
+    sup = Supervisor(SupervisorConfig(tare_s=0.1, tare_max_n=10.0))
+    pushed = np.array([0.0, 0.0, -14.0, 0.0, 0.0, 0.0])  # something leans on the arm
+    for k in range(12):
+        sup.on_state(k * DT, PRESS, Q, pushed)
+    assert sup.fault == "wrench_tare" and sup.mode == "release"
+    assert "14.0 N standing still at start" in sup.detail
+    np.testing.assert_allclose(sup.wrench, pushed)  # not zeroed away: a contact stays one
+    assert sup.reference.twist[2] > 0  # away from the push

@@ -30,6 +30,11 @@ SUPERVISOR_PARAMS = [
           "escaped at its own pace", low=0.005, high=1.0),
     Param("RELEASE_FORCE_N", "float", 0.5, "N", "a measured force below this is out of "
           "contact: the release holds there", low=0.05, high=5.0),
+    Param("TARE_S", "float", 0.5, "s", "the force reading's zero: its mean over this long "
+          "while the arm stands still at start, before any command (0: no tare)", low=0.0,
+          high=5.0),
+    Param("TARE_MAX_N", "float", 10.0, "N", "a zero larger than this is a contact, not the "
+          "sensor's bias: not taken, a fault (released, held)", low=1.0, high=30.0),
     Param("CLOSE_TIMEOUT_S", "float", 5.0, "s", "after the graph ends, the longest the node "
           "goes on releasing before it stops the arm where it is", low=0.5),
 ]
@@ -43,7 +48,8 @@ def supervisor_config(cfg: dict[str, Any], max_speed: float = 0.15,
                           cfg["FORCE_CAP_N"], max_speed, 0.05, cfg["WATCHDOG_S"])
     return SupervisorConfig(safety, cfg["MAX_COMMAND_AGE_S"], cfg["RELEASE_M"],
                             cfg["RELEASE_SPEED"], cfg["ESCAPE_SPEED"],
-                            contact_n=cfg["RELEASE_FORCE_N"],
+                            contact_n=cfg["RELEASE_FORCE_N"], tare_s=cfg["TARE_S"],
+                            tare_max_n=cfg["TARE_MAX_N"],
                             reference_lead_s=lead_s, max_lead_m=max_lead_m)
 
 

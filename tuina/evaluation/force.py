@@ -63,8 +63,8 @@ def run(graph: Path, log: Any = print) -> dict[str, Any]:
                                            for r in rows.values())),
         "latency_p99_ms": float(max(_loop(r, "latency_p99_ms") for r in rows.values())),
         # the same in simulated time, which the world keeps only roughly while it renders
-        "sim_clock_hz": float(min(r["control_hz"] for r in rows.values())),
-        "sim_clock_jitter_p99_ms": float(max(r["period_jitter_p99_ms"]
+        "sim_clock_hz": float(min(r["sim_clock_command_hz"] for r in rows.values())),
+        "sim_clock_jitter_p99_ms": float(max(r["sim_clock_period_jitter_p99_ms"]
                                              for r in rows.values())),
         "sessions_ok": all(r["ok"] for r in rows.values()),
         "scenarios": rows,

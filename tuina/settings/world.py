@@ -11,7 +11,7 @@ import numpy as np
 
 from tuina.config import RIG_PARAM, Param, graph_env, load
 from tuina.operators.motion import JERK_S, KINDS, TRIGGERS, BodyMotionScript
-from tuina.sim.world import FAULTS, ROBOTS, WorldConfig
+from tuina.sim.world import FAULTS, ROBOTS, WRENCH_SENSORS, WorldConfig
 
 _SCENE = WorldConfig()  # the default scene: its geometry is declared there once
 
@@ -72,6 +72,12 @@ PARAMS = [
           "dropped (tuina eval safety)", choices=FAULTS),
     Param("FAULT_AFTER_CONTACT_S", "float", 1.5, "s", "when the drill's fault begins",
           low=0.0),
+    Param("WRENCH_SENSOR", "choice", _SCENE.wrench_sensor, "-", "the arm's wrench as its "
+          "estimate gives it (arm: bias, drift, noise, lag, and the FR3's zero near "
+          "singularities; docs/simulation.md) or the true contact wrench (ideal)",
+          choices=WRENCH_SENSORS),
+    Param("WRENCH_SEED", "int", _SCENE.wrench_seed, "-", "seed of the wrench sensor's bias, "
+          "drift and noise"),
     Param("TRUTH_LOG", "str", "", "-", "write the true contact force and end-effector track "
           "(500 Hz) to this .npz when the world closes; empty: none"),
     Param("ROBOT_LINK_DROP_S", "float", 0.0, "s", "fault drill: at this sim time the arm's "
@@ -99,7 +105,8 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         calibration_marker=cfg["CALIBRATION_MARKER"],
         width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion,
         robot_link_drop_s=cfg["ROBOT_LINK_DROP_S"], fault=cfg["FAULT"],
-        fault_after_contact_s=cfg["FAULT_AFTER_CONTACT_S"], truth_log=cfg["TRUTH_LOG"])
+        fault_after_contact_s=cfg["FAULT_AFTER_CONTACT_S"], truth_log=cfg["TRUTH_LOG"],
+        wrench_sensor=cfg["WRENCH_SENSOR"], wrench_seed=cfg["WRENCH_SEED"])
 
 
 def world_config_from_env(graph: Path, env: Mapping[str, Any] | None) -> WorldConfig:

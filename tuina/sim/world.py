@@ -25,6 +25,7 @@ from tuina.operators.geometry import (
 )
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import CAPSULES, HEAD, POINT_SIDES, TRUNK, placement
+from tuina.operators.sensor import BAXTER_WRENCH, FR3_WRENCH, IDEAL_WRENCH, WrenchSensor
 
 # read by mujoco at import: headless EGL unless the graph's env says otherwise
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -80,8 +81,11 @@ class WorldConfig:
     fault: str = "none"  # a drill injected after the first contact: one of FAULTS
     fault_after_contact_s: float = 1.5
     truth_log: str = ""  # write the true contact force and end-effector track here (.npz)
+    wrench_sensor: str = "arm"  # one of WRENCH_SENSORS: the arm's estimate, or the truth
+    wrench_seed: int = 0
 
 
+WRENCH_SENSORS = ("arm", "ideal")
 FAULTS = ("none", "wrench_nan", "wrench_zero", "wrench_spike", "wrench_bias", "camera_freeze",
           "depth_nan", "link_drop")
 # +20 N for 15 ms: one or two of a 100 Hz reader's states whatever its phase (10 ms could fall
@@ -265,6 +269,14 @@ class MassageWorld:
         self.fault_s: float | None = None  # sim time the drill's fault began
         self._bias_dir = np.array([0.0, 0.0, -1.0])
         self._track: list[tuple[float, ...]] = []
+        if cfg.wrench_sensor not in WRENCH_SENSORS:
+            raise ValueError(f"unknown wrench sensor {cfg.wrench_sensor!r}; choose one of "
+                             f"{', '.join(WRENCH_SENSORS)}")
+        noise = IDEAL_WRENCH if cfg.wrench_sensor == "ideal" else \
+            FR3_WRENCH if cfg.robot == "fr3" else BAXTER_WRENCH
+        self._sensor = WrenchSensor(noise, np.random.default_rng([cfg.wrench_seed, 7]))
+        self._sensed = np.zeros(6)
+        self._sigma_min = np.inf
 
     def _add_fr3(self) -> ET.Element:
         """franky-sim's FR3, its state reporting the contact wrench; returns its hand."""
@@ -321,6 +333,9 @@ class MassageWorld:
         else:
             self._arm_qpos = np.array(self.robot._qpos_addrs)
         self._cam_id = mj.mj_name2id(m, mj.mjtObj.mjOBJ_CAMERA, "d455")
+        arm_joints = [j for j in range(m.njnt) if m.jnt_qposadr[j] in set(self._arm_qpos)]
+        self._arm_dofs = np.array([m.jnt_dofadr[j] for j in arm_joints])
+        self._jac = np.zeros((6, m.nv))
         self.sim.register_pre_step_callback(lambda _s: self._pre_step())
         self.sim.register_post_step_callback(lambda _s: self._post_step())
         self._render_data = mj.MjData(m)
@@ -419,8 +434,9 @@ class MassageWorld:
         return self.fault_s is not None
 
     def reported_wrench(self) -> np.ndarray:
-        """The wrench the arm reports: the contact's, unless a sensor drill is on."""
-        f = self._wrench_base.copy()
+        """The wrench the arm reports: its estimate of the contact's (the sensor model),
+        changed by a sensor drill once it is on."""
+        f = self._sensed.copy()
         if not self.cfg.fault.startswith("wrench") or not self.fault_active():
             return f
         kind = self.cfg.fault
@@ -478,6 +494,11 @@ class MassageWorld:
         self._max_force = max(self._max_force, float(np.linalg.norm(force)))
         self._contact_point = weighted / weight if weight > 1e-6 else np.full(3, np.nan)
         self._wrench_base = np.concatenate([force, np.zeros(3)])
+        if self._sensor.params.singular_sigma > 0 and self._steps % 10 == 0:
+            mj.mj_jacBody(m, d, self._jac[:3], self._jac[3:], self._ee_id)
+            self._sigma_min = float(np.linalg.svd(self._jac[:, self._arm_dofs],
+                                                  compute_uv=False)[-1])
+        self._sensed = self._sensor.step(self._wrench_base, m.opt.timestep, self._sigma_min)
         R = d.xmat[self._ee_id].reshape(3, 3)
         ee = np.eye(4)
         ee[:3, :3] = R
