@@ -50,6 +50,7 @@ class Calibration:
     base_T_camera: np.ndarray
     residuals_m: np.ndarray  # per pose, |R p^m + t - p^e|
     weights: np.ndarray
+    marker_in_ee: np.ndarray | None = None  # the marker's offset as solved (None: as given)
 
 
 def detect_marker(rgb: np.ndarray, depth: np.ndarray, K: np.ndarray, radius_m: float,
@@ -141,6 +142,38 @@ def solve_base_T_camera(marker_camera: np.ndarray, marker_base: np.ndarray,
     return Calibration(T, residuals, w)
 
 
+def solve_with_marker_offset(marker_camera: np.ndarray, base_T_ee: np.ndarray,
+                             marker_nominal: np.ndarray, weights: np.ndarray | None = None,
+                             tolerance_m: float = 0.003, noise_m: float = 0.001
+                             ) -> Calibration:
+    """The camera pose and the marker's offset in the end-effector frame together: a marker
+    is mounted within ``tolerance_m`` of its drawing, and an offset taken as drawn puts its
+    error into the camera pose. Least squares from the weighted SVD solution, the offset
+    drawn towards its nominal value by the mount tolerance (so poses that turn the tool
+    little leave it where it was drawn); ``noise_m`` is the marker centre's noise."""
+    from scipy.optimize import least_squares
+
+    cam = np.asarray(marker_camera, float)
+    ee = np.asarray(base_T_ee, float)
+    nominal = np.asarray(marker_nominal, float)
+    first = solve_base_T_camera(cam, ee[:, :3, :3] @ nominal + ee[:, :3, 3], weights)
+    root_w = np.sqrt(first.weights)[:, None]
+
+    def residual(x: np.ndarray) -> np.ndarray:
+        R = Rotation.from_rotvec(x[:3]).as_matrix()
+        marker_base = ee[:, :3, :3] @ x[6:] + ee[:, :3, 3]
+        miss = (cam @ R.T + x[3:6] - marker_base) * root_w / noise_m
+        return np.concatenate([miss.ravel(), (x[6:] - nominal) / tolerance_m])
+
+    T0 = first.base_T_camera
+    x0 = np.concatenate([Rotation.from_matrix(T0[:3, :3]).as_rotvec(), T0[:3, 3], nominal])
+    x = least_squares(residual, x0).x
+    T = make_transform(Rotation.from_rotvec(x[:3]).as_matrix(), x[3:6])
+    marker_base = ee[:, :3, :3] @ x[6:] + ee[:, :3, 3]
+    residuals = np.linalg.norm(transform_points(T, cam) - marker_base, axis=1)
+    return Calibration(T, residuals, first.weights, x[6:].copy())
+
+
 def calibration_poses(centre: np.ndarray, half_extent: np.ndarray, count: int,
                       rng: np.random.Generator, facing_yaw_deg: float = 0.0,
                       max_tilt_deg: float = 10.0, max_yaw_deg: float = 30.0,
@@ -164,6 +197,22 @@ def calibration_poses(centre: np.ndarray, half_extent: np.ndarray, count: int,
         R = Rotation.from_euler("xyz", [tilt[0], tilt[1], yaw], degrees=True).as_matrix()
         poses.append(make_transform(R @ down, p))
     return poses
+
+
+def positioning_errors(points_base: np.ndarray, estimate: np.ndarray, K_estimate: np.ndarray,
+                       truth: np.ndarray, K_truth: np.ndarray,
+                       size: tuple[int, int]) -> np.ndarray:
+    """What a calibration leaves in positions: each point (base frame) the true camera sees
+    (its pixel and depth; points outside the ``size`` = (width, height) image or behind the
+    camera are left out), back-projected with the estimated pose and intrinsics; the
+    distances (m). A camera pose that absorbed an intrinsics error scores well here."""
+    pts = np.asarray(points_base, float)
+    in_camera = transform_points(np.linalg.inv(truth), pts)
+    ahead = in_camera[:, 2] > 0.05
+    uv = (in_camera[ahead] @ K_truth.T)[:, :2] / in_camera[ahead, 2:3]
+    inside = (uv[:, 0] >= 0) & (uv[:, 0] < size[0]) & (uv[:, 1] >= 0) & (uv[:, 1] < size[1])
+    seen = backproject(K_estimate, uv[inside], in_camera[ahead][inside, 2])
+    return np.linalg.norm(transform_points(estimate, seen) - pts[ahead][inside], axis=1)
 
 
 def pose_error(estimate: np.ndarray, truth: np.ndarray) -> tuple[float, float]:

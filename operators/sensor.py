@@ -4,41 +4,88 @@ watch on a depth stream's health (frozen, invalid)."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
 
 @dataclass(frozen=True)
 class DepthNoise:
-    """Parameters of the D455-like model (defaults from the D455 datasheet geometry)."""
+    """Parameters of the D455-like model (docs/simulation.md names their sources).
+
+    Stereo depth noise grows with z^2: sigma_z = z^2 * subpixel / (fx * baseline). It is
+    correlated over ``correlation_px`` (the matcher's window), so averaging neighbouring
+    pixels does not remove it as it would white noise; a smooth bias over the image of up to
+    ``bias_fraction`` of z (the D455's absolute accuracy, <= 2 % at 4 m) stays from frame to
+    frame. Holes: random dropout, and depth discontinuities (stereo occlusion shadows)."""
 
     baseline_m: float = 0.095
     subpixel: float = 0.08  # disparity RMS error, pixels
+    correlation_px: float = 2.0
+    bias_fraction: float = 0.002
     hole_rate: float = 0.005  # random dropout fraction
     edge_jump_m: float = 0.03  # depth discontinuity that drops pixels at edges
     edge_drop_prob: float = 0.5
     min_range_m: float = 0.4
     max_range_m: float = 6.0
+    fields: int = 6  # precomputed noise fields; each frame takes a random window of one
+    margin_px: int = 24
+    field_seed: int = 0  # the sensor's own pattern (its bias field among it)
+
+
+class DepthSensor:
+    """``DepthNoise`` for one image size and focal length, its random fields drawn once so
+    a frame costs a few vectorised operations (a window of a precomputed field is a view)."""
+
+    def __init__(self, shape: tuple[int, int], fx: float, params: DepthNoise) -> None:
+        import cv2
+
+        h, w = shape
+        m = params.margin_px
+        rng = np.random.default_rng([params.field_seed, 11])
+        self.params, self.shape = params, (h, w)
+        noise = rng.standard_normal((params.fields, h + m, w + m)).astype(np.float32)
+        if params.correlation_px > 0:
+            for k in range(params.fields):
+                noise[k] = cv2.GaussianBlur(noise[k], (0, 0), params.correlation_px)
+            noise /= noise.std()
+        self.noise_per_z2 = noise * np.float32(params.subpixel / (fx * params.baseline_m))
+        coarse = rng.uniform(-1.0, 1.0, (3, 4)).astype(np.float32)
+        smooth = cv2.resize(coarse, (w, h), interpolation=cv2.INTER_CUBIC)
+        self.bias_per_z = smooth / max(float(np.abs(smooth).max()), 1e-9) * np.float32(
+            params.bias_fraction)
+        self.holes = rng.random((params.fields, h + m, w + m)) < params.hole_rate
+        self.edge_drop = rng.random((params.fields, h + m, w + m)) < params.edge_drop_prob
+
+    def apply(self, depth: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+        """Noisy copy of a metric z-depth image; NaN where the sensor returns nothing."""
+        p = self.params
+        h, w = self.shape
+        k, dy, dx = (int(rng.integers(p.fields)), int(rng.integers(p.margin_px + 1)),
+                     int(rng.integers(p.margin_px + 1)))
+        window = (k, slice(dy, dy + h), slice(dx, dx + w))
+        z = np.asarray(depth, np.float32)
+        noisy = z + z * z * self.noise_per_z2[window] + z * self.bias_per_z
+        jump = np.zeros(z.shape, dtype=bool)
+        jump[:, 1:] = np.abs(np.diff(z, axis=1)) > p.edge_jump_m
+        jump[1:, :] |= np.abs(np.diff(z, axis=0)) > p.edge_jump_m
+        holes = self.holes[window] | (jump & self.edge_drop[window])
+        holes |= ~((z >= p.min_range_m) & (z <= p.max_range_m))  # NaN depth included
+        noisy[holes] = np.nan
+        return noisy
+
+
+@lru_cache(maxsize=4)
+def depth_sensor(shape: tuple[int, int], fx: float, params: DepthNoise) -> DepthSensor:
+    """The sensor for this image size, focal length and parameters (built once)."""
+    return DepthSensor(shape, fx, params)
 
 
 def apply_depth_noise(depth: np.ndarray, fx: float, params: DepthNoise,
                       rng: np.random.Generator) -> np.ndarray:
-    """Noisy copy of a metric z-depth image; NaN where the sensor returns nothing.
-
-    sigma_z = z^2 * subpixel / (fx * baseline), the stereo depth resolution. Pixels on
-    depth discontinuities drop out with ``edge_drop_prob`` (stereo occlusion shadows).
-    """
-    z = depth.astype(np.float64)
-    sigma = z**2 * params.subpixel / (fx * params.baseline_m)
-    noisy = z + rng.standard_normal(z.shape) * sigma
-    holes = rng.random(z.shape) < params.hole_rate
-    jump = np.zeros(z.shape, dtype=bool)
-    jump[:, 1:] |= np.abs(np.diff(z, axis=1)) > params.edge_jump_m
-    jump[1:, :] |= np.abs(np.diff(z, axis=0)) > params.edge_jump_m
-    holes |= jump & (rng.random(z.shape) < params.edge_drop_prob)
-    holes |= (z < params.min_range_m) | (z > params.max_range_m) | ~np.isfinite(z)
-    noisy[holes] = np.nan
-    return noisy.astype(np.float32)
+    """Noisy copy of a metric z-depth image as the D455-like sensor gives it (``rng`` picks
+    the frame's noise); NaN where the sensor returns nothing."""
+    return depth_sensor(tuple(depth.shape), float(fx), params).apply(depth, rng)
 
 
 def quantize_depth(depth: np.ndarray, scale_m: float = 1e-3) -> np.ndarray:

@@ -16,7 +16,9 @@ from tuina.operators.calibration import (
     detect_marker,
     marker_in_base,
     pose_error,
+    positioning_errors,
     solve_base_T_camera,
+    solve_with_marker_offset,
 )
 from tuina.operators.geometry import make_transform, transform_points
 
@@ -56,6 +58,25 @@ def test_weighted_svd_recovers_the_camera_from_noisy_poses():
     shifted = np.array([marker_in_base(s.base_T_ee, MARKER_IN_EE + [0.01, 0, 0])
                         for s in samples])
     assert solve_base_T_camera(cam, shifted).residuals_m.max() > 3e-3
+
+
+def test_the_marker_offset_is_solved_with_the_camera_within_its_mount_tolerance():
+    rng = np.random.default_rng(4)
+    mounted = MARKER_IN_EE + [0.0015, -0.0012, 0.001]  # as mounted, off its drawing
+    poses = calibration_poses(np.array([0.55, 0.0, 0.35]), np.array([0.12, 0.12, 0.08]), 20,
+                              rng)
+    cam_T_base = np.linalg.inv(TRUE_CAM)
+    cam = np.array([transform_points(cam_T_base, marker_in_base(p, mounted)[None])[0]
+                    + rng.normal(0, 0.3e-3, 3) for p in poses])
+    as_drawn = solve_base_T_camera(cam, np.array([marker_in_base(p, MARKER_IN_EE)
+                                                  for p in poses]))
+    solved = solve_with_marker_offset(cam, np.array(poses), MARKER_IN_EE)
+    drawn_mm = pose_error(as_drawn.base_T_camera, TRUE_CAM)[0] * 1e3
+    solved_mm = pose_error(solved.base_T_camera, TRUE_CAM)[0] * 1e3
+    assert drawn_mm > 1.0  # the mount error went into the camera pose
+    assert solved_mm < 0.5 * drawn_mm
+    assert np.linalg.norm(solved.marker_in_ee - mounted) < np.linalg.norm(
+        MARKER_IN_EE - mounted)
 
 
 def test_collinear_poses_are_refused_with_the_fix():
@@ -149,17 +170,28 @@ def test_calibrate_with_collinear_pairs_writes_nothing(tmp_path):
 
 @pytest.mark.parametrize("graph_name", ["sim.yml", "baxter-sim.yml"])
 def test_committed_sim_extrinsics_match_the_sim_camera(graph_name):
+    from tuina.operators.geometry import intrinsics_matrix
+
+    from tuina.calibrate import BODY_REGION
     from tuina.settings.world import world_config_from_env
-    from tuina.sim.world import true_base_T_camera
+    from tuina.sim.world import reported_intrinsics, true_base_T_camera, true_intrinsics
 
     graph = yaml.safe_load((ROOT / "dataflows" / graph_name).read_text())
     nodes = {n["id"]: n for n in graph["nodes"]}
-    truth = true_base_T_camera(world_config_from_env(ROOT / "dataflows" / graph_name,
-                                                     nodes["world"].get("env")))
+    cfg = world_config_from_env(ROOT / "dataflows" / graph_name, nodes["world"].get("env"))
     path = ROOT / "dataflows" / nodes["camera"]["env"]["EXTRINSICS_FILE"]
     T = np.asarray(json.loads(path.read_text())["base_T_camera"]).reshape(4, 4)
-    dt, dr = pose_error(T, truth)
-    assert dt < 1e-3 and dr < 0.2, f"re-run: tuina calibrate dataflows/{graph_name}"
+    grid = np.stack(np.meshgrid(*(np.linspace(lo, hi, 5) for lo, hi in zip(*BODY_REGION,
+                                                                             strict=True))),
+                    axis=-1).reshape(-1, 3)
+    errors = positioning_errors(grid, T, intrinsics_matrix(*reported_intrinsics(cfg)),
+                                true_base_T_camera(cfg), intrinsics_matrix(*true_intrinsics(cfg)),
+                                (cfg.width, cfg.height))
+    # the files were made from 20 poses through the D455's depth bias and the intrinsics'
+    # error: 1.5 mm mean at the body (the camera pose itself 1.7-2.4 mm, 0.12 deg off)
+    assert len(errors) > 50
+    assert errors.mean() < 2.0e-3 and errors.max() < 4.0e-3, \
+        f"re-run: tuina calibrate dataflows/{graph_name}"
 
 
 @pytest.mark.e2e
@@ -176,8 +208,11 @@ def test_calibrate_in_the_sim_world_moves_the_arm_and_sees_the_marker(tmp_path, 
                      "--seed", str(seed), "--out", str(out))
     assert proc.returncode == 0, proc.stderr[-2000:]
     line = next(x for x in proc.stdout.splitlines() if x.startswith("against the simulated"))
-    mm, deg = (float(v.split()[0]) for v in line.split(":")[1].split(","))
-    assert mm < 1.0 and deg < 0.2
+    mean_mm, max_mm = (float(v.split()[0]) for v in line.split(";")[1].split(",")[:2])
+    # what the calibration leaves at the body, the depth's bias and the reported intrinsics'
+    # error included: 2.0 mm mean, 4.1 mm max from 8 poses; 1.6 mm, 2.4 mm from the Baxter's
+    # 20 (before the sensor's bias, the camera pose alone was held to 1 mm and 0.2 deg)
+    assert mean_mm < 2.5 and max_mm < 5.0, line
     assert json.loads(out.read_text())["poses"] >= seen
 
 

@@ -297,6 +297,30 @@ def test_depth_noise_is_seeded_and_grows_with_range():
 
 
 
+
+def test_depth_noise_is_correlated_like_stereo_and_keeps_a_bias_frames_do_not_average_away():
+    depth = np.full((240, 320), 1.0, np.float32)
+    one = apply_depth_noise(depth, 433.0, DepthNoise(hole_rate=0.0),
+                            np.random.default_rng([1, 0])) - 1.0
+    # neighbouring pixels move together (the matcher's window), unlike white noise
+    assert np.corrcoef(one[:, :-1].ravel(), one[:, 1:].ravel())[0, 1] > 0.6
+    sigma = 0.08 / (433.0 * 0.095)  # z^2 * subpixel / (fx * baseline) at 1 m: 1.9 mm
+    assert 0.8 * sigma < one.std() < 1.2 * sigma
+    # a 5 x 5 mean keeps most of it (white noise would keep a fifth)
+    box = one[:240 // 5 * 5, :320 // 5 * 5].reshape(48, 5, 64, 5).mean(axis=(1, 3))
+    assert box.std() > 0.5 * one.std()
+    # the mean of 40 frames (in 16 x 16 px blocks) is not the truth: a smooth bias of up to
+    # 0.2 % of z stays
+    def bias(seed: int) -> np.ndarray:
+        frames = [apply_depth_noise(depth, 433.0, DepthNoise(hole_rate=0.0),
+                                    np.random.default_rng([seed, k])) for k in range(40)]
+        return (np.mean(frames, axis=0) - 1.0).reshape(15, 16, 20, 16).mean(axis=(1, 3))
+
+    first, later = bias(1), bias(2)
+    assert 0.0005 < np.abs(first).max() <= 0.0023
+    assert np.corrcoef(first.ravel(), later.ravel())[0, 1] > 0.8  # the sensor's, it stays
+
+
 def live_frames(n: int, seed: int = 0):
     """n frames of a still scene as a live sensor gives them: fresh noise each time."""
     depth = np.full((60, 80), 0.8, np.float32)

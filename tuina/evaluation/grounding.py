@@ -56,7 +56,8 @@ class Question:
 
 @dataclass
 class Sample:
-    """One image and its questions; sim samples also carry depth and the camera."""
+    """One image and its questions; sim samples also carry depth and the camera as the
+    predictor is given it (the intrinsics it reports, the pose a calibration finds)."""
 
     image: np.ndarray  # HxWx3 uint8 RGB
     questions: list[Question]
@@ -166,13 +167,14 @@ def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
     cfg = replace(cfg, initial_q=(-2.4, -0.6, 0.0, -2.6, 0.0, 1.9, 0.785))  # arm parked
     samples = []
     with MassageWorld(cfg) as world:
-        K = intrinsics_matrix(*world.intrinsics())
+        K = intrinsics_matrix(*world.true_intrinsics())  # where things appear: the labels
+        K_reported = intrinsics_matrix(*world.intrinsics())  # what the predictor is given
         w, h = cfg.width, cfg.height
         q = np.asarray(cfg.initial_q)
         for k in range(n):
-            body = placement((cfg.body_position[0] + rng.uniform(-0.03, 0.03),
-                              cfg.body_position[1] + rng.uniform(-0.03, 0.03), 0.0),
-                             cfg.body_yaw_deg + rng.uniform(-10.0, 10.0))
+            body = placement((cfg.body_position[0] + rng.uniform(-0.05, 0.05),
+                              cfg.body_position[1] + rng.uniform(-0.05, 0.05), 0.0),
+                             cfg.body_yaw_deg + rng.uniform(-15.0, 15.0))
             position = np.asarray(cfg.camera_position) + rng.uniform(-0.08, 0.08, 3)
             target = np.asarray(cfg.camera_target) + rng.uniform(-0.05, 0.05, 3)
             cam_cfg = replace(cfg, camera_position=tuple(position), camera_target=tuple(target))
@@ -189,11 +191,23 @@ def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
                                           point, tuple(float(v) for v in box)))
             # the depth a D455 would give: noise, holes, z16 steps (the camera node's model)
             depth = quantize_depth(apply_depth_noise(frame.depth, K[0, 0], DepthNoise(), rng))
-            samples.append(Sample(frame.rgb, questions, f"sim-{k:05d}", depth, K, camera,
-                                  {"base_T_body": body}))
+            samples.append(Sample(frame.rgb, questions, f"sim-{k:05d}", depth, K_reported,
+                                  calibrated(camera, rng), {"base_T_body": body}))
             if (k + 1) % 10 == 0:
                 log(f"rendered {k + 1}/{n} images")
     return samples
+
+
+def calibrated(camera: np.ndarray, rng: np.random.Generator, mm: float = 1.0,
+               deg: float = 0.1) -> np.ndarray:
+    """The camera pose as a calibration finds it: off the true one by about ``mm`` and
+    ``deg`` (sigma, per axis), what `tuina calibrate` reaches in the sim world."""
+    from scipy.spatial.transform import Rotation
+
+    error = np.eye(4)
+    error[:3, :3] = Rotation.from_rotvec(np.radians(rng.normal(0.0, deg, 3))).as_matrix()
+    error[:3, 3] = rng.normal(0.0, mm * 1e-3, 3)
+    return camera @ error
 
 
 def _visible(point: Acupoint, body: np.ndarray, box: np.ndarray, depth: np.ndarray,

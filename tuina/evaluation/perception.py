@@ -7,9 +7,9 @@ calibrated with the marker on the FR3 (tuina calibrate's procedure); every later
 uses those calibrated extrinsics, so calibration error is part of the positioning error.
 Per target and trial one frame is rendered with D455-like depth noise, then
 
-- click (VBRM's protocol): the operator clicks the target's centre in the image (sub-pixel,
-  as in a zoomed view; whole-pixel clicks are reported too), pose-fit turns it into a 3D
-  point and a surface normal;
+- click (VBRM's protocol): the operator clicks the target's centre in the image, 1 px
+  (sigma) off where it appears, as in a zoomed view (whole-pixel clicks are reported too);
+  pose-fit turns it into a 3D point and a surface normal;
 - atlas (HMR-1's pipeline): grounding registers the phantom model to the body cloud and
   projects the acupoint, pose-fit takes the projected pixel.
 
@@ -45,6 +45,7 @@ TARGETS = ("CV12", "ST25", "ST25-R", "PC6", "PC6-R", "SP10", "ST36-R", "LR3", "L
 GROUPS = ("near", "middle", "far")
 NOMINAL_BODY = ((0.55, 0.2, 0.0), 90.0)  # where grounding expects the body
 TRUE_BODY = ((0.562, 0.188, 0.0), 91.5)  # where it really lies
+CLICK_PX = 1.0  # the operator's click: normal error, pixels (sigma)
 ROI_MIN = np.array([0.1, -0.9, -0.05])
 ROI_MAX = np.array([1.0, 0.95, 0.3])
 
@@ -102,7 +103,8 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print) -> di
 
     parked = replace(cfg, initial_q=(-2.4, -0.6, 0.0, -2.6, 0.0, 1.9, 0.785))
     with MassageWorld(parked) as world:
-        K = intrinsics_matrix(*world.intrinsics())
+        K = intrinsics_matrix(*world.intrinsics())  # as the camera reports them
+        K_image = intrinsics_matrix(*world.true_intrinsics())  # where things appear
         true_cam = world.base_T_camera()
         truth = world.truth()
         depth_clean = world.render().depth
@@ -132,10 +134,12 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print) -> di
         body = body_cloud(depth, K, base_T_cam, ROI_MIN, ROI_MAX, rng)
         for code in TARGETS:
             i = codes.index(code)
-            # the operator clicks where the point truly appears (sub-pixel: a zoomed view)
-            click = project(K, np.linalg.inv(true_cam), positions[i][None])[0]
+            # the operator clicks where the point appears in the image, within CLICK_PX
+            # (sigma) of it: a zoomed view, a steady hand
+            seen = project(K_image, np.linalg.inv(true_cam), positions[i][None])[0]
+            click = seen + rng.normal(0.0, CLICK_PX, 2)
             if trial == 0:
-                _check_visible(code, np.round(click), positions[i], depth_clean, true_cam)
+                _check_visible(code, np.round(seen), positions[i], depth_clean, true_cam)
             p, n = fit_target(depth, K, base_T_cam, click, rng)
             click_err[code].append(float(np.linalg.norm(p - positions[i])) * 1e3)
             p_whole = point_at_pixel(depth, K, base_T_cam, np.round(click))

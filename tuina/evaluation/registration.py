@@ -17,15 +17,14 @@ confident wrong target, the outcome that must never happen).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from tuina import jsontext
+from tuina.calibrate import sim_extrinsics
 from tuina.operators.geometry import intrinsics_matrix, transform_points
 from tuina.operators.grounding import (
     GroundingError,
@@ -39,7 +38,6 @@ from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
 from tuina.sim.world import body_offset_drawn
 
 FOUND_MM, WRONG_MM = 3.0, 10.0
-EXTRINSICS = Path(__file__).resolve().parents[2] / "calibration" / "sim_d455.json"
 
 
 def pressable(cfg: dict[str, Any]) -> list[Any]:
@@ -71,7 +69,7 @@ def run(placements: int = 20, seed: int = 0, spread_mm: float = 80.0, spread_deg
 
     cfg = load("grounding", PARAMS, {})
     expected = placement(tuple(cfg["BODY_POSITION"]), cfg["BODY_YAW_DEG"])
-    reported = np.asarray(json.loads(EXTRINSICS.read_text())["base_T_camera"]).reshape(4, 4)
+    reported = sim_extrinsics()
     points = pressable(cfg)
     world_cfg = WorldConfig()
     poses = draw_placements(placements, seed, spread_mm, spread_deg,

@@ -30,6 +30,7 @@ from typing import Any
 import numpy as np
 import yaml
 
+from tuina.calibrate import sim_extrinsics
 from tuina.evaluation.sessions import evaluate_graph, run_session
 from tuina.operators.arms import FR3_POSTURE, arm_kinematics
 from tuina.operators.geometry import (
@@ -109,7 +110,7 @@ def render_scenario(world: Any, scenario: Scenario, ik: Any, seed: int,
         raw = np.nan_to_num(noisy / 1e-3, nan=0.0)
         frames.append({"stamp_ns": int(round(t * 1e9)), "z16": np.rint(raw).astype(np.uint16),
                        "q": q.copy(), "body": body})
-    return {"frames": frames, "K": K, "base_T_camera": world.base_T_camera()}
+    return {"frames": frames, "K": K, "base_T_camera": sim_extrinsics()}
 
 
 def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:

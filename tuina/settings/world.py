@@ -38,7 +38,13 @@ PARAMS = [
     Param("CAMERA_MOUNT_ERROR", "floats", list(_SCENE.camera_mount_error), "mm, deg",
           "true mount minus drawing (camera frame xyz mm, xyz Euler deg); camera_info "
           "reports the drawing", length=6),
+    Param("INTRINSICS_ERROR", "floats", list(_SCENE.intrinsics_error), "%, px",
+          "camera_info's intrinsics minus the rendered camera's: fx %, fy %, cx px, cy px "
+          "(a factory calibration's error)", length=4),
     Param("CALIBRATION_MARKER", "bool", False, "-", "mount the green calibration ball"),
+    Param("MARKER_MOUNT_ERROR_MM", "floats", list(_SCENE.marker_mount_error_mm), "mm",
+          "where the calibration ball really sits minus its nominal offset (EE axes)",
+          length=3),
     Param("TABLE_POSITION", "floats", list(_SCENE.table_position), "m",
           "table centre x, y and top z (base frame)", length=3),
     Param("BODY_POSITION", "floats", list(_SCENE.body_position), "m", "phantom pelvis on the table",
@@ -103,6 +109,8 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
         camera_target=tuple(cfg["CAMERA_TARGET"]), camera_up=tuple(cfg["CAMERA_UP"]),
         camera_mount_error=tuple(cfg["CAMERA_MOUNT_ERROR"]),
         calibration_marker=cfg["CALIBRATION_MARKER"],
+        intrinsics_error=tuple(cfg["INTRINSICS_ERROR"]),
+        marker_mount_error_mm=tuple(cfg["MARKER_MOUNT_ERROR_MM"]),
         width=cfg["WIDTH"], height=cfg["HEIGHT"], motion=motion,
         robot_link_drop_s=cfg["ROBOT_LINK_DROP_S"], fault=cfg["FAULT"],
         fault_after_contact_s=cfg["FAULT_AFTER_CONTACT_S"], truth_log=cfg["TRUTH_LOG"],

@@ -72,7 +72,10 @@ class WorldConfig:
     # how the real mount differs from the drawing, in the camera frame: mm, then xyz deg
     camera_mount_error: tuple[float, ...] = (4.0, -3.0, 5.0, 0.8, -0.6, 0.4)
     camera_fovy_deg: float = 58.0
+    # the factory calibration camera_info reports minus the true one: fx %, fy %, cx px, cy px
+    intrinsics_error: tuple[float, ...] = (0.2, 0.2, 0.5, -0.4)
     calibration_marker: bool = False
+    marker_mount_error_mm: tuple[float, ...] = (1.0, -0.8, 0.6)  # true minus nominal (EE axes)
     width: int = 640
     height: int = 480
     motion: BodyMotionScript = field(default_factory=BodyMotionScript)
@@ -141,6 +144,20 @@ def true_base_T_camera(cfg: WorldConfig) -> np.ndarray:
     return nominal_base_T_camera(cfg) @ error
 
 
+def true_intrinsics(cfg: WorldConfig) -> tuple[float, float, float, float]:
+    """fx, fy, cx, cy of the rendered camera (pixel centres at integer coordinates)."""
+    f = (cfg.height / 2.0) / np.tan(np.radians(cfg.camera_fovy_deg) / 2.0)
+    return f, f, (cfg.width - 1) / 2.0, (cfg.height - 1) / 2.0
+
+
+def reported_intrinsics(cfg: WorldConfig) -> tuple[float, float, float, float]:
+    """fx, fy, cx, cy as the camera reports them: its factory calibration, off the rendered
+    camera's by ``intrinsics_error``."""
+    fx, fy, cx, cy = true_intrinsics(cfg)
+    e = cfg.intrinsics_error
+    return fx * (1 + e[0] / 100), fy * (1 + e[1] / 100), cx + e[2], cy + e[3]
+
+
 def _fmt(v) -> str:
     return " ".join(f"{x:.6g}" for x in v)
 
@@ -191,7 +208,8 @@ def _add_scene(sim, cfg: WorldConfig, tool_parent: ET.Element) -> None:
                   pos=f"0 0 {ee_z + BALL_CENTRE_IN_EE_M}", size=f"{BALL_RADIUS_M}",
                   rgba="0.2 0.35 0.8 1", friction="0.3 0.005 0.0001")
     if cfg.calibration_marker:
-        marker = np.asarray(MARKER_IN_EE_M) + [0.0, 0.0, ee_z]
+        marker = np.asarray(MARKER_IN_EE_M) + [0.0, 0.0, ee_z] + np.multiply(
+            cfg.marker_mount_error_mm, 1e-3)
         visual = {"contype": "0", "conaffinity": "0", "mass": "0.001"}
         ET.SubElement(tool_parent, "geom", name="marker_stalk", type="capsule", size="0.004",
                       fromto=_fmt([0.025, marker[1], marker[2],
@@ -588,11 +606,13 @@ class MassageWorld:
             m.vis.headlight.diffuse[:], m.vis.headlight.ambient[:] = saved[4], saved[5]
         return Frame(frame.stamp_ns, rgb, frame.depth, base_T_body)
 
-    def intrinsics(self) -> tuple[float, float, float, float]:
+    def true_intrinsics(self) -> tuple[float, float, float, float]:
         """fx, fy, cx, cy of the rendered camera (pixel centres at integer coordinates)."""
-        h, w = self.cfg.height, self.cfg.width
-        f = (h / 2.0) / np.tan(np.radians(self.cfg.camera_fovy_deg) / 2.0)
-        return f, f, (w - 1) / 2.0, (h - 1) / 2.0
+        return true_intrinsics(self.cfg)
+
+    def intrinsics(self) -> tuple[float, float, float, float]:
+        """fx, fy, cx, cy as the camera reports them (``reported_intrinsics``)."""
+        return reported_intrinsics(self.cfg)
 
     def nominal_base_T_camera(self) -> np.ndarray:
         """The camera pose the drawing gives (what the world reports as extrinsics)."""
