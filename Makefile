@@ -31,9 +31,11 @@ test: setup
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q
 
-# measurements, not tests (nothing here fails on the machine's speed): the wall-clock control
-# loop of a sim session and the registration search over 20 seeded body placements
+# measurements, not tests (nothing here fails on the machine's speed): the depth model's cost
+# per frame, the wall-clock control loop of a sim session, the registration search over 20
+# seeded body placements
 bench: setup
+	$(BIN)/python benchmarks/depth_model.py
 	$(BIN)/python benchmarks/control_loop.py --graph dataflows/sim.yml
 	$(BIN)/tuina eval registration --placements 20
 

@@ -16,6 +16,7 @@ of contact).
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -65,7 +66,8 @@ class SupervisorConfig:
     settle_m: float = 0.0005  # the release holds once the tool is this close to its end
     settle_s: float = 0.5  # or after this long
     max_releases: int = 3  # still pressed after a release: release again, this many at most
-    contact_n: float = 0.5  # a measured force below this is out of contact
+    contact_n: float = 1.0  # a measured force below this is out of contact
+    contact_window: int = 5  # states averaged for that decision (a sensor's noise)
     # a force reading that falls from at least this to exactly zero in one state, the tool not
     # lifting off the surface, is libfranka's zero near singularities, not a contact ending
     zero_drop_min_n: float = 2.0
@@ -116,6 +118,7 @@ class Supervisor:
         self.reference: Reference | None = None
         self.tool: tuple[np.ndarray, np.ndarray] | None = None  # latest position, quaternion
         self.force = 0.0  # latest measured |force|, NaN when unknown
+        self._forces: deque[float] = deque(maxlen=max(config.contact_window, 1))
         self.force_trusted = True  # false once the sensor was found faulty
         self.normal: np.ndarray | None = None  # last surface normal the controller gave
         self.last_command_t: float | None = None
@@ -134,10 +137,16 @@ class Supervisor:
 
     # --- state -------------------------------------------------------------------------
     @property
+    def contact_force(self) -> float:
+        """|force| over the last ``contact_window`` states (NaN when one is unknown): what
+        contact is judged on, a single noisy reading being no contact."""
+        return float(np.mean(self._forces)) if self._forces else self.force
+
+    @property
     def in_contact(self) -> bool:
         """The tool may touch the body: the force says so, or cannot tell."""
-        return not (self.force_trusted and np.isfinite(self.force)
-                    and self.force < self.cfg.contact_n)
+        force = self.contact_force
+        return not (self.force_trusted and np.isfinite(force) and force < self.cfg.contact_n)
 
     @property
     def wrench(self) -> np.ndarray:
@@ -173,6 +182,7 @@ class Supervisor:
         self._wrench = wrench
         previous, force = self.force, force_of(wrench)
         self.force = force
+        self._forces.append(force)
         if self.reference is None:
             self.reference = Reference(p.copy(), q.copy())
         if not np.isfinite(force):
@@ -301,15 +311,15 @@ class Supervisor:
             return
         # out of contact (the force says so): nothing to release, the arm stops where it is
         self.mode = "hold"
-        self._hold_force = self.force
+        self._hold_force = self.contact_force
         self.reference = Reference(self.tool[0].copy(), self.tool[1].copy())
-        self.reports.append(Report("released", name, f"out of contact ({self.force:.1f} N); "
-                                   "holding where it stands"))
+        self.reports.append(Report("released", name, f"out of contact "
+                                   f"({self.contact_force:.1f} N); holding where it stands"))
 
     def _finish_or_release(self) -> None:
         if self.in_contact and self.tool is not None:
-            self.on_fault("done_in_contact", f"the session ended with {self.force:.1f} N of "
-                      "contact force")
+            self.on_fault("done_in_contact", f"the session ended with "
+                          f"{self.contact_force:.1f} N of contact force")
         else:
             self.mode = "finished"
             if self.tool is not None:

@@ -107,6 +107,20 @@ def test_a_tool_lifting_off_the_surface_may_read_zero_at_once():
     assert not sup.fault
 
 
+def test_contact_is_judged_on_the_mean_of_five_states_not_one_noisy_reading():
+    sup = Supervisor(SupervisorConfig(tare_s=0.0))
+    rng = np.random.default_rng(1)
+    readings = []
+    for k in range(200):  # an FR3-like estimate in free space: noise and a little drift
+        sup.on_state(k * DT, PRESS, Q, np.concatenate([rng.normal(0.3, 0.3, 3), np.zeros(3)]))
+        readings.append(sup.force)
+        assert not sup.in_contact, k
+    assert max(readings) > 1.0  # single readings pass the threshold; their mean does not
+    for k in range(5):
+        sup.on_state(2.0 + k * DT, PRESS, Q, DOWN_6N)
+    assert sup.in_contact
+
+
 def test_a_zero_wrench_in_contact_is_a_fault_out_of_contact_it_is_not():
     sup, t = pressing()
     sup.on_state(t + DT, PRESS, Q, NONE)
@@ -182,7 +196,8 @@ def test_done_in_contact_releases_done_out_of_contact_finishes():
     run_release(sup, t)
     assert sup.finished
     free, t = pressing()
-    free.on_state(t + DT, PRESS + [0, 0, 0.01], Q, NONE + [0, 0, -0.1, 0, 0, 0])
+    for k in range(1, 6):  # off the body for the 5 states contact is judged on
+        free.on_state(t + k * DT, PRESS + [0, 0, 0.01], Q, NONE + [0, 0, -0.1, 0, 0, 0])
     free.on_done()
     assert free.finished and not free.latched and free.status == "finished"
 
@@ -350,7 +365,9 @@ def test_the_start_tare_removes_the_sensors_bias_before_the_first_command():
     for _ in range(50):  # 0.5 s standing still, a noisy biased reading
         sup.on_state(t, PRESS, Q, BIAS + rng.normal(0, 0.15, 6))
         t += DT
-    sup.on_state(t, PRESS, Q, BIAS)
+    for k in range(5):
+        sup.on_state(t + k * DT, PRESS, Q, BIAS)
+    t += 4 * DT
     np.testing.assert_allclose(sup.wrench, 0.0, atol=0.1)
     assert not sup.in_contact and not sup.latched
     # readings after the tare keep their contact force; a zero reading stays exactly zero

@@ -28,8 +28,10 @@ SUPERVISOR_PARAMS = [
     Param("ESCAPE_SPEED", "float", 0.25, "m/s", "release speed while the body pushes into the "
           "tool at FORCE_CAP_N (from RELEASE_SPEED at half the cap): a flinching body is "
           "escaped at its own pace", low=0.005, high=1.0),
-    Param("RELEASE_FORCE_N", "float", 0.5, "N", "a measured force below this is out of "
-          "contact: the release holds there", low=0.05, high=5.0),
+    Param("RELEASE_FORCE_N", "float", 1.0, "N", "a measured force (its mean over 5 states) "
+          "below this is out of contact: the release holds there, a session may end. Above the "
+          "arm's estimate's noise and drift since the start tare (an FR3's: 0.3-0.5 N over a "
+          "minute; a Baxter's more: its graphs set 2)", low=0.05, high=5.0),
     Param("TARE_S", "float", 0.5, "s", "the force reading's zero: its mean over this long "
           "while the arm stands still at start, before any command (0: no tare)", low=0.0,
           high=5.0),

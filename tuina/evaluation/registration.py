@@ -110,6 +110,14 @@ def run(placements: int = 20, seed: int = 0, spread_mm: float = 80.0, spread_deg
     return summarize(rows, len(points), seed, spread_mm, spread_deg)
 
 
+def run_seeds(seeds: int, placements: int, spread_mm: float, spread_deg: float,
+              log: Any = print) -> dict[str, Any]:
+    """``run`` on seeds 0..seeds-1, the rates over all their placements together."""
+    runs = [run(placements, seed, spread_mm, spread_deg, log) for seed in range(seeds)]
+    rows = [row for r in runs for row in r["rows"]]
+    return {**summarize(rows, runs[0]["points"], 0, spread_mm, spread_deg), "seeds": seeds}
+
+
 def summarize(rows: list[dict[str, Any]], n_points: int, seed: int, spread_mm: float,
               spread_deg: float) -> dict[str, Any]:
     """Rates over every (placement, point): found, refused, imprecise, wrong."""
@@ -138,7 +146,7 @@ def table(summary: dict[str, Any]) -> str:
         return "-" if v is None else f"{v:.1%}"
 
     return "\n".join([
-        f"{summary['placements']} placements (seed {summary['seed']}, up to "
+        f"{summary['placements']} placements (seeds 0..{summary.get('seeds', 1) - 1}, up to "
         f"±{summary['spread_mm']:.0f} mm and ±{summary['spread_deg']:.0f} deg) x "
         f"{summary['points']} point sides",
         "", "| found (<= 3 mm) | refused | imprecise (3-10 mm) | wrong (> 10 mm) | mean error "
@@ -151,7 +159,9 @@ def table(summary: dict[str, Any]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``tuina eval registration`` options."""
     parser.add_argument("--placements", type=int, default=20, help="seeded body poses")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1, each with its own "
+                        "--placements (every placement is already its own draw of the body, "
+                        "the depth noise and the holes; default 1)")
     parser.add_argument("--spread-mm", type=float, default=80.0,
                         help="largest offset in x and y from the expected pose")
     parser.add_argument("--spread-deg", type=float, default=25.0,
@@ -162,6 +172,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: Any) -> int:
     """``tuina eval registration``."""
     log = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    summary = run(args.placements, args.seed, args.spread_mm, args.spread_deg, log)
+    summary = run_seeds(args.seeds, args.placements, args.spread_mm, args.spread_deg, log)
     print(jsontext.dumps(summary) if args.json else table(summary))
     return 1 if summary["rate_wrong"] else 0

@@ -1,0 +1,53 @@
+"""Many seeds, whole figures: what a seed draws in a simulated session, and a figure's spread
+over the seeds."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from typing import Any
+
+
+def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
+    """A sim graph's env changes for ``seed``: where the phantom lies (seed 0 is the graphs'
+    own placement), the wrench sensor's bias, drift and noise, the camera's depth noise and
+    the nodes' random draws."""
+    return {"world": {"BODY_OFFSET_SEED": seed + 1, "WRENCH_SEED": seed},
+            "camera": {"SEED": seed}, "grounding": {"SEED": seed}, "pose-fit": {"SEED": seed},
+            "icp-tracker": {"SEED": seed}}
+
+
+def merged(*overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
+    """Node env overrides merged node by node, later ones winning."""
+    out: dict[str, dict[str, Any]] = {}
+    for one in overrides:
+        for node, env in one.items():
+            out[node] = {**out.get(node, {}), **env}
+    return out
+
+
+def spread(values: list[float], worst: str = "max") -> dict[str, Any]:
+    """Mean, standard deviation (population) and the worst (``max`` or ``min``) of a figure
+    over seeds; the seeds where it was not measured (NaN) are counted apart."""
+    finite = [float(v) for v in values if v is not None and math.isfinite(float(v))]
+    if not finite:
+        return {"mean": math.nan, "std": math.nan, "worst": math.nan, "n": 0,
+                "missing": len(values)}
+    return {"mean": statistics.fmean(finite), "std": statistics.pstdev(finite),
+            "worst": max(finite) if worst == "max" else min(finite), "n": len(finite),
+            "missing": len(values) - len(finite)}
+
+
+def over_seeds(runs: list[dict[str, Any]], worst: dict[str, str]) -> dict[str, Any]:
+    """The figures named in ``worst`` (name: max | min, the bad direction) over the runs of
+    several seeds: each figure's mean at the top level, its spread under ``spread``."""
+    spreads = {key: spread([run.get(key, math.nan) for run in runs], direction)
+               for key, direction in worst.items()}
+    return {**{key: s["mean"] for key, s in spreads.items()}, "spread": spreads}
+
+
+def spread_text(summary: dict[str, Any], key: str, unit: str, digits: int = 2) -> str:
+    """"mean ± std (worst w) unit" of one figure of ``over_seeds``."""
+    s = summary["spread"][key]
+    return (f"{s['mean']:.{digits}f} ± {s['std']:.{digits}f} {unit} (worst "
+            f"{s['worst']:.{digits}f})")
