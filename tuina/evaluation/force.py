@@ -51,7 +51,8 @@ def run_seed(graph: Path, seed: int, folder: Path, log: Any = print) -> dict[str
         log(f"  true force {s['force_mean_n']:.2f} N (RMS error {s['force_rms_error_n']:.2f} "
             f"settled, {s['force_rms_error_whole_n']:.2f} whole contact), overshoot "
             f"{s['overshoot_n']:.2f} N, max {s['max_force_n']:.1f} N, "
-            f"{_loop(s, 'command_hz'):.0f} Hz, ok {s['ok']}")
+            f"{_loop(s, 'command_hz'):.0f} Hz, ok {s['ok']}"
+            + (f": {'; '.join(s['problems'])}" if s.get("problems") else ""))
     return {
         "seed": seed,
         "rms_error_n": rows["press"]["force_rms_error_n"],
