@@ -102,6 +102,10 @@ def _loop(row: dict[str, Any], key: str) -> float:
     return float(row.get("loop", {}).get(key, float("nan")))
 
 
+def _n(value: float, digits: int = 2) -> str:
+    return "-" if value is None or not np.isfinite(value) else f"{value:.{digits}f}"
+
+
 def table(summary: dict[str, Any]) -> str:
     """The result as a Markdown table plus the headline numbers."""
     lines = ["| scenario | force (N, mean) | RMS error (N) | overshoot (N) | max (N) | stroke "
@@ -109,10 +113,10 @@ def table(summary: dict[str, Any]) -> str:
              "p99 (ms) | latency p99 (ms) | ok |",
              "|---|---|---|---|---|---|---|---|---|---|---|"]
     for name, s in summary["scenarios"].items():
-        lines.append(f"| {name} | {s['force_mean_n']:.2f} | {s['force_rms_error_n']:.2f} | "
-                     f"{s['overshoot_n']:.2f} | {s['max_force_n']:.1f} | "
-                     f"{s['stroke_rms_error_n']:.2f} | {s['stroke_tracking_mm']:.2f} / "
-                     f"{s['stroke_tracking_max_mm']:.2f} | {_loop(s, 'command_hz'):.0f} | "
+        lines.append(f"| {name} | {_n(s['force_mean_n'])} | {_n(s['force_rms_error_n'])} | "
+                     f"{_n(s['overshoot_n'])} | {_n(s['max_force_n'], 1)} | "
+                     f"{_n(s['stroke_rms_error_n'])} | {_n(s['stroke_tracking_mm'])} / "
+                     f"{_n(s['stroke_tracking_max_mm'])} | {_loop(s, 'command_hz'):.0f} | "
                      f"{_loop(s, 'state_jitter_p99_ms'):.2f} / "
                      f"{_loop(s, 'command_jitter_p99_ms'):.2f} | "
                      f"{_loop(s, 'latency_p99_ms'):.2f} | {s['ok']} |")
