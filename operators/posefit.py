@@ -15,7 +15,9 @@ from tuina.operators.geometry import (
     transform_points,
 )
 
-NORMAL_RADIUS_M = 0.015  # skin the normal is fitted on (3D radius, at up to 1 m range)
+# skin the normal is fitted on (3D radius, at up to 1 m range). On the D455's correlated noise
+# 20 mm gave a 4.2 deg mean normal error over the nine perception targets, 15 mm 5.6 deg
+NORMAL_RADIUS_M = 0.02
 
 
 class NoDepthError(ValueError):
