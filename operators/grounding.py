@@ -139,11 +139,13 @@ def view_agreement(base_T_body: np.ndarray, depth: np.ndarray, K: np.ndarray,
     return agree / (agree + through) if agree + through else 0.0
 
 
+_ACUPOINTS = np.array([p.position for p in POINT_SIDES])  # body frame, every side
+
+
 def acupoint_shift_mm(a: np.ndarray, b: np.ndarray) -> float:
     """The largest distance any acupoint moves between body poses ``a`` and ``b``."""
-    pts = np.array([p.position for p in POINT_SIDES])
-    return float(np.max(np.linalg.norm(transform_points(a, pts) - transform_points(b, pts),
-                                       axis=1))) * 1e3
+    return float(np.max(np.linalg.norm(transform_points(a, _ACUPOINTS)
+                                       - transform_points(b, _ACUPOINTS), axis=1))) * 1e3
 
 
 def register_phantom(observed_base: np.ndarray, expected_base_T_body: np.ndarray,
