@@ -149,6 +149,21 @@ def test_record_refuses_unknown_topics_with_the_list():
     assert rec["inputs"]["robot__robot_state"]["queue_size"] >= 1000
 
 
+def test_the_session_summary_is_written_inside_the_recording(tmp_path):
+    from tuina.config import load
+    from tuina.recording.record import with_recorder
+    from tuina.settings import session
+
+    spec = {"nodes": [{"id": "robot", "path": "tuina-franka", "outputs": ["robot_state"]},
+                      {"id": "session", "path": "tuina-session", "outputs": ["events"],
+                       "env": {"RECORDINGS_DIR": "elsewhere", "TIMEOUT_S": 30}}]}
+    out = with_recorder(spec, ["robot/robot_state"], tmp_path / "rec", Path("g.yml"))
+    env = next(n for n in out["nodes"] if n["id"] == "session")["env"]
+    cfg = load("session", session.PARAMS, {k: str(v) for k, v in env.items()})
+    assert Path(cfg["RECORDINGS_DIR"]) / cfg["SESSION"] == (tmp_path / "rec").resolve()
+    assert env["TIMEOUT_S"] == 30 and spec["nodes"][1]["env"]["RECORDINGS_DIR"] == "elsewhere"
+
+
 def test_feed_order_repeats_the_interleaving_each_output_saw():
     from tuina.recording.replay import feed_order
 
@@ -348,7 +363,7 @@ def test_gated_replay_graph_holds_every_input_to_its_plan(tmp_path):
     assert ctrl["inputs"]["replay"]["source"] == "replayer/to_ctrl"
 
 
-def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
+def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path, capsys):
     from argparse import Namespace
 
     from tuina.messages import Command
@@ -359,12 +374,15 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
              "  - id: force-controller\n    path: tuina-force-controller\n"
              "    inputs: {robot_state: robot/robot_state}\n    outputs: [command]\n")
     rec = Recorder(tmp_path / "rec", {"graph": graph})
-    for k in range(200):  # 100 Hz states; each command 2 ms after its state, force 6 +- 0.5
+    for k in range(200):  # 100 Hz states; each command 2 ms after its state
         rec.writers.setdefault("robot/robot_state", recording.TopicWriter(
             tmp_path / "rec" / "robot__robot_state.arrows")).add(
             state(k).to_arrow(), {"stamp_ns": k * 10_000_000, "seq": k}, 1_000 + k * 10**7)
-        force = 6.0 + (0.5 if k % 2 else -0.5)
-        cmd = Command([0.4, 0, 0.2], [1.0, 0, 0, 0], [0.0] * 6, "track", "press", 6.0, force)
+        # approach, then the contact phase: searching (no force) to k = 80, pressing after
+        phase = "approach" if k < 50 else "contact"
+        force = 0.0 if k < 80 else 6.0 + (0.5 if k % 2 else -0.5)
+        cmd = Command([0.4, 0, 0.2], [1.0, 0, 0, 0], [0.0] * 6, "track", phase,
+                      6.0 if phase == "contact" else 0.0, force)
         rec.writers.setdefault("force-controller/command", recording.TopicWriter(
             tmp_path / "rec" / "force-controller__command.arrows")).add(
             cmd.to_arrow(), {"stamp_ns": k * 10_000_000, "seq": k,
@@ -377,11 +395,19 @@ def test_report_counts_rates_latencies_and_plots_a_recording(tmp_path):
     assert topics["robot/robot_state"]["count"] == 200
     assert topics["robot/robot_state"]["rate_hz"] == pytest.approx(100.0)
     assert topics["force-controller/command"]["hop_ms_p50"] == pytest.approx(2.0)
-    assert summary(session_series(tmp_path / "rec", manifest))["force_rms_error_in_contact_n"] == \
-        pytest.approx(0.5)
+    target = session_series(tmp_path / "rec", manifest)["force"]["target"]
+    assert np.isnan(target[:80]).all() and (target[80:] == 6.0).all()  # from the first touch
+    assert "force_rms_error_in_contact_n" not in summary(session_series(tmp_path / "rec",
+                                                                        manifest))
+    (tmp_path / "rec" / "summary.json").write_text(
+        '{"ok": true, "force_rms_error_n": 0.11, "released_t": null, "problems": []}')
     assert report_main(Namespace(recording=str(tmp_path / "rec"), output=None)) == 0
+    printed = capsys.readouterr().out
+    assert "force_rms_error_n                0.110" in printed
+    assert "released_t                       - (not measured)" in printed
     page = (tmp_path / "rec" / "report" / "report.html").read_text()
     assert "data:image/png;base64," in page and "force-controller/command" in page
+    assert "<td>force_rms_error_n</td><td>0.110</td>" in page
     assert (tmp_path / "rec" / "report" / "force.png").stat().st_size > 1000
 
 

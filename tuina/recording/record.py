@@ -15,6 +15,7 @@ import yaml
 from tuina.recording import input_id
 
 RECORDER_ID = "recorder"
+SESSION_PATH = "tuina-session"  # its summary.json goes into the recording folder
 QUEUE_SIZE = 10_000  # a busy disk must never make dora drop a message
 ROBOT_PATHS = ("tuina-franka", "tuina-baxter")
 
@@ -27,7 +28,8 @@ def graph_topics(spec: dict[str, Any]) -> list[str]:
 
 def with_recorder(spec: dict[str, Any], topics: list[str], folder: Path, graph_file: Path,
                   mandatory: bool = False) -> dict[str, Any]:
-    """A copy of the graph spec with a recorder node subscribed to ``topics``."""
+    """A copy of the graph spec with a recorder node subscribed to ``topics``; the session
+    node writes its summary into the recording folder (``summary.json``)."""
     known = graph_topics(spec)
     unknown = [t for t in topics if t not in known]
     if unknown:
@@ -37,6 +39,11 @@ def with_recorder(spec: dict[str, Any], topics: list[str], folder: Path, graph_f
         raise ValueError(f"the graph already has a node '{RECORDER_ID}'")
     dynamic = {node["id"] for node in spec["nodes"] if node.get("path") == "dynamic"}
     nodes = [dict(node) for node in spec["nodes"]]
+    for node in nodes:
+        if node.get("path") == SESSION_PATH:
+            node["env"] = {**(node.get("env") or {}), "RECORDINGS_DIR": str(folder.resolve()
+                                                                          .parent),
+                           "SESSION": folder.name}
     if mandatory:  # a recording that fails stops every robot (their estop* inputs)
         for node in nodes:
             if node.get("path") in ROBOT_PATHS:

@@ -2,9 +2,16 @@
 
 Per topic: messages, rate and the largest gap (event time), lost messages, and the hop
 latency of each output from the message that triggered it (the lineage in its metadata,
-both times taken at the recorder). The session: force against target, the tool's path
-against the planned one, and the tracker's motion against the truth where the recording
-has it. polars does the analysis, matplotlib the plots.
+both times taken at the recorder). The session: its own summary (``summary.json``, kept in
+the recording: every figure defined once, by the session node), and the plots: the force
+the controller measured and the world's true contact force against the target (drawn from
+the first touch of each contact phase on), the tool's path against the planned one, and
+the tracker's motion against the truth where the recording has it. Two figures are the
+report's own: ``tool_to_plan_mm_p95`` (95th percentile of each robot state's tool distance
+to the nearest planned point, the whole run) and ``tracking_error_mm_mean`` (mean over
+every body-motion message of the distance between the tracker's translation and the
+world's body translation since the same reference frame). polars does the analysis,
+matplotlib the plots.
 """
 
 from __future__ import annotations
@@ -90,25 +97,33 @@ def _payload(frame: pl.DataFrame, field: str) -> pl.Series:
 
 
 def session_series(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
-    """The time series the plots and the summary are made of (seconds from the first)."""
+    """The time series the plots and the figures are made of (seconds from the first)."""
     out: dict[str, Any] = {}
     commands = load(folder, manifest, "force-controller/command")
+    truth = load(folder, manifest, "world/ground_truth")
+    motion = load(folder, manifest, "icp-tracker/body_motion")
+    # one clock for every plot: seconds from the first of these messages (event time)
+    t0 = min((f["stamp_ns"].min() for f in (commands, truth, motion) if f is not None),
+             default=0)
     if commands is not None:
-        t0 = commands["stamp_ns"][0]
+        measured = _payload(commands, "force_measured_n").to_numpy()
+        phases = _payload(commands, "phase").to_list()
         out["force"] = {"t": ((commands["stamp_ns"] - t0) * 1e-9).to_numpy(),
-                        "measured": _payload(commands, "force_measured_n").to_numpy(),
-                        "target": _payload(commands, "force_target_n").to_numpy(),
-                        "phase": _payload(commands, "phase").to_list()}
+                        "measured": measured,
+                        "target": touched_target(_payload(commands, "force_target_n").to_numpy(),
+                                                 measured),
+                        "phase": phases}
+        if truth is not None:
+            force = np.stack(_payload(truth, "contact_force").to_numpy())
+            out["force"]["true_t"] = ((truth["stamp_ns"] - t0) * 1e-9).to_numpy()
+            out["force"]["true"] = np.linalg.norm(force, axis=1)
     states = load(folder, manifest, "robot/robot_state")
     plans = load(folder, manifest, "planner/trajectory")
     if states is not None and plans is not None:
         tool = np.stack(_payload(states, "tool_position").to_numpy())
         planned = np.asarray(_payload(plans, "positions")[-1]).reshape(-1, 3)
         out["path"] = {"tool": tool, "planned": planned}
-    motion = load(folder, manifest, "icp-tracker/body_motion")
-    truth = load(folder, manifest, "world/ground_truth")
     if motion is not None:
-        t0 = motion["stamp_ns"][0]
         moved = np.stack(_payload(motion, "translation").to_numpy())
         series = {"t": ((motion["stamp_ns"] - t0) * 1e-9).to_numpy(),
                   "motion_mm": np.linalg.norm(moved, axis=1) * 1e3}
@@ -124,16 +139,35 @@ def session_series(folder: Path, manifest: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def touched_target(target: np.ndarray, measured: np.ndarray, touch_n: float = 1.0
+                   ) -> np.ndarray:
+    """The force target from the first touch (measured force over ``touch_n``) of each
+    stretch that asks for a force to its end, NaN elsewhere: the plan asks for the force
+    while the tool still searches for the surface, not a force anything could hold yet."""
+    shown = np.full(len(target), np.nan)
+    touched = False
+    for i, wanted in enumerate(target):
+        touched = wanted > 0 and (touched or measured[i] > touch_n)
+        if touched:
+            shown[i] = wanted
+    return shown
+
+
+def session_summary(folder: Path) -> dict[str, Any] | None:
+    """The session node's summary kept in the recording (``summary.json``), if any."""
+    path = folder / "summary.json"
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as err:
+        raise RecordingError(f"{path} is not valid JSON ({err}); the session summary is "
+                             "damaged, the topics can still be read") from err
+
+
 def summary(series: dict[str, Any]) -> dict[str, float]:
-    """Headline numbers of the session."""
+    """The report's own figures (defined in the module docstring)."""
     out: dict[str, float] = {}
-    if "force" in series:
-        f = series["force"]
-        pressing = (f["target"] > 0) & (f["measured"] > 1.0)
-        if pressing.any():
-            err = f["measured"][pressing] - f["target"][pressing]
-            out["force_rms_error_in_contact_n"] = float(np.sqrt(np.mean(err**2)))
-        out["force_max_n"] = float(np.max(f["measured"]))
     if "path" in series:
         tool, planned = series["path"]["tool"], series["path"]["planned"]
         d = np.min(np.linalg.norm(tool[:, None, :] - planned[None, :, :], axis=2), axis=1)
@@ -154,8 +188,10 @@ def plots(series: dict[str, Any], folder: Path) -> list[Path]:
     if "force" in series:
         f = series["force"]
         fig, ax = plt.subplots(figsize=(8, 3.5))
-        ax.plot(f["t"], f["measured"], label="measured")
-        ax.plot(f["t"], f["target"], "--", label="target")
+        ax.plot(f["t"], f["measured"], label="measured (the controller's wrench estimate)")
+        if "true" in f:
+            ax.plot(f["true_t"], f["true"], label="true contact force (world)", alpha=0.8)
+        ax.plot(f["t"], f["target"], "--", label="target (from the first touch)")
         ax.set(xlabel="time (s)", ylabel="contact force (N)", title="Contact force")
         ax.legend()
         written.append(_save(fig, folder / "force.png"))
@@ -189,17 +225,17 @@ def _save(fig: Any, path: Path) -> Path:
     return path
 
 
-def write_html(path: Path, title: str, topics: pl.DataFrame, headline: dict[str, float],
+def write_html(path: Path, title: str, topics: pl.DataFrame, headline: dict[str, Any],
                images: list[Path], manifest: dict[str, Any]) -> None:
     """One self-contained page: tables and the plots inlined as base64 PNG."""
     def cell(value: Any) -> str:
-        return "" if value is None else (f"{value:.2f}" if isinstance(value, float)
+        return "" if value is None else (f"{value:.3f}" if isinstance(value, float)
                                          else html.escape(str(value)))
 
     head = "".join(f"<th>{html.escape(c)}</th>" for c in topics.columns)
     body = "".join("<tr>" + "".join(f"<td>{cell(v)}</td>" for v in row) + "</tr>"
                    for row in topics.iter_rows())
-    numbers = "".join(f"<tr><td>{html.escape(k)}</td><td>{v:.3f}</td></tr>"
+    numbers = "".join(f"<tr><td>{html.escape(k)}</td><td>{cell(v)}</td></tr>"
                       for k, v in headline.items())
     pictures = "".join(
         f'<img alt="{p.stem}" src="data:image/png;base64,'
@@ -229,10 +265,14 @@ def main(args: Any) -> int:
         manifest = read_manifest(folder)
         topics = topic_table(folder, manifest)
         series = session_series(folder, manifest)
+        session = session_summary(folder)
     except RecordingError as err:
         print(f"tuina report: error: {err}", file=sys.stderr)
         return 2
-    headline = summary(series)
+    own = summary(series)
+    headline = {**{k: v for k, v in (session or {}).items()
+                   if isinstance(v, int | float | str | None) and not isinstance(v, bool)},
+                **({} if session is None else {"ok": session.get("ok")}), **own}
     out = Path(args.output) if args.output else folder / "report"
     out.mkdir(parents=True, exist_ok=True)
     images = plots(series, out)
@@ -240,8 +280,13 @@ def main(args: Any) -> int:
                manifest)
     with pl.Config(tbl_rows=-1, tbl_cols=-1, tbl_width_chars=160, float_precision=2):
         print(topics)
+    if session is None:
+        print("no session summary in this recording (summary.json): it was made before the "
+              "summary was kept with it, or the session did not end")
     for key, value in headline.items():
-        print(f"{key:28s} {value:.3f}")
+        text = "- (not measured)" if value is None else (
+            f"{value:.3f}" if isinstance(value, float) else str(value))
+        print(f"{key:32s} {text}")
     if not manifest.get("complete"):
         print(f"recording INCOMPLETE: {manifest.get('incomplete_reason', 'it ended early')}")
     print(f"plots and report.html in {out}")
