@@ -42,6 +42,9 @@ class SessionLog:
     first_contact_t: float | None = None  # event time of the first contact, s
     follow_t: list[float] = field(default_factory=list)  # press / stroke samples with the
     follow_mm: list[float] = field(default_factory=list)  # contact-to-acupoint distance
+    # the same contact-to-acupoint offset in the body's frame (mm): what the body's motion
+    # changes when the tool does not follow it
+    follow_offsets: list[list[float]] = field(default_factory=list)
     motion_t: list[float] = field(default_factory=list)  # body_motion stamps
     motion_status: list[str] = field(default_factory=list)
     tracking_err_mm: list[float] = field(default_factory=list)  # at the target, vs the truth
@@ -105,6 +108,22 @@ def follow_errors(t: np.ndarray, err: np.ndarray, settle_s: float,
     return err[t - episode_start >= settle_s]
 
 
+def follow_drift(t: np.ndarray, offsets: np.ndarray, settle_s: float,
+                 reference_s: float = 0.5) -> np.ndarray:
+    """How far the tool's offset from the acupoint, in the body's frame, moved from where
+    it sat over the first ``reference_s`` of settled contact: what following the body
+    failed to keep, without the acupoint's perception error that sets the offset itself."""
+    if len(t) == 0:
+        return np.zeros(0)
+    settled = follow_errors(t, np.arange(len(t)), settle_s).astype(int)
+    if not len(settled):
+        return np.zeros(0)
+    start = t[settled[0]]
+    early = settled[t[settled] <= start + reference_s]
+    reference = np.median(offsets[early], axis=0)
+    return np.linalg.norm(offsets[settled] - reference, axis=1)
+
+
 def force_figures(t: np.ndarray, f: np.ndarray, phases: np.ndarray, target_n: float,
                   limits: SessionLimits) -> dict[str, float]:
     """Force against the target over a session's samples (time, force, phase): mean and RMS
@@ -146,6 +165,8 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
     max_force = max(log.max_force_n, float(f.max()) if len(f) else 0.0)
     follow = follow_errors(np.asarray(log.follow_t), np.asarray(log.follow_mm),
                            limits.follow_settle_s)
+    drift = follow_drift(np.asarray(log.follow_t), np.asarray(log.follow_offsets).reshape(-1, 3),
+                         limits.follow_settle_s)
     mt = np.asarray(log.motion_t)
     ok_motion = np.asarray(log.motion_status) == "ok"
     statuses = {k: int(np.sum(np.asarray(log.motion_status) == k))
@@ -199,6 +220,8 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "contact_breaks": contact_breaks(np.asarray(log.follow_t)),
         "follow_err_p95_mm": float(np.percentile(follow, 95)) if len(follow) else float("nan"),
         "follow_err_max_mm": float(np.max(follow)) if len(follow) else float("nan"),
+        "follow_drift_mm": float(np.mean(drift)) if len(drift) else float("nan"),
+        "follow_drift_max_mm": float(np.max(drift)) if len(drift) else float("nan"),
         "tracking_err_mm": (float(np.mean(log.tracking_err_mm)) if log.tracking_err_mm
                             else float("nan")),
         "tracking_err_deg": (float(np.mean(log.tracking_err_deg)) if log.tracking_err_deg
@@ -415,6 +438,7 @@ class SessionWatch:
             log.stroke_mm.append(distance_to_path(contact, path) * 1000)
         log.follow_t.append(stamp * 1e-9)
         log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))
+        log.follow_offsets.append(((contact - acu) @ self.truths[stamp][0] * 1000).tolist())
 
     def due(self) -> str | None:
         """None while the session goes on; else why it ends ("" when nothing went wrong)."""

@@ -343,6 +343,19 @@ def test_follow_error_leaves_out_each_contacts_settling_and_counts_breaks():
     assert contact_breaks(t) == 1 and contact_breaks(t[:20]) == 0
 
 
+def test_follow_drift_is_what_the_motion_added_not_the_perception_offset():
+    from tuina.operators.session import follow_drift
+
+    t = np.arange(100) * 0.05  # one contact, 5 s
+    offsets = np.tile([3.0, -2.0, 0.0], (100, 1))  # found 3.6 mm off: followed perfectly
+    offsets[:4] = [9.0, 9.0, 9.0]  # settling, left out
+    assert np.allclose(follow_drift(t, offsets, settle_s=0.2), 0.0)
+    offsets[60:, 0] += 2.0  # from 3 s on, the tool lags the body by 2 mm
+    drift = follow_drift(t, offsets, settle_s=0.2)
+    assert len(drift) == 96 and np.allclose(drift[56:], 2.0) and np.allclose(drift[:56], 0.0)
+    assert len(follow_drift(np.zeros(0), np.zeros((0, 3)), 0.2)) == 0
+
+
 def test_loop_timer_measures_rate_jitter_and_latency():
     from tuina.operators.timing import LoopTimer
 
