@@ -205,19 +205,27 @@ def register_phantom(observed_base: np.ndarray, expected_base_T_body: np.ndarray
     return best
 
 
+@lru_cache(maxsize=1)
+def _skin(spacing: float = 0.002) -> tuple[np.ndarray, np.ndarray]:
+    """The phantom's whole surface, densely sampled (body frame): points and normals."""
+    return surface_samples(spacing=spacing, min_up=-1.0)
+
+
 def acupoint_box(point: Acupoint, base_T_body: np.ndarray, K: np.ndarray,
-                 camera_T_base: np.ndarray, half_size_m: float = 0.015) -> np.ndarray:
-    """Image box (x1, y1, x2, y2) of a square of tissue around the acupoint."""
-    n = point.normal
-    t1 = np.cross(n, [1.0, 0.0, 0.0])
-    if np.linalg.norm(t1) < 1e-6:
-        t1 = np.cross(n, [0.0, 1.0, 0.0])
-    t1 /= np.linalg.norm(t1)
-    t2 = np.cross(n, t1)
-    corners = [point.position + half_size_m * (a * t1 + b * t2)
-               for a in (-1, 1) for b in (-1, 1)]
-    uv = project(K, camera_T_base, transform_points(base_T_body, np.asarray(corners)))
-    return np.array([uv[:, 0].min(), uv[:, 1].min(), uv[:, 0].max(), uv[:, 1].max()])
+                 camera_T_base: np.ndarray, radius_m: float = 0.015) -> np.ndarray:
+    """Image box (x1, y1, x2, y2) of the skin within ``radius_m`` of the acupoint that faces
+    the camera (the model's surface at the pose ``base_T_body``), pixel edges included."""
+    pts, nrm = _skin()
+    near = np.linalg.norm(pts - point.position, axis=1) <= radius_m
+    patch = transform_points(base_T_body, pts[near])
+    normals = nrm[near] @ base_T_body[:3, :3].T
+    eye = np.linalg.inv(camera_T_base)[:3, 3]
+    facing = np.einsum("ij,ij->i", normals, eye - patch) > 0
+    if facing.any():
+        patch = patch[facing]
+    uv = project(K, camera_T_base, patch)
+    return np.array([uv[:, 0].min() - 0.5, uv[:, 1].min() - 0.5, uv[:, 0].max() + 0.5,
+                     uv[:, 1].max() + 0.5])
 
 
 def stroke_pixels(point: Acupoint, base_T_body: np.ndarray, K: np.ndarray,

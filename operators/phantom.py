@@ -154,21 +154,32 @@ def surface_samples(spacing: float = 0.01, min_up: float = 0.2) -> tuple[np.ndar
     z component of the normal kept.
     """
     pts, nrm = [], []
-    for seg in CAPSULES:
+    for seg in CAPSULES:  # as _on_capsule, every (fraction, angle) at once
         n_axial = max(2, int(seg.length / spacing))
         n_around = max(8, int(2 * np.pi * seg.radius / spacing))
-        for f in np.linspace(0.0, 1.0, n_axial):
-            for phi in np.linspace(-180.0, 180.0, n_around, endpoint=False):
-                p, n, _ = _on_capsule(seg, f, phi)
-                pts.append(p)
-                nrm.append(n)
-    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
-    for x in np.arange(c[0] - r[0], c[0] + r[0], spacing):
-        for y in np.arange(c[1] - r[1], c[1] + r[1], spacing):
-            if ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 < 0.98:
-                p, n, _ = _on_trunk(x, y)
-                pts.append(p)
-                nrm.append(n)
+        axis = seg.axis
+        anterior = np.array([0.0, 0.0, 1.0]) - axis[2] * axis
+        anterior /= np.linalg.norm(anterior)
+        lateral = np.cross(axis, anterior) * (1.0 if seg.a[1] >= 0 else -1.0)
+        f, phi = np.meshgrid(np.linspace(0.0, 1.0, n_axial),
+                             np.radians(np.linspace(-180.0, 180.0, n_around, endpoint=False)),
+                             indexing="ij")
+        f, phi = f.reshape(-1, 1), phi.reshape(-1, 1)
+        direction = np.cos(phi) * anterior + np.sin(phi) * lateral
+        centre = np.asarray(seg.a) + f * (np.asarray(seg.b) - np.asarray(seg.a))
+        pts.extend(centre + seg.radius * direction)
+        nrm.extend(direction)
+    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)  # as _on_trunk, vectorised
+    x, y = np.meshgrid(np.arange(c[0] - r[0], c[0] + r[0], spacing),
+                       np.arange(c[1] - r[1], c[1] + r[1], spacing), indexing="ij")
+    x, y = x.reshape(-1), y.reshape(-1)
+    inside = ((x - c[0]) / r[0]) ** 2 + ((y - c[1]) / r[1]) ** 2 < 0.98
+    x, y = x[inside], y[inside]
+    u = 1.0 - ((x - c[0]) / r[0]) ** 2 - ((y - c[1]) / r[1]) ** 2
+    top = np.stack([x, y, c[2] + r[2] * np.sqrt(np.maximum(u, 0.0))], axis=1)
+    n = (top - c) / r**2
+    pts.extend(top)
+    nrm.extend(n / np.linalg.norm(n, axis=1, keepdims=True))
     hc, hr = np.asarray(HEAD[1]), HEAD[2]
     for theta in np.linspace(0, np.pi / 2, 8):
         for phi in np.linspace(0, 2 * np.pi, 24, endpoint=False):

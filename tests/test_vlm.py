@@ -318,6 +318,23 @@ def test_the_evaluator_reproduces_a_success_rate_known_by_construction(tmp_path)
     assert result["success_iou75"] == 0.4
     per = result["per_acupoint_iou50"]
     assert sum(v["n"] for v in per.values()) == 10 and set(per) == {a.code for a in ATLAS[:5]}
+    assert result["not_grounded"] == 1
+    assert result["centre_error_px_mean"] == pytest.approx((3 * 25 + 2 * 300 / 7) / 9)
+
+
+def test_sim_labels_are_rendered_apart_from_the_atlas_predictor_that_is_scored_on_them():
+    """The labels: the rendered skin within 15 mm of each visible point (true camera and
+    depth); the predictor: registration on noisy depth with the reported intrinsics and a
+    calibrated camera, its own model's patch projected. Seed 0, three images."""
+    from tuina.evaluation.grounding import atlas_predictor, evaluate, render_sim
+
+    samples = render_sim(3, seed=0, log=lambda line: None)
+    assert sum(len(s.questions) for s in samples) >= 20
+    result = evaluate(samples, atlas_predictor(0))
+    # over 40 images (421 questions): 98 % at IoU 0.3, 89 % at 0.5, 68 % at 0.75
+    assert result["not_grounded"] == 0 and result["success_iou30"] >= 0.9
+    assert result["centre_error_px_mean"] <= 2.0
+    assert result["success_iou75"] < 1.0  # the labels are not the predictor's own boxes
 
 
 def test_a_dataset_with_a_broken_answer_names_the_record(tmp_path):
@@ -361,3 +378,30 @@ def test_a_rotated_box_is_the_tight_box_of_its_turned_corners(tmp_path):
     assert all(np.array_equal(a.image, b.image) and a.questions == b.questions
                for a, b in zip(first, second, strict=True))
     assert not np.array_equal(first[0].image, augment([sample], copies=1, seed=8)[0].image)
+
+
+def test_a_sim_label_is_the_rendered_skin_patch_not_a_projected_box():
+    import numpy as np
+
+    from tuina.evaluation.grounding import patch_box
+    from tuina.operators.geometry import intrinsics_matrix
+
+    K = intrinsics_matrix(600.0, 600.0, 320.0, 240.0)
+    camera = np.eye(4)  # the camera's optical frame is the base frame
+    v, u = np.mgrid[0:480, 0:640].astype(float)
+    facing = np.full((480, 640), 0.5, np.float32)  # skin square to the camera, 0.5 m away
+    # 15 mm at 0.5 m is 18 px: the patch's pixels reach 18 px each way from the centre
+    assert patch_box(facing, K, camera, np.array([0.0, 0.0, 0.5]), 0.015) == pytest.approx(
+        [301.5, 221.5, 338.5, 258.5], abs=1.0)
+    # skin turned 60 deg about the image's vertical: the patch is half as wide, as tall
+    slope = np.tan(np.radians(60.0))
+    turned = (0.5 / (1.0 - slope * (u - 320.0) / 600.0)).astype(np.float32)
+    x1, y1, x2, y2 = patch_box(turned, K, camera, np.array([0.0, 0.0, 0.5]), 0.015)
+    assert 16 <= x2 - x1 <= 21 and y2 - y1 == pytest.approx(37.0, abs=1.0)
+    # the arm in front of the point hides it: no label
+    hidden = facing.copy()
+    hidden[230:250, 310:330] = 0.3
+    assert patch_box(hidden, K, camera, np.array([0.0, 0.0, 0.5]), 0.015) is None
+    # a patch cut by the image's edge is no label either
+    at_edge = np.array([(5.0 - 320.0) / 600.0 * 0.5, 0.0, 0.5])
+    assert patch_box(facing, K, camera, at_edge, 0.015) is None

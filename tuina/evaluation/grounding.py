@@ -38,7 +38,7 @@ THRESHOLDS = (0.3, 0.5, 0.75)
 QUESTIONS = ("Where is {pinyin}?", "Please locate the acupoint {pinyin} ({code}).",
              "Find {code} on the body and give its bounding box.",
              "Which region is the {pinyin} point?")
-BOX_HALF_SIZE_M = 0.015  # a labelled box covers 3 x 3 cm of tissue around the point
+PATCH_RADIUS_M = 0.015  # a box covers the skin within 15 mm of the point
 
 
 class DatasetError(ValueError):
@@ -137,12 +137,18 @@ def evaluate(samples: list[Sample], predict: Predictor) -> dict[str, Any]:
     """Success rates at each IoU threshold, overall and per acupoint (at IoU 0.5)."""
     ious: list[float] = []
     by_point: dict[str, list[float]] = {}
+    centre_px: list[float] = []  # predicted box centre to the labelled one
+    label_px: list[float] = []  # the labelled box's shorter side
     for sample in samples:
         for q in sample.questions:
             box = predict(sample, q)
             iou = 0.0 if box is None else box_iou(box, q.box)
             ious.append(iou)
             by_point.setdefault(q.acupoint.code, []).append(iou)
+            label_px.append(float(min(q.box[2] - q.box[0], q.box[3] - q.box[1])))
+            if box is not None:
+                centre_px.append(float(np.hypot((box[0] + box[2] - q.box[0] - q.box[2]) / 2,
+                                                (box[1] + box[3] - q.box[1] - q.box[3]) / 2)))
     n = len(ious)
     out: dict[str, Any] = {"n": n}
     for t in THRESHOLDS:
@@ -150,14 +156,18 @@ def evaluate(samples: list[Sample], predict: Predictor) -> dict[str, Any]:
     out["per_acupoint_iou50"] = {code: {"n": len(v), "success": sum(i >= 0.5 for i in v) / len(v)}
                                  for code, v in sorted(by_point.items())}
     out["mean_iou"] = float(np.mean(ious)) if n else 0.0
+    out["not_grounded"] = n - len(centre_px)
+    out["centre_error_px_mean"] = float(np.mean(centre_px)) if centre_px else float("nan")
+    out["centre_error_px_p95"] = (float(np.percentile(centre_px, 95)) if centre_px
+                                  else float("nan"))
+    out["label_short_side_px_median"] = float(np.median(label_px)) if n else float("nan")
     return out
 
 
 def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
     """``n`` labelled images of the sim world: body, camera and lighting drawn per image."""
     from tuina.evaluation.perception import eval_world_config
-    from tuina.operators.geometry import intrinsics_matrix
-    from tuina.operators.grounding import acupoint_box
+    from tuina.operators.geometry import intrinsics_matrix, transform_points
     from tuina.operators.phantom import placement
     from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
     from tuina.sim.world import MassageWorld, nominal_base_T_camera
@@ -169,7 +179,6 @@ def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
     with MassageWorld(cfg) as world:
         K = intrinsics_matrix(*world.true_intrinsics())  # where things appear: the labels
         K_reported = intrinsics_matrix(*world.intrinsics())  # what the predictor is given
-        w, h = cfg.width, cfg.height
         q = np.asarray(cfg.initial_q)
         for k in range(n):
             body = placement((cfg.body_position[0] + rng.uniform(-0.05, 0.05),
@@ -180,11 +189,11 @@ def render_sim(n: int, seed: int = 0, log: Any = print) -> list[Sample]:
             cam_cfg = replace(cfg, camera_position=tuple(position), camera_target=tuple(target))
             camera = nominal_base_T_camera(cam_cfg)
             frame = world.render_scene(q, body, camera, light=rng.uniform(0.5, 1.3))
-            camera_T_base = np.linalg.inv(camera)
             questions = []
             for point in ATLAS:
-                box = acupoint_box(point, body, K, camera_T_base, BOX_HALF_SIZE_M)
-                if not _visible(point, body, box, frame.depth, camera_T_base, w, h):
+                box = patch_box(frame.depth, K, camera,
+                                transform_points(body, point.position[None])[0], PATCH_RADIUS_M)
+                if box is None:
                     continue
                 template = QUESTIONS[int(rng.integers(len(QUESTIONS)))]
                 questions.append(Question(template.format(pinyin=point.pinyin, code=point.code),
@@ -210,17 +219,40 @@ def calibrated(camera: np.ndarray, rng: np.random.Generator, mm: float = 1.0,
     return camera @ error
 
 
-def _visible(point: Acupoint, body: np.ndarray, box: np.ndarray, depth: np.ndarray,
-             camera_T_base: np.ndarray, w: int, h: int) -> bool:
-    """The whole box is in the image and the point itself is not hidden."""
-    from tuina.operators.geometry import transform_points
+def patch_box(depth: np.ndarray, K: np.ndarray, base_T_camera: np.ndarray,
+              point_base: np.ndarray, radius_m: float) -> np.ndarray | None:
+    """A label made apart from any predictor: the box around the rendered pixels whose
+    surface lies within ``radius_m`` of the point (the skin patch the camera sees, with the
+    true depth and camera); None when the point itself is hidden or the patch is cut by
+    the image's edge."""
+    from tuina.operators.geometry import backproject, project
 
-    if not (box[0] >= 0 and box[1] >= 0 and box[2] < w and box[3] < h):
-        return False
-    in_camera = transform_points(camera_T_base @ body, point.position[None])[0]
-    centre = ((box[0] + box[2]) / 2, (box[1] + box[3]) / 2)
-    seen = depth[int(round(centre[1])), int(round(centre[0]))]
-    return bool(abs(seen - in_camera[2]) < 0.01)
+    h, w = depth.shape
+    point_camera = (np.linalg.inv(base_T_camera) @ np.append(point_base, 1.0))[:3]
+    if point_camera[2] <= 0:
+        return None
+    u0, v0 = project(K, np.eye(4), point_camera[None])[0]
+    reach = int(np.ceil(radius_m * K[0, 0] / point_camera[2] * 3)) + 2  # oblique skin too
+    left, top = max(int(u0) - reach, 0), max(int(v0) - reach, 0)
+    right, bottom = min(int(u0) + reach + 1, w), min(int(v0) + reach + 1, h)
+    if right <= left or bottom <= top:
+        return None
+    v, u = np.mgrid[top:bottom, left:right]
+    z = depth[top:bottom, left:right]
+    known = np.isfinite(z) & (z > 0)
+    near = np.zeros_like(known)
+    points = backproject(K, np.stack([u[known], v[known]], axis=1).astype(float),
+                         z[known].astype(float))
+    near[known] = np.linalg.norm(points - point_camera, axis=1) <= radius_m
+    centre = (int(round(v0)) - top, int(round(u0)) - left)
+    if not (0 <= centre[0] < near.shape[0] and 0 <= centre[1] < near.shape[1]
+            and near[centre]):
+        return None  # something nearer hides the point
+    box = np.array([u[near].min() - 0.5, v[near].min() - 0.5, u[near].max() + 0.5,
+                    v[near].max() + 0.5])
+    if box[0] < 0 or box[1] < 0 or box[2] > w - 1 or box[3] > h - 1:
+        return None
+    return box
 
 
 def atlas_predictor(seed: int = 0) -> Predictor:
@@ -255,7 +287,7 @@ def atlas_predictor(seed: int = 0) -> Predictor:
         if fits[key] is None:
             return None
         box = acupoint_box(question.acupoint, fits[key], sample.K,
-                           np.linalg.inv(sample.base_T_camera), BOX_HALF_SIZE_M)
+                           np.linalg.inv(sample.base_T_camera), PATCH_RADIUS_M)
         return tuple(float(v) for v in box)
 
     return predict
@@ -286,6 +318,10 @@ def table(summary: dict[str, Any]) -> str:
     rows = ["| backend | n | IoU=0.3 | IoU=0.5 | IoU=0.75 |", "|---|---|---|---|---|",
             f"| {summary['backend']} | {summary['n']} | {summary['success_iou30']:.2%} | "
             f"{summary['success_iou50']:.2%} | {summary['success_iou75']:.2%} |", "",
+            f"not grounded: {summary['not_grounded']}; box centre to the label's: "
+            f"{summary['centre_error_px_mean']:.1f} px mean, {summary['centre_error_px_p95']:.1f} "
+            f"px p95; the labelled boxes' shorter side: "
+            f"{summary['label_short_side_px_median']:.1f} px (median)", "",
             "| acupoint | n | success at IoU 0.5 |", "|---|---|---|"]
     rows += [f"| {code} | {v['n']} | {v['success']:.2%} |"
              for code, v in summary["per_acupoint_iou50"].items()]
