@@ -23,6 +23,7 @@ from tuina.operators.grounding import (
     GroundingError,
     GroundingRequests,
     body_cloud,
+    check_posture,
     ground_acupoint,
     side_facing_arm,
     stroke_pixels,
@@ -94,7 +95,8 @@ def main() -> None:
                 (request := requests.take(stamp, drawn=False)) is not None:
             try:
                 parsed = parse_instruction(request.text)
-            except UnknownAcupoint as err:
+                check_posture(parsed.acupoint, cfg["BODY_POSTURE"])
+            except (UnknownAcupoint, GroundingError) as err:
                 tell(out, "error", str(err), stamp)
                 continue
             image = np.array(decode_rgb(event["value"], event["metadata"]))
@@ -166,6 +168,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     parsed = parse_instruction(request.text, require_acupoint=stroke is None)
     force = forces[parsed.pressure]
     point = parsed.acupoint
+    if point is not None:
+        check_posture(point, cfg["BODY_POSTURE"])
     if point is not None and not parsed.side:  # no side named: as the graph says
         point = {"facing": lambda p: side_facing_arm(p, nominal), "left": lambda p: p,
                  "right": right_side}[cfg["UNNAMED_SIDE"]](point)
@@ -183,9 +187,10 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
                             ball_clearance_m=cfg["BALL_CLEARANCE_M"],
                             approach_clearance_m=cfg["APPROACH_CLEARANCE_M"],
                             approach_length_m=cfg["APPROACH_LENGTH_M"])
-    if stroke is None and cfg["STROKE_LENGTH_M"] > 0 and parsed.technique == "stroke":
+    length = parsed.stroke_length_m or cfg["STROKE_LENGTH_M"]
+    if stroke is None and length > 0 and parsed.technique == "stroke":
         stroke = stroke_pixels(point, found.fit.base_T_body, info.K,
-                               np.linalg.inv(info.extrinsics), cfg["STROKE_LENGTH_M"])
+                               np.linalg.inv(info.extrinsics), length)
     stroke_flat = [] if stroke is None else stroke.ravel().tolist()
     T = found.fit.base_T_body
     return GroundedTarget(point.code, point.pinyin, point.number, found.box.tolist(),

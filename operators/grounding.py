@@ -15,6 +15,7 @@ from tuina.operators.geometry import (
     transform_points,
 )
 from tuina.operators.phantom import (
+    ATLAS,
     POINT_SIDES,
     Acupoint,
     approach_clearance,
@@ -281,6 +282,16 @@ def approach_problem(point: Acupoint, ball_radius_m: float, corridor_m: float,
             f"{max(clearance, 0.0) * 1000:.0f} mm from the {part.replace('_', ' ')} (it needs "
             f"{corridor_m * 1000:.0f} mm): the tool would strike it; not pressed; turn the body "
             "so the point faces the arm, or choose another point")
+
+
+def check_posture(point: Acupoint, posture: str) -> None:
+    """GroundingError unless ``point`` is reached in the posture the body lies in."""
+    if point.posture != posture:
+        reachable = ", ".join(a.code for a in ATLAS if a.posture == posture)
+        raise GroundingError(f"{point.code} ({point.pinyin}) is reached {point.posture} and the "
+                             f"body lies {posture} (BODY_POSTURE); turn the person and set "
+                             f"BODY_POSTURE: {point.posture}, or choose a {posture} point: "
+                             f"{reachable}")
 
 
 def side_facing_arm(point: Acupoint, base_T_body: np.ndarray, margin: float = 0.3) -> Acupoint:

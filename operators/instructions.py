@@ -6,6 +6,7 @@ import difflib
 import re
 from dataclasses import dataclass
 
+import numpy as np
 from tuina.operators.phantom import ATLAS, Acupoint, is_bilateral, right_side
 
 PRESSURE_WORDS: dict[str, tuple[str, ...]] = {
@@ -20,6 +21,14 @@ TECHNIQUE_WORDS: dict[str, tuple[str, ...]] = {
 }
 
 
+# Named massage paths: (words that name it, the atlas point it starts at, the point whose
+# level it ends at). The inner bladder line, 1.5 cun from the spine, from T3 down to L4.
+NAMED_STROKES: tuple[tuple[tuple[str, ...], str, str], ...] = (
+    (("bladder line", "bladder meridian", "back-shu line", "back shu line", "膀胱经"),
+     "BL13", "BL25"),
+)
+
+
 class UnknownAcupoint(ValueError):
     """The instruction names no acupoint of the atlas."""
 
@@ -32,6 +41,7 @@ class ParsedInstruction:
     pressure: str  # light | moderate | firm
     technique: str  # press | knead | stroke
     side: str = ""  # left | right as named; "": none named (a bilateral point is the left)
+    stroke_length_m: float = 0.0  # a named path's length; 0: the graph's STROKE_LENGTH_M
 
 
 def known_names() -> list[str]:
@@ -104,8 +114,21 @@ def _first_word(text: str, table: dict[str, tuple[str, ...]], default: str) -> s
     return default
 
 
+def named_stroke(text: str) -> tuple[Acupoint, float] | None:
+    """The start point and length of a named path the instruction asks for ("stroke the
+    bladder line"), or None."""
+    low = text.lower()
+    for words, start, end in NAMED_STROKES:
+        if any(w in low or w in text for w in words):
+            a = next(p for p in ATLAS if p.code == start)
+            b = next(p for p in ATLAS if p.code == end)
+            return a, float(np.linalg.norm(b.position - a.position))
+    return None
+
+
 def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruction:
-    """Parse "press Zusanli with moderate pressure" (or ST36, 足三里, "point number 1").
+    """Parse "press Zusanli with moderate pressure" (or ST36, 足三里, "point number 1"), or a
+    named path ("stroke the bladder line": from BL13 along the line to BL25's level).
     A bilateral point is the left one unless the instruction names the right ("press Zusanli
     on the right leg", "ST36-R", 右), then it is ``right_side`` of it (code ``<code>-R``);
     ``side`` says which side was named, if any (the grounding node picks the side that faces
@@ -114,6 +137,12 @@ def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruc
     Raises UnknownAcupoint with the closest known names when nothing matches, unless
     ``require_acupoint`` is False (the operator drew the path instead).
     """
+    path = named_stroke(text)
+    if path is not None:
+        start, length = path
+        point = right_side(start) if named_side(text) == "right" else start
+        return ParsedInstruction(point, _first_word(text, PRESSURE_WORDS, "moderate"),
+                                 "stroke", named_side(text), length)
     point = _find_acupoint(text)
     if point is None and require_acupoint:
         near = ", ".join(closest_names(text)) or ", ".join(known_names()[:3])

@@ -1,11 +1,16 @@
-"""The human phantom: a parametric body lying supine, with an annotated acupoint atlas.
+"""The human phantom: a parametric body lying supine or prone, with an annotated atlas.
 
 Body frame: origin on the table surface under the pelvis centre, x towards the head
-(superior), y to the person's left, z anterior (up when supine); metres. Limbs are
+(superior), y to the left of a supine person, z up from the table; metres. Limbs are
 capsules and the trunk an ellipsoid, so every acupoint sits exactly on the surface with an
 exact outward normal. Locations follow the proportional cun of ../shared/acupoints.md:
 knee crease to ankle = 16 cun, wrist crease to elbow crease = 12 cun, umbilicus to pubic
-symphysis = 5 cun.
+symphysis = 5 cun, the scapula's medial border to the posterior midline = 3 cun.
+
+The shape is symmetric front to back (the trunk's ellipsoid about its centre, each limb a
+round capsule, the two sides mirrored), so one shape serves both postures: prone, its upper
+surface is the person's back and the person's left lies at -y. Each point says the posture
+it is reached in (``Acupoint.posture``).
 """
 
 from __future__ import annotations
@@ -54,6 +59,7 @@ class Acupoint:
     position: np.ndarray
     normal: np.ndarray
     stroke_dir: np.ndarray  # unit tangent along the limb (distal) or the trunk (inferior)
+    posture: str = "supine"  # how the person lies for it: supine | prone
 
 
 # Segment geometry of an adult of ~1.7 m, left (+y) and right (-y).
@@ -144,7 +150,46 @@ def _atlas() -> tuple[Acupoint, ...]:
                  for code, pinyin, zh, num, (p, n, d) in table)
 
 
-ATLAS: tuple[Acupoint, ...] = _atlas()
+# The spine along the trunk (prone): the prominent C7 at the base of the neck, thoracic
+# spinous processes 21.5 mm apart and lumbar ones 30 mm, so L4 meets the top of the iliac
+# crests about level with the umbilicus, as ../shared/acupoints.md places it.
+C7_X = 0.545
+THORACIC_STEP = 0.0215
+LUMBAR_STEP = 0.030
+CUN_BACK = 0.025  # the scapula's medial border (7.5 cm out) to the midline = 3 cun
+
+
+def spine_x(level: str) -> float:
+    """x of the lower border of a spinous process, e.g. ``T3`` or ``L4``."""
+    kind, n = level[0], int(level[1:])
+    if kind == "T":
+        return C7_X - n * THORACIC_STEP
+    return C7_X - 12 * THORACIC_STEP - n * LUMBAR_STEP
+
+
+def _prone_atlas() -> tuple[Acupoint, ...]:
+    """Back, shoulder and posterior leg points, reached prone; a bilateral one on the
+    person's left, which prone is the -y side."""
+    back_line = -1.5 * CUN_BACK
+    shu = [("BL13", "Feishu", "肺俞", "T3"), ("BL15", "Xinshu", "心俞", "T5"),
+           ("BL17", "Geshu", "膈俞", "T7"), ("BL18", "Ganshu", "肝俞", "T9"),
+           ("BL20", "Pishu", "脾俞", "T11"), ("BL21", "Weishu", "胃俞", "T12"),
+           ("BL23", "Shenshu", "肾俞", "L2"), ("BL25", "Dachangshu", "大肠俞", "L4")]
+    table = [(code, pinyin, zh, _on_trunk(spine_x(level), back_line))
+             for code, pinyin, zh, level in shu]
+    # GB21 midway between C7 and the acromion: where the phantom's trunk rounds into its
+    # shoulder; GB30 a third of the way in from the greater trochanter to the sacral hiatus
+    table += [("GB21", "Jianjing", "肩井", _on_trunk(0.49, -0.09)),
+              ("GB30", "Huantiao", "环跳", _on_trunk(0.03, -0.08))]
+    shin = capsule("shin_right")  # the -y leg: the person's left, prone
+    table += [("BL40", "Weizhong", "委中", _on_capsule(shin, 0.0, 0.0)),
+              ("BL57", "Chengshan", "承山", _on_capsule(shin, 0.5, 0.0))]
+    return tuple(Acupoint(code, pinyin, zh, 13 + k, p, n, d, "prone")
+                 for k, (code, pinyin, zh, (p, n, d)) in enumerate(table))
+
+
+ATLAS: tuple[Acupoint, ...] = _atlas() + _prone_atlas()
+POSTURES = ("supine", "prone")
 
 
 def surface_samples(spacing: float = 0.01, min_up: float = 0.2) -> tuple[np.ndarray, np.ndarray]:
@@ -193,12 +238,14 @@ def surface_samples(spacing: float = 0.01, min_up: float = 0.2) -> tuple[np.ndar
 
 
 def right_side(point: Acupoint) -> Acupoint:
-    """The bilateral counterpart on the right (-y) side; midline points map to themselves."""
+    """The bilateral counterpart on the person's right (-y supine, +y prone); midline points
+    map to themselves."""
     mirror = np.array([1.0, -1.0, 1.0])
     if not is_bilateral(point):
         return point
     return Acupoint(f"{point.code}-R", point.pinyin, point.chinese, point.number,
-                    point.position * mirror, point.normal * mirror, point.stroke_dir * mirror)
+                    point.position * mirror, point.normal * mirror, point.stroke_dir * mirror,
+                    point.posture)
 
 
 def _segment_distance(a: np.ndarray, b: np.ndarray, radius: float, p: np.ndarray) -> float:
@@ -209,14 +256,31 @@ def _segment_distance(a: np.ndarray, b: np.ndarray, radius: float, p: np.ndarray
 
 def body_distance(p: np.ndarray) -> tuple[float, str]:
     """Signed distance from ``p`` (body frame) to the phantom's surface, and the part nearest:
-    exact for the limbs (capsules, round ends included) and the head; the trunk's ellipsoid by
-    its scaled distance, which does not underestimate how near a body this convex is."""
+    exact for the limbs (capsules, round ends included), the head and the trunk outside it."""
     parts = [(_segment_distance(np.asarray(c.a), np.asarray(c.b), c.radius, p), c.name)
              for c in CAPSULES]
     parts.append((float(np.linalg.norm(p - np.asarray(HEAD[1], float))) - HEAD[2], HEAD[0]))
-    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
-    parts.append(((float(np.linalg.norm((p - c) / r)) - 1.0) * float(r.min()), TRUNK.name))
+    parts.append((_ellipsoid_distance(p), TRUNK.name))
     return min(parts)
+
+
+def _ellipsoid_distance(p: np.ndarray) -> float:
+    """Signed distance from ``p`` to the trunk's ellipsoid: exact outside (the nearest
+    surface point x_i = q_i r_i^2 / (r_i^2 + t), t found by bisection), the scaled distance
+    inside, which does not underestimate the depth of a point in a convex body."""
+    c, r = np.asarray(TRUNK.center), np.asarray(TRUNK.radii)
+    q = np.abs(np.asarray(p, float) - c)
+    scaled = float(np.linalg.norm(q / r))
+    if scaled <= 1.0:
+        return (scaled - 1.0) * float(r.min())
+    lo, hi = 0.0, float(np.linalg.norm(q) * r.max())
+    for _ in range(60):
+        t = 0.5 * (lo + hi)
+        if np.sum((q * r / (r**2 + t)) ** 2) > 1.0:
+            lo = t
+        else:
+            hi = t
+    return float(np.linalg.norm(q - q * r**2 / (r**2 + 0.5 * (lo + hi))))
 
 
 def ball_intrusion_model(point: Acupoint, radius_m: float) -> tuple[float, str]:
@@ -248,10 +312,10 @@ POINT_SIDES: tuple[Acupoint, ...] = tuple(
 
 
 def side_of(point: Acupoint) -> str:
-    """left | right | midline."""
+    """left | right | midline, as the person lies for the point (prone, left is -y)."""
     if not is_bilateral(point):
         return "midline"
-    return "left" if point.position[1] > 0 else "right"
+    return "left" if (point.position[1] > 0) == (point.posture == "supine") else "right"
 
 
 def placement(position: tuple[float, float, float], yaw_deg: float) -> np.ndarray:

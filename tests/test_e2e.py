@@ -138,10 +138,14 @@ def test_eval_tracking_follows_the_moving_body():
     assert result["inlier_rmse_m"] < 0.006
     assert result["jerk_detected"]
     # the closed loop: on the acupoint while the body moves, contact held, nothing excessive.
-    # The follow error holds the acupoint's perception error, the calibration's 1.5 mm at the
-    # body among it: the worst scenario's mean 3.35 mm and p95 4.41 mm with the realistic
-    # sensors and the body off its expected pose (2.0-2.4 mm and 3.1-4.1 mm before them)
-    assert result["follow_err_mm"] <= 4.0 and result["follow_err_p95_mm"] <= 6.0
+    # What following adds: the drift of the tool's offset from the acupoint in the body's
+    # frame, worst scenario 1.77 mm mean (max 3.65) in the run that measured it
+    assert result["follow_drift_mm"] <= 2.5 and result["follow_drift_max_mm"] <= 5.0
+    # The follow error holds the acupoint's perception error as well (1.2-4.4 mm over seven
+    # press sessions, the calibration's 1.5 mm at the body among it): worst scenario mean
+    # 3.35, 3.96 and 3.08 mm and p95 4.41-4.43 mm over three runs of seed 0 (the sessions
+    # run on wall-clock time, so one seed gives different frames to ground on)
+    assert result["follow_err_mm"] <= 5.0 and result["follow_err_p95_mm"] <= 6.0
     assert result["contact_breaks"] == 0
     failed = {name: {key: row["session"].get(key) for key in (
         "problems", "faults", "max_force_n", "follow_err_max_mm", "aborts")}

@@ -199,6 +199,38 @@ def test_grounding_atlas_finds_st36_on_a_body_off_its_expected_pose(monkeypatch)
     assert x1 < expected[0] < x2 and y1 < expected[1] < y2
 
 
+def test_grounding_finds_a_back_point_on_a_body_lying_prone_and_refuses_it_supine(
+        monkeypatch, capfd):
+    from tuina.nodes import grounding
+    from tuina.operators.phantom import ATLAS, placement, right_side
+
+    body_T = placement((0.53, 0.23, 0.0), 84.0)  # expected: (0.55, 0.2, 0) at 90 deg
+    depth = phantom_depth(body_T)
+
+    def events() -> list[dict]:
+        return [sim_camera_info_event(),
+                {"type": "INPUT", "id": "instruction",
+                 "value": Instruction("按肾俞").to_arrow(), "metadata": meta(1)},
+                depth_event(depth, 2)]
+
+    monkeypatch.setenv("BODY_POSTURE", "prone")
+    mock = run_node(monkeypatch, grounding.main, events())
+    target = decode_targets(mock.outputs["targets"][0])[0]
+    # no side named: the one facing the arm, prone the person's right (+y)
+    bl23 = right_side(next(a for a in ATLAS if a.code == "BL23"))
+    truth = body_T[:3, :3] @ bl23.position + body_T[:3, 3]
+    p = (truth - SIM_CAM_T[:3, 3]) @ SIM_CAM_T[:3, :3]
+    assert target.code == "BL23-R" and target.name == "Shenshu"
+    np.testing.assert_allclose(target.center_px, (K @ p)[:2] / p[2], atol=3.0)
+    assert np.linalg.norm(np.asarray(target.model_point) - truth) < 0.005
+    monkeypatch.setenv("BODY_POSTURE", "supine")
+    capfd.readouterr()
+    mock = run_node(monkeypatch, grounding.main, events())
+    assert not mock.outputs.get("targets")
+    err = capfd.readouterr().err
+    assert err.count("\n") == 1 and "BL23 (Shenshu) is reached prone" in err
+
+
 def trajectory_event(stamp: int) -> dict:
     traj = Trajectory(stamp, [0.0, 1.0, 2.0], [0.4, 0.0, 0.2] * 3, [1.0, 0, 0, 0] * 3,
                       [0.0, 0.0, 0.0], ["approach"] * 3, [0, 0, 1.0] * 3, [0.0] * 21, "ST36",

@@ -148,8 +148,11 @@ def test_the_right_side_point_mirrors_the_left_one_across_the_midline():
     assert side_of(left) == "left" and side_of(right) == "right"
     np.testing.assert_allclose(right.position, left.position * [1, -1, 1])
     np.testing.assert_allclose(right.normal, left.normal * [1, -1, 1])
-    assert len(POINT_SIDES) == 22 and len({p.code for p in POINT_SIDES}) == 22
-    assert sum(side_of(p) == "midline" for p in POINT_SIDES) == 2
+    assert len({p.code for p in POINT_SIDES}) == len(POINT_SIDES) == 46
+    supine = [p for p in POINT_SIDES if p.posture == "supine"]
+    assert len(supine) == 22 and sum(side_of(p) == "midline" for p in supine) == 2
+    prone = [p for p in POINT_SIDES if p.posture == "prone"]  # the back: none on the spine
+    assert len(prone) == 24 and sum(side_of(p) == "left" for p in prone) == 12
 
 
 def test_unknown_acupoint_names_the_closest():
@@ -1101,3 +1104,71 @@ def test_grounding_requests_ask_again_after_motion_and_drop_late_answers():
     assert requests.take(3001 * ms, drawn=True) is drawn
     kind, why = requests.on_reground(3100 * ms)
     assert kind == "error" and "draw it again" in why and requests.pending is None
+
+
+def test_the_back_points_lie_on_the_bladder_line_in_spine_order_reached_prone():
+    from tuina.operators.phantom import (
+        ATLAS,
+        CUN_BACK,
+        ball_intrusion_model,
+        body_distance,
+        right_side,
+        side_of,
+        spine_x,
+    )
+
+    shu = [a for a in ATLAS if a.code in ("BL13", "BL15", "BL17", "BL18", "BL20", "BL21",
+                                          "BL23", "BL25")]
+    assert [a.code for a in shu] == ["BL13", "BL15", "BL17", "BL18", "BL20", "BL21", "BL23",
+                                     "BL25"]
+    xs = [a.position[0] for a in shu]
+    assert xs == sorted(xs, reverse=True)  # T3 down to L4
+    assert spine_x("T12") - spine_x("L1") > spine_x("T11") - spine_x("T12")  # lumbar taller
+    for a in shu:
+        assert a.posture == "prone" and side_of(a) == "left"
+        assert abs(a.position[1]) == pytest.approx(1.5 * CUN_BACK)  # 1.5 cun off the spine
+        assert abs(body_distance(a.position)[0]) < 1e-6 and a.normal[2] > 0.9
+        assert ball_intrusion_model(a, 0.02) == (0.0, "")  # a convex back: the ball fits
+        twin = right_side(a)
+        assert twin.code == f"{a.code}-R" and side_of(twin) == "right" and twin.posture == "prone"
+        assert twin.position[1] == pytest.approx(-a.position[1])
+    # prone, the person's left is the -y side; the umbilicus lies between L2 and L4
+    bl23 = next(a for a in ATLAS if a.code == "BL23")
+    assert bl23.position[1] < 0 and spine_x("L4") < 0.18 < spine_x("L2")
+    st36 = next(a for a in ATLAS if a.code == "ST36")
+    assert st36.posture == "supine" and st36.position[1] > 0 and side_of(st36) == "left"
+    assert len({a.number for a in ATLAS}) == len(ATLAS)  # one number each
+
+
+def test_a_named_path_and_the_back_points_parse_in_every_language():
+    from tuina.operators.phantom import ATLAS
+
+    bl13 = next(a for a in ATLAS if a.code == "BL13")
+    bl25 = next(a for a in ATLAS if a.code == "BL25")
+    line = parse_instruction("stroke the bladder line lightly")
+    assert line.acupoint.code == "BL13" and line.technique == "stroke"
+    assert line.pressure == "light"
+    assert line.stroke_length_m == pytest.approx(np.linalg.norm(bl25.position - bl13.position))
+    assert 0.25 < line.stroke_length_m < 0.4
+    assert parse_instruction("推膀胱经").acupoint.code == "BL13"
+    assert parse_instruction("stroke the bladder line on the right").acupoint.code == "BL13-R"
+    assert parse_instruction("按肾俞").acupoint.code == "BL23"
+    assert parse_instruction("press Shenshu on the right").acupoint.code == "BL23-R"
+    assert parse_instruction("press point number 19").acupoint.code == "BL23"
+    assert parse_instruction("press Jianjing").acupoint.code == "GB21"
+    assert parse_instruction("stroke Zusanli").stroke_length_m == 0.0  # the graph's length
+
+
+def test_a_point_of_the_other_posture_is_refused_with_the_way_out():
+    from tuina.operators.grounding import GroundingError, check_posture
+    from tuina.operators.phantom import ATLAS
+
+    bl23 = next(a for a in ATLAS if a.code == "BL23")
+    st36 = next(a for a in ATLAS if a.code == "ST36")
+    check_posture(bl23, "prone")
+    check_posture(st36, "supine")
+    with pytest.raises(GroundingError, match=r"BL23 \(Shenshu\) is reached prone and the body "
+                                             r"lies supine \(BODY_POSTURE\).*ST36"):
+        check_posture(bl23, "supine")
+    with pytest.raises(GroundingError, match="reached supine.*BODY_POSTURE: supine.*BL23"):
+        check_posture(st36, "prone")

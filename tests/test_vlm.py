@@ -382,9 +382,9 @@ def test_a_rotated_box_is_the_tight_box_of_its_turned_corners(tmp_path):
 
 def test_a_sim_label_is_the_rendered_skin_patch_not_a_projected_box():
     import numpy as np
+    from tuina.operators.geometry import intrinsics_matrix
 
     from tuina.evaluation.grounding import patch_box
-    from tuina.operators.geometry import intrinsics_matrix
 
     K = intrinsics_matrix(600.0, 600.0, 320.0, 240.0)
     camera = np.eye(4)  # the camera's optical frame is the base frame

@@ -1,7 +1,8 @@
 """``tuina eval coverage``: every atlas acupoint, on each side of the body where it is
-bilateral (the 22 point-sides), asked for in a real sim session each.
+bilateral (the point-sides), asked for in a real sim session each, the body lying in the
+point's posture (supine for the front, prone for the back).
 
-Per point-side and seed (the seed of the camera's noise and of every RANSAC), one short press
+Per point-side and seed (where the body lies, the sensors' noise, every RANSAC), one short press
 ("press <pinyin> with moderate pressure", "... on the right" for a right one) under dora,
 scored on the world's truth by the session: **pressed** (the true contact point within
 WRONG_MM of the acupoint), **refused** (no contact; the first error line is the reason a
@@ -18,6 +19,7 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from tuina.evaluation.seeds import merged, seed_overrides
 from tuina.evaluation.sessions import evaluate_graph, run_session, unknown_choice
 from tuina.operators.phantom import POINT_SIDES, Acupoint, side_of
 
@@ -68,18 +70,17 @@ def run(graph: Path, log: Any = print, seeds: int = 1,
             for point in POINT_SIDES:
                 if codes and point.code not in codes:
                     continue
-                overrides = {
+                overrides = merged(seed_overrides(seed), {
                     "operator": {"INSTRUCTION": instruction(point)},
                     "planner": {"PRESS_S": PRESS_S},
-                    "camera": {"SEED": seed}, "grounding": {"SEED": seed},
-                    "pose-fit": {"SEED": seed}, "icp-tracker": {"SEED": seed}}
+                    "grounding": {"BODY_POSTURE": point.posture}})
                 name = f"{point.code}-{seed}"
                 try:
                     summary = run_session(graph, overrides, Path(tmp), name, name)
                 except RuntimeError as err:
                     summary = {"problems": [str(err)]}
-                row = {"code": point.code, "pinyin": point.pinyin, "seed": seed,
-                       **outcome(summary)}
+                row = {"code": point.code, "pinyin": point.pinyin, "posture": point.posture,
+                       "seed": seed, **outcome(summary)}
                 rows.append(row)
                 log(f"  {point.code} {point.pinyin} seed {seed}: {row['outcome']}"
                     + (f" ({row['reason']})" if row["reason"] else
@@ -92,10 +93,11 @@ def run(graph: Path, log: Any = print, seeds: int = 1,
 
 def table(result: dict[str, Any]) -> str:
     """One Markdown row per point and seed, then the counts."""
-    lines = ["| point | seed | outcome | acupoint error (mm) | normal error (deg) | force off "
-             "(N) | reason |", "|---|---|---|---|---|---|---|"]
+    lines = ["| point | posture | seed | outcome | acupoint error (mm) | normal error (deg) | "
+             "force off (N) | reason |", "|---|---|---|---|---|---|---|---|"]
     for r in result["rows"]:
-        lines.append(f"| {r['code']} {r['pinyin']} | {r['seed']} | {r['outcome']} | "
+        lines.append(f"| {r['code']} {r['pinyin']} | {r['posture']} | {r['seed']} | "
+                     f"{r['outcome']} | "
                      f"{r['acupoint_error_mm']:.1f} | {r['normal_error_deg']:.1f} | "
                      f"{r['force_error_n']:.2f} | {r['reason'] or '-'} |")
     lines.append(f"\n{result['pressed']} pressed ({result['within_bounds']} within 3 mm, "

@@ -31,6 +31,9 @@ PARAMS = [
     Param("BODY_POSITION", "floats", [0.55, 0.2, 0.0], "m",
           "where the phantom is expected (base)", length=3),
     Param("BODY_YAW_DEG", "float", 90.0, "deg", "expected phantom heading"),
+    Param("BODY_POSTURE", "choice", "supine", "-", "how the person lies: a point reached "
+          "in the other posture (the back's prone, the front's supine) is refused",
+          choices=("supine", "prone")),
     Param("UNNAMED_SIDE", "choice", "facing", "-", "a bilateral point whose side the "
           "instruction does not name: the side that faces the arm's base (on the expected "
           "body pose), or always the left or the right", choices=("facing", "left", "right")),
