@@ -40,16 +40,22 @@ def strict_json(token: str) -> None:
     # sessions gave 1.2-4.4 mm (the calibration alone leaves 1.5 mm at the body): the 3 mm
     # is not held on a realistic rig, and this bounds what is
     (None, "ST36", 6.0, 5.0),
+    # the body prone, a Back-Shu point on the lower back: 1.3 mm in the run that measured it
+    ("press Shenshu firmly", "BL23-R", 9.0, 5.0),
     # "knead Sanyinjiao with light pressure" (SP6-R, on the side of the shin, the ball tilted
     # 20 deg) ran whole once in two here: the other time the ball lost contact after 0.4 s
     # (9.4 N peak at a 4 N target) and backed off; it stays out until it holds
-], ids=["press-zusanli"])
+], ids=["press-zusanli", "prone-press-shenshu"])
 def test_sim_session_reaches_the_acupoint_with_a_gentle_force(tmp_path, instruction, code,
                                                               force_n, max_error_mm):
+    from tuina.operators.instructions import parse_instruction
+
     graph = yaml.safe_load((ROOT / "dataflows" / "sim.yml").read_text())
     for node in graph["nodes"]:
         if node["id"] == "operator" and instruction:
             node["env"]["INSTRUCTION"] = instruction
+        if node["id"] == "grounding" and instruction:
+            node["env"]["BODY_POSTURE"] = parse_instruction(instruction).acupoint.posture
         if node["id"] == "session":
             node["env"].update(RECORDINGS_DIR=str(tmp_path), SESSION="e2e", TIMEOUT_S=50)
         if node["id"] == "planner":
