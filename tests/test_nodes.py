@@ -231,6 +231,33 @@ def test_grounding_finds_a_back_point_on_a_body_lying_prone_and_refuses_it_supin
     assert err.count("\n") == 1 and "BL23 (Shenshu) is reached prone" in err
 
 
+def test_stroke_the_bladder_line_draws_the_path_from_bl13_down_to_bl25(monkeypatch):
+    from tuina.nodes import grounding
+    from tuina.operators.phantom import ATLAS, placement
+
+    body_T = placement((0.55, -0.1, 0.0), 90.0)  # the back whole in the camera's view
+    monkeypatch.setenv("BODY_POSTURE", "prone")
+    monkeypatch.setenv("BODY_POSITION", "0.55,-0.1,0.0")
+    monkeypatch.setenv("UNNAMED_SIDE", "left")
+    mock = run_node(monkeypatch, grounding.main, [
+        sim_camera_info_event(),
+        {"type": "INPUT", "id": "instruction",
+         "value": Instruction("stroke the bladder line lightly").to_arrow(), "metadata": meta(1)},
+        depth_event(phantom_depth(body_T), 2),
+    ])
+    target = decode_targets(mock.outputs["targets"][0])[0]
+    assert target.code == "BL13" and target.technique == "stroke" and target.force_n == 4.0
+
+    def pixel(code: str) -> np.ndarray:
+        a = next(p for p in ATLAS if p.code == code)
+        q = (body_T[:3, :3] @ a.position + body_T[:3, 3] - SIM_CAM_T[:3, 3]) @ SIM_CAM_T[:3, :3]
+        return (K @ q)[:2] / q[2]
+
+    path = np.asarray(target.stroke_px).reshape(-1, 2)
+    np.testing.assert_allclose(path[0], pixel("BL13"), atol=3.0)
+    np.testing.assert_allclose(path[-1], pixel("BL25"), atol=8.0)  # a straight chord
+
+
 def trajectory_event(stamp: int) -> dict:
     traj = Trajectory(stamp, [0.0, 1.0, 2.0], [0.4, 0.0, 0.2] * 3, [1.0, 0, 0, 0] * 3,
                       [0.0, 0.0, 0.0], ["approach"] * 3, [0, 0, 1.0] * 3, [0.0] * 21, "ST36",
