@@ -48,6 +48,19 @@ def test_reference_tables_match_the_code():
     assert "``" not in nodes_doc()  # Markdown, not reStructuredText, on the terminal too
 
 
+def test_every_figure_of_a_session_summary_is_defined_in_the_docs_once():
+    import re
+
+    from tuina.operators.session import SessionLimits, SessionLog, summarize
+
+    page = (Path(__file__).resolve().parents[1] / "docs" / "session-summary.md").read_text()
+    defined = [key for row in page.splitlines() if row.startswith("| `")
+               for key in re.findall(r"`([a-z_0-9]+)`", row.split(" | ")[0])]
+    assert len(defined) == len(set(defined))
+    summary = {**summarize(SessionLog(), 1.0, SessionLimits()), "session": "", "target": ""}
+    assert set(summary) - {"session"} == set(defined)
+
+
 @pytest.mark.parametrize("graph", sorted((Path(__file__).resolve().parents[1] / "dataflows")
                                          .glob("*.yml")), ids=lambda p: p.name)
 def test_every_graph_passes_dora_validate(graph):
