@@ -1172,3 +1172,28 @@ def test_a_point_of_the_other_posture_is_refused_with_the_way_out():
         check_posture(bl23, "supine")
     with pytest.raises(GroundingError, match="reached supine.*BODY_POSTURE: supine.*BL23"):
         check_posture(st36, "prone")
+
+
+def test_a_world_waits_for_the_ports_a_world_just_ended_still_holds():
+    from types import SimpleNamespace
+
+    from tuina.sim.world import MassageWorld
+
+    class Server:
+        def __init__(self, taken: int):
+            self.taken = taken
+
+        def init(self) -> None:
+            if self.taken:
+                self.taken -= 1
+                raise OSError("Could not find available hostname among 1 tested candidates")
+
+    world = MassageWorld.__new__(MassageWorld)  # the port logic alone, no physics
+    world.cfg = SimpleNamespace(hostname="127.0.0.1")
+    world.server = Server(taken=3)  # freed after three tries
+    world._serve(wait_s=5.0)
+    assert world.server.taken == 0
+    world.server = Server(taken=1000)
+    with pytest.raises(OSError, match="ports on 127.0.0.1 stayed taken for 0.5 s .*another "
+                                      "simulated world runs on this machine"):
+        world._serve(wait_s=0.5)

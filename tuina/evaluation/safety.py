@@ -25,6 +25,7 @@ from typing import Any
 import numpy as np
 
 from tuina import jsontext
+from tuina.evaluation.seeds import merged, seed_overrides
 from tuina.evaluation.sessions import evaluate_graph, session_graph, unknown_choice
 
 FAULT_AT_S = 1.0  # after "phase press" is printed
@@ -100,14 +101,15 @@ def inject(kind: str, node: str) -> None:
             os.kill(pid, signal.SIGCONT)
 
 
-def run_scenario(graph: Path, folder: Path, name: str, log: Any = print) -> dict[str, Any]:
-    """One drill: the session's verdict and the truth's account of the release."""
+def run_scenario(graph: Path, folder: Path, name: str, log: Any = print,
+                 seed: int = 0) -> dict[str, Any]:
+    """One drill on one seed: the session's verdict and the truth's account of the release."""
     overrides, injection = SCENARIOS[name]
-    slug = "".join(c if c.isalnum() else "-" for c in name)
+    slug = "".join(c if c.isalnum() else "-" for c in name) + f"-{seed}"
     truth_path = folder / f"{slug}.npz"
-    world = {**overrides.get("world", {}), "TRUTH_LOG": str(truth_path)}
-    env_overrides = {**overrides, "world": world, "planner": {"PRESS_S": 6.0},
-                     "session": {"TIMEOUT_S": 90}}
+    env_overrides = merged(seed_overrides(seed), overrides, {
+        "world": {"TRUTH_LOG": str(truth_path)}, "planner": {"PRESS_S": 6.0},
+        "session": {"TIMEOUT_S": 90}})
     path = session_graph(graph, env_overrides, folder, slug)
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
@@ -148,7 +150,7 @@ def run_scenario(graph: Path, folder: Path, name: str, log: Any = print) -> dict
         fault_s = float(truth["fault_s"])
         if name.startswith("body jerk"):
             fault_s = float(truth["first_contact_s"]) + 1.5
-    row = {"scenario": name, "fault_s": fault_s,
+    row = {"scenario": name, "seed": seed, "fault_s": fault_s,
            **truth_metrics(truth, fault_s, summary.get("released_t")),
            "faults": summary.get("faults", []), "ok": summary.get("ok"),
            "problems": summary.get("problems", ["no summary written"]),
@@ -159,15 +161,18 @@ def run_scenario(graph: Path, folder: Path, name: str, log: Any = print) -> dict
     return row
 
 
-def run(graph: Path, log: Any = print, names: list[str] | None = None) -> dict[str, Any]:
-    """Every scenario asked for (all by default), and the worst of them."""
+def run(graph: Path, log: Any = print, names: list[str] | None = None,
+        seeds: int = 1) -> dict[str, Any]:
+    """Every scenario asked for (all by default) on seeds 0..seeds-1 (where the body lies,
+    the sensors' noise), and the worst of them all."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="tuina-eval-safety-") as tmp:
-        for name in names or list(SCENARIOS):
-            log(f"scenario: {name}")
-            rows.append(run_scenario(graph, Path(tmp), name, log))
+        for seed in range(seeds):
+            for name in names or list(SCENARIOS):
+                log(f"scenario: {name}, seed {seed}")
+                rows.append(run_scenario(graph, Path(tmp), name, log, seed))
     finite = [r["release_s"] for r in rows]
-    return {"scenarios": rows,
+    return {"seeds": seeds, "scenarios": rows,
             "worst_peak_after_n": max(r["peak_after_n"] for r in rows),
             "worst_release_s": max(finite),
             "worst_hold_motion_mm": max((r["hold_motion_mm"] for r in rows
@@ -178,11 +183,11 @@ def run(graph: Path, log: Any = print, names: list[str] | None = None) -> dict[s
 
 def table(result: dict[str, Any]) -> str:
     """One Markdown row per scenario."""
-    lines = ["| scenario | true force before (N) | peak after the fault (N) | released in (s) "
-             "| tool motion while holding (mm) | faults | session ok |",
-             "|---|---|---|---|---|---|---|"]
+    lines = ["| scenario | seed | true force before (N) | peak after the fault (N) | released "
+             "in (s) | tool motion while holding (mm) | faults | session ok |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in result["scenarios"]:
-        lines.append(f"| {r['scenario']} | {r.get('before_fault_n', math.nan):.1f} | "
+        lines.append(f"| {r['scenario']} | {r['seed']} | {r.get('before_fault_n', math.nan):.1f} | "
                      f"{r['peak_after_n']:.1f} | {r['release_s']:.2f} | "
                      f"{r['hold_motion_mm']:.2f} | {', '.join(r['faults']) or '-'} | "
                      f"{r['ok']} |")
@@ -198,6 +203,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
     parser.add_argument("--scenario", action="append",
                         help="run only this scenario (repeatable); default: all")
+    parser.add_argument("--seeds", type=int, default=2,
+                        help="seeds 0..N-1 (default 2, not 5: a seed is fourteen sessions, ~17 "
+                        "min on two cores)")
 
 
 def main(args: Any) -> int:
@@ -205,5 +213,6 @@ def main(args: Any) -> int:
     if unknown_choice("safety", "scenario", args.scenario, list(SCENARIOS)):
         return 2
     names = args.scenario or None
-    return evaluate_graph("safety", args, lambda graph, log: run(graph, log, names), table,
+    return evaluate_graph("safety", args, lambda graph, log: run(graph, log, names,
+                                                                 args.seeds), table,
                           (RuntimeError,))

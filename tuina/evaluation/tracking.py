@@ -395,4 +395,4 @@ def main(args: Any) -> int:
     return evaluate_graph(
         "tracking", args,
         lambda graph, log: run(graph, args.seeds, sessions=not args.frames_only, log=log),
-        table, (RenderingUnavailable, RuntimeError))
+        table, (RenderingUnavailable, RuntimeError, OSError))

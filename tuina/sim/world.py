@@ -48,6 +48,9 @@ ROBOTS = ("fr3", "baxter_left")
 FR3_INITIAL_Q = (0.0, -0.7, 0.0, -2.6, 0.0, 1.9, 0.785)
 
 
+SERVE_WAIT_S = 10.0  # how long a taken libfranka port is tried again
+
+
 class RenderingUnavailable(RuntimeError):
     """No GL context for headless rendering."""
 
@@ -326,10 +329,26 @@ class MassageWorld:
         return next(b for b in self.sim.worldbody.iter("body") if b.get("name") == "robot0_hand")
 
     # --- lifecycle -------------------------------------------------------------------
+    def _serve(self, wait_s: float = SERVE_WAIT_S) -> None:
+        """Bind the arm's libfranka ports; a world that just ended may hold them a moment
+        longer (its process still exiting), so a taken port is tried again for ``wait_s``."""
+        deadline = time.monotonic() + wait_s
+        while True:
+            try:
+                self.server.init()
+                return
+            except OSError as err:
+                if time.monotonic() >= deadline:
+                    raise OSError(f"the simulated FR3's ports on {self.cfg.hostname} stayed "
+                                  f"taken for {wait_s:g} s ({err}): another simulated world "
+                                  "runs on this machine; stop it, or give this one another "
+                                  "loopback address (FRANKA_HOSTNAME)") from err
+                time.sleep(0.25)
+
     def __enter__(self) -> MassageWorld:
         self.sim.init()
         if self.server is not None:
-            self.server.init()
+            self._serve()
             for rs in self.server.robot_servers:
                 _hold_where_it_stands(rs, self.robot)
         else:
