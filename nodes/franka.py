@@ -130,6 +130,16 @@ class FrankaArm:
             pass
 
 
+def latch_robot_errors(arm: FrankaArm, supervisor: Supervisor, shared: SupervisedNode) -> None:
+    """A robot that reports an error: the supervisor's fault (released, held), then an
+    automatic recovery; a recovery that fails is reported."""
+    if arm.robot.has_errors:
+        supervisor.on_fault("robot_error", f"the robot reports an error "
+                            f"({arm.robot.current_errors})")
+        if why := arm.recover():
+            shared.report(why, fault="robot_error")
+
+
 def main() -> None:
     """Drive the arm from commands under the safety supervisor; publish its state."""
     cfg = configure("franka", PARAMS)
@@ -169,11 +179,7 @@ def main() -> None:
                 shared.lost(f"lost the robot connection: its clock stopped {now - clock[1]:.2f}"
                             " s ago")
                 break
-            if arm.robot.has_errors:
-                supervisor.on_fault("robot_error", f"the robot reports an error "
-                                    f"({arm.robot.current_errors})")
-                if why := arm.recover():
-                    shared.report(why, fault="robot_error")
+            latch_robot_errors(arm, supervisor, shared)
             tool_p, tool_q = arm.tool_pose(state)
             wrench = np.asarray(state.O_F_ext_hat_K, float)
             if (ref := supervisor.on_state(robot_ms * 1e-3, tool_p, tool_q, wrench)) \
@@ -182,8 +188,8 @@ def main() -> None:
             shared.stamp = robot_ms * 1_000_000
             out.send("robot_state", RobotState(
                 list(state.q), list(state.dq), tool_p.tolist(), tool_q.tolist(),
-                supervisor.wrench.tolist(), supervisor.status, list(state.tau_J)).to_arrow(),
-                shared.stamp, BASE_FRAME)
+                supervisor.wrench.tolist(), supervisor.status,
+                list(state.tau_J)).to_arrow(), shared.stamp, BASE_FRAME)
             timer.published(shared.stamp, time.perf_counter())
             shared.flush()
             if shared.done(now):

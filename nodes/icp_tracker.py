@@ -18,6 +18,8 @@ one more dependency); point-to-point stalls at 3 mm on smooth skin.
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 from tuina.operators.arms import arm_model
 from tuina.operators.sensor import DepthWatch
@@ -49,6 +51,31 @@ def frame_points(depth: np.ndarray, info: CameraInfo, cfg: dict) -> np.ndarray:
         return np.zeros((0, 3))
     return roi_points(depth, info.K, info.extrinsics, cfg["STRIDE"], np.asarray(cfg["ROI_MIN"]),
                       np.asarray(cfg["ROI_MAX"]), sampled=True)
+
+
+def decoded_depth(event: dict, stride: int) -> np.ndarray:
+    """The depth frame (every ``stride``-th pixel); a frame that cannot be read is an empty
+    one (the stream watch counts it) after one error line."""
+    try:
+        return decode_depth(event["value"], event["metadata"], stride)
+    except MessageError as err:
+        print(f"tuina-icp-tracker: error: {err}", flush=True)
+        return np.full((0, 0), np.nan, np.float32)
+
+
+def publish(out: Outputs, estimate: Any, reference_stamp_ns: int, status: str,
+            stamp: int) -> str:
+    """Send the body motion (and a ``reground`` event when the track is lost); a line when
+    the status changes. Returns the status now."""
+    out.send("body_motion", BodyMotion.from_estimate(estimate, reference_stamp_ns).to_arrow(),
+             stamp, BASE_FRAME)
+    if estimate.status != status:
+        print(f"icp-tracker: {estimate.status} (fitness {estimate.fitness:.2f}, coverage "
+              f"{estimate.coverage:.2f}, {estimate.points} voxels)", flush=True)
+    if estimate.reground:
+        out.send("events", SessionEvent("reground", f"icp-tracker: {estimate.status}; the "
+                 "target must be found again").to_arrow(), stamp, BASE_FRAME)
+    return estimate.status
 
 
 def main() -> None:
@@ -91,11 +118,7 @@ def main() -> None:
                 q = np.asarray(RobotState.from_arrow(state).q)
             if arm is not None and q is None:
                 continue  # without the joints the arm cannot be masked: no estimate
-            try:
-                depth = decode_depth(event["value"], event["metadata"], cfg["STRIDE"])
-            except MessageError as err:
-                print(f"tuina-icp-tracker: error: {err}", flush=True)
-                depth = np.full((0, 0), np.nan, np.float32)
+            depth = decoded_depth(event, cfg["STRIDE"])
             if problem := watch.frame(stamp, depth):
                 if not stream_fault:
                     stream_fault = problem
@@ -106,15 +129,7 @@ def main() -> None:
             points = frame_points(depth, info, cfg)
             frames.add(stamp, points, q)
             estimate = tracker.update(points, stamp, chain(q), cfg["ARM_MASK_M"])
-            out.send("body_motion", BodyMotion.from_estimate(
-                estimate, tracker.reference_stamp_ns).to_arrow(), stamp, BASE_FRAME)
-            if estimate.status != status:
-                status = estimate.status
-                print(f"icp-tracker: {status} (fitness {estimate.fitness:.2f}, coverage "
-                      f"{estimate.coverage:.2f}, {estimate.points} voxels)", flush=True)
-            if estimate.reground:
-                out.send("events", SessionEvent("reground", f"icp-tracker: {status}; the "
-                         "target must be found again").to_arrow(), stamp, BASE_FRAME)
+            status = publish(out, estimate, tracker.reference_stamp_ns, status, stamp)
 
 
 if __name__ == "__main__":

@@ -45,9 +45,8 @@ def topic_of(input_id: str) -> str:
     return f"{node}/{output}" if sep and node and output else f"recorder/{input_id}"
 
 
-def main() -> None:
-    """Record until the graph stops."""
-    cfg = configure("recorder", PARAMS)
+def recording_folder(cfg: dict) -> Path:
+    """The configured folder, new; else one error line and exit 2."""
     if not cfg["RECORDING_DIR"]:
         print("tuina-recorder: error: RECORDING_DIR is empty; set it to a new folder, e.g. "
               "recordings/my-session", file=sys.stderr, flush=True)
@@ -57,10 +56,13 @@ def main() -> None:
         print(f"tuina-recorder: error: {folder} already holds a recording; choose a new "
               "folder (-o)", file=sys.stderr, flush=True)
         sys.exit(2)
-    from dora import Node
+    return folder
 
+
+def new_manifest(cfg: dict) -> dict:
+    """The manifest a recording starts with: the graph, versions, the topics, incomplete."""
     graph_file = Path(cfg["GRAPH_FILE"]) if cfg["GRAPH_FILE"] else None
-    manifest = {
+    return {
         "graph_file": str(graph_file) if graph_file else "",
         "graph": graph_file.read_text() if graph_file and graph_file.is_file() else "",
         "versions": versions(),
@@ -69,7 +71,26 @@ def main() -> None:
         "topics": {t: {"count": 0, "lost": 0, "file": ""} for t in cfg["TOPICS"].split(",")
                    if t},
     }
-    recorder = Recorder(folder, manifest)
+
+
+def account(recorder: Recorder, folder: Path, wall_s: float) -> str:
+    """One line: messages, topics, size, rate and the recorder's own CPU."""
+    counts = {t: v["count"] for t, v in recorder.manifest["topics"].items()}
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
+    return (f"tuina-recorder: {sum(counts.values())} messages on {len(counts)} topics, "
+            f"{size:.1f} MB in {wall_s:.1f} s ({size / wall_s:.1f} MB/s), CPU "
+            f"{100 * (usage.ru_utime + usage.ru_stime) / wall_s:.1f}% of one core (user "
+            f"{usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s); {folder}")
+
+
+def main() -> None:
+    """Record until the graph stops."""
+    cfg = configure("recorder", PARAMS)
+    folder = recording_folder(cfg)
+    from dora import Node
+
+    recorder = Recorder(folder, new_manifest(cfg))
     started = time.monotonic()
     node = Node()
     failed = ""
@@ -98,15 +119,7 @@ def main() -> None:
                 node.send_output("estop", *estop_message(failed, "recorder"))
     if not failed:
         recorder.close(complete=True)
-        counts = {t: v["count"] for t, v in recorder.manifest["topics"].items()}
-        wall = time.monotonic() - started
-        usage = resource.getrusage(resource.RUSAGE_SELF)
-        size = sum(f.stat().st_size for f in folder.iterdir() if f.is_file()) / 1e6
-        print(f"tuina-recorder: {sum(counts.values())} messages on {len(counts)} topics, "
-              f"{size:.1f} MB in {wall:.1f} s ({size / wall:.1f} MB/s), CPU "
-              f"{100 * (usage.ru_utime + usage.ru_stime) / wall:.1f}% of one core (user "
-              f"{usage.ru_utime:.1f} s, system {usage.ru_stime:.1f} s); {folder}",
-              flush=True)
+        print(account(recorder, folder, time.monotonic() - started), flush=True)
 
 
 if __name__ == "__main__":

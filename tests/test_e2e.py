@@ -190,6 +190,9 @@ def test_eval_force_holds_a_gentle_steady_contact():
     # (the path is planned on the grounded acupoint, with its perception error)
     assert result["stroke_rms_error_n"] <= 0.6 and result["stroke_tracking_mm"] <= 4.0
     assert result["moving_rms_error_n"] <= 1.0
+    # prone, on the lower back (BL23): the same bound as the press on the shin
+    assert result["scenarios"]["prone press"]["target"] in ("BL23", "BL23-R")
+    assert result["prone_rms_error_n"] <= 0.6
     # the loop in wall time is measured and reported (its rate is the machine's: `make bench`)
     assert result["control_hz"] > 0 and np.isfinite(result["period_jitter_p99_ms"])
     assert np.isfinite(result["command_jitter_p99_ms"]) and np.isfinite(result["latency_p99_ms"])

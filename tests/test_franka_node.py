@@ -111,8 +111,13 @@ def test_a_closed_command_input_releases_straight_away_from_the_force(monkeypatc
     assert [(e.kind, e.fault) for e in said] == [("error", "command_closed"),
                                                  ("released", "command_closed")]
     pressed_z = SURFACE_Z - 0.004
+    # the input closes at 0.75 s (wall); a loaded machine may handle it later, the press's
+    # references still coming down to pressed_z meanwhile: from the lowest one on (where the
+    # release starts) the tool only goes away, and never deeper than it was pressing
     after = np.array([p for t, p in double.references if t > 0.75])
-    assert np.all(np.diff(after[:, 2]) >= -1e-12)  # only away from the body
+    lowest = int(np.argmin(after[:, 2]))
+    assert after[lowest, 2] >= pressed_z - 1e-9
+    assert np.all(np.diff(after[lowest:, 2]) >= -1e-12)  # only away from the body
     assert after[-1][2] == pytest.approx(pressed_z + 0.03, abs=1e-3)  # RELEASE_M
     np.testing.assert_allclose(after[:, :2], [[0.5, 0.0]] * len(after), atol=1e-9)
     statuses = [RobotState.from_arrow(s).status for s in mock.outputs["robot_state"]]
