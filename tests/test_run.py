@@ -19,6 +19,10 @@ DORA_OUTPUT = [
     '12:41:16 stdout planner: '
     '{"timestamp":"2026-11-30T12:41:16Z","level":"WARN","fields":{"message":"event '
     'channel full"}}',
+    # a record of dora's landing in the middle of a node's line (both write to its stdout)
+    '12:41:17 stdout planner: planner: ST36: 775 samples, 15.5 s{"timestamp":"2026-11-30T'
+    '20:30:59.97Z","level":"WARN","fields":{"message":"dropped","input":"depth","drops":2},'
+    '"target":"dora_node_api::event_stream"}',
     '12:41:20 stdout recorder: tuina-recorder: 7537 messages on 4 topics',
     '12:41:48 stdout session:   ok                   True',
     '12:41:49 stderr world: Traceback (most recent call last):',
@@ -35,6 +39,7 @@ def test_the_terminal_shows_the_nodes_lines_and_one_error_line_only():
     assert lines == [
         "12:41:16 operator: 'press Zusanli with moderate pressure'",
         "12:41:16 grounding: ST36 (Zusanli) at px [434.1, 310.9], press at 6.0 N",
+        "12:41:17 planner: ST36: 775 samples, 15.5 s",
         "12:41:20 recorder: 7537 messages on 4 topics",
         "12:41:48 session:   ok                   True",
         "12:41:49 tuina-pose-fit: error: MIN_FITNESS: must be <= 1 (got 3); set it in the graph",

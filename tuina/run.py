@@ -28,6 +28,9 @@ ANSI = re.compile(r"\x1b\[[0-9;]*m")
 # a node's one error line (tuina.runtime.fail and the nodes' own error prints)
 ERROR_LINE = re.compile(r"^tuina-[\w-]+: error: ")
 SUMMARY_PATH = re.compile(r": +written to (\S+summary\.json)\s*$")  # the session node's line
+# one of dora's JSON log records, written to a node's stdout by its own thread: it may land
+# in the middle of a node's line, before that line's newline
+DORA_RECORD = re.compile(r'\{"timestamp":"[^"]*","level":')
 
 
 def shown(line: str) -> str | None:
@@ -38,7 +41,9 @@ def shown(line: str) -> str | None:
         return None
     clock, kind, node, text = match.groups()
     if kind == "stdout":
-        if text.lstrip().startswith("{"):  # dora's own JSON log records on a node's stdout
+        if glued := DORA_RECORD.search(text):  # dora's own records are for the log only
+            text = text[:glued.start()].rstrip()
+        if not text.strip() or text.lstrip().startswith("{"):
             return None
         # the nodes name themselves; one name is enough
         for own in (f"{node}: ", f"tuina-{node}: "):
