@@ -199,9 +199,24 @@ def velocity_problem(command: Command, max_speed: float) -> str:
     return ""
 
 
+def tool_pose(arm: Any, q: np.ndarray) -> tuple[Any, np.ndarray]:
+    """The tool's pose (SE3) at joints ``q`` and its quaternion."""
+    tool = arm.forward(q)
+    return tool, matrix_to_quat(tool.rotation)
+
+
+def link_fault(link: Any, joints: Any, joints_at: float, now: float, timeout_s: float) -> str:
+    """Why the rosbridge link can no longer be trusted: closed, or its joint states stopped
+    coming; "" while it holds (or no state has come yet)."""
+    if not link.connected:
+        return "lost the rosbridge connection"
+    if joints is not None and now - joints_at > timeout_s:
+        return f"no joint state for {timeout_s} s"
+    return ""
+
+
 def main() -> None:
-    """Send velocity commands at a steady rate under the safety supervisor; publish the
-    arm's state once per new joint state."""
+    """Steady velocity commands under the supervisor; a state per new joint state."""
     cfg = configure("baxter", PARAMS)
     from dora import Node
 
@@ -213,10 +228,8 @@ def main() -> None:
     shared = SupervisedNode(supervisor, out, "baxter", cfg["CLOSE_TIMEOUT_S"])
     velocities = np.zeros(len(JOINTS))
     waiting = ""  # why the arm may not move now (not latched)
-    polls = 0
-    seen_at = 0.0  # arrival of the joint state last handled
+    polls, seen_at = 0, 0.0  # ticks so far; arrival of the joint state last handled
     sent = (-1, "")  # stamp and status of the last robot_state
-
     check = functools.partial(velocity_problem, max_speed=cfg["MAX_JOINT_SPEED"])
     with link:
         for event in supervised_events(node, 1.0 / (cfg["COMMAND_RATE_HZ"] * STATE_POLLS)):
@@ -228,18 +241,15 @@ def main() -> None:
                     velocities = np.asarray(accepted[0].joint_velocities, float)
                 continue
             polls += 1
-            command_due = polls % STATE_POLLS == 0
+            command_due = polls % STATE_POLLS == 0  # else only a look for a new state
             joints, joints_at, endpoint, assembly = link.snapshot()
             if not command_due and joints_at == seen_at:
                 continue  # nothing new, and no command due
             seen_at = joints_at
-            if not link.connected:
-                shared.lost("lost the rosbridge connection")
+            if fault := link_fault(link, joints, joints_at, now, cfg["STATE_TIMEOUT_S"]):
+                shared.lost(fault)
                 break
-            if joints is None or now - joints_at > cfg["STATE_TIMEOUT_S"]:
-                if joints is not None:
-                    shared.lost(f"no joint state for {cfg['STATE_TIMEOUT_S']} s")
-                    break
+            if joints is None:
                 continue  # not one state yet: nothing to report, nothing to move
             held, why = not_ready(assembly)
             if why != waiting and (waiting := why) and assembly is not None:
@@ -250,10 +260,9 @@ def main() -> None:
                 shared.lost(f"bad joint state: {err}")
                 continue
             shared.stamp = stamp_ns(joints)
-            wrench = endpoint_wrench(endpoint)
-            tool = arm.forward(q)
-            quat = matrix_to_quat(tool.rotation)
-            ref = supervisor.on_state(shared.stamp * 1e-9, tool.translation, quat, wrench)
+            tool, quat = tool_pose(arm, q)
+            ref = supervisor.on_state(shared.stamp * 1e-9, tool.translation, quat,
+                                      endpoint_wrench(endpoint))
             if command_due:
                 link.send_velocities(arm_velocities(supervisor.mode, bool(waiting), velocities,
                                                     arm, q, ref))
@@ -263,8 +272,7 @@ def main() -> None:
                 sent = (shared.stamp, status)
                 out.send("robot_state", RobotState(*(v.tolist() for v in (
                     q, dq, tool.translation, quat, supervisor.wrench)), status,
-                    effort.tolist()).to_arrow(),
-                    shared.stamp, BASE_FRAME)
+                    effort.tolist()).to_arrow(), shared.stamp, BASE_FRAME)
             if shared.done(now):
                 break
 
