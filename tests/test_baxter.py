@@ -62,15 +62,20 @@ class TimedNode:
     """dora.testing.MockNode, with its events spaced in wall time (``at`` seconds after the
     first ``next``) and ``next(timeout)`` waiting as dora's does."""
 
-    def __init__(self, events: list[tuple[float, dict]], end_s: float, robot_time=None):
+    def __init__(self, events: list[tuple[float, dict]], end_s: float, robot_time=None,
+                 on_start=None):
         from dora.testing import MockNode
 
         self.mock = MockNode([])
         self.events, self.end_s, self.start = list(events), end_s, None
         self.robot_time = robot_time  # stamps a command with the robot's time when it comes
+        self.on_start = on_start  # called at the first ``next``: the node is connected by then
 
     def next(self, timeout=None):
-        self.start = self.start or time.monotonic()
+        if self.start is None:
+            self.start = time.monotonic()
+            if self.on_start is not None:
+                self.on_start()
         now = time.monotonic() - self.start
         if self.events and self.events[0][0] <= now:
             event = self.events.pop(0)[1]
@@ -95,7 +100,7 @@ def command(velocities, stamp: int, position=None) -> dict:
             "metadata": Header(stamp, 0, "base").to_metadata()}
 
 
-def run_baxter(monkeypatch, server, events, end_s, robot=None, **env):
+def run_baxter(monkeypatch, server, events, end_s, robot=None, on_start=None, **env):
     import dora
     from tuina.nodes import baxter
 
@@ -104,9 +109,11 @@ def run_baxter(monkeypatch, server, events, end_s, robot=None, **env):
     monkeypatch.setenv("CLOSE_TIMEOUT_S", "0.5")  # the double's arm never moves away
     # the double's arm presses from its first state: no start tare (it has its own test)
     monkeypatch.setenv("TARE_S", "0")
+    # the double is up: connecting is slow only on a loaded machine (its timeout has a test)
+    monkeypatch.setenv("CONNECT_TIMEOUT_S", "10")
     for key, value in env.items():
         monkeypatch.setenv(key, str(value))
-    node = TimedNode(events, end_s, (lambda: robot.stamps[-1]) if robot else None)
+    node = TimedNode(events, end_s, (lambda: robot.stamps[-1]) if robot else None, on_start)
     monkeypatch.setattr(dora, "Node", lambda *a, **k: node)
     baxter.main()
     return node.mock
@@ -309,8 +316,13 @@ def test_rosbridge_going_down_mid_session_stops_commanding(monkeypatch):
         robot = RobotDouble(server)
         robot.thread.start()
         events = [(0.3 + 0.01 * k, command([0.05] * 7, k)) for k in range(150)]
-        threading.Timer(0.8, lambda: (setattr(robot, "running", False), server.stop())).start()
-        mock = run_baxter(monkeypatch, server, events, end_s=2.0, robot=robot)
+        def go_down() -> None:
+            robot.running = False
+            server.stop()
+
+        # 0.8 s into the session, whatever connecting took
+        mock = run_baxter(monkeypatch, server, events, end_s=2.0, robot=robot,
+                          on_start=lambda: threading.Timer(0.8, go_down).start())
     details = [SessionEvent.from_arrow(v).detail for v in mock.outputs["events"]]
     assert len(details) == 1 and ("lost the rosbridge connection" in details[0]
                                   or "no joint state for" in details[0])
