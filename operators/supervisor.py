@@ -48,6 +48,8 @@ FAULTS: dict[str, str] = {
     "link_lost": "the link to the arm was lost",
     "robot_error": "the arm reports an error",
     "wrench_tare": "the force read at start is too large for a bias: something touches the arm",
+    "pose_error": "in contact, the tool stays off its commanded pose (turned, or slid along the "
+                  "skin): the arm does not reach it, the press is not where it was planned",
 }
 
 
@@ -78,6 +80,14 @@ class SupervisorConfig:
     max_rate_rad_s: float = 0.5
     tare_s: float = 0.5  # the wrench's zero: its mean over this long standing still at start
     tare_max_n: float = 10.0  # a larger zero is a contact, not a bias
+    # in contact, the tool this far off its commanded orientation, or this far from the
+    # commanded point along the skin, for pose_error_s: the arm does not reach the pose (a
+    # joint at its limit), so the ball presses somewhere else than planned
+    max_turn_deg: float = 5.0
+    max_slide_m: float = 0.008
+    pose_error_s: float = 0.3
+    still_speed: float = 0.02  # m/s: a slower reference is still (the arm has caught up)
+    still_rate_rad_s: float = 0.05
 
 
 @dataclass
@@ -134,6 +144,7 @@ class Supervisor:
         self.tare = StartTare(config.tare_s, config.tare_max_n)
         self._target: np.ndarray | None = None  # the last command's point, before its lead
         self._stale = ""  # why the commands since the last followed one were refused
+        self._off_pose_since: float | None = None  # robot time the tool left its pose
 
     # --- state -------------------------------------------------------------------------
     @property
@@ -214,6 +225,8 @@ class Supervisor:
                               f"{t - self.last_command_t:.2f} s")
                 else:
                     self.on_fault("watchdog", f"no command for {t - self.last_command_t:.2f} s")
+        if self.mode == "follow" and not self.latched:
+            self._check_pose(t, p, q)
         if self.done and not self.latched and self.mode != "finished":
             self._finish_or_release()
         if self.mode == "release":
@@ -315,6 +328,43 @@ class Supervisor:
         self.reference = Reference(self.tool[0].copy(), self.tool[1].copy())
         self.reports.append(Report("released", name, f"out of contact "
                                    f"({self.contact_force:.1f} N); holding where it stands"))
+
+    def pose_error(self, position: np.ndarray, quaternion: np.ndarray
+                   ) -> tuple[float, float]:
+        """How far the tool is off the last command: its turn (deg) and its distance from
+        the commanded point across the surface normal (m; 0 without a normal)."""
+        q_ref = self.reference.quaternion
+        dot = abs(float(np.dot(q_ref, quaternion))) / max(
+            float(np.linalg.norm(q_ref) * np.linalg.norm(quaternion)), 1e-12)
+        turn = float(np.degrees(2.0 * np.arccos(min(dot, 1.0))))
+        if self._target is None or self.normal is None:
+            return turn, 0.0
+        gap = self._target - position
+        return turn, float(np.linalg.norm(gap - (gap @ self.normal) * self.normal))
+
+    def _check_pose(self, t: float, position: np.ndarray, quaternion: np.ndarray) -> None:
+        """In contact, the turn and the slide; out of contact, with the reference (nearly)
+        still, the turn alone (a moving arm lags its reference, a still one does not)."""
+        cfg = self.cfg
+        turn, slide = self.pose_error(position, quaternion)
+        twist = self.reference.twist
+        still = twist is None or (np.linalg.norm(twist[:3]) < cfg.still_speed
+                                  and np.linalg.norm(twist[3:]) < cfg.still_rate_rad_s)
+        contact = self.in_contact
+        off = turn > cfg.max_turn_deg or (contact and slide > cfg.max_slide_m)
+        if not off or not (contact or still):
+            self._off_pose_since = None
+            return
+        if self._off_pose_since is None:
+            self._off_pose_since = t
+        elif t - self._off_pose_since >= cfg.pose_error_s:
+            where = f"{turn:.1f} deg and {slide * 1000:.1f} mm along the skin" if contact \
+                else f"{turn:.1f} deg"
+            self.on_fault("pose_error", f"{'in contact' if contact else 'before contact'} the "
+                          f"tool is {where} off its commanded pose for "
+                          f"{t - self._off_pose_since:.2f} s (at most {cfg.max_turn_deg:.0f} "
+                          f"deg, {cfg.max_slide_m * 1000:.0f} mm): the arm does not reach "
+                          "it (a joint at its limit, or something in the way); move the body or the arm")
 
     def _finish_or_release(self) -> None:
         if self.in_contact and self.tool is not None:

@@ -401,3 +401,68 @@ def test_a_start_reading_too_large_for_a_bias_is_a_contact_released_from():
     assert "14.0 N standing still at start" in sup.detail
     np.testing.assert_allclose(sup.wrench, pushed)  # not zeroed away: a contact stays one
     assert sup.reference.twist[2] > 0  # away from the push
+
+
+def hold_pose(sup: Supervisor, t: float, seconds: float, tool: np.ndarray,
+              quaternion: np.ndarray, wrench: np.ndarray = DOWN_6N) -> float:
+    """States (and the same command each period) for ``seconds``, the tool where given."""
+    for _ in range(round(seconds / DT)):
+        t += DT
+        sup.on_state(t, tool, quaternion, wrench)
+        if sup.latched:
+            break
+        sup.on_command(t, t, PRESS, Q, np.zeros(6), "track", UP)
+    return t
+
+
+def turned(deg: float) -> np.ndarray:
+    """Q turned ``deg`` about the base's x axis (x y z w)."""
+    from scipy.spatial.transform import Rotation
+
+    return (Rotation.from_euler("x", deg, degrees=True) * Rotation.from_quat(Q)).as_quat()
+
+
+def test_a_tool_kept_off_its_commanded_pose_in_contact_is_released():
+    # a joint at its limit: the tool 8 deg off the commanded orientation (a good press: 2)
+    sup, t = pressing()
+    t = hold_pose(sup, t, 0.25, PRESS, turned(8.0))
+    assert not sup.latched  # not yet: a passing excursion is no fault
+    t = hold_pose(sup, t, 0.2, PRESS, turned(8.0))
+    assert sup.fault == "pose_error" and sup.mode == "release"
+    (report,) = sup.take_reports()
+    assert "8.0 deg" in report.detail and "joint at its limit" in report.detail
+    path = run_release(sup, t)
+    assert path[-1][2] - PRESS[2] == pytest.approx(0.03)  # released the whole way
+
+    # slid 12 mm along the skin from the commanded point, the orientation right
+    sup, t = pressing()
+    hold_pose(sup, t, 0.5, PRESS + [0.012, 0.0, 0.0], Q)
+    assert sup.fault == "pose_error"
+    assert "12.0 mm along the skin" in sup.take_reports()[0].detail
+
+    # out of contact, the reference still (the approach's end, the search for the surface):
+    # the turn alone is a fault, before the ball touches anything
+    sup, t = pressing()
+    hold_pose(sup, t, 0.5, PRESS + [0.02, 0.0, 0.01], turned(8.0), wrench=DOWN_6N / 20)
+    assert sup.fault == "pose_error"
+    assert "before contact the tool is 8.0 deg off" in sup.take_reports()[0].detail
+
+
+def test_a_tool_near_its_pose_or_out_of_contact_is_no_pose_fault():
+    # 3 deg and 5 mm along the skin (a good press: 2 deg, 2-3.5 mm), pressed 10 mm deep
+    sup, t = pressing()
+    hold_pose(sup, t, 1.0, PRESS + [0.005, 0.0, 0.01], turned(3.0))
+    assert not sup.latched
+    # out of contact the arm may lag a moving reference (the approach): no fault
+    sup, t = pressing()
+    for _ in range(100):
+        t += DT
+        sup.on_state(t, PRESS + [0.03, 0.0, 0.0], turned(10.0), DOWN_6N / 20)
+        sup.on_command(t, t, PRESS, Q, np.array([0.05, 0.0, 0.0, 0.0, 0.0, 0.0]), "track", UP)
+    assert not sup.latched, sup.take_reports()
+    # off its pose and back again before POSE_ERROR_S, over and over: no fault
+    sup, t = pressing()
+    for _ in range(5):
+        t = hold_pose(sup, t, 0.2, PRESS, turned(8.0))
+        t = hold_pose(sup, t, 0.05, PRESS, Q)
+    assert not sup.latched
