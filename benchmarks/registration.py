@@ -46,11 +46,12 @@ ARM_MASK_M = 0.08
 
 def recorded_frames(seed: int) -> dict[str, Any]:
     """The scenarios' frames, rendered once (minutes) and then read from the cache."""
-    path = CACHE / f"tracking-frames-{seed}.pkl"
+    path = CACHE / f"tracking-frames-supine-{seed}.pkl"
     if path.exists():
         return pickle.loads(path.read_bytes())
     from tuina.operators.arms import arm_kinematics
 
+    from tuina.evaluation.seeds import target_point
     from tuina.evaluation.tracking import SCENARIOS as ALL
     from tuina.evaluation.tracking import render_scenario
     from tuina.sim.world import MassageWorld, WorldConfig
@@ -60,7 +61,7 @@ def recorded_frames(seed: int) -> dict[str, Any]:
     with MassageWorld(WorldConfig()) as world:
         for sc in ALL:
             if sc.name in SCENARIOS:
-                out[sc.name] = render_scenario(world, sc, ik, seed)
+                out[sc.name] = render_scenario(world, sc, ik, seed, target_point("supine"))
     CACHE.mkdir(exist_ok=True)
     path.write_bytes(pickle.dumps(out))
     return out

@@ -364,7 +364,8 @@ class Supervisor:
                           f"tool is {where} off its commanded pose for "
                           f"{t - self._off_pose_since:.2f} s (at most {cfg.max_turn_deg:.0f} "
                           f"deg, {cfg.max_slide_m * 1000:.0f} mm): the arm does not reach "
-                          "it (a joint at its limit, or something in the way); move the body or the arm")
+                          "it (a joint at its limit, or something in the way); move the body or "
+                          "the arm")
 
     def _finish_or_release(self) -> None:
         if self.in_contact and self.tool is not None:

@@ -19,9 +19,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from tuina.evaluation.seeds import merged, seed_overrides
+from tuina.evaluation.seeds import instruction, merged, seed_overrides
 from tuina.evaluation.sessions import evaluate_graph, run_session, unknown_choice
-from tuina.operators.phantom import POINT_SIDES, Acupoint, side_of
+from tuina.operators.phantom import POINT_SIDES
 
 WRONG_MM = 10.0
 BOUNDS = {"acupoint_error_mm": 3.0, "normal_error_deg": 10.0, "force_error_n": 0.5}
@@ -53,12 +53,6 @@ def outcome(summary: dict[str, Any]) -> dict[str, Any]:
     row["within_bounds"] = row["outcome"] == "pressed" and all(
         row[key] <= bound for key, bound in BOUNDS.items())
     return row
-
-
-def instruction(point: Acupoint) -> str:
-    """What a person says to have ``point`` pressed, naming its side when it has two."""
-    side = {"left": " on the left", "right": " on the right"}.get(side_of(point), "")
-    return f"press {point.pinyin}{side} with moderate pressure"
 
 
 def run(graph: Path, log: Any = print, seeds: int = 1,

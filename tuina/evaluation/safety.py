@@ -25,7 +25,13 @@ from typing import Any
 import numpy as np
 
 from tuina import jsontext
-from tuina.evaluation.seeds import merged, seed_overrides
+from tuina.evaluation.seeds import (
+    POSTURES,
+    merged,
+    posture_of,
+    posture_overrides,
+    seed_overrides,
+)
 from tuina.evaluation.sessions import evaluate_graph, session_graph, unknown_choice
 
 FAULT_AT_S = 1.0  # after "phase press" is printed
@@ -102,12 +108,14 @@ def inject(kind: str, node: str) -> None:
 
 
 def run_scenario(graph: Path, folder: Path, name: str, log: Any = print,
-                 seed: int = 0) -> dict[str, Any]:
-    """One drill on one seed: the session's verdict and the truth's account of the release."""
+                 seed: int = 0, posture: str | None = None) -> dict[str, Any]:
+    """One drill on one seed, the body in ``posture`` (default: the seed's): the session's
+    verdict and the truth's account of the release."""
     overrides, injection = SCENARIOS[name]
-    slug = "".join(c if c.isalnum() else "-" for c in name) + f"-{seed}"
+    posture = posture or posture_of(seed)
+    slug = "".join(c if c.isalnum() else "-" for c in name) + f"-{seed}-{posture}"
     truth_path = folder / f"{slug}.npz"
-    env_overrides = merged(seed_overrides(seed), overrides, {
+    env_overrides = merged(seed_overrides(seed), posture_overrides(posture), overrides, {
         "world": {"TRUTH_LOG": str(truth_path)}, "planner": {"PRESS_S": 6.0},
         "session": {"TIMEOUT_S": 90}})
     path = session_graph(graph, env_overrides, folder, slug)
@@ -150,7 +158,7 @@ def run_scenario(graph: Path, folder: Path, name: str, log: Any = print,
         fault_s = float(truth["fault_s"])
         if name.startswith("body jerk"):
             fault_s = float(truth["first_contact_s"]) + 1.5
-    row = {"scenario": name, "seed": seed, "fault_s": fault_s,
+    row = {"scenario": name, "seed": seed, "posture": posture, "fault_s": fault_s,
            **truth_metrics(truth, fault_s, summary.get("released_t")),
            "faults": summary.get("faults", []), "ok": summary.get("ok"),
            "problems": summary.get("problems", ["no summary written"]),
@@ -162,15 +170,16 @@ def run_scenario(graph: Path, folder: Path, name: str, log: Any = print,
 
 
 def run(graph: Path, log: Any = print, names: list[str] | None = None,
-        seeds: int = 1) -> dict[str, Any]:
+        seeds: int = 1, posture: str | None = None) -> dict[str, Any]:
     """Every scenario asked for (all by default) on seeds 0..seeds-1 (where the body lies,
-    the sensors' noise), and the worst of them all."""
+    the sensors' noise, its posture unless ``posture`` is given), and the worst of them
+    all."""
     rows = []
     with tempfile.TemporaryDirectory(prefix="tuina-eval-safety-") as tmp:
         for seed in range(seeds):
             for name in names or list(SCENARIOS):
-                log(f"scenario: {name}, seed {seed}")
-                rows.append(run_scenario(graph, Path(tmp), name, log, seed))
+                log(f"scenario: {name}, seed {seed}, {posture or posture_of(seed)}")
+                rows.append(run_scenario(graph, Path(tmp), name, log, seed, posture))
     finite = [r["release_s"] for r in rows]
     return {"seeds": seeds, "scenarios": rows,
             "worst_peak_after_n": max(r["peak_after_n"] for r in rows),
@@ -183,11 +192,13 @@ def run(graph: Path, log: Any = print, names: list[str] | None = None,
 
 def table(result: dict[str, Any]) -> str:
     """One Markdown row per scenario."""
-    lines = ["| scenario | seed | true force before (N) | peak after the fault (N) | released "
+    lines = ["| scenario | seed (posture) | true force before (N) | peak after the fault (N) | "
+             "released "
              "in (s) | tool motion while holding (mm) | faults | session ok |",
              "|---|---|---|---|---|---|---|---|"]
     for r in result["scenarios"]:
-        lines.append(f"| {r['scenario']} | {r['seed']} | {r.get('before_fault_n', math.nan):.1f} | "
+        lines.append(f"| {r['scenario']} | {r['seed']} ({r['posture']}) | "
+                     f"{r.get('before_fault_n', math.nan):.1f} | "
                      f"{r['peak_after_n']:.1f} | {r['release_s']:.2f} | "
                      f"{r['hold_motion_mm']:.2f} | {', '.join(r['faults']) or '-'} | "
                      f"{r['ok']} |")
@@ -204,8 +215,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--scenario", action="append",
                         help="run only this scenario (repeatable); default: all")
     parser.add_argument("--seeds", type=int, default=2,
-                        help="seeds 0..N-1 (default 2, not 5: a seed is fourteen sessions, ~17 "
-                        "min on two cores)")
+                        help="seeds 0..N-1, even ones supine, odd ones prone (default 2, not 5: "
+                        "a seed is fourteen sessions, ~17 min on two cores)")
+    parser.add_argument("--posture", choices=POSTURES,
+                        help="every seed's body in this posture (default: the seed's)")
 
 
 def main(args: Any) -> int:
@@ -214,5 +227,6 @@ def main(args: Any) -> int:
         return 2
     names = args.scenario or None
     return evaluate_graph("safety", args, lambda graph, log: run(graph, log, names,
-                                                                 args.seeds), table,
+                                                                 args.seeds, args.posture),
+                          table,
                           (RuntimeError,))

@@ -7,6 +7,34 @@ import math
 import statistics
 from typing import Any
 
+from tuina.operators.phantom import POINT_SIDES, Acupoint, side_of
+
+POSTURES = ("supine", "prone")
+TARGETS = {"supine": "ST36", "prone": "BL23-R"}  # the point a posture's sessions press
+
+
+def posture_of(seed: int) -> str:
+    """The posture a seed's sessions lie in, where an evaluation covers both: even seeds
+    supine, odd seeds prone."""
+    return POSTURES[seed % len(POSTURES)]
+
+
+def instruction(point: Acupoint) -> str:
+    """What a person says to have ``point`` pressed, naming its side when it has two."""
+    side = {"left": " on the left", "right": " on the right"}.get(side_of(point), "")
+    return f"press {point.pinyin}{side} with moderate pressure"
+
+
+def target_point(posture: str) -> Acupoint:
+    """The acupoint (point-side) the sessions of ``posture`` press."""
+    return next(a for a in POINT_SIDES if a.code == TARGETS[posture])
+
+
+def posture_overrides(posture: str) -> dict[str, dict[str, Any]]:
+    """The sim graph's env changes that lie the body in ``posture`` and ask for its point."""
+    return {"operator": {"INSTRUCTION": instruction(target_point(posture))},
+            "grounding": {"BODY_POSTURE": posture}}
+
 
 def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
     """A sim graph's env changes for ``seed``: where the phantom lies (seed 0 is the graphs'

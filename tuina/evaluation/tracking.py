@@ -21,7 +21,9 @@ Two parts per scenario:
   published motion against the truth, and counts aborts and re-groundings.
 
 Every seed (``--seeds``) places the body elsewhere around its expected pose and draws the
-sensors' noise anew; each headline figure is the mean over the seeds with its spread.
+sensors' noise anew, and lies the body in turn supine (even seeds: the arm on ST36) and prone
+(odd seeds: on BL23-R, Shenshu); each headline figure is the mean over the seeds with its
+spread.
 """
 
 from __future__ import annotations
@@ -38,7 +40,15 @@ import numpy as np
 import yaml
 
 from tuina.calibrate import sim_extrinsics
-from tuina.evaluation.seeds import merged, over_seeds, seed_overrides, spread_text
+from tuina.evaluation.seeds import (
+    merged,
+    over_seeds,
+    posture_of,
+    posture_overrides,
+    seed_overrides,
+    spread_text,
+    target_point,
+)
 from tuina.evaluation.sessions import evaluate_graph, run_session
 from tuina.operators.arms import FR3_POSTURE, arm_kinematics
 from tuina.operators.geometry import (
@@ -48,12 +58,11 @@ from tuina.operators.geometry import (
     transform_points,
 )
 from tuina.operators.motion import BodyMotionScript, body_offset
-from tuina.operators.phantom import ATLAS
+from tuina.operators.phantom import Acupoint
 from tuina.operators.sensor import DepthNoise, apply_depth_noise
 from tuina.operators.tracking import BodyTracker, roi_points, rotation_angle_deg
 
 FPS = 30.0
-TARGET = "ST36"
 PRESS_DEPTH_M = 0.003  # the ball sits this far into the skin in the rendered frames
 
 
@@ -86,20 +95,20 @@ SCENARIOS = (
 
 # --- frames: the tracker on pre-rendered 30 Hz frames ------------------------------------
 
-def _pressing_joints(ik: Any, body: np.ndarray, q0: np.ndarray) -> np.ndarray:
-    """Joints that put the massage ball on the acupoint of the body at ``body``."""
+def _pressing_joints(ik: Any, body: np.ndarray, q0: np.ndarray, acu: Acupoint) -> np.ndarray:
+    """Joints that put the massage ball on the acupoint ``acu`` of the body at ``body``."""
     import pinocchio as pin
 
-    acu = next(a for a in ATLAS if a.code == TARGET)
     point = transform_points(body, acu.position[None])[0]
     normal = body[:3, :3] @ acu.normal
     quat = tool_orientation(normal, np.array([1.0, 0.0, 0.0]))
     return ik.solve(pin.SE3(quat_to_matrix(quat), point - normal * PRESS_DEPTH_M), q0)
 
 
-def render_scenario(world: Any, scenario: Scenario, ik: Any, seed: int,
+def render_scenario(world: Any, scenario: Scenario, ik: Any, seed: int, acu: Acupoint,
                     before_s: float = 0.5, after_s: float = 1.0) -> dict[str, Any]:
-    """Noisy z16 frames of one scenario at 30 Hz with the truth and the arm's joints."""
+    """Noisy z16 frames of one scenario at 30 Hz, the arm pressing on ``acu``, with the
+    truth and the arm's joints."""
     from tuina.sim.world import nominal_base_T_body
 
     nominal = nominal_base_T_body(world.cfg)
@@ -112,13 +121,13 @@ def render_scenario(world: Any, scenario: Scenario, ik: Any, seed: int,
     for k in range(int(span * FPS) + 1):
         t = k / FPS
         body = nominal @ body_offset(script, t)
-        q = _pressing_joints(ik, body, q)
+        q = _pressing_joints(ik, body, q, acu)
         depth = world.render_posed(q, body).depth
         noisy = apply_depth_noise(depth, K[0, 0], noise, np.random.default_rng([seed, k]))
         raw = np.nan_to_num(noisy / 1e-3, nan=0.0)
         frames.append({"stamp_ns": int(round(t * 1e9)), "z16": np.rint(raw).astype(np.uint16),
                        "q": q.copy(), "body": body})
-    return {"frames": frames, "K": K, "base_T_camera": sim_extrinsics()}
+    return {"frames": frames, "K": K, "base_T_camera": sim_extrinsics(), "acupoint": acu}
 
 
 def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, Any]:
@@ -135,7 +144,7 @@ def track_scenario(rendered: dict[str, Any], cfg: dict[str, Any]) -> dict[str, A
     roi_min, roi_max = np.asarray(cfg["ROI_MIN"]), np.asarray(cfg["ROI_MAX"])
     arm = arm_model(cfg["ROBOT"], cfg["TOOL_LENGTH_M"])
     tracker = BodyTracker(tracker_config(cfg), cfg["SEED"])
-    acu = next(a for a in ATLAS if a.code == TARGET)
+    acu = rendered["acupoint"]
 
     def message(f: dict) -> tuple[pa.Array, dict]:
         meta = Header(f["stamp_ns"], 0, "camera_color_optical").to_metadata(
@@ -255,18 +264,20 @@ def run_seed(graph: Path, seed: int, sessions: bool = True,
 
     o3d.utility.set_verbosity_level(o3d.utility.VerbosityLevel.Error)
     envs = {n["id"]: n.get("env") for n in yaml.safe_load(graph.read_text())["nodes"]}
-    drawn = seed_overrides(seed)
+    posture = posture_of(seed)
+    acu = target_point(posture)
+    drawn = merged(seed_overrides(seed), posture_overrides(posture))
     tracker_cfg = load("icp-tracker", icp_tracker.PARAMS, graph_env(
         graph, {**(envs.get("icp-tracker") or {}), **drawn["icp-tracker"]}))
     o3d.utility.set_max_threads(tracker_cfg["OPEN3D_THREADS"])  # as the node runs
     world_cfg = world_config_from_env(graph, {**(envs.get("world") or {}), **drawn["world"]})
     ik = arm_kinematics("fr3", tracker_cfg["TOOL_LENGTH_M"])
-    log(f"seed {seed}: rendering {len(SCENARIOS)} scenarios at {FPS:.0f} Hz with the arm on "
-        f"{TARGET}")
+    log(f"seed {seed}: the body {posture}, rendering {len(SCENARIOS)} scenarios at {FPS:.0f} "
+        f"Hz with the arm on {acu.code}")
     rendered = {}
     with MassageWorld(world_cfg) as world:
         for sc in SCENARIOS:
-            rendered[sc.name] = render_scenario(world, sc, ik, seed)
+            rendered[sc.name] = render_scenario(world, sc, ik, seed, acu)
     rows: dict[str, dict[str, Any]] = {}
     for sc in SCENARIOS:
         rows[sc.name] = {"frames": track_scenario(rendered[sc.name], tracker_cfg)}
@@ -288,7 +299,7 @@ def run_seed(graph: Path, seed: int, sessions: bool = True,
                     f"force {s['force_mean_n']:.2f} N, max {s['max_force_n']:.1f} N, aborts "
                     f"{len(s['aborts'])}, regrounds {s['regrounds']}, ok {s['ok']}"
                     + ("" if s["ok"] else f": {'; '.join(s.get('problems', []))}"))
-    return {"seed": seed, **summarize(rows)}
+    return {"seed": seed, "posture": posture, "target": acu.code, **summarize(rows)}
 
 
 def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -329,8 +340,9 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
 
 def table(summary: dict[str, Any]) -> str:
     """The result as Markdown tables."""
-    lines = ["| scenario | motion at ST36 (mm) | error (mm, mean / max) | error (deg, mean / "
-             "max) | depth->motion (ms, median / p95) | updates (Hz) | statuses |",
+    target = summary["per_seed"][0]["target"]
+    lines = [f"| scenario | motion at {target} (mm) | error (mm, mean / max) | error (deg, "
+             "mean / max) | depth->motion (ms, median / p95) | updates (Hz) | statuses |",
              "|---|---|---|---|---|---|---|"]
     for name, row in summary["scenarios"].items():
         f = row["frames"]
@@ -355,8 +367,9 @@ def table(summary: dict[str, Any]) -> str:
                          f"{s['max_force_n']:.1f} | {s['body_motion_hz']:.1f} | "
                          f"{len(s['aborts'])} | {s['regrounds']} | {s['ok']} |")
     n = summary["seeds"]
-    lines += ["", f"the tables: seed 0; over {n} seed{'s' * (n > 1)} (mean ± std, worst), the "
-              "jerk left out:",
+    postures = ", ".join(f"{r['seed']} {r['posture']}" for r in summary["per_seed"])
+    lines += ["", f"the tables: seed 0; over {n} seed{'s' * (n > 1)} ({postures}; mean ± std, "
+              "worst), the jerk left out:",
               "registration error at the acupoint on ok frames: "
               f"{spread_text(summary, 'translation_err_mm', 'mm')} mean, "
               f"{spread_text(summary, 'translation_err_max_mm', 'mm')} max; "
@@ -380,8 +393,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``tuina eval tracking`` options."""
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--seeds", type=int, default=3,
-                        help="seeds 0..N-1 (default 3, not 5: a seed is six sessions, ~7 min on "
-                        "two cores; ~10 s with --frames-only)")
+                        help="seeds 0..N-1, even ones supine, odd ones prone (default 3, not 5: "
+                        "a seed is six sessions, ~7 min on two cores; ~10 s with --frames-only)")
     parser.add_argument("--graph", default="dataflows/sim.yml",
                         help="the sim graph whose tracker and world are evaluated")
     parser.add_argument("--frames-only", action="store_true",
