@@ -80,11 +80,11 @@ class SupervisorConfig:
     max_rate_rad_s: float = 0.5
     tare_s: float = 0.5  # the wrench's zero: its mean over this long standing still at start
     tare_max_n: float = 10.0  # a larger zero is a contact, not a bias
-    # in contact, the tool this far off its commanded orientation, or this far from the
-    # commanded point along the skin, for pose_error_s: the arm does not reach the pose (a
-    # joint at its limit), so the ball presses somewhere else than planned
+    # the tool this far off its commanded orientation for pose_error_s, in contact or with the
+    # reference still: the arm does not reach the pose (a joint at its limit), so the ball
+    # presses somewhere else than planned. The orientation, not the position: in contact the
+    # reference lies inside the body by design and a tilted ball's gap to it is no error
     max_turn_deg: float = 5.0
-    max_slide_m: float = 0.008
     pose_error_s: float = 0.3
     still_speed: float = 0.02  # m/s: a slower reference is still (the arm has caught up)
     still_rate_rad_s: float = 0.05
@@ -226,7 +226,7 @@ class Supervisor:
                 else:
                     self.on_fault("watchdog", f"no command for {t - self.last_command_t:.2f} s")
         if self.mode == "follow" and not self.latched:
-            self._check_pose(t, p, q)
+            self._check_pose(t, q)
         if self.done and not self.latched and self.mode != "finished":
             self._finish_or_release()
         if self.mode == "release":
@@ -329,43 +329,33 @@ class Supervisor:
         self.reports.append(Report("released", name, f"out of contact "
                                    f"({self.contact_force:.1f} N); holding where it stands"))
 
-    def pose_error(self, position: np.ndarray, quaternion: np.ndarray
-                   ) -> tuple[float, float]:
-        """How far the tool is off the last command: its turn (deg) and its distance from
-        the commanded point across the surface normal (m; 0 without a normal)."""
+    def turn_error(self, quaternion: np.ndarray) -> float:
+        """How far (deg) the tool's orientation is turned from the last command's."""
         q_ref = self.reference.quaternion
         dot = abs(float(np.dot(q_ref, quaternion))) / max(
             float(np.linalg.norm(q_ref) * np.linalg.norm(quaternion)), 1e-12)
-        turn = float(np.degrees(2.0 * np.arccos(min(dot, 1.0))))
-        if self._target is None or self.normal is None:
-            return turn, 0.0
-        gap = self._target - position
-        return turn, float(np.linalg.norm(gap - (gap @ self.normal) * self.normal))
+        return float(np.degrees(2.0 * np.arccos(min(dot, 1.0))))
 
-    def _check_pose(self, t: float, position: np.ndarray, quaternion: np.ndarray) -> None:
-        """In contact, the turn and the slide; out of contact, with the reference (nearly)
-        still, the turn alone (a moving arm lags its reference, a still one does not)."""
+    def _check_pose(self, t: float, quaternion: np.ndarray) -> None:
+        """The tool turned off its commanded orientation, in contact or with the reference
+        (nearly) still (a moving arm may lag its reference, a still one does not)."""
         cfg = self.cfg
-        turn, slide = self.pose_error(position, quaternion)
+        turn = self.turn_error(quaternion)
         twist = self.reference.twist
         still = twist is None or (np.linalg.norm(twist[:3]) < cfg.still_speed
                                   and np.linalg.norm(twist[3:]) < cfg.still_rate_rad_s)
         contact = self.in_contact
-        off = turn > cfg.max_turn_deg or (contact and slide > cfg.max_slide_m)
-        if not off or not (contact or still):
+        if turn <= cfg.max_turn_deg or not (contact or still):
             self._off_pose_since = None
             return
         if self._off_pose_since is None:
             self._off_pose_since = t
         elif t - self._off_pose_since >= cfg.pose_error_s:
-            where = f"{turn:.1f} deg and {slide * 1000:.1f} mm along the skin" if contact \
-                else f"{turn:.1f} deg"
             self.on_fault("pose_error", f"{'in contact' if contact else 'before contact'} the "
-                          f"tool is {where} off its commanded pose for "
+                          f"tool is turned {turn:.1f} deg off its commanded orientation for "
                           f"{t - self._off_pose_since:.2f} s (at most {cfg.max_turn_deg:.0f} "
-                          f"deg, {cfg.max_slide_m * 1000:.0f} mm): the arm does not reach "
-                          "it (a joint at its limit, or something in the way); move the body or "
-                          "the arm")
+                          "deg): the arm does not reach the pose (a joint at its limit, or "
+                          "something in the way); move the body or the arm")
 
     def _finish_or_release(self) -> None:
         if self.in_contact and self.tool is not None:

@@ -430,28 +430,24 @@ def test_a_tool_kept_off_its_commanded_pose_in_contact_is_released():
     t = hold_pose(sup, t, 0.2, PRESS, turned(8.0))
     assert sup.fault == "pose_error" and sup.mode == "release"
     (report,) = sup.take_reports()
-    assert "8.0 deg" in report.detail and "joint at its limit" in report.detail
+    assert "in contact the tool is turned 8.0 deg" in report.detail
+    assert "joint at its limit" in report.detail
     path = run_release(sup, t)
     assert path[-1][2] - PRESS[2] == pytest.approx(0.03)  # released the whole way
 
-    # slid 12 mm along the skin from the commanded point, the orientation right
-    sup, t = pressing()
-    hold_pose(sup, t, 0.5, PRESS + [0.012, 0.0, 0.0], Q)
-    assert sup.fault == "pose_error"
-    assert "12.0 mm along the skin" in sup.take_reports()[0].detail
-
     # out of contact, the reference still (the approach's end, the search for the surface):
-    # the turn alone is a fault, before the ball touches anything
+    # a fault before the ball touches anything
     sup, t = pressing()
     hold_pose(sup, t, 0.5, PRESS + [0.02, 0.0, 0.01], turned(8.0), wrench=DOWN_6N / 20)
     assert sup.fault == "pose_error"
-    assert "before contact the tool is 8.0 deg off" in sup.take_reports()[0].detail
+    assert "before contact the tool is turned 8.0 deg" in sup.take_reports()[0].detail
 
 
-def test_a_tool_near_its_pose_or_out_of_contact_is_no_pose_fault():
-    # 3 deg and 5 mm along the skin (a good press: 2 deg, 2-3.5 mm), pressed 10 mm deep
+def test_a_tool_near_its_pose_or_lagging_a_moving_reference_is_no_pose_fault():
+    # 3 deg (a good press: 1.8-2.8), 10 mm from the commanded point: a press's reference lies
+    # inside the body and a tilted ball's gap to it is no error
     sup, t = pressing()
-    hold_pose(sup, t, 1.0, PRESS + [0.005, 0.0, 0.01], turned(3.0))
+    hold_pose(sup, t, 1.0, PRESS + [0.01, 0.0, 0.01], turned(3.0))
     assert not sup.latched
     # out of contact the arm may lag a moving reference (the approach): no fault
     sup, t = pressing()

@@ -37,14 +37,12 @@ SUPERVISOR_PARAMS = [
           high=5.0),
     Param("TARE_MAX_N", "float", 10.0, "N", "a zero larger than this is a contact, not the "
           "sensor's bias: not taken, a fault (released, held)", low=1.0, high=30.0),
-    Param("MAX_TURN_DEG", "float", 5.0, "deg", "in contact, the tool turned this far from its "
-          "commanded orientation for POSE_ERROR_S: the arm does not reach the pose (a joint at "
-          "its limit); release contact. 1.8-2.0 deg on a good press", low=1.0, high=30.0),
-    Param("MAX_SLIDE_M", "float", 0.008, "m", "in contact, the tool this far from its "
-          "commanded point along the skin for POSE_ERROR_S: likewise. 2-3.5 mm on a good press",
-          low=0.002, high=0.05),
-    Param("POSE_ERROR_S", "float", 0.3, "s", "how long the tool may stay off its pose in "
-          "contact", low=0.0, high=5.0),
+    Param("MAX_TURN_DEG", "float", 5.0, "deg", "the tool turned this far from its commanded "
+          "orientation for POSE_ERROR_S, in contact or with the reference still: the arm does "
+          "not reach the pose (a joint at its limit); release contact. 1.8-2.8 deg on a good "
+          "press", low=1.0, high=30.0),
+    Param("POSE_ERROR_S", "float", 0.3, "s", "how long the tool may stay turned off its pose",
+          low=0.0, high=5.0),
     Param("CLOSE_TIMEOUT_S", "float", 5.0, "s", "after the graph ends, the longest the node "
           "goes on releasing before it stops the arm where it is", low=0.5),
 ]
@@ -61,7 +59,7 @@ def supervisor_config(cfg: dict[str, Any], max_speed: float = 0.15,
                             contact_n=cfg["RELEASE_FORCE_N"], tare_s=cfg["TARE_S"],
                             tare_max_n=cfg["TARE_MAX_N"],
                             reference_lead_s=lead_s, max_lead_m=max_lead_m,
-                            max_turn_deg=cfg["MAX_TURN_DEG"], max_slide_m=cfg["MAX_SLIDE_M"],
+                            max_turn_deg=cfg["MAX_TURN_DEG"],
                             pose_error_s=cfg["POSE_ERROR_S"])
 
 
