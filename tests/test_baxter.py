@@ -18,11 +18,19 @@ POSTURE = [0.0, -0.55, 0.0, 0.75, 0.0, 1.26, 0.0]
 COMMAND_TOPIC = "/robot/limb/left/joint_command"
 
 
-def posture_tool() -> list[float]:
-    """Where the massage ball is at POSTURE (the node's own kinematic model)."""
+def posture_pose() -> tuple[list[float], list[float]]:
+    """Where the massage ball is at POSTURE and how it is turned (x y z w), by the node's own
+    kinematic model: the double's arm stands there, so commands hold that pose."""
+    from scipy.spatial.transform import Rotation
     from tuina.operators.arms import arm_kinematics
 
-    return arm_kinematics("baxter_left", 0.0466).forward(np.array(POSTURE)).translation.tolist()
+    pose = arm_kinematics("baxter_left", 0.0466).forward(np.array(POSTURE))
+    return pose.translation.tolist(), Rotation.from_matrix(pose.rotation).as_quat().tolist()
+
+
+def posture_tool() -> list[float]:
+    """Where the massage ball is at POSTURE."""
+    return posture_pose()[0]
 
 
 class RobotDouble:
@@ -94,7 +102,8 @@ class TimedNode:
 
 
 def command(velocities, stamp: int, position=None) -> dict:
-    cmd = Command(position or posture_tool(), [1.0, 0, 0, 0], [0.0] * 6, "track", "press",
+    tool, turn = posture_pose()
+    cmd = Command(position or tool, turn, [0.0] * 6, "track", "press",
                   6.0, 5.0, list(velocities))
     return {"type": "INPUT", "id": "command", "value": cmd.to_arrow(),
             "metadata": Header(stamp, 0, "base").to_metadata()}
