@@ -442,3 +442,19 @@ def test_a_recording_path_that_does_not_exist_is_named_as_such(tmp_path):
     (tmp_path / "empty").mkdir()
     with pytest.raises(RecordingError, match="is not a recording"):
         read_manifest(tmp_path / "empty")
+
+
+def test_a_nodes_outputs_are_replayed_in_the_order_it_sent_them_not_as_they_arrived():
+    from tuina.recording.replay import feed_order, sent_order
+
+    # the command went out after body_motion 1 and robot_state 2; the event after
+    # body_motion 2, yet the recorder received the event first (another stream)
+    command = {"inputs": "body_motion=1;robot_state=2", "trigger": "robot_state"}
+    event = {"inputs": "body_motion=2;robot_state=2", "trigger": "body_motion"}
+    ordered = sent_order([(2_000, command), (1_000, event)])
+    assert ordered == [command, event]
+    rows = {name: pa.table({"seq": [1, 2], "recv_ns": [10, 20]})
+            for name in ("body_motion", "robot_state")}
+    # so body_motion 2 reaches the node only after robot_state 2 made the command
+    order = feed_order(rows, ordered)
+    assert order.index(("robot_state", 1)) < order.index(("body_motion", 1))

@@ -120,6 +120,16 @@ def feed_order(rows: dict[str, pa.Table], outputs: list[dict[str, str]]) -> list
     return order + rest
 
 
+def sent_order(outputs: list[tuple[int, dict[str, str]]]) -> list[dict[str, str]]:
+    """A node's recorded outputs ((receive time, metadata) of every output topic) in the
+    order it sent them. They reach the recorder on separate streams, so their receive times
+    may cross (an event sent after a command can arrive first); each input's seq in their
+    lineage only ever grows, so its sum orders them, receive time breaking ties."""
+    ordered = sorted(outputs, key=lambda item: (sum(parse_lineage(item[1]["inputs"]).values()),
+                                                item[0]))
+    return [meta for _, meta in ordered]
+
+
 def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
          replaced: list[str]) -> dict[str, list[tuple[str, int, str, int]]]:
     """Per node left in the graph, every recorded message on its inputs as (topic, row,
@@ -152,10 +162,9 @@ def plan(folder: Path, manifest: dict[str, Any], spec: dict[str, Any],
                 recv = table.column("recv_ns").to_pylist()
                 recorded_outputs += [(r, m) for r, m in zip(recv, metas, strict=True)
                                      if "inputs" in m]
-        recorded_outputs.sort(key=lambda item: item[0])
         seqs = {name: table.column("seq").to_pylist() for name, table in rows.items()}
         out[node] = [(topic_of[name], row, name, seqs[name][row])
-                     for name, row in feed_order(rows, [m for _, m in recorded_outputs])]
+                     for name, row in feed_order(rows, sent_order(recorded_outputs))]
     return out
 
 
