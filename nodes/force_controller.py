@@ -98,7 +98,8 @@ def main() -> None:
             ref, notices = follower.step(stamp, np.asarray(state.tool_position), wrench)
             if ref is None:
                 continue
-            joints = (joint_velocity_command(ref, arm, q, cfg["PBVS_GAIN"]).tolist()
+            joints = (joint_velocity_command(ref, arm, q, cfg["PBVS_GAIN"],
+                                             cfg["MAX_JOINT_SPEED"]).tolist()
                       if joint_output else [])
             cmd = Command(ref.position.tolist(), ref.quaternion.tolist(), ref.twist.tolist(),
                           ref.mode, ref.phase, ref.force_target_n, ref.force_measured_n, joints,

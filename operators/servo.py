@@ -105,12 +105,13 @@ def wrench_from_torques(jacobian: np.ndarray, torques: np.ndarray,
 
 
 def joint_velocity_command(reference: ControlOutput, arm: ArmKinematics, q: np.ndarray,
-                           gain: float) -> np.ndarray:
+                           gain: float, max_speed: float = np.inf) -> np.ndarray:
     """The hybrid controller's joint velocities for a joint-velocity robot (a Baxter).
 
     v_s = the reference's feed-forward twist + PBVS towards the reference pose (Eq. 10-14);
     in contact the normal belongs to the force loop: its speed into the body plus the
-    surface's own normal velocity (Eq. 16-18); q' = J^+ v_robot (Eq. 19).
+    surface's own normal velocity (Eq. 16-18); q' = J^+ v_robot (Eq. 19), no joint faster
+    than ``max_speed`` or its model limit.
     """
     q = np.asarray(q, float)
     current = arm.forward(q).homogeneous
@@ -122,4 +123,5 @@ def joint_velocity_command(reference: ControlOutput, arm: ArmKinematics, q: np.n
     if reference.force_controlled:
         n = np.asarray(reference.normal, float)
         servo = hybrid_twist(servo, n, reference.normal_speed - float(feed_forward[:3] @ n))
-    return joint_velocities(arm.jacobian(q), servo, q, arm.posture, arm.velocity_limit)
+    return joint_velocities(arm.jacobian(q), servo, q, arm.posture,
+                            np.minimum(arm.velocity_limit, max_speed))

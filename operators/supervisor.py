@@ -84,7 +84,7 @@ class SupervisorConfig:
     # reference still: the arm does not reach the pose (a joint at its limit), so the ball
     # presses somewhere else than planned. The orientation, not the position: in contact the
     # reference lies inside the body by design and a tilted ball's gap to it is no error
-    max_turn_deg: float = 5.0
+    max_turn_deg: float = 8.0
     pose_error_s: float = 0.3
     still_speed: float = 0.02  # m/s: a slower reference is still (the arm has caught up)
     still_rate_rad_s: float = 0.05

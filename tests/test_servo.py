@@ -152,3 +152,35 @@ def test_baxter_presses_at_6_n_with_joint_velocities_and_torque_sensing():
     final = arm.forward(q)
     assert final.translation[2] > target[2] + 0.1  # retreated off the body
     np.testing.assert_allclose(final.rotation[:, 2], [0, 0, -1], atol=1e-2)
+
+
+def test_a_baxter_command_never_exceeds_the_speed_its_robot_node_accepts():
+    from pathlib import Path
+
+    from tuina.nodes.baxter import velocity_problem
+    from tuina.operators.force_control import ControlOutput
+
+    from tuina.config import load
+    from tuina.messages import Command
+    from tuina.settings import baxter, force_controller
+
+    rig = {"RIG": str(Path(__file__).parents[1] / "dataflows" / "rigs" / "baxter-left.yml")}
+    limit = load("force-controller", force_controller.PARAMS, rig)["MAX_JOINT_SPEED"]
+    assert limit == load("robot", baxter.PARAMS, rig)["MAX_JOINT_SPEED"] == 1.0
+    arm = arm_kinematics("baxter_left", 0.0466)
+    q = arm.posture.copy()
+    here = arm.forward(q)
+    # a reference 20 cm and 30 deg away: the servo asks for far more than 1 rad/s
+    far = ControlOutput(here.translation + [0.2, 0.0, 0.0],
+                        Rotation.from_matrix(here.rotation).as_quat(), "track", "press", 0.0,
+                        0.0, np.zeros(6))
+    unbounded = joint_velocity_command(far, arm, q, 4.0)
+    assert np.max(np.abs(unbounded)) > 1.0
+    bounded = joint_velocity_command(far, arm, q, 4.0, limit)
+    assert np.max(np.abs(bounded)) == pytest.approx(1.0)
+    # the same direction, only slower; and the robot node takes it
+    np.testing.assert_allclose(bounded / np.linalg.norm(bounded),
+                               unbounded / np.linalg.norm(unbounded), atol=1e-9)
+    command = Command([0.0] * 3, [0, 0, 0, 1.0], [0.0] * 6, "track", "press", 0.0, 0.0,
+                      bounded.tolist())
+    assert velocity_problem(command, limit) == ""

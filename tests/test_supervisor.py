@@ -423,14 +423,14 @@ def turned(deg: float) -> np.ndarray:
 
 
 def test_a_tool_kept_off_its_commanded_pose_in_contact_is_released():
-    # a joint at its limit: the tool 8 deg off the commanded orientation (a good press: 2)
+    # a joint at its limit: the tool 9 deg off the commanded orientation (a good press: 2)
     sup, t = pressing()
-    t = hold_pose(sup, t, 0.25, PRESS, turned(8.0))
+    t = hold_pose(sup, t, 0.25, PRESS, turned(9.0))
     assert not sup.latched  # not yet: a passing excursion is no fault
-    t = hold_pose(sup, t, 0.2, PRESS, turned(8.0))
+    t = hold_pose(sup, t, 0.2, PRESS, turned(9.0))
     assert sup.fault == "pose_error" and sup.mode == "release"
     (report,) = sup.take_reports()
-    assert "in contact the tool is turned 8.0 deg" in report.detail
+    assert "in contact the tool is turned 9.0 deg" in report.detail
     assert "joint at its limit" in report.detail
     path = run_release(sup, t)
     assert path[-1][2] - PRESS[2] == pytest.approx(0.03)  # released the whole way
@@ -438,27 +438,28 @@ def test_a_tool_kept_off_its_commanded_pose_in_contact_is_released():
     # out of contact, the reference still (the approach's end, the search for the surface):
     # a fault before the ball touches anything
     sup, t = pressing()
-    hold_pose(sup, t, 0.5, PRESS + [0.02, 0.0, 0.01], turned(8.0), wrench=DOWN_6N / 20)
+    hold_pose(sup, t, 0.5, PRESS + [0.02, 0.0, 0.01], turned(10.8), wrench=DOWN_6N / 20)
     assert sup.fault == "pose_error"
-    assert "before contact the tool is turned 8.0 deg" in sup.take_reports()[0].detail
+    assert "before contact the tool is turned 10.8 deg" in sup.take_reports()[0].detail
 
 
 def test_a_tool_near_its_pose_or_lagging_a_moving_reference_is_no_pose_fault():
-    # 3 deg (a good press: 1.8-2.8), 10 mm from the commanded point: a press's reference lies
+    # 5.4 deg (a good press: 1.8-2.8; following a moving body: up to 5.4), 10 mm from the
+    # commanded point: a press's reference lies
     # inside the body and a tilted ball's gap to it is no error
     sup, t = pressing()
-    hold_pose(sup, t, 1.0, PRESS + [0.01, 0.0, 0.01], turned(3.0))
+    hold_pose(sup, t, 1.0, PRESS + [0.01, 0.0, 0.01], turned(5.4))
     assert not sup.latched
     # out of contact the arm may lag a moving reference (the approach): no fault
     sup, t = pressing()
     for _ in range(100):
         t += DT
-        sup.on_state(t, PRESS + [0.03, 0.0, 0.0], turned(10.0), DOWN_6N / 20)
+        sup.on_state(t, PRESS + [0.03, 0.0, 0.0], turned(12.0), DOWN_6N / 20)
         sup.on_command(t, t, PRESS, Q, np.array([0.05, 0.0, 0.0, 0.0, 0.0, 0.0]), "track", UP)
     assert not sup.latched, sup.take_reports()
     # off its pose and back again before POSE_ERROR_S, over and over: no fault
     sup, t = pressing()
     for _ in range(5):
-        t = hold_pose(sup, t, 0.2, PRESS, turned(8.0))
+        t = hold_pose(sup, t, 0.2, PRESS, turned(10.0))
         t = hold_pose(sup, t, 0.05, PRESS, Q)
     assert not sup.latched

@@ -81,7 +81,7 @@ def resolve_path(path: str, environ: Mapping[str, str] | None = None) -> str:
 # The rig's constants: one arm, one tool, one force cap, one workspace, one body region for
 # every node of a graph. A graph's nodes read them from the rig file their RIG names.
 RIG_KEYS = ("ROBOT", "TOOL_LENGTH_M", "FORCE_CAP_N", "WORKSPACE_MIN", "WORKSPACE_MAX",
-            "BALL_RADIUS_M", "ROI_MIN", "ROI_MAX")
+            "BALL_RADIUS_M", "ROI_MIN", "ROI_MAX", "MAX_JOINT_SPEED")
 RIG_PARAM = Param("RIG", "path", "", "-", "rig file (YAML of " + ", ".join(RIG_KEYS)
                   + ") this node reads its rig keys from, relative to the graph's folder; "
                   "empty: the defaults below")

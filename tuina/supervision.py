@@ -37,10 +37,10 @@ SUPERVISOR_PARAMS = [
           high=5.0),
     Param("TARE_MAX_N", "float", 10.0, "N", "a zero larger than this is a contact, not the "
           "sensor's bias: not taken, a fault (released, held)", low=1.0, high=30.0),
-    Param("MAX_TURN_DEG", "float", 5.0, "deg", "the tool turned this far from its commanded "
+    Param("MAX_TURN_DEG", "float", 8.0, "deg", "the tool turned this far from its commanded "
           "orientation for POSE_ERROR_S, in contact or with the reference still: the arm does "
           "not reach the pose (a joint at its limit); release contact. 1.8-2.8 deg on a good "
-          "press", low=1.0, high=30.0),
+          "press, up to 5.4 before contact following a moving body", low=1.0, high=30.0),
     Param("POSE_ERROR_S", "float", 0.3, "s", "how long the tool may stay turned off its pose",
           low=0.0, high=5.0),
     Param("CLOSE_TIMEOUT_S", "float", 5.0, "s", "after the graph ends, the longest the node "

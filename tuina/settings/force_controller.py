@@ -65,6 +65,10 @@ PARAMS = [
           "tool mount (as the planner's)", low=0.0),
     Param("PBVS_GAIN", "float", 4.0, "1/s", "lambda of v_e = -lambda L_e^-1 e (joint output)",
           low=0.1, high=50),
+    Param("MAX_JOINT_SPEED", "float", 1.0, "rad/s", "joint output: the velocities are scaled "
+          "down as a whole (direction kept) so that no joint is faster than this or than the "
+          "arm model's limit; the robot node refuses a faster command (a rig key)",
+          low=0.01, high=4.0),
 ]
 
 
