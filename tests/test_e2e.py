@@ -118,6 +118,20 @@ def test_eval_perception_meets_the_accuracy_table():
 
 
 @pytest.mark.e2e
+def test_eval_perception_on_the_prone_body():
+    result = eval_json("perception", "--posture", "prone", "--trials", "2", "--seeds", "1",
+                       timeout=600)
+    assert result["posture"] == "prone" and result["per_seed"][0]["posture"] == "prone"
+    assert {t["code"] for t in result["targets"]} >= {"BL23", "BL25-R", "BL57"}
+    # seed 0 over 3 trials: clicks 1.9 / 3.0 / 7.4 mm near / middle / far (0.66-0.70,
+    # 0.71-0.75, 1.28-1.45 m), atlas 1.5 / 1.7 / 3.6 mm: bounded as the supine table is
+    for group, vbrm_mm in (("near", 2.20), ("middle", 4.54), ("far", 6.29)):
+        assert result[f"{group}_mm"] <= 1.3 * vbrm_mm, result
+        assert result[f"atlas_{group}_mm"] <= 1.3 * vbrm_mm, result
+    assert result["normal_deg"] <= 6.0  # 2.07 deg measured
+
+
+@pytest.mark.e2e
 def test_eval_registration_finds_or_refuses_a_body_off_its_expected_pose():
     # the full figure is 20 placements (docs/grounding.md); a single ICP from the expected
     # pose put 3 of 8 of these more than 10 mm off

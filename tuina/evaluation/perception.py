@@ -27,7 +27,7 @@ import numpy as np
 
 from tuina import jsontext
 from tuina.calibrate import calibrate_sim
-from tuina.evaluation.seeds import over_seeds, spread_text
+from tuina.evaluation.seeds import POSTURES, over_seeds, posture_of, spread_text
 from tuina.operators.calibration import CalibrationError, pose_error
 from tuina.operators.geometry import (
     angle_between_deg,
@@ -41,8 +41,12 @@ from tuina.operators.phantom import ATLAS, placement, right_side
 from tuina.operators.posefit import NoDepthError, fit_target, point_at_pixel
 from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
 
-# visible from the evaluation camera, three per distance band ("-R": the right-side point)
-TARGETS = ("CV12", "ST25", "ST25-R", "PC6", "PC6-R", "SP10", "ST36-R", "LR3", "LR3-R")
+# visible from the evaluation camera, three per distance band ("-R": the right-side point),
+# by the posture the body lies in (even seeds supine, odd seeds prone)
+TARGETS_BY_POSTURE = {
+    "supine": ("CV12", "ST25", "ST25-R", "PC6", "PC6-R", "SP10", "ST36-R", "LR3", "LR3-R"),
+    "prone": ("BL20", "BL21-R", "BL23", "BL23-R", "BL25", "BL25-R", "BL40-R", "BL57", "BL57-R"),
+}
 GROUPS = ("near", "middle", "far")
 NOMINAL_BODY = ((0.55, 0.2, 0.0), 90.0)  # where grounding expects the body
 TRUE_BODY = ((0.562, 0.188, 0.0), 91.5)  # where it really lies
@@ -87,9 +91,14 @@ def _check_visible(code: str, pixel: np.ndarray, point: np.ndarray, depth: np.nd
                              f"({z_seen:.3f} m seen, {z_true:.3f} m expected)")
 
 
-def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print) -> dict[str, Any]:
-    """Calibrate, then position the nine targets; returns the result as one dict."""
+def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print,
+        posture: str | None = None) -> dict[str, Any]:
+    """Calibrate, then position the nine targets of ``posture`` (default: the seed's);
+    returns the result as one dict."""
     from tuina.sim.world import MassageWorld
+
+    posture = posture or posture_of(seed)
+    TARGETS = TARGETS_BY_POSTURE[posture]  # noqa: N806 (the module's table, one posture's row)
 
     cfg = eval_world_config()
     log(f"calibrating the camera from {poses} arm poses ...")
@@ -171,7 +180,7 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print) -> di
         calibration_mm=cal_mm, calibration_deg=cal_deg,
         calibration_poses=len(cal_run.samples),
         calibration_residual_mm=float(np.mean(cal_run.calibration.residuals_m) * 1e3),
-        trials=trials, seed=seed,
+        trials=trials, seed=seed, posture=posture,
         targets=[{"code": r.code, "group": r.group, "distance_m": round(r.distance_m, 3),
                   "click_mm": round(r.click_mm, 3), "atlas_mm": round(r.atlas_mm, 3),
                   "normal_deg": round(r.normal_deg, 3)} for r in results],
@@ -185,17 +194,19 @@ SEED_FIGURES = {**{f"{g}_mm": "max" for g in GROUPS}, **{f"atlas_{g}_mm": "max" 
 
 
 def run_seeds(seeds: int = 5, poses: int = 20, trials: int = 3,
-              log: Any = print) -> dict[str, Any]:
-    """``run`` on seeds 0..seeds-1 (calibration poses, depth noise, clicks): the first seed's
-    table, and every headline figure's mean over the seeds with its spread."""
+              log: Any = print, posture: str | None = None) -> dict[str, Any]:
+    """``run`` on seeds 0..seeds-1 (calibration poses, depth noise, clicks, the posture
+    unless ``posture`` is given): the first seed's table, and every headline figure's mean
+    over the seeds with its spread."""
     runs = []
     for seed in range(seeds):
-        log(f"seed {seed}")
-        runs.append(run(seed, poses, trials, log))
+        log(f"seed {seed}, {posture or posture_of(seed)}")
+        runs.append(run(seed, poses, trials, log, posture))
     first = runs[0]
     distances = {k: first[k] for k in first if k.endswith("_distance_m")}
     return {**first, **over_seeds(runs, SEED_FIGURES), **distances, "seeds": seeds,
-            "per_seed": [{k: r[k] for k in SEED_FIGURES} for r in runs]}
+            "per_seed": [{"seed": r["seed"], "posture": r["posture"],
+                          **{k: r[k] for k in SEED_FIGURES}} for r in runs]}
 
 
 def table(summary: dict[str, Any]) -> str:
@@ -213,7 +224,8 @@ def table(summary: dict[str, Any]) -> str:
               f"surface normal error: {summary['normal_deg']:.2f} deg mean",
               f"clicks rounded to whole pixels: {summary['whole_pixel_click_mean_mm']:.2f} mm "
               "mean (a pixel spans up to 7 mm of grazing skin at 1.3 m)",
-              f"over {summary['seeds']} seeds (targets above: seed 0): click near "
+              f"over {summary['seeds']} seeds (targets above: seed 0, {summary['posture']}; "
+              "even seeds supine, odd ones prone): click near "
               f"{spread_text(summary, 'near_mm', 'mm')}, middle "
               f"{spread_text(summary, 'middle_mm', 'mm')}, far "
               f"{spread_text(summary, 'far_mm', 'mm')}; atlas near "
@@ -230,8 +242,11 @@ def table(summary: dict[str, Any]) -> str:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """The ``tuina eval perception`` options."""
     parser.add_argument("--json", action="store_true", help="print one JSON object")
-    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1 (default 5, ~1 min "
-                        "each on two cores); the group figures are means over them")
+    parser.add_argument("--seeds", type=int, default=5, help="seeds 0..N-1, even ones supine, "
+                        "odd ones prone (default 5, ~1 min each on two cores); the group "
+                        "figures are means over them")
+    parser.add_argument("--posture", choices=POSTURES,
+                        help="every seed's body in this posture (default: the seed's)")
     parser.add_argument("--poses", type=int, default=20, help="calibration poses")
     parser.add_argument("--trials", type=int, default=3, help="noisy frames per target")
 
@@ -243,7 +258,7 @@ def main(args: Any) -> int:
     quiet = args.json
     try:
         summary = run_seeds(args.seeds, args.poses, args.trials,
-                            log=(lambda _line: None) if quiet else print)
+                            log=(lambda _line: None) if quiet else print, posture=args.posture)
     except (RenderingUnavailable, CalibrationError, GroundingError, NoDepthError) as err:
         print(f"tuina eval perception: error: {err}", file=sys.stderr)
         return 1
