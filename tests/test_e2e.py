@@ -329,6 +329,10 @@ def recorded_session(tmp_path_factory) -> Path:
     proc = run_bounded([TUINA, "record", ROOT / "dataflows" / "sim.yml", "-o", folder,
                         "--stop-after", "150s"], 300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    # a quiet terminal, as tuina run's: the nodes' lines, dora's own log in the recording
+    terminal = proc.stdout.splitlines()
+    assert len(terminal) < 60 and not [line for line in terminal if "DEBUG" in line], terminal
+    assert "DEBUG" in (folder / "dora.log").read_text()
     return folder
 
 

@@ -76,6 +76,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--mandatory", action="store_true",
                         help="the session must not go on unrecorded: a failed recording e-stops "
                         "the robot")
+    parser.add_argument("--verbose", action="store_true",
+                        help="show dora's whole output as it comes (else the nodes' own lines; "
+                        "dora's log goes into the recording as dora.log)")
 
 
 def main(args: Any) -> int:
@@ -99,17 +102,26 @@ def main(args: Any) -> int:
     except ValueError as err:
         print(f"tuina record: error: {err}", file=sys.stderr)
         return 2
-    status = run_beside(graph, recorded, "record", args.stop_after)
+    status = run_beside(graph, recorded, "record", args.stop_after, quiet=not args.verbose)
     print(f"tuina record: {folder}")
     return status
 
 
 def run_beside(graph: Path, spec: dict[str, Any], kind: str,
-               stop_after: str | None = None) -> int:
+               stop_after: str | None = None, quiet: bool = False) -> int:
     """``dora run`` a rewritten graph from a hidden file next to the original (so its
-    relative paths keep their meaning), with this environment's executables on PATH."""
+    relative paths keep their meaning), with this environment's executables on PATH.
+    ``quiet``: as ``tuina run`` shows it (the nodes' own lines on the terminal, dora's whole
+    output in its log, ``dora.log`` beside the session's summary)."""
     path = graph.parent / f".{graph.stem}.{kind}.yml"
     path.write_text(yaml.safe_dump(spec, sort_keys=False))
+    if quiet:
+        from tuina.run import run
+
+        try:
+            return run(str(path), stop_after)
+        finally:
+            path.unlink(missing_ok=True)
     bin_dir = Path(sys.executable).parent
     env = dict(os.environ, PATH=f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}")
     cmd = [str(bin_dir / "dora"), "run", str(path)]
