@@ -48,8 +48,9 @@ FAULTS: dict[str, str] = {
     "link_lost": "the link to the arm was lost",
     "robot_error": "the arm reports an error",
     "wrench_tare": "the force read at start is too large for a bias: something touches the arm",
-    "pose_error": "in contact, the tool stays off its commanded pose (turned, or slid along the "
-                  "skin): the arm does not reach it, the press is not where it was planned",
+    "pose_error": "the tool stays turned off its commanded orientation (in contact, or the "
+                  "reference still): the arm does not reach the pose, the press would not be "
+                  "where it was planned",
 }
 
 

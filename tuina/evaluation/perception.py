@@ -98,7 +98,7 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print,
     from tuina.sim.world import MassageWorld
 
     posture = posture or posture_of(seed)
-    TARGETS = TARGETS_BY_POSTURE[posture]  # noqa: N806 (the module's table, one posture's row)
+    targets = TARGETS_BY_POSTURE[posture]
 
     cfg = eval_world_config()
     log(f"calibrating the camera from {poses} arm poses ...")
@@ -122,19 +122,19 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print,
     base_T_body[:3, :3] = quat_to_matrix(np.asarray(truth["body_quaternion"]))
     base_T_body[:3, 3] = truth["body_position"]
     points = {p.code: p for a in ATLAS for p in (a, right_side(a))}
-    codes = list(TARGETS)
+    codes = list(targets)
     positions = transform_points(base_T_body, np.array([points[c].position for c in codes]))
     normals = np.array([points[c].normal for c in codes]) @ base_T_body[:3, :3].T
     nominal = placement(*NOMINAL_BODY)
     noise = DepthNoise()
 
     distances = {c: float(np.linalg.norm(positions[codes.index(c)] - true_cam[:3, 3]))
-                 for c in TARGETS}
-    order = sorted(TARGETS, key=distances.get)
+                 for c in targets}
+    order = sorted(targets, key=distances.get)
     group_of = {c: GROUPS[i // 3] for i, c in enumerate(order)}
-    click_err: dict[str, list[float]] = {c: [] for c in TARGETS}
-    atlas_err: dict[str, list[float]] = {c: [] for c in TARGETS}
-    normal_err: dict[str, list[float]] = {c: [] for c in TARGETS}
+    click_err: dict[str, list[float]] = {c: [] for c in targets}
+    atlas_err: dict[str, list[float]] = {c: [] for c in targets}
+    normal_err: dict[str, list[float]] = {c: [] for c in targets}
     whole_px_err: list[float] = []
     for trial in range(trials):
         rng_noise = np.random.default_rng([seed, 1000 + trial])
@@ -142,7 +142,7 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print,
         depth = quantize_depth(depth)  # the camera's z16 stream
         rng = np.random.default_rng([seed, trial])
         body = body_cloud(depth, K, base_T_cam, ROI_MIN, ROI_MAX, rng)
-        for code in TARGETS:
+        for code in targets:
             i = codes.index(code)
             # the operator clicks where the point appears in the image, within CLICK_PX
             # (sigma) of it: a zoomed view, a steady hand
@@ -159,8 +159,8 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print,
             p_atlas, _ = fit_target(depth, K, base_T_cam, found.centre_px, rng)
             atlas_err[code].append(float(np.linalg.norm(p_atlas - positions[i])) * 1e3)
         log(f"trial {trial + 1}/{trials}: click mean "
-            f"{np.mean([click_err[c][-1] for c in TARGETS]):.2f} mm, atlas mean "
-            f"{np.mean([atlas_err[c][-1] for c in TARGETS]):.2f} mm")
+            f"{np.mean([click_err[c][-1] for c in targets]):.2f} mm, atlas mean "
+            f"{np.mean([atlas_err[c][-1] for c in targets]):.2f} mm")
 
     results = [TargetResult(c, group_of[c], distances[c], float(np.mean(click_err[c])),
                             float(np.mean(atlas_err[c])), float(np.mean(normal_err[c])),
@@ -174,7 +174,7 @@ def run(seed: int = 0, poses: int = 20, trials: int = 3, log: Any = print,
         summary[f"{g}_distance_m"] = [round(r.distance_m, 3) for r in members]
     summary.update(
         overall_mean_mm=float(all_click.mean()), overall_std_mm=float(all_click.std()),
-        atlas_overall_mean_mm=float(np.mean([atlas_err[c] for c in TARGETS])),
+        atlas_overall_mean_mm=float(np.mean([atlas_err[c] for c in targets])),
         whole_pixel_click_mean_mm=float(np.mean(whole_px_err)),
         normal_deg=float(np.mean([r.normal_deg for r in results])),
         calibration_mm=cal_mm, calibration_deg=cal_deg,
