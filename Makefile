@@ -3,12 +3,12 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuina-installed
-DEBS := libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6
+DEBS := libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6 chromium
 SESSION ?= sim
 # the vlm extra pins torch 2.13.0: its CPU wheel lies in /opt/wheels where the machine has it
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 
-.PHONY: setup run test bench lint clean
+.PHONY: setup run console test bench lint clean
 
 setup: $(STAMP)
 
@@ -25,7 +25,10 @@ $(STAMP): pyproject.toml Makefile
 	@touch $(STAMP)
 
 run: setup
-	$(BIN)/tuina run dataflows/$(SESSION).yml --stop-after 180s
+	$(BIN)/tuina run dataflows/$(SESSION).yml --stop-after 300s
+
+console: setup
+	$(BIN)/tuina run dataflows/$(SESSION).yml --console
 
 test: setup
 	$(BIN)/ruff check .

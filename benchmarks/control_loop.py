@@ -36,7 +36,8 @@ def main() -> None:
     rows = []
     for run in range(args.runs):
         with tempfile.TemporaryDirectory(prefix="tuina-bench-loop-") as tmp:
-            overrides = {"planner": {"PRESS_S": 6.0}}
+            overrides = {"planner": {"PRESS_S": 6.0}, "console": {
+                "INSTRUCTION": "press Zusanli with moderate pressure", "ROUTINE": ""}}
             for key, value in (("NICE", args.nice), ("REALTIME_PRIORITY", args.realtime)):
                 if value is not None:
                     for node in ("robot", "force-controller"):

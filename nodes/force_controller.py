@@ -1,6 +1,8 @@
 """force-controller: hybrid motion/force control at the robot state rate.
 
-Inputs: ``robot_state`` (trigger), ``trajectory`` and ``body_motion`` (latest values).
+Inputs: ``robot_state`` (trigger), ``trajectory`` and ``body_motion`` (latest values),
+``force_target`` (Float64[1], N: the console's pressure slider scales the current plan's
+force profile to it, under 0.9 FORCE_CAP_N).
 Outputs: ``command`` (tool reference for the robot node), ``events`` (phase changes, done).
 
 The command is the tool reference pose with its feed-forward twist: franky's Cartesian
@@ -84,6 +86,9 @@ def main() -> None:
                 print(f"force-controller: error: {problem}; not following it", flush=True)
                 out.send("events", SessionEvent("error", f"force-controller: {problem}")
                          .to_arrow(), stamp, BASE_FRAME)
+        elif event["id"] == "force_target":  # the person's pressure, live
+            now = follower.set_force_target(float(event["value"][0].as_py()))
+            print(f"force-controller: force target {now:.1f} N", flush=True)
         elif event["id"] == "body_motion":
             follower.on_motion(BodyMotion.from_arrow(event["value"]), stamp)
         elif event["id"] == "robot_state" and follower.plan is not None:

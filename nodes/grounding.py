@@ -27,10 +27,12 @@ from tuina.operators.grounding import (
     ground_acupoint,
     side_facing_arm,
     stroke_pixels,
+    validate_click,
     validate_stroke,
 )
 from tuina.operators.instructions import UnknownAcupoint, parse_instruction
 from tuina.operators.phantom import placement, right_side
+from tuina.operators.session import CLICKED
 from tuina.operators.vlm import choose_box, read_boxes
 
 from tuina.messages import (
@@ -160,13 +162,24 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     """One instruction on one depth frame -> a grounded target (or an error), and where the
     body was found (None for a drawn stroke).
 
-    A drawn stroke needs no acupoint name: the path starts at its first pixel.
+    A drawn stroke needs no acupoint name: the path starts at its first pixel. One point
+    (a click on the image) is pressed or kneaded there.
     """
-    stroke = None
-    if request.stroke_px:  # checked before any fitting: a bad drawing fails fast
+    stroke = clicked = None
+    if len(request.stroke_px) == 2:  # one point: pressed where the person clicked
+        clicked = validate_click(request.stroke_px, info.width, info.height)
+    elif request.stroke_px:  # checked before any fitting: a bad drawing fails fast
         stroke = validate_stroke(request.stroke_px, info.width, info.height)
-    parsed = parse_instruction(request.text, require_acupoint=stroke is None)
+    parsed = parse_instruction(request.text, require_acupoint=stroke is None and
+                               clicked is None)
     force = forces[parsed.pressure]
+    if clicked is not None:  # the click wins over a name in the text: the person pointed
+        if parsed.technique == "stroke":
+            raise GroundingError("a stroke needs a line: draw at least two points, or press "
+                                 "or knead at the clicked point")
+        u, v = clicked
+        return GroundedTarget(CLICKED, "clicked point", 0, [u - 8, v - 8, u + 8, v + 8],
+                              [u, v], [], 1.0, force, parsed.technique, stamp), None
     point = parsed.acupoint
     if point is not None:
         check_posture(point, cfg["BODY_POSTURE"])

@@ -399,6 +399,17 @@ class PlanFollower:
         self.watch.new_plan()
         return None
 
+    def set_force_target(self, force_n: float) -> float:
+        """The person's force target for the rest of the current plan: its force profile
+        scaled so that its largest value is ``force_n`` (kept under the cap); the target
+        now in force (0 without a plan to scale)."""
+        plan = self.plan
+        if plan is None or not np.any(plan.forces_n > 0):
+            return 0.0
+        force_n = min(max(float(force_n), 0.0), self.config.force_cap_n * 0.9)
+        plan.forces_n = plan.forces_n * (force_n / float(np.max(plan.forces_n)))
+        return force_n
+
     def on_motion(self, motion: Any, stamp: int) -> None:
         """A BodyMotion (duck-typed); motions relative to an older reference belong to an
         older plan."""

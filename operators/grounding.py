@@ -361,6 +361,17 @@ def validate_stroke(stroke_px: np.ndarray | list[float], width: int,
     return pts
 
 
+def validate_click(point_px: np.ndarray | list[float], width: int, height: int) -> np.ndarray:
+    """A point clicked on the image (u, v), or GroundingError naming what is wrong with it."""
+    u, v = np.asarray(point_px, float).ravel()[:2]
+    if not (np.isfinite(u) and np.isfinite(v)):
+        raise GroundingError("the clicked point holds NaN or infinite pixels; click again")
+    if not (0 <= u <= width - 1 and 0 <= v <= height - 1):
+        raise GroundingError(f"the clicked point ({u:.0f}, {v:.0f}) is outside the "
+                             f"{width}x{height} image; click on the body")
+    return np.array([u, v])
+
+
 @dataclass
 class GroundingRequests:
     """Which instruction is grounded on which frame: the pending request, the last one (what

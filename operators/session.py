@@ -19,6 +19,7 @@ class SessionLimits:
     max_normal_error_deg: float = 10.0
     max_force_rms_error_n: float = 1.5
     force_cap_n: float = 15.0
+    max_stroke_error_mm: float = 10.0  # a drawn stroke: the tool's mean distance to its line
     min_contact_s: float = 1.0
     settle_s: float = 0.8  # first part of the press excluded from the steady statistics
     follow_settle_s: float = 0.2  # first part of each contact excluded from the follow error
@@ -146,7 +147,8 @@ def force_figures(t: np.ndarray, f: np.ndarray, phases: np.ndarray, target_n: fl
             "stroke_rms_error_n": rms(stroke)}
 
 
-def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict:
+def summarize(log: SessionLog, duration_s: float, limits: SessionLimits,
+              drawn: bool = False) -> dict:
     """The summary dict: whether the session was ok, its problems, and its figures. In the
     simulated world the force figures are the world's true contact force; live, the
     controller's measured one (``force_source`` says which)."""
@@ -181,6 +183,16 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
     if max_force > limits.force_cap_n:
         problems.append(f"force cap exceeded: {max_force:.1f} N > {limits.force_cap_n} N")
     truth = bool(log.truth_t)  # a live session has no ground truth to judge the target by
+    stroke_mm = float(np.mean(log.stroke_mm)) if log.stroke_mm else float("nan")
+    if drawn and log.truth_t:  # scored on what was drawn, not on an acupoint it lacks
+        if log.contact_errors_mm and not acu <= limits.max_acupoint_error_mm:
+            problems.append(f"clicked point error {acu:.1f} mm > "
+                            f"{limits.max_acupoint_error_mm} mm")
+        elif not log.contact_errors_mm and not stroke_mm <= limits.max_stroke_error_mm:
+            problems.append(f"stroke path error {stroke_mm:.1f} mm > "
+                            f"{limits.max_stroke_error_mm} mm")
+    if drawn:
+        truth = False
     if truth and not acu <= limits.max_acupoint_error_mm:
         problems.append(f"acupoint error {acu:.1f} mm > {limits.max_acupoint_error_mm} mm")
     if truth and not log.normal_error_deg <= limits.max_normal_error_deg:
@@ -209,8 +221,7 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
         "overshoot_n": overshoot(np.asarray(log.truth_t), np.asarray(log.truth_peak_n),
                                  first_contact, log.force_target_n),
         "stroke_rms_error_n": figures["stroke_rms_error_n"],
-        "stroke_tracking_mm": (float(np.mean(log.stroke_mm)) if log.stroke_mm
-                               else float("nan")),
+        "stroke_tracking_mm": stroke_mm,
         "stroke_tracking_max_mm": (float(np.max(log.stroke_mm)) if log.stroke_mm
                                    else float("nan")),
         # the command stamps' rate in simulated time (live: the robot's clock); the loop in
@@ -239,6 +250,8 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits) -> dict
     }
 
 
+DRAWN = "STROKE"  # the code of a stroke drawn on the image (no acupoint)
+CLICKED = "POINT"  # the code of a point clicked on the image (no acupoint)
 INTENDED_FAULTS = ("estop",)  # asked for by a person: the session fails, the graph ends cleanly
 
 
@@ -322,6 +335,20 @@ class SessionWatch:
         # truth by frame stamp (body rotation, acupoints), to score the tracker's motions
         self.truths: dict[int, tuple[np.ndarray, dict[str, np.ndarray]]] = {}
         self.waiting: dict[int, Any] = {}
+        # the steps of a session the console runs: each is scored on its own
+        self.steps: list[dict[str, Any]] = []
+        self.step: dict[str, Any] = {"index": 1, "text": "", "drawn": False}
+        self.last_step = True  # no console says otherwise: the first step is the last
+        self.idle = False  # between steps: waiting for a person, no timeout
+        self.step_complete = False  # the running step's trajectory is done; more follow
+
+    def next_step(self, summary: dict[str, Any]) -> None:
+        """The running step is scored: keep its summary, start an empty log."""
+        self.steps.append(summary)
+        self.log = SessionLog()
+        old = self.ending
+        self.ending = SessionEnding(old.release_wait_s, old.replan_wait_s, old.timeout_s)
+        self.target, self.phase, self.step_complete, self.idle = None, "", False, True
 
     def heard(self, stamp: int) -> None:
         """Any input's stamp: the session's event time."""
@@ -347,7 +374,20 @@ class SessionWatch:
             self.ending.on_released()
             log.released_t = log.released_t or stamp * 1e-9
         elif event.kind == "done":
-            self.ending.on_done()
+            if self.last_step:
+                self.ending.on_done()
+            else:
+                self.step_complete = True
+        elif event.kind == "step":
+            import json
+
+            self.step = json.loads(event.detail)
+            self.last_step, self.idle = bool(self.step.get("last", True)), False
+            self.ending.first_ns = self.last_ns  # each step's timeout counts from its start
+        elif event.kind == "finish":
+            self.last_step = True
+            if self.idle:
+                self.ending.on_done()
         elif event.kind == "abort":
             log.aborts.append(event.detail)
             self.ending.on_abort(self.last_ns)
@@ -412,6 +452,9 @@ class SessionWatch:
         while len(self.waiting) > self.MAX_WAITING:
             self.waiting.pop(next(iter(self.waiting)))
         target = self.target
+        if target is not None and target.code in (DRAWN, CLICKED) and truth.acupoint_codes:
+            self._score_drawn(truth, stamp, points)
+            return
         if target is None or target.code not in truth.acupoint_codes:
             return
         k = truth.acupoint_codes.index(target.code)
@@ -440,6 +483,32 @@ class SessionWatch:
         log.follow_mm.append(float(np.linalg.norm(contact - acu) * 1000))
         log.follow_offsets.append(((contact - acu) @ self.truths[stamp][0] * 1000).tolist())
 
+    def _score_drawn(self, truth: Any, stamp: int, points: np.ndarray) -> None:
+        """A drawn stroke has no acupoint: the tool against the drawn line carried to the
+        body (where the depth put it, moved with the body's true motion since that frame)
+        and the true force along the target's normal."""
+        log, target = self.log, self.target
+        normal = np.asarray(target.normal, float)
+        log.true_t.append(stamp * 1e-9)
+        log.true_force_n.append(float(-np.asarray(truth.contact_force) @ normal))
+        log.true_phases.append(self.phase)
+        contact = np.asarray(truth.contact_point)
+        clicked = target.code == CLICKED
+        if self.phase != ("press" if clicked else "stroke") or \
+                not np.all(np.isfinite(contact)) or np.linalg.norm(truth.contact_force) <= 1.0:
+            return
+        path = (np.asarray(target.position, float)[None] if clicked else
+                np.asarray(target.path).reshape(-1, 3))
+        ref = self.truths.get(target.source_stamp_ns)
+        if ref is not None:  # any point of the body carries its rigid motion
+            path = moved_path(path, ref[0], ref[1][truth.acupoint_codes[0]],
+                              self.truths[stamp][0], points[0])
+        distance = distance_to_path(contact, path) * 1000 if len(path) > 1 else \
+            float(np.linalg.norm(contact - path[0]) * 1000)
+        (log.contact_errors_mm if clicked else log.stroke_mm).append(distance)
+
     def due(self) -> str | None:
         """None while the session goes on; else why it ends ("" when nothing went wrong)."""
+        if self.idle and self.ending.ended is None:
+            return None
         return self.ending.due(self.last_ns, self.phase)

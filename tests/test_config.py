@@ -185,7 +185,8 @@ def test_a_graph_copied_elsewhere_keeps_its_rig_through_tuina_root(tmp_path):
     bare = yaml.safe_load((DATAFLOWS / "sim.yml").read_text())
     (tmp_path / "bare.yml").write_text(yaml.safe_dump(bare))
     problems = graph_problems(tmp_path / "bare.yml")
-    assert problems[0] == ("world, grounding, pose-fit, icp-tracker, planner, force-controller, "
-                           "robot, session: env RIG='rigs/fr3.yml': no rig file at "
+    assert problems[0] == ("world, console, grounding, pose-fit, icp-tracker, planner, "
+                           "force-controller, robot, session: env RIG='rigs/fr3.yml': no rig "
+                           "file at "
                            f"{tmp_path / 'rigs' / 'fr3.yml'}; RIG is relative to the graph's "
                            "folder (e.g. RIG: rigs/fr3.yml), or give an absolute path")

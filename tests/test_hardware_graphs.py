@@ -55,6 +55,9 @@ def test_franka_graph_runs_a_session_against_franky_sim_with_a_recorded_camera(t
                 env["PRESS_S"] = 2.5
             if node["id"] == "session":
                 env.update(RECORDINGS_DIR=str(tmp_path), SESSION="franka", TIMEOUT_S=60)
+            if node["id"] == "console":  # no person at a page: one step of its own
+                env.update(SERVE=False, DEADMAN=False,
+                           INSTRUCTION="press Zusanli with moderate pressure")
         proc = dora_run(graph, tmp_path / "franka.yml", "120s")
     log = proc.stdout + proc.stderr
     camera = [line for line in log.splitlines() if "realsense: sent " in line]
@@ -149,6 +152,9 @@ def test_the_baxter_swap_is_a_change_of_yaml():
         if node_id == "robot":
             for key in ("ROSBRIDGE_HOST", "CONNECT_TIMEOUT_S"):
                 env_live.pop(key), env_sim.pop(key)
+        if node_id == "console":  # live: a person at the page; sim: one step of its own
+            assert env_live.pop("SERVE") is True and env_live.pop("DEADMAN") is True
+            assert env_sim.pop("INSTRUCTION") and env_sim.pop("AT_S") >= 0
         assert env_live == env_sim, node_id
         inputs = dict(sim[node_id].get("inputs") or {})
         if node_id == "session":

@@ -12,7 +12,7 @@ from pathlib import Path
 from tuina.config import table
 from tuina.messages import STREAMS
 
-NODE_MODULES = ("world", "camera", "operator", "grounding", "pose_fit", "icp_tracker",
+NODE_MODULES = ("world", "camera", "console", "grounding", "pose_fit", "icp_tracker",
                 "planner", "force_controller", "franka", "realsense", "baxter", "session",
                 "recorder", "replayer")
 

@@ -14,12 +14,26 @@ import time
 from typing import Any
 
 
-def estop_message(reason: str, source: str, seq: int = 0) -> tuple[Any, dict[str, Any]]:
-    """The e-stop payload and metadata: Bool[1] true, the wall-clock stamp of the press."""
+def estop_message(reason: str, source: str, seq: int = 0,
+                  pressed_ns: int | None = None) -> tuple[Any, dict[str, Any]]:
+    """The e-stop payload and metadata: Bool[1] true, the wall-clock stamp of the press (now,
+    or ``pressed_ns`` when the press happened elsewhere first, as a click on a page)."""
     import pyarrow as pa
 
-    return pa.array([True]), {"stamp_ns": time.time_ns(), "seq": seq, "frame_id": "-",
+    stamp = time.time_ns() if pressed_ns is None else int(pressed_ns)
+    return pa.array([True]), {"stamp_ns": stamp, "seq": seq, "frame_id": "-",
                               "reason": reason, "source": source}
+
+
+def press_age_ms(metadata: dict[str, Any], now_ns: int | None = None) -> float | None:
+    """How long ago (ms, wall clock) the e-stop carried by ``metadata`` was pressed; None when
+    its stamp is not a plausible wall-clock time (older than a minute or in the future)."""
+    now_ns = time.time_ns() if now_ns is None else now_ns
+    try:
+        age = (now_ns - int(metadata["stamp_ns"])) / 1e6
+    except (KeyError, TypeError, ValueError):
+        return None
+    return age if 0 <= age < 60_000 else None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

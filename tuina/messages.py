@@ -386,6 +386,7 @@ class SessionEvent(Message):
     """A session-level event: phase changes, errors, the end of a session."""
 
     kind: str  # phase | error | done | reground (find the target again) | abort | released
+    # | step, finish (the console) | step_done (the session)
     detail: str
     fault: str = ""  # the robot's fault name (operators.supervisor.FAULTS) on its errors
 
@@ -413,7 +414,7 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("camera_info", "CameraInfo struct", "px, m", f"{CAMERA_FRAME} -> {BASE_FRAME}",
                "intrinsics, distortion, extrinsics base_T_camera, depth scale"),
     StreamSpec("instruction", "Instruction struct", "px", CAMERA_FRAME,
-               "operator text and optional drawn stroke"),
+               "one step asked for on the console: text and optional drawn stroke"),
     StreamSpec("targets", "GroundedTarget struct[N]", "px, N", CAMERA_FRAME,
                "grounded acupoints: box, centre, stroke, force, technique"),
     StreamSpec("target_pose", "TargetPose struct", "m, N", BASE_FRAME,
@@ -429,7 +430,11 @@ STREAMS: tuple[StreamSpec, ...] = (
     StreamSpec("ground_truth", "GroundTruth struct", "m, N", BASE_FRAME,
                "simulation truth: body pose, acupoints, contact"),
     StreamSpec("events", "SessionEvent struct", "-", "-", "phase changes, errors (a robot "
-               "fault names one of operators.supervisor.FAULTS), released, done"),
-    StreamSpec("estop", "Bool[1]", "-", "-", "the robot releases contact, then holds until "
-               "restart"),
+               "fault names one of operators.supervisor.FAULTS), released, done; the "
+               "console's step (JSON: index, text, last) and finish, the session's "
+               "step_done (JSON: the step's summary)"),
+    StreamSpec("estop", "Bool[1]; meta stamp_ns = wall clock of the press", "-", "-",
+               "the robot releases contact, then holds until restart"),
+    StreamSpec("force_target", "Float64[1]", "N", "-", "the console's pressure slider: the "
+               "running plan's force profile scaled to it"),
 )

@@ -68,10 +68,37 @@ def log_folder(graph: Path) -> Path:
     return graph.resolve().parent / "out"
 
 
+CONSOLE_ENV = {"SERVE": True, "ROUTINE": "", "INSTRUCTION": "", "STROKE_PX": ""}
+WORLD_RGB_EVERY = 1  # every frame the world renders: the page takes IMAGE_HZ of them
+
+
+def console_graph(graph: Path, folder: Path) -> Path:
+    """``graph`` with its console serving the page and waiting for a person (no routine, no
+    instruction of its own), written to ``folder``; its relative paths keep their meaning."""
+    import yaml
+
+    from tuina.evaluation.sessions import relocated
+
+    spec = yaml.safe_load(graph.read_text())
+    ids = {node["id"] for node in spec["nodes"]}
+    if "console" not in ids:
+        raise SystemExit(f"tuina run: error: {graph} has no node 'console'; --console needs "
+                         "one (see dataflows/sim.yml)")
+    for node in spec["nodes"]:
+        if node["id"] == "console":
+            node.setdefault("env", {}).update(CONSOLE_ENV)
+        if node.get("path") == "tuina-world":
+            node.setdefault("env", {})["RGB_EVERY"] = WORLD_RGB_EVERY
+    out = folder / f"console-{graph.name}"
+    out.write_text(yaml.safe_dump(relocated(spec, graph), sort_keys=False))
+    return out
+
+
 def run(graph: str, stop_after: str | None, verbose: bool = False,
-        terminal: IO[str] | None = None) -> int:
+        terminal: IO[str] | None = None, console: bool = False) -> int:
     """``dora run`` ``graph`` with this environment's node executables on PATH; its output
-    filtered onto ``terminal`` (stdout) and kept whole in the log. Returns dora's status."""
+    filtered onto ``terminal`` (stdout) and kept whole in the log. Returns dora's status.
+    With ``console`` the graph's console serves its page and waits for a person."""
     terminal = terminal or sys.stdout
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
@@ -85,9 +112,11 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
     if refusal := graph_refusal("run", path):
         print(refusal, file=sys.stderr)
         return 2
-    cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
     folder = log_folder(path)
     folder.mkdir(parents=True, exist_ok=True)
+    if console:
+        path = console_graph(path, folder)
+    cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
     log_path = folder / f"tuina-run-{datetime.now():%Y%m%d-%H%M%S}.log"
     summary: Path | None = None
     print(f"tuina run: {path.resolve()} (dora's full log: {log_path})", file=terminal,
@@ -118,8 +147,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--stop-after", default=None, help="bound the run, e.g. 120s")
     parser.add_argument("--verbose", action="store_true",
                         help="show dora's whole output live (it always goes to the log file)")
+    parser.add_argument("--console", action="store_true",
+                        help="serve the console page (printed address) and wait for a person "
+                        "instead of the graph's routine")
 
 
 def main(args: Any) -> int:
     """``tuina run GRAPH``."""
-    return run(args.graph, args.stop_after, args.verbose)
+    return run(args.graph, args.stop_after, args.verbose, console=args.console)

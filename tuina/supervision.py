@@ -9,6 +9,7 @@ from typing import Any
 import numpy as np
 
 from tuina.config import Param
+from tuina.estop import press_age_ms
 from tuina.messages import BASE_FRAME, Command, SessionEvent
 from tuina.operators.safety import SafetyConfig
 from tuina.operators.supervisor import Reference, Report, Supervisor, SupervisorConfig
@@ -121,10 +122,12 @@ class SupervisedNode:
         elif eid.startswith("estop"):
             meta = event.get("metadata", {})
             reason = f": {meta['reason']}" if meta.get("reason") else ""
-            sup.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}")
+            age = press_age_ms(meta)
+            pressed = f" (pressed {age:.0f} ms before)" if age is not None else ""
+            sup.on_fault("estop", f"e-stop from {meta.get('source', eid)}{reason}{pressed}")
         elif eid.startswith("events"):
             ev = SessionEvent.from_arrow(event["value"])
-            if ev.kind == "done":
+            if ev.kind == "done" and eid == SESSION_INPUT:  # a step's done ends nothing
                 self.closing_since = self.closing_since or now
                 sup.on_done()
             elif ev.kind == "error":

@@ -31,7 +31,7 @@ from tuina.evaluation.sessions import evaluate_graph, run_session
 
 SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
     "press": {"planner": {"PRESS_S": 6.0}},
-    "stroke": {"operator": {"INSTRUCTION": "stroke Zusanli with moderate pressure"},
+    "stroke": {"console": {"INSTRUCTION": "stroke Zusanli with moderate pressure"},
                "grounding": {"STROKE_LENGTH_M": 0.10},
                "planner": {"PRESS_S": 1.5, "STROKE_SPEED": 0.02}},
     "moving": {"planner": {"PRESS_S": 6.0},
@@ -39,7 +39,7 @@ SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
                          "BODY_MOTION_START_S": 1.5, "BODY_MOTION_DURATION_S": 2.0,
                          "BODY_MOTION_TRANSLATION_MM": "12,-16,0"}},
     # the body prone, a Back-Shu point on the lower back
-    "prone press": {"operator": {"INSTRUCTION": "press Shenshu with moderate pressure"},
+    "prone press": {"console": {"INSTRUCTION": "press Shenshu with moderate pressure"},
                     "grounding": {"BODY_POSTURE": "prone"}, "planner": {"PRESS_S": 6.0}},
 }
 

@@ -32,15 +32,17 @@ def target_point(posture: str) -> Acupoint:
 
 def posture_overrides(posture: str) -> dict[str, dict[str, Any]]:
     """The sim graph's env changes that lie the body in ``posture`` and ask for its point."""
-    return {"operator": {"INSTRUCTION": instruction(target_point(posture))},
+    return {"console": {"INSTRUCTION": instruction(target_point(posture))},
             "grounding": {"BODY_POSTURE": posture}}
 
 
 def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
     """A sim graph's env changes for ``seed``: where the phantom lies (seed 0 is the graphs'
     own placement), the wrench sensor's bias, drift and noise, the camera's depth noise and
-    the nodes' random draws."""
+    the nodes' random draws; one step (the supine point) instead of the graph's routine."""
     return {"world": {"BODY_OFFSET_SEED": seed + 1, "WRENCH_SEED": seed},
+            # one step, the supine point's, instead of the graph's routine
+            "console": {"INSTRUCTION": instruction(target_point("supine")), "ROUTINE": ""},
             "camera": {"SEED": seed}, "grounding": {"SEED": seed}, "pose-fit": {"SEED": seed},
             "icp-tracker": {"SEED": seed}}
 

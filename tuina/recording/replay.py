@@ -31,7 +31,7 @@ from tuina.runtime import REPLAY_INPUT, REPLAY_ORDER_ENV, parse_lineage
 
 REPLAYER_ID = "replayer"
 HARDWARE_PATHS = ("tuina-world", "tuina-camera", "tuina-franka", "tuina-realsense",
-                  "tuina-baxter")
+                  "tuina-baxter", "tuina-console")  # and the person at the console
 FEED_QUEUE = 1000  # with backpressure: 10x this before dora drops anything
 
 
@@ -41,7 +41,8 @@ def source_of(mapping: Any) -> str:
 
 
 def default_replaced(spec: dict[str, Any]) -> list[str]:
-    """The nodes a replay stands in for by default: those facing hardware or the sim world."""
+    """The nodes a replay stands in for by default: those facing hardware, the sim world or
+    the person (the console)."""
     return [n["id"] for n in spec["nodes"] if n.get("path") in HARDWARE_PATHS]
 
 
