@@ -53,6 +53,8 @@ COMMANDS = {  # name: (module with add_arguments and main, one-line help)
                "recording"),
     "report": ("tuina.recording.report", "counts, rates, gaps, latencies, plots and an HTML "
                "page of a recording"),
+    "export": ("tuina.recording.export", "a recording as MCAP (Foxglove's schemas) or as a "
+               "rerun recording (.rrd)"),
     "estop": ("tuina.estop", "stop the robot of the running graph now (the operator's e-stop; "
                              "the robot moves again only after a restart)"),
     "augment": ("tuina.augment", "new image/QA pairs by random crops and rotations (HMR-1's "
