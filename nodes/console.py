@@ -110,6 +110,7 @@ class Console:
         self.stamp = 0
         self.t0: int | None = None
         self.stopped_step = False  # the dead-man or the stop button ended the running step
+        self.frames_in: list[float] = []  # wall times of the camera frames a page could see
 
     def tell(self, line: str, kind: str = "info") -> None:
         """A line on every page; a refused request on the terminal as well."""
@@ -136,6 +137,7 @@ class Console:
         elif self.server is None and not eid.startswith("events"):
             return  # no page to show it on: the graph's other streams are not decoded
         elif eid == "rgb" and self.server is not None and self.server.pages:
+            self.frames_in.append(time.monotonic())
             self.server.show_frame(np.array(decode_rgb(value, event["metadata"])))
         elif eid == "command":
             cmd = Command.from_arrow(value)
@@ -310,6 +312,11 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
+            if len(console.frames_in) > 1:  # in the node's log: what the camera gave the page
+                seen = console.frames_in
+                print(f"console: camera {len(seen)} frames at "
+                      f"{(len(seen) - 1) / (seen[-1] - seen[0]):.1f} Hz while a page was open",
+                      flush=True)
 
 
 if __name__ == "__main__":
