@@ -32,9 +32,15 @@ def strict_json(token: str) -> None:
     raise AssertionError(f"{token} is not JSON; a figure not measured is null")
 
 
-def run_sim(tmp_path: Path, console_env: dict) -> tuple[subprocess.CompletedProcess, dict]:
-    """``tuina run`` the sim graph with the console's env changed; its summary."""
+def run_sim(tmp_path: Path, console_env: dict, viewer: bool = False
+            ) -> tuple[subprocess.CompletedProcess, dict]:
+    """``tuina run`` the sim graph with the console's env changed (and a viewer node saving
+    ``session.rrd``); its summary."""
     graph = yaml.safe_load((ROOT / "dataflows" / "sim.yml").read_text())
+    if viewer:
+        from tuina.run import with_viewer
+
+        graph = with_viewer(graph, "save", tmp_path / "session.rrd")
     for node in graph["nodes"]:
         if node["id"] == "console":
             node["env"].update(console_env)
@@ -111,11 +117,23 @@ def test_sim_routine_runs_three_steps_and_ends_by_itself(tmp_path):
 def test_sim_session_presses_the_prone_body(tmp_path):
     """The body prone, a Back-Shu point on the lower back (one step): 1.3 mm in the run that
     measured it."""
-    proc, summary = run_sim(tmp_path, {"INSTRUCTION": "press Shenshu firmly", "ROUTINE": ""})
+    proc, summary = run_sim(tmp_path, {"INSTRUCTION": "press Shenshu firmly", "ROUTINE": ""},
+                            viewer=True)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert len(summary["steps"]) == 1
     assert_gentle_press(summary, "BL23-R", 9.0, 5.0)
     assert summary["first_contact_s"] <= 30.0
+    # the viewer node beside it: its .rrd, read with rerun's reader, holds the session's views
+    from .test_export import rrd_rows
+
+    rows = rrd_rows(tmp_path / "session.rrd")
+    seconds = summary["duration_s"]
+    for entity, least in (("/world/arm", 10 * seconds), ("/world/tool", 10 * seconds),
+                          ("/world/body", seconds / 2), ("/world/camera/rgb", 2 * seconds),
+                          ("/force/measured", 50 * seconds), ("/force/true", 5 * seconds)):
+        assert rows.get(entity, 0) >= least, (entity, rows)  # a third of its rate or more
+    for entity in ("/world/plan", "/world/targets", "/world/tool_path", "/log/phase"):
+        assert rows.get(entity, 0) >= 1, (entity, rows)
 
 
 def eval_json(*args: str, timeout: int) -> dict:

@@ -14,7 +14,7 @@ from tuina.messages import STREAMS
 
 NODE_MODULES = ("world", "camera", "console", "grounding", "pose_fit", "icp_tracker",
                 "planner", "force_controller", "franka", "realsense", "baxter", "session",
-                "recorder", "replayer")
+                "recorder", "replayer", "viewer")
 
 
 def contract_table() -> str:

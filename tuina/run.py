@@ -94,11 +94,66 @@ def console_graph(graph: Path, folder: Path) -> Path:
     return out
 
 
+VIEWED = ("rgb", "depth", "camera_info", "targets", "target_pose", "trajectory", "robot_state",
+          "command", "body_motion", "ground_truth", "events")
+LATEST_ONLY = ("rgb", "depth")  # a frame not yet taken is replaced by the newer one
+
+
+def with_viewer(spec: dict[str, Any], mode: str, rrd_file: Path | None = None
+                ) -> dict[str, Any]:
+    """A copy of the graph spec with a viewer node (tuina-viewer) subscribed to every output
+    it shows; ``rrd_file`` for MODE save. A stream two nodes output is taken from the one
+    downstream (the sim camera's noisy image, not the world's clean render it reads);
+    every node's events are taken."""
+    if any(node["id"] == "viewer" for node in spec["nodes"]):
+        raise ValueError("the graph already has a node 'viewer'")
+    sources: dict[str, str] = {}
+    inputs: dict[str, Any] = {}
+    arm = "fr3"
+    for node in spec["nodes"]:
+        arm = "baxter_left" if node.get("path") == "tuina-baxter" else arm
+        reads = {str(v["source"] if isinstance(v, dict) else v)
+                 for v in (node.get("inputs") or {}).values()}
+        for output in node.get("outputs") or []:
+            source = f"{node['id']}/{output}"
+            if output == "events":
+                inputs[f"events_{node['id']}"] = source
+            elif output in VIEWED and (output not in sources or sources[output] in reads):
+                sources[output] = source
+    for output, source in sources.items():
+        inputs[output] = {"source": source, "queue_size": 1} if output in LATEST_ONLY \
+            else source
+    env: dict[str, Any] = {"MODE": mode, "ARM": arm}
+    if rrd_file is not None:
+        env["RRD_FILE"] = str(rrd_file)
+    return {**spec, "nodes": [*spec["nodes"], {"id": "viewer", "path": "tuina-viewer",
+                                                "inputs": inputs, "env": env}]}
+
+
+def viewer_graph(graph: Path, folder: Path, mode: str) -> tuple[Path, Path | None]:
+    """``graph`` with a viewer node added, written to ``folder``; the .rrd it will write."""
+    import yaml
+
+    from tuina.evaluation.sessions import relocated
+
+    spec = yaml.safe_load(graph.read_text())
+    rrd = folder / f"viewer-{datetime.now():%Y%m%d-%H%M%S}.rrd" if mode == "save" else None
+    try:
+        spec = with_viewer(spec, mode, rrd)
+    except ValueError as err:
+        raise SystemExit(f"tuina run: error: {graph}: {err}; drop --viewer or the node") \
+            from None
+    out = folder / f"viewer-{graph.name}"
+    out.write_text(yaml.safe_dump(relocated(spec, graph), sort_keys=False))
+    return out, rrd
+
+
 def run(graph: str, stop_after: str | None, verbose: bool = False,
-        terminal: IO[str] | None = None, console: bool = False) -> int:
+        terminal: IO[str] | None = None, console: bool = False, viewer: str = "") -> int:
     """``dora run`` ``graph`` with this environment's node executables on PATH; its output
     filtered onto ``terminal`` (stdout) and kept whole in the log. Returns dora's status.
-    With ``console`` the graph's console serves its page and waits for a person."""
+    With ``console`` the graph's console serves its page and waits for a person; with
+    ``viewer`` (save, spawn, serve) a viewer node shows the session in rerun."""
     terminal = terminal or sys.stdout
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
@@ -116,6 +171,11 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
     folder.mkdir(parents=True, exist_ok=True)
     if console:
         path = console_graph(path, folder)
+    if viewer:
+        path, rrd = viewer_graph(path, folder, viewer)
+        if rrd is not None:
+            print(f"tuina run: the viewer writes {rrd} (open it with `rerun {rrd}`)",
+                  file=terminal, flush=True)
     cmd = [dora, "run", str(path)] + (["--stop-after", stop_after] if stop_after else [])
     log_path = folder / f"tuina-run-{datetime.now():%Y%m%d-%H%M%S}.log"
     summary: Path | None = None
@@ -150,8 +210,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--console", action="store_true",
                         help="serve the console page (printed address) and wait for a person "
                         "instead of the graph's routine")
+    parser.add_argument("--viewer", choices=("save", "spawn", "serve"), default="",
+                        help="add a viewer node: save an .rrd beside the run's log, spawn "
+                        "rerun's viewer, or serve its web viewer on loopback")
 
 
 def main(args: Any) -> int:
     """``tuina run GRAPH``."""
-    return run(args.graph, args.stop_after, args.verbose, console=args.console)
+    return run(args.graph, args.stop_after, args.verbose, console=args.console,
+               viewer=args.viewer)

@@ -4,7 +4,8 @@
 Entities (base frame ``world``): ``world/camera`` (extrinsics and pinhole) with its ``rgb``
 image, the grounded ``boxes`` on it and the ``depth`` image; ``world/body`` (the depth cloud,
 every CLOUD_STRIDE-th pixel); ``world/targets`` (the target and its outward normal, labelled);
-``world/plan`` (the planned path) and ``world/tool_path`` (the path the tool took);
+``world/plan`` (the planned path), ``world/tool`` and ``world/tool_path`` (the path the tool
+took);
 ``world/arm`` (the arm's joints from its URDF model, posed by the joint states); the time
 series ``force/measured``, ``force/target`` and, in the sim, ``force/true``;
 ``tracker/motion_mm`` and ``tracker/fitness``; ``log/phase``, ``log/tracker`` and
@@ -37,12 +38,14 @@ from tuina.operators.geometry import depth_to_points, transform_points
 
 TIMELINE = "event_time"
 CLOUD_STRIDE = 8  # 4 800 points of a 640x480 frame
-TOOL_PATH_POINTS = 5000  # the newest tool positions drawn
+TOOL_PATH_POINTS = 3000  # the newest tool positions drawn (30 s of 100 Hz states)
 
 
 @dataclass(frozen=True)
 class Rates:
-    """The most often each heavy view is logged (Hz)."""
+    """The most often each heavy view is logged (Hz): the colour image at ``image_hz``, the
+    depth image and its cloud at ``cloud_hz``, the arm and the tool at ``arm_hz``, the tool's
+    whole path once a second."""
 
     image_hz: float = 10.0
     cloud_hz: float = 2.0
@@ -56,9 +59,8 @@ class SessionView:
         import rerun as rr
 
         self.rr, self.rec = rr, rec
-        self.periods_ns = {"rgb": 1e9 / rates.image_hz, "depth": 1e9 / rates.image_hz,
-                           "cloud": 1e9 / rates.cloud_hz, "arm": 1e9 / rates.arm_hz,
-                           "tool_path": 1e9 / rates.arm_hz}
+        self.periods_ns = {"rgb": 1e9 / rates.image_hz, "depth": 1e9 / rates.cloud_hz,
+                           "arm": 1e9 / rates.arm_hz, "tool_path": 1e9}
         self.last_ns: dict[str, int] = {}
         self.info: CameraInfo | None = None
         self.tool: list[np.ndarray] = []
@@ -90,13 +92,12 @@ class SessionView:
         elif stream == "rgb" and self.due("rgb", stamp_ns):
             rec.log("world/camera/rgb", rr.Image(np.array(decode_rgb(value, metadata))
                                                  ).compress(jpeg_quality=80))
-        elif stream == "depth":
-            if self.due("depth", stamp_ns):
-                scale = float(metadata["depth_scale"])
-                raw = value.to_numpy(zero_copy_only=False).reshape(
-                    int(metadata["height"]), int(metadata["width"]))
-                rec.log("world/camera/depth", rr.DepthImage(raw, meter=1.0 / scale))
-            if self.info is not None and self.due("cloud", stamp_ns):
+        elif stream == "depth" and self.due("depth", stamp_ns):
+            scale = float(metadata["depth_scale"])
+            raw = value.to_numpy(zero_copy_only=False).reshape(
+                int(metadata["height"]), int(metadata["width"]))
+            rec.log("world/camera/depth", rr.DepthImage(raw, meter=1.0 / scale))
+            if self.info is not None:
                 depth = decode_depth(value, metadata, stride=CLOUD_STRIDE)
                 cloud = transform_points(self.info.extrinsics, depth_to_points(
                     self.info.K, depth, stride=CLOUD_STRIDE, sampled=True))
@@ -152,7 +153,10 @@ class SessionView:
         if self.due("tool_path", stamp_ns):
             rec.log("world/tool_path", rr.LineStrips3D([np.array(self.tool)], radii=0.0015,
                                                        colors=[255, 200, 0]))
-        if self.arm is not None and self.due("arm", stamp_ns):
+        if not self.due("arm", stamp_ns):
+            return
+        rec.log("world/tool", rr.Points3D([self.tool[-1]], radii=0.01, colors=[255, 200, 0]))
+        if self.arm is not None:
             joints = self.arm(np.asarray(state.q, float))
             if joints is not None:
                 rec.log("world/arm", rr.LineStrips3D([joints], radii=0.02,
@@ -169,7 +173,7 @@ def arm_model(arm: str) -> Any:
 
     try:
         model, flange, _ = load_arm(arm)
-    except Exception:  # no model for this arm here: the view goes without it
+    except ValueError:  # no model for this arm here (a PlanningError): no arm in the view
         return None
     data = model.createData()
     flange_id = model.getFrameId(flange)
