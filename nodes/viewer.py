@@ -15,6 +15,9 @@ the control loop back; nothing it does reaches the robot.
 from __future__ import annotations
 
 import os
+import resource
+import shutil
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,9 @@ from tuina.runtime import configure, fail
 from tuina.settings.viewer import PARAMS
 
 
-def open_stream(cfg: dict[str, Any]) -> tuple[Any, Path | None]:
-    """rerun's recording stream with its sink set up; the partial file MODE save writes."""
+def open_stream(cfg: dict[str, Any]) -> tuple[Any, Path | None, Any]:
+    """rerun's recording stream with its sink set up; the partial file MODE save writes; the
+    web viewer's process MODE serve started."""
     import rerun as rr
 
     rec = rr.RecordingStream("tuina")
@@ -35,18 +39,23 @@ def open_stream(cfg: dict[str, Any]) -> tuple[Any, Path | None]:
                  "to a path in an existing folder")
         partial = out.with_name(out.name + ".partial")
         rec.save(partial)
-        return rec, partial
+        return rec, partial, None
     if cfg["MODE"] == "spawn":
         try:
             rec.spawn()
         except Exception as err:  # rerun raises its own errors when no viewer can start
             fail("viewer", f"cannot start rerun's viewer ({err}); on a machine without a "
                  "display set MODE: serve or MODE: save")
-        return rec, None
-    uri = rec.serve_grpc()
-    rr.serve_web_viewer(web_port=cfg["WEB_PORT"], open_browser=False, connect_to=uri)
-    print(f"viewer: open http://127.0.0.1:{cfg['WEB_PORT']}", flush=True)
-    return rec, None
+        return rec, None, None
+    # rerun's own server bound to loopback (the SDK's would listen on every interface)
+    rerun = shutil.which("rerun") or str(Path(sys.executable).parent / "rerun")
+    server = subprocess.Popen([rerun, "--serve-web", "--bind", "127.0.0.1", "--port",
+                               str(cfg["GRPC_PORT"]), "--web-viewer-port", str(cfg["WEB_PORT"])],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    rec.connect_grpc(f"rerun+http://127.0.0.1:{cfg['GRPC_PORT']}/proxy")
+    print(f"viewer: open http://127.0.0.1:{cfg['WEB_PORT']}/?url=rerun%2Bhttp%3A%2F%2F127.0.0.1"
+          f"%3A{cfg['GRPC_PORT']}%2Fproxy", flush=True)
+    return rec, None, server
 
 
 def main() -> None:
@@ -57,7 +66,7 @@ def main() -> None:
 
     from tuina.session_view import Rates, SessionView
 
-    rec, partial = open_stream(cfg)
+    rec, partial, server = open_stream(cfg)
     view = SessionView(rec, cfg["ARM"], Rates(cfg["IMAGE_HZ"], cfg["CLOUD_HZ"], cfg["ARM_HZ"]))
     node = Node()
     shown = 0
@@ -74,9 +83,14 @@ def main() -> None:
             print(f"viewer: {event['id']} not shown ({err})", file=sys.stderr, flush=True)
     rec.flush()
     rec.disconnect()
+    if server is not None:
+        server.terminate()
+    cpu = resource.getrusage(resource.RUSAGE_SELF)
+    where = f" written to {cfg['RRD_FILE']}" if partial is not None else ""
     if partial is not None:
         os.replace(partial, cfg["RRD_FILE"])
-        print(f"viewer: {shown} messages written to {cfg['RRD_FILE']}", flush=True)
+    print(f"viewer: {shown} messages{where}, {cpu.ru_utime + cpu.ru_stime:.1f} s of CPU",
+          flush=True)
 
 
 if __name__ == "__main__":

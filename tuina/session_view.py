@@ -6,7 +6,8 @@ image, the grounded ``boxes`` on it and the ``depth`` image; ``world/body`` (the
 every CLOUD_STRIDE-th pixel); ``world/targets`` (the target and its outward normal, labelled);
 ``world/plan`` (the planned path), ``world/tool`` and ``world/tool_path`` (the path the tool
 took);
-``world/arm`` (the arm's joints from its URDF model, posed by the joint states); the time
+``world/arm`` (the arm's joints from its URDF model, posed by the joint states; the arm and
+the tool at most at ``arm_hz``, the tool's path drawn once a second); the time
 series ``force/measured``, ``force/target`` and, in the sim, ``force/true``;
 ``tracker/motion_mm`` and ``tracker/fitness``; ``log/phase``, ``log/tracker`` and
 ``log/events``. Images, clouds, the arm and the tool path are logged at most at their own
@@ -38,7 +39,7 @@ from tuina.operators.geometry import depth_to_points, transform_points
 
 TIMELINE = "event_time"
 CLOUD_STRIDE = 8  # 4 800 points of a 640x480 frame
-TOOL_PATH_POINTS = 3000  # the newest tool positions drawn (30 s of 100 Hz states)
+TOOL_PATH_POINTS = 900  # the newest tool positions drawn (30 s of states at 30 Hz)
 
 
 @dataclass(frozen=True)
@@ -120,12 +121,13 @@ class SessionView:
             rec.log("world/plan", rr.LineStrips3D(
                 [np.asarray(plan.positions, float).reshape(-1, 3)], radii=0.002,
                 colors=[30, 150, 255], labels=[plan.code]))
-        elif stream == "robot_state":
+        elif stream == "robot_state" and self.due("arm", stamp_ns):
             self.robot(RobotState.from_arrow(value), stamp_ns)
-        elif stream == "command":
-            cmd = Command.from_arrow(value)
-            rec.log("force/measured", rr.Scalars(cmd.force_measured_n))
-            rec.log("force/target", rr.Scalars(cmd.force_target_n))
+        elif stream == "command":  # every one: two fields read, not the whole message
+            if not value.type.equals(Command.ARROW_TYPE):
+                raise ValueError(f"command: payload type {value.type} is not the contract's")
+            rec.log("force/measured", rr.Scalars(value.field("force_measured_n")[0].as_py()))
+            rec.log("force/target", rr.Scalars(value.field("force_target_n")[0].as_py()))
         elif stream == "ground_truth":
             truth = GroundTruth.from_arrow(value)
             rec.log("force/true", rr.Scalars(float(np.linalg.norm(truth.contact_force))))
@@ -147,14 +149,13 @@ class SessionView:
                                                   level=level))
 
     def robot(self, state: RobotState, stamp_ns: int) -> None:
+        """The arm, the tool and its path (a state at most every ``arm_hz``)."""
         rr, rec = self.rr, self.rec
         self.tool.append(np.asarray(state.tool_position, float))
         del self.tool[:-TOOL_PATH_POINTS]
         if self.due("tool_path", stamp_ns):
             rec.log("world/tool_path", rr.LineStrips3D([np.array(self.tool)], radii=0.0015,
                                                        colors=[255, 200, 0]))
-        if not self.due("arm", stamp_ns):
-            return
         rec.log("world/tool", rr.Points3D([self.tool[-1]], radii=0.01, colors=[255, 200, 0]))
         if self.arm is not None:
             joints = self.arm(np.asarray(state.q, float))

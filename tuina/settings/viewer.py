@@ -13,6 +13,8 @@ PARAMS = [
           "writes (beside it first, renamed when the session ends)"),
     Param("WEB_PORT", "int", 9090, "-", "MODE serve: the web viewer's port on 127.0.0.1",
           low=1, high=65535),
+    Param("GRPC_PORT", "int", 9876, "-", "MODE serve: the port on 127.0.0.1 the web viewer "
+          "reads the session from", low=1, high=65535),
     Param("ARM", "choice", "fr3", "-", "the arm drawn from its URDF model by the joint states",
           choices=("fr3", "baxter_left")),
     Param("IMAGE_HZ", "float", 10.0, "Hz", "colour and depth images logged at most this "
