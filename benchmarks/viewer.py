@@ -8,6 +8,9 @@
    command latency), the session's figures, and the .rrd's size.
 2. The last session with the viewer, recorded (``tuina record``) and exported with
    ``tuina export --mcap`` and ``--rrd``: the time each took against the session's length.
+3. With ``--screenshot PNG``: a stroke of ST36 with the viewer saving its .rrd, served by
+   rerun's web viewer on loopback and shot in headless chromium (software rendering): the
+   picture in docs/viewer.md.
 This is a measurement, not a test: nothing here asserts.
 """
 
@@ -79,10 +82,46 @@ def exports(folder: Path) -> list[str]:
     return lines
 
 
+def screenshot(png: Path, folder: Path) -> None:
+    """docs/viewer.md's picture: a stroke session's .rrd in rerun's web viewer."""
+    import shutil
+
+    from playwright.sync_api import sync_playwright
+
+    rrd = folder / "stroke.rrd"
+    stroke = {"INSTRUCTION": "stroke Zusanli with moderate pressure", "ROUTINE": ""}
+    run_session(graph_with_viewer(folder, rrd), {"console": stroke}, folder, "stroke",
+                "stroke")
+    server = subprocess.Popen([str(BIN / "rerun"), "--serve-web", "--bind", "127.0.0.1",
+                               "--port", "9877", "--web-viewer-port", "9191", str(rrd)],
+                              stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with sync_playwright() as pw:
+            browser = pw.chromium.launch(executable_path=shutil.which("chromium"),
+                                         headless=True, args=["--no-sandbox",
+                                                              "--use-angle=swiftshader",
+                                                              "--enable-unsafe-swiftshader"])
+            page = browser.new_page(viewport={"width": 1600, "height": 900})
+            time.sleep(3)
+            page.goto("http://127.0.0.1:9191/?url=rerun%2Bhttp%3A%2F%2F127.0.0.1%3A9877"
+                      "%2Fproxy")
+            time.sleep(240)  # the wasm viewer loads the whole session, drawing in software
+            page.screenshot(path=str(png))
+            browser.close()
+    finally:
+        server.terminate()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pairs", type=int, default=2)
+    parser.add_argument("--screenshot", type=Path, metavar="PNG",
+                        help="only the picture of the viewer (docs/viewer.png)")
     args = parser.parse_args()
+    if args.screenshot:
+        with tempfile.TemporaryDirectory(prefix="tuina-bench-viewer-") as tmp:
+            screenshot(args.screenshot.resolve(), Path(tmp))
+        return
     print("| run | viewer | states (Hz) | state / command jitter p99 (ms) | latency p50 / p99 "
           "(ms) | force RMS (N) | .rrd (MB) | viewer CPU (s) |")
     print("|---|---|---|---|---|---|---|---|")

@@ -2,6 +2,7 @@
 
 import json
 import os
+import re
 import subprocess
 import sys
 import threading
@@ -409,6 +410,33 @@ def test_record_keeps_every_message_of_a_sim_session(recorded_session):
     assert not list(folder.glob("*.arrows"))  # every stream became a file
     summary = json.loads((folder / "summary.json").read_text())  # the session's, kept with it
     assert summary["ok"] and summary["force_source"] == "truth", summary["problems"]
+
+
+@pytest.mark.e2e
+def test_the_sim_recording_exports_to_mcap_topic_for_topic(recorded_session, tmp_path):
+    """Every recorded topic a channel of the MCAP file, with the recording's message count
+    and first and last event times; the export's own line says how long it took."""
+    from mcap.reader import make_reader
+
+    from tuina.recording import read_manifest, read_topic
+
+    out = tmp_path / "session.mcap"
+    proc = run_bounded([TUINA, "export", recorded_session, "--mcap", out], 300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert re.search(r"export: .*session\.mcap \(\d+ messages of a [0-9.]+ s session, "
+                     r"[0-9.]+ MB\) in [0-9.]+ s", proc.stdout), proc.stdout
+    times: dict[str, list[int]] = {}
+    with out.open("rb") as f:
+        for _, channel, message in make_reader(f).iter_messages():
+            span = times.setdefault(channel.topic, [message.log_time, message.log_time, 0])
+            span[0], span[1] = min(span[0], message.log_time), max(span[1], message.log_time)
+            span[2] += 1
+    recorded = {t: v for t, v in read_manifest(recorded_session)["topics"].items()
+                if v["count"] > 0}
+    assert len(recorded) >= 15
+    for topic, entry in recorded.items():
+        stamps = read_topic(recorded_session, topic).column("stamp_ns").to_numpy()
+        assert times["/" + topic] == [stamps.min(), stamps.max(), entry["count"]], topic
 
 
 @pytest.mark.e2e

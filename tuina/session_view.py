@@ -38,6 +38,7 @@ from tuina.messages import (
 from tuina.operators.geometry import depth_to_points, transform_points
 
 TIMELINE = "event_time"
+WALL_CLOCK_NS = 10**18  # event times past 2001 are a sensor's wall clock; the sim's count from 0
 CLOUD_STRIDE = 8  # 4 800 points of a 640x480 frame
 TOOL_PATH_POINTS = 900  # the newest tool positions drawn (30 s of states at 30 Hz)
 
@@ -67,6 +68,7 @@ class SessionView:
         self.tool: list[np.ndarray] = []
         self.arm = arm_model(arm)
         rec.log("world", rr.ViewCoordinates.RIGHT_HAND_Z_UP, static=True)
+        rec.send_blueprint(layout())
 
     def due(self, view: str, stamp_ns: int) -> bool:
         """Whether ``view`` may be logged at ``stamp_ns`` (its rate not yet reached)."""
@@ -81,7 +83,10 @@ class SessionView:
         """Log one message (``topic``: ``node/output`` or the input's id)."""
         stream = topic.rsplit("/", 1)[-1]
         rr, rec = self.rr, self.rec
-        rec.set_time(TIMELINE, timestamp=np.datetime64(int(stamp_ns), "ns"))
+        if stamp_ns >= WALL_CLOCK_NS:
+            rec.set_time(TIMELINE, timestamp=np.datetime64(int(stamp_ns), "ns"))
+        else:
+            rec.set_time(TIMELINE, duration=np.timedelta64(int(stamp_ns), "ns"))
         if stream == "camera_info":
             info = CameraInfo.from_arrow(value)
             if self.info is None or info != self.info:
@@ -163,6 +168,21 @@ class SessionView:
                 rec.log("world/arm", rr.LineStrips3D([joints], radii=0.02,
                                                      colors=[230, 230, 230]),
                         rr.Points3D(joints, radii=0.03, colors=[120, 120, 120]))
+
+
+def layout() -> Any:
+    """The viewer's panels: the scene in 3D beside the camera's image, the force against its
+    target, the tracker and the log."""
+    import rerun.blueprint as rrb
+
+    return rrb.Blueprint(rrb.Horizontal(
+        rrb.Spatial3DView(origin="world", name="scene"),
+        rrb.Vertical(rrb.Spatial2DView(origin="world/camera", name="camera"),
+                     rrb.TimeSeriesView(origin="force", name="force (N)"),
+                     rrb.TimeSeriesView(origin="tracker", name="tracker"),
+                     rrb.TextLogView(origin="log", name="log"),
+                     row_shares=[3, 2, 1, 1]),
+        column_shares=[3, 2]), collapse_panels=True)
 
 
 def arm_model(arm: str) -> Any:
