@@ -31,7 +31,7 @@ from pathlib import Path
 import numpy as np
 import yaml
 
-from tuina.evaluation.sessions import relocated, robot_loop, session_graph
+from tuina.evaluation.sessions import loop_cells, relocated, robot_loop, session_graph
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -166,12 +166,7 @@ def main() -> None:
         for with_page in (False, True):
             with tempfile.TemporaryDirectory(prefix="tuina-bench-console-") as tmp:
                 r = session(with_page, Path(tmp), args.fps)
-            print(f"| {pair} | {'open' if with_page else 'none'} | "
-                  f"{r.get('state_hz', float('nan')):.1f} | "
-                  f"{r.get('state_jitter_p99_ms', float('nan')):.2f} / "
-                  f"{r.get('command_jitter_p99_ms', float('nan')):.2f} | "
-                  f"{r.get('latency_p50_ms', float('nan')):.2f} / "
-                  f"{r.get('latency_p99_ms', float('nan')):.2f} | "
+            print(f"| {pair} | {'open' if with_page else 'none'} | {loop_cells(r)} | "
                   f"{r['camera_hz']:.1f} / {r['page_hz']:.1f} |",
                   flush=True)
     with tempfile.TemporaryDirectory(prefix="tuina-bench-estop-") as tmp:

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import yaml
 
-from tuina.evaluation.sessions import relocated, run_session
+from tuina.evaluation.sessions import loop_cells, relocated, run_session
 from tuina.run import with_viewer
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -136,12 +136,7 @@ def main() -> None:
                 loop = result["loop"]
                 size = rrd.stat().st_size / 1e6 if rrd and rrd.exists() else float("nan")
                 cpu = viewer_cpu(folder / "out")
-            print(f"| {pair} | {'save' if viewer else 'none'} | "
-                  f"{loop.get('state_hz', float('nan')):.1f} | "
-                  f"{loop.get('state_jitter_p99_ms', float('nan')):.2f} / "
-                  f"{loop.get('command_jitter_p99_ms', float('nan')):.2f} | "
-                  f"{loop.get('latency_p50_ms', float('nan')):.2f} / "
-                  f"{loop.get('latency_p99_ms', float('nan')):.2f} | "
+            print(f"| {pair} | {'save' if viewer else 'none'} | {loop_cells(loop)} | "
                   f"{result.get('force_rms_error_n', float('nan')):.2f} | {size:.1f} | "
                   f"{cpu:.1f} |",
                   flush=True)

@@ -58,6 +58,15 @@ def robot_loop(log_dirs: list[Path]) -> dict[str, float]:
     return {}
 
 
+def loop_cells(loop: dict[str, float]) -> str:
+    """A robot loop account as Markdown table cells: states (Hz) | state / command jitter
+    p99 (ms) | latency p50 / p99 (ms)."""
+    nan = float("nan")
+    return (f"{loop.get('state_hz', nan):.1f} | {loop.get('state_jitter_p99_ms', nan):.2f} / "
+            f"{loop.get('command_jitter_p99_ms', nan):.2f} | "
+            f"{loop.get('latency_p50_ms', nan):.2f} / {loop.get('latency_p99_ms', nan):.2f}")
+
+
 def run_group(cmd: list[str], timeout_s: float, **kwargs: Any
               ) -> tuple[subprocess.CompletedProcess, bool]:
     """Run ``cmd`` (output captured) in a process group of its own; past ``timeout_s`` the

@@ -249,13 +249,35 @@ def session_length_s(tables: dict[str, pa.Table]) -> float:
     return (max(s.max() for s in stamps) - min(s.min() for s in stamps)) * 1e-9
 
 
-def export_mcap(folder: Path, out: Path) -> tuple[int, float]:
-    """Write the recording at ``folder`` to ``out``; (messages, seconds taken)."""
+class RrdExport:
+    """Writes recorded messages to a rerun recording as the viewer node's views."""
+
+    def __init__(self, path: Path, manifest: dict[str, Any], name: str) -> None:
+        import rerun as rr
+
+        from tuina.session_view import SessionView
+
+        self.rec = rr.RecordingStream("tuina", recording_id=name)
+        self.rec.save(path)
+        self.view = SessionView(self.rec, arm_of(manifest))
+
+    def write(self, message: Recorded) -> None:
+        self.view.show(message.topic, message.stamp_ns, message.value, message.metadata)
+
+    def close(self) -> None:
+        self.rec.flush()
+        self.rec.disconnect()
+
+
+def export(folder: Path, out: Path, kind: str) -> tuple[int, float]:
+    """Write the recording at ``folder`` to ``out`` (``kind`` mcap or rrd) through a partial
+    file renamed when whole; (messages, seconds taken)."""
     manifest = read_manifest(folder)
     tables = recorded_topics(folder)
     partial = out.with_name(out.name + ".partial")
     progress = Progress(sum(t.num_rows for t in tables.values()), out.name)
-    writer = McapExport(partial, manifest)
+    writer = McapExport(partial, manifest) if kind == "mcap" else \
+        RrdExport(partial, manifest, folder.name)
     try:
         for message in in_time_order(tables):
             writer.write(message)
@@ -263,33 +285,6 @@ def export_mcap(folder: Path, out: Path) -> tuple[int, float]:
         writer.close()
     except BaseException:
         writer.close()
-        partial.unlink(missing_ok=True)
-        raise
-    os.replace(partial, out)
-    return progress.done, progress.elapsed_s
-
-
-def export_rrd(folder: Path, out: Path) -> tuple[int, float]:
-    """Write the viewer's views of the recording at ``folder`` to ``out``."""
-    import rerun as rr
-
-    from tuina.session_view import SessionView
-
-    manifest = read_manifest(folder)
-    tables = recorded_topics(folder)
-    partial = out.with_name(out.name + ".partial")
-    progress = Progress(sum(t.num_rows for t in tables.values()), out.name)
-    rec = rr.RecordingStream("tuina", recording_id=folder.name)
-    rec.save(partial)
-    view = SessionView(rec, arm_of(manifest))
-    try:
-        for message in in_time_order(tables):
-            view.show(message.topic, message.stamp_ns, message.value, message.metadata)
-            progress.step()
-        rec.flush()
-        rec.disconnect()
-    except BaseException:
-        rec.disconnect()
         partial.unlink(missing_ok=True)
         raise
     os.replace(partial, out)
@@ -325,14 +320,14 @@ def main(args: Any) -> int:
               file=sys.stderr)
         return 2
     length = session_length_s(tables)
-    for out, export in ((args.mcap, export_mcap), (args.rrd, export_rrd)):
+    for out, kind in ((args.mcap, "mcap"), (args.rrd, "rrd")):
         if out is None:
             continue
         if not out.parent.is_dir():
             print(f"tuina export: error: no folder {out.parent} to write {out.name} in; "
                   "create it or pass another path", file=sys.stderr)
             return 2
-        count, took = export(args.recording, out)
+        count, took = export(args.recording, out, kind)
         print(f"export: {out} ({count} messages of a {length:.1f} s session, "
               f"{out.stat().st_size / 1e6:.1f} MB) in {took:.1f} s", flush=True)
     return 0
