@@ -154,10 +154,15 @@ class Console:
                 page.target = {"code": target.code, "name": target.name,
                                "box": list(target.box), "center": list(target.center_px),
                                "stroke": list(target.stroke_px)}
-        elif eid == "trajectory" and self.info is not None:
+        elif eid == "trajectory":
             traj = Trajectory.from_arrow(value)
-            positions = np.asarray(traj.positions).reshape(-1, 3)
-            page.plan_px = project(self.info, positions[:: max(1, len(positions) // 150)])
+            if page.pressure_n is not None and self.queue.running is not None:
+                # a new plan within the step (the body found again) keeps the person's force
+                self.out.send("force_target", pa.array([page.pressure_n]), self.stamp,
+                              CAMERA_FRAME)
+            if self.info is not None:
+                positions = np.asarray(traj.positions).reshape(-1, 3)
+                page.plan_px = project(self.info, positions[:: max(1, len(positions) // 150)])
         elif eid == "body_motion":
             page.tracker = BodyMotion.from_arrow(value).status
         elif eid.startswith("events"):

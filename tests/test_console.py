@@ -362,6 +362,22 @@ def test_the_pages_estop_goes_out_stamped_with_the_click_and_the_slider_is_cappe
     assert force.to_pylist() == [15.0] and console.page.events[-1]["kind"] == "refused"
 
 
+def test_the_persons_force_holds_through_a_new_plan_of_the_same_step():
+    from tuina.messages import Trajectory
+
+    console, node, _ = make_console(INSTRUCTION="press Zusanli", AT_S=0.0)
+    console.info = None  # nothing to project onto: the force is what is checked
+    console.send_due_step()
+    plan = Trajectory(0, [0.0, 1.0], [0.5, 0, 0.3, 0.5, 0, 0.2], [0, 0, 0, 1.0] * 2,
+                      [0.0, 6.0], ["approach", "press"], [0, 0, 1.0] * 2, [0.0] * 14, "ST36", 0)
+    event = {"value": plan.to_arrow(), "metadata": {"stamp_ns": 6_000_000_000}}
+    console.on_input("trajectory", event)
+    assert node.outputs("force_target") == []  # the plan's own force, nobody changed it
+    console.on_request({"type": "pressure", "force_n": 4.0})
+    console.on_input("trajectory", event)  # found again mid-step: a new plan at 6 N
+    assert [f.to_pylist() for f, _ in node.outputs("force_target")] == [[4.0], [4.0]]
+
+
 def test_a_click_on_the_image_is_pressed_there_and_scored_on_that_point():
     from tuina.operators.grounding import GroundingError, validate_click
 
