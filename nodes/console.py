@@ -110,7 +110,8 @@ class Console:
         self.stamp = 0
         self.t0: int | None = None
         self.stopped_step = False  # the dead-man or the stop button ended the running step
-        self.frames_in: list[float] = []  # wall times of the camera frames a page could see
+        # camera frames a page could see: how many, the wall times of the first and last
+        self.frames_in, self.first_frame_s, self.last_frame_s = 0, 0.0, 0.0
 
     def tell(self, line: str, kind: str = "info") -> None:
         """A line on every page; a refused request on the terminal as well."""
@@ -137,7 +138,9 @@ class Console:
         elif self.server is None and not eid.startswith("events"):
             return  # no page to show it on: the graph's other streams are not decoded
         elif eid == "rgb" and self.server is not None and self.server.pages:
-            self.frames_in.append(time.monotonic())
+            self.last_frame_s = time.monotonic()
+            self.first_frame_s = self.first_frame_s or self.last_frame_s
+            self.frames_in += 1
             self.server.show_frame(np.array(decode_rgb(value, event["metadata"])))
         elif eid == "command":
             cmd = Command.from_arrow(value)
@@ -317,11 +320,10 @@ def main() -> None:
     finally:
         if server is not None:
             server.stop()
-            if len(console.frames_in) > 1:  # in the node's log: what the camera gave the page
-                seen = console.frames_in
-                print(f"console: camera {len(seen)} frames at "
-                      f"{(len(seen) - 1) / (seen[-1] - seen[0]):.1f} Hz while a page was open",
-                      flush=True)
+            if console.frames_in > 1:  # in the node's log: what the camera gave the page
+                rate = (console.frames_in - 1) / (console.last_frame_s - console.first_frame_s)
+                print(f"console: camera {console.frames_in} frames at {rate:.1f} Hz while a "
+                      "page was open", flush=True)
 
 
 if __name__ == "__main__":

@@ -200,5 +200,6 @@ def test_a_failed_export_leaves_no_file(recording, tmp_path, monkeypatch):
 
     monkeypatch.setattr(export.McapExport, "write", failing)
     with pytest.raises(OSError):
-        export.export(recording, tmp_path / "a.mcap", "mcap")
+        export.export(recording, export.recorded_topics(recording), tmp_path / "a.mcap",
+                      "mcap")
     assert calls["n"] == 20 and not list(tmp_path.glob("a.mcap*"))

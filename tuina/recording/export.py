@@ -70,10 +70,11 @@ def json_payload(message: Recorded) -> dict[str, Any]:
     """One message as a JSON object: its payload (one value, or ``items`` for several) and
     its metadata."""
     values = message.value.to_pylist()
-    payload = values[0] if len(values) == 1 and pa.types.is_struct(message.value.type) \
-        else {"items": values}
-    return json_value({**payload, "_metadata": message.metadata}) if isinstance(payload, dict) \
-        else payload
+    if len(values) == 1 and pa.types.is_struct(message.value.type):
+        payload = values[0]
+    else:
+        payload = {"items": values}
+    return json_value({**payload, "_metadata": message.metadata})
 
 
 def json_topic_schema(arrow_type: pa.DataType) -> dict[str, Any]:
@@ -269,11 +270,11 @@ class RrdExport:
         self.rec.disconnect()
 
 
-def export(folder: Path, out: Path, kind: str) -> tuple[int, float]:
-    """Write the recording at ``folder`` to ``out`` (``kind`` mcap or rrd) through a partial
-    file renamed when whole; (messages, seconds taken)."""
+def export(folder: Path, tables: dict[str, pa.Table], out: Path, kind: str
+           ) -> tuple[int, float]:
+    """Write the recording at ``folder`` (its topics read as ``tables``) to ``out`` (``kind``
+    mcap or rrd) through a partial file renamed when whole; (messages, seconds taken)."""
     manifest = read_manifest(folder)
-    tables = recorded_topics(folder)
     partial = out.with_name(out.name + ".partial")
     progress = Progress(sum(t.num_rows for t in tables.values()), out.name)
     writer = McapExport(partial, manifest) if kind == "mcap" else \
@@ -327,7 +328,7 @@ def main(args: Any) -> int:
             print(f"tuina export: error: no folder {out.parent} to write {out.name} in; "
                   "create it or pass another path", file=sys.stderr)
             return 2
-        count, took = export(args.recording, out, kind)
+        count, took = export(args.recording, tables, out, kind)
         print(f"export: {out} ({count} messages of a {length:.1f} s session, "
               f"{out.stat().st_size / 1e6:.1f} MB) in {took:.1f} s", flush=True)
     return 0

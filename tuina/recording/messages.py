@@ -46,12 +46,13 @@ def recorded_topics(folder: Path) -> dict[str, pa.Table]:
 
 def in_time_order(tables: dict[str, pa.Table]) -> Iterator[Recorded]:
     """The messages of ``tables`` by event time (a topic's own order kept on equal stamps)."""
+    if not tables:
+        return
     topics = list(tables)
     stamps = [tables[t].column("stamp_ns").to_numpy() for t in topics]
-    which = np.concatenate([np.full(len(s), i) for i, s in enumerate(stamps)]) if topics \
-        else np.zeros(0, int)
-    rows = np.concatenate([np.arange(len(s)) for s in stamps]) if topics else np.zeros(0, int)
-    order = np.lexsort((rows, which, np.concatenate(stamps) if topics else np.zeros(0)))
+    which = np.concatenate([np.full(len(s), i) for i, s in enumerate(stamps)])
+    rows = np.concatenate([np.arange(len(s)) for s in stamps])
+    order = np.lexsort((rows, which, np.concatenate(stamps)))
     payloads = {t: tables[t].column("payload").combine_chunks() for t in topics}
     metadata = {t: tables[t].column("metadata").to_pylist() for t in topics}
     for k in order:
