@@ -6,10 +6,12 @@ Inputs: ``camera_info`` (the clock: the first step goes out AT_S of camera time)
 the image), ``targets`` and ``trajectory`` (the grounded box and the planned path on the
 image), ``body_motion`` (the tracker's status), and any input whose name starts with
 ``events`` (the session's ``step_done`` and ``done``; every node's errors, shown).
-Outputs: ``instruction`` (one per step), ``events`` (``step`` as each goes out: whether it is
-the last; ``finish``; an error when the person stops the step or, with DEADMAN, every page
-closed mid-step: the robot releases contact), ``estop`` (the page's e-stop button and key),
-``force_target`` (the pressure slider, N, live during contact).
+Outputs: ``instruction`` (one per step, again on a resume), ``events`` (``step`` as each
+goes out: whether it is the last; ``finish``; ``pause`` when the person pauses the step or,
+with DEADMAN, every page closed mid-step: the controller backs the tool off the body and
+holds; ``resume``; an error when the person stops the step: the robot releases contact and
+the session ends), ``estop`` (the page's e-stop button and key), ``force_target`` (the
+pressure slider, N, live during contact).
 
 Steps: INSTRUCTION (one step) and/or a ROUTINE file run in order, then, with SERVE, what the
 person asks for until they end the session. A bad step is refused with one line before
@@ -109,7 +111,7 @@ class Console:
         self.info: CameraInfo | None = None
         self.stamp = 0
         self.t0: int | None = None
-        self.stopped_step = False  # the dead-man or the stop button ended the running step
+        self.stopped_step = False  # the stop button ended the running step
         # camera frames a page could see: how many, the wall times of the first and last
         self.frames_in, self.first_frame_s, self.last_frame_s = 0, 0.0, 0.0
 
@@ -178,7 +180,7 @@ class Console:
             self.tell(f"step {len(self.page.steps)} {'ok' if summary.get('ok') else 'failed'}"
                       f": {summary.get('instruction', '')}", "step")
             self.queue.step_done()
-            self.page.pressure_n = None
+            self.page.pressure_n, self.page.paused = None, False
             if self.queue.finished:
                 self.send_event("finish", "the person ended the session")
         elif ev.kind == "done" and from_session:  # the controller's done ends a step only
@@ -188,6 +190,8 @@ class Console:
             self.tell(ev.detail, ev.kind)
         elif ev.kind in ("phase", "released"):
             self.tell(f"{ev.kind} {ev.detail}", ev.kind)
+        elif ev.kind == "paused":
+            self.tell(ev.detail, "pause")
 
     def send_due_step(self) -> None:
         step = self.queue.due(self.stamp)
@@ -239,8 +243,15 @@ class Console:
             self.tell(f"force target {force:.1f} N", "info")
         elif kind == "stop":
             self.stop_step("the person stopped the step on the console", "stop")
+        elif kind == "pause":
+            self.pause_step("the person paused the step")
+        elif kind == "resume":
+            self.resume_step()
         elif kind == "end":
-            if self.queue.finish():
+            if self.page.paused:  # nothing will finish the paused step: it ends stopped
+                self.stop_step("the person ended the session while the step was paused",
+                               "stop")
+            elif self.queue.finish():
                 self.send_event("finish", "the person ended the session")
             self.tell("ending the session after the running step", "info")
 
@@ -254,15 +265,45 @@ class Console:
         print(f"tuina-console: error: {why}", file=sys.stderr, flush=True)
         self.tell(why, "error")
 
+    def pause_step(self, why: str) -> None:
+        """The running step pauses: the controller backs the tool off the body and holds it
+        there; nothing the graph plans meanwhile is followed."""
+        if self.queue.running is None or self.stopped_step:
+            self.tell("not paused: no step is running", "refused")
+            return
+        if self.page.paused:
+            self.tell("not paused: the step is paused already", "refused")
+            return
+        self.page.paused = True
+        self.send_event("pause", why)
+        print(f"console: paused: {why}", flush=True)
+        self.tell(f"paused: {why}; the arm holds off the body", "pause")
+
+    def resume_step(self) -> None:
+        """The paused step is sent again: grounded on a new frame (the body may have moved),
+        planned from where the arm holds, pressed anew."""
+        step = self.queue.running
+        if step is None or not self.page.paused:
+            self.tell("not resumed: no step is paused", "refused")
+            return
+        self.page.paused = False
+        self.send_event("resume", "the person resumed the step")
+        self.out.send("instruction", Instruction(step.text, list(step.stroke_px)).to_arrow(),
+                      self.stamp, CAMERA_FRAME)
+        self.page.target, self.page.plan_px = {}, []
+        print(f"console: resumed step {self.queue.sent}: {step.text!r}", flush=True)
+        self.tell(f"resumed: {step.text}", "step")
+
     def dead_man(self) -> None:
-        """Every page closed in the middle of a step: the step stops, contact released."""
+        """Every page closed in the middle of a step: the step pauses, contact released (a
+        page that opens again can resume it)."""
         server = self.server
         if (server is None or not self.cfg["DEADMAN"] or self.queue.running is None
-                or not server.ever_connected or server.pages):
+                or self.page.paused or not server.ever_connected or server.pages):
             return
         if time.monotonic() - server.last_seen > self.cfg["DEADMAN_S"]:
-            self.stop_step(f"every console page closed mid-step for {self.cfg['DEADMAN_S']:g}"
-                           " s (dead-man)", "deadman")
+            self.pause_step(f"every console page closed mid-step for "
+                            f"{self.cfg['DEADMAN_S']:g} s (dead-man)")
 
 
 def serve(cfg: dict[str, Any]) -> Any:

@@ -2,8 +2,11 @@
 
 Inputs: ``robot_state`` (trigger), ``trajectory`` and ``body_motion`` (latest values),
 ``force_target`` (Float64[1], N: the console's pressure slider scales the current plan's
-force profile to it, under 0.9 FORCE_CAP_N).
-Outputs: ``command`` (tool reference for the robot node), ``events`` (phase changes, done).
+force profile to it, under 0.9 FORCE_CAP_N), ``events_console`` (the console's ``pause``:
+the massage backs off along the normal and holds, trajectories are not followed until its
+``resume``; the console then sends the step again).
+Outputs: ``command`` (tool reference for the robot node), ``events`` (phase changes, done,
+aborts, ``paused``).
 
 The command is the tool reference pose with its feed-forward twist: franky's Cartesian
 impedance closes the pose error (the PBVS set point) at 1 kHz. With OUTPUT joint_velocity
@@ -78,7 +81,10 @@ def main() -> None:
     last_dq: tuple[int, np.ndarray] | None = None  # stamp, joint velocities
     for event in events(node, lineage=out.lineage):
         stamp = stamp_of(event)
-        if event["id"] == "trajectory":
+        if event["id"] == "trajectory" and follower.paused:
+            print("force-controller: paused: a new trajectory is not followed until the "
+                  "person resumes", flush=True)
+        elif event["id"] == "trajectory":
             traj = Trajectory.from_arrow(event["value"])
             problem = follower.new_plan(traj.plan(), traj.start_stamp_ns,
                                         traj.reference_stamp_ns)
@@ -86,6 +92,12 @@ def main() -> None:
                 print(f"force-controller: error: {problem}; not following it", flush=True)
                 out.send("events", SessionEvent("error", f"force-controller: {problem}")
                          .to_arrow(), stamp, BASE_FRAME)
+        elif event["id"] == "events_console":  # the person's pause and resume
+            told = SessionEvent.from_arrow(event["value"])
+            if told.kind == "pause":
+                follower.pause(told.detail)
+            elif told.kind == "resume":
+                follower.resume()
         elif event["id"] == "force_target":  # the person's pressure, live
             now = follower.set_force_target(float(event["value"][0].as_py()))
             print(f"force-controller: force target {now:.1f} N", flush=True)

@@ -193,6 +193,7 @@ class PageState:
     tracker: str = ""
     robot: str = ""
     estopped: bool = False
+    paused: bool = False  # the running step is paused: the arm holds off the body
     pressure_n: float | None = None  # the force target the person set live, if any
     ended: bool = False
 
@@ -203,7 +204,8 @@ class PageState:
                 "force_target": [round(v, 3) for v in self.force_target],
                 "events": list(self.events), "steps": self.steps, "target": self.target,
                 "tool_px": self.tool_px, "plan_px": self.plan_px, "tracker": self.tracker,
-                "robot": self.robot, "estopped": self.estopped, "pressure_n": self.pressure_n,
+                "robot": self.robot, "estopped": self.estopped, "paused": self.paused,
+                "pressure_n": self.pressure_n,
                 "ended": self.ended}
 
 

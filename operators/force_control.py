@@ -353,7 +353,7 @@ class Notice:
     """What the controller tells the session (an event) and, when ``say`` is set, the
     terminal."""
 
-    kind: str  # abort | error | phase | done
+    kind: str  # abort | paused | error | phase | done
     detail: str
     say: str = ""
 
@@ -382,6 +382,8 @@ class PlanFollower:
         self.announced = False  # the current controller's abort was told
         self.stop_told = False  # the cap's error went out for this plan
         self.phase = ""
+        self.paused = ""  # why the person paused: the massage backs off, no plan is followed
+        self.pause_told = False  # the current pause's back-off was told
 
     def new_plan(self, plan: Plan, start_stamp_ns: int, reference_stamp_ns: int) -> str | None:
         """A trajectory; the problem with it when it must not be followed (a massage in
@@ -398,6 +400,16 @@ class PlanFollower:
             False
         self.watch.new_plan()
         return None
+
+    def pause(self, reason: str) -> None:
+        """The person paused the step: a massage in progress backs off along the normal and
+        holds; no trajectory is taken until ``resume``."""
+        if not self.paused:
+            self.paused, self.pause_told = reason or "the person paused", False
+
+    def resume(self) -> None:
+        """The pause is over: the next trajectory (the step planned again) is followed."""
+        self.paused = ""
 
     def set_force_target(self, force_n: float) -> float:
         """The person's force target for the rest of the current plan: its force profile
@@ -442,14 +454,21 @@ class PlanFollower:
         silent, feeding, age_s = self.watch.state(stamp, self.start_ns)
         if silent and not self.track_lost:
             self.track_lost = f"no body motion for {self.tracker_timeout_s} s"
-        if self.track_lost and not controller.aborted and self.phase != "done":
+        if self.paused and not controller.aborted and self.phase != "done":
+            controller.abort(t, tool_position, f"paused ({self.paused})")
+        elif self.track_lost and not controller.aborted and self.phase != "done":
             controller.abort(t, tool_position, self.track_lost)
         feed = self.twist if feeding else np.zeros(6)
         lead = min(self.follow_lead_s + age_s, self.max_lead_s)
         ref = controller.step(t, self.plan, tool_position, wrench,
                               predict(self.motion, feed, lead), feed)
         notices = []
-        if controller.aborted and not self.announced:
+        if self.paused and controller.aborted and not self.pause_told:
+            self.announced = self.pause_told = True
+            said = f"force-controller: paused ({self.paused})"
+            notices.append(Notice("paused", f"{said}; backing off, holding until resumed",
+                                  f"{said}: backing off, holding until resumed"))
+        elif controller.aborted and not self.announced:
             self.announced = True
             reason = controller.abort_reason
             notices.append(Notice("abort", f"force-controller: {reason}; backing off",

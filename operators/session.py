@@ -52,6 +52,7 @@ class SessionLog:
     tracking_err_deg: list[float] = field(default_factory=list)
     aborts: list[str] = field(default_factory=list)
     regrounds: int = 0
+    pauses: int = 0  # the person paused the step (each resume sent it again)
     truth_t: list[float] = field(default_factory=list)  # ground-truth frames
     truth_peak_n: list[float] = field(default_factory=list)  # largest contact force since
     stroke_mm: list[float] = field(default_factory=list)  # contact point to planned path
@@ -243,6 +244,7 @@ def summarize(log: SessionLog, duration_s: float, limits: SessionLimits,
         "body_motion_statuses": statuses,
         "aborts": list(log.aborts),
         "regrounds": log.regrounds,
+        "pauses": log.pauses,
         "faults": list(log.faults),
         "released_t": log.released_t,
         "ok": not problems,
@@ -259,7 +261,8 @@ INTENDED_FAULTS = ("estop",)  # asked for by a person: the session fails, the gr
 class SessionEnding:
     """When a session ends, from its events and event time (no clock inside): at ``done``;
     after an error once the robot reported contact released (or ``release_wait_s`` later);
-    after an abort when no new target came within ``replan_wait_s``; at ``timeout_s``."""
+    after an abort when no new target came within ``replan_wait_s``; at ``timeout_s`` of a
+    step. A paused step waits without a timeout; its resume starts the step's clock again."""
 
     release_wait_s: float
     replan_wait_s: float
@@ -269,6 +272,7 @@ class SessionEnding:
     released: bool = False
     abort_ns: int | None = None  # the last abort not yet followed by a new target
     ended: str | None = None  # why it ended ("" when nothing went wrong); None: not yet
+    paused: bool = False  # the person paused the step: no timeout runs until they resume
 
     def on_error(self, stamp: int) -> bool:
         """An error: True when the session now waits for the robot's release."""
@@ -294,11 +298,22 @@ class SessionEnding:
     def on_target(self) -> None:
         self.abort_ns = None
 
+    def on_pause(self) -> None:
+        self.paused = True
+
+    def on_resume(self, stamp: int) -> None:
+        """The step is sent again: its timeout starts over and a new target must come within
+        ``replan_wait_s``."""
+        self.paused = False
+        self.first_ns, self.abort_ns = stamp, stamp
+
     def due(self, stamp: int, phase: str) -> str | None:
         """None while the session goes on; else why it ends ("" when nothing went wrong)."""
         self.first_ns = stamp if self.first_ns is None else self.first_ns
         if self.ended is not None:
             return self.ended
+        if self.paused and self.error_ns is None:
+            return None  # the arm holds off the body for as long as the person needs
         if self.error_ns is not None:
             if (stamp - self.error_ns) * 1e-9 > self.release_wait_s:
                 return (f"the robot did not report contact released within "
@@ -395,6 +410,14 @@ class SessionWatch:
                     f"within {self.ending.replan_wait_s:g} s")
         elif event.kind == "reground":
             log.regrounds += 1
+        elif event.kind == "pause":
+            log.pauses += 1
+            self.ending.on_pause()
+            return f"paused: {event.detail}; the arm holds off the body until resumed"
+        elif event.kind == "resume":
+            self.ending.on_resume(self.last_ns)
+            return (f"resumed: the step is grounded again; the session ends if no new target "
+                    f"comes within {self.ending.replan_wait_s:g} s")
         return None
 
     def on_target(self, target: Any) -> None:

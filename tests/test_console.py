@@ -317,7 +317,7 @@ def test_only_the_sessions_done_ends_the_console_not_a_steps():
     assert console.page.ended
 
 
-def test_every_page_closed_mid_step_stops_the_step_with_the_dead_man_fault():
+def test_every_page_closed_mid_step_pauses_it_and_a_page_back_resumes_it():
     import time
 
     console, node, server = make_console(DEADMAN=True, DEADMAN_S=1.0,
@@ -326,12 +326,21 @@ def test_every_page_closed_mid_step_stops_the_step_with_the_dead_man_fault():
     console.send_due_step()
     server.pages, server.last_seen = 0, time.monotonic() - 0.5
     console.dead_man()
-    assert not [e for e in events_sent(node) if e.kind == "error"]  # not yet 1 s
+    assert not [e for e in events_sent(node) if e.kind == "pause"]  # not yet 1 s
     server.last_seen = time.monotonic() - 1.5
     console.dead_man()
     console.dead_man()
-    errors = [e for e in events_sent(node) if e.kind == "error"]
-    assert len(errors) == 1 and errors[0].fault == "deadman" and "dead-man" in errors[0].detail
+    pauses = [e for e in events_sent(node) if e.kind == "pause"]
+    assert len(pauses) == 1 and "dead-man" in pauses[0].detail and console.page.paused
+    assert not [e for e in events_sent(node) if e.kind == "error"]  # nothing latched
+    # a page opens again and resumes: the same step goes out again
+    server.pages = 1
+    console.on_request({"type": "resume"})
+    assert [e.kind for e in events_sent(node)][-1] == "resume" and not console.page.paused
+    from tuina.messages import Instruction
+
+    instructions = [Instruction.from_arrow(a).text for a, _ in node.outputs("instruction")]
+    assert instructions == ["press Zusanli", "press Zusanli"]
     # off (the sim graph's default), or no step running: nothing happens
     quiet, quiet_node, quiet_server = make_console(DEADMAN=False, INSTRUCTION="press Zusanli")
     quiet.info = object()
@@ -342,7 +351,30 @@ def test_every_page_closed_mid_step_stops_the_step_with_the_dead_man_fault():
     idle_server.pages, idle_server.last_seen = 0, time.monotonic() - 10
     idle.dead_man()
     assert not [e for e in events_sent(quiet_node) + events_sent(idle_node)
-                if e.kind == "error"]
+                if e.kind in ("pause", "error")]
+
+
+def test_pause_and_resume_from_the_page_only_when_they_mean_something():
+    console, node, _ = make_console(INSTRUCTION="knead Qihai with light pressure", AT_S=0.0)
+    console.on_request({"type": "resume"})  # nothing paused
+    console.on_request({"type": "pause"})  # nothing running yet
+    assert [e["kind"] for e in console.page.events] == ["refused", "refused"]
+    assert events_sent(node) == []
+    console.info = object()
+    console.send_due_step()
+    console.on_request({"type": "pause"})
+    console.on_request({"type": "pause"})  # once is enough
+    kinds = [e.kind for e in events_sent(node)]
+    assert kinds == ["step", "pause"] and console.page.snapshot()["paused"]
+    console.on_request({"type": "resume"})
+    console.on_request({"type": "resume"})
+    assert [e.kind for e in events_sent(node)] == ["step", "pause", "resume"]
+    assert len(node.outputs("instruction")) == 2
+    # ending the session while paused stops the paused step (nothing else would finish it)
+    console.on_request({"type": "pause"})
+    console.on_request({"type": "end"})
+    stop = events_sent(node)[-1]
+    assert stop.kind == "error" and stop.fault == "stop" and "paused" in stop.detail
 
 
 def test_the_pages_estop_goes_out_stamped_with_the_click_and_the_slider_is_capped():

@@ -1,6 +1,6 @@
 """The console page in a real browser (Debian's chromium, driven by Playwright) against the
-simulated session: a person types an instruction, adjusts the pressure, draws a stroke and
-presses the e-stop."""
+simulated session: a person types an instruction, adjusts the pressure, pauses and resumes,
+draws a stroke and presses the e-stop."""
 
 import json
 import os
@@ -75,6 +75,18 @@ def test_a_person_at_the_page_presses_adjusts_draws_and_stops_the_robot(tmp_path
             page.eval_on_selector("#slider", "el => { el.value = 4; "
                                   "el.dispatchEvent(new Event('change')); }")
             wait_data(page, "Math.abs(Number(document.body.dataset.forceTarget) - 4) < 0.01", 10)
+            # pause: the tool backs off the body and holds, nothing latched; resume: the step
+            # is found again and pressed, at the force the person set
+            page.click("#pause")
+            wait_data(page, "document.body.dataset.paused === 'true' && "
+                      "document.body.dataset.phase === 'abort'", 10)
+            page.wait_for_timeout(2000)
+            assert data(page, "phase") == "abort" and not data(page, "robot").startswith("faulted")
+            assert page.is_disabled("#pause") and page.is_enabled("#resume")
+            page.click("#resume")
+            wait_data(page, "document.body.dataset.paused === 'false' && "
+                      "document.body.dataset.phase === 'press'", 120)
+            wait_data(page, "Math.abs(Number(document.body.dataset.forceTarget) - 4) < 0.01", 10)
             # the step ends on its own and its row appears, on a second page as well
             wait_data(page, "document.body.dataset.steps === '1'", 90)
             second = browser.new_page()
@@ -115,6 +127,9 @@ def test_a_person_at_the_page_presses_adjusts_draws_and_stops_the_robot(tmp_path
     summary = json.loads((tmp_path / "page" / "summary.json").read_text())
     first, second = summary["steps"]
     assert first["ok"] and first["target"] == "ST36", first["problems"]
+    assert first["pauses"] == 1 and not first["aborts"] and not first["faults"]
+    assert "console: paused: the person paused the step" in text
+    assert "force-controller: paused (the person paused the step): backing off" in text
     assert second["target"] == "STROKE" and "estop" in second["faults"]
     assert not summary["ok"]  # stopped, so not a completed session
     if os.environ.get("TUINA_DOC_SCREENSHOT"):  # the docs' picture, taken by this test

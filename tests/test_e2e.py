@@ -206,9 +206,14 @@ def test_eval_tracking_registers_the_prone_body_as_well():
 
 @pytest.mark.e2e
 def test_eval_tracking_follows_the_moving_body():
+    # every scenario's frames; the closed loop on the largest shift and the jerk (`tuina eval
+    # tracking` runs all six sessions a seed: the bounds below are on the worst of them)
     result = eval_json("tracking", "--graph", str(ROOT / "dataflows" / "sim.yml"), "--seeds",
-                       "1", timeout=1500)
+                       "1", "--closed-loop", "shift 20 mm", "--closed-loop", "jerk 15 mm",
+                       timeout=1500)
     assert result["seeds"] == 1 and result["spread"]["follow_err_mm"]["n"] == 1
+    sessions = {name for name, row in result["scenarios"].items() if "session" in row}
+    assert sessions == {"shift 20 mm", "jerk 15 mm"}
     # registration on 30 Hz frames with the arm in view
     assert result["translation_err_mm"] <= 0.5 and result["rotation_err_deg"] <= 0.2
     # the worst frame: 1.11 mm on the D455's correlated noise and bias (0.7 mm before them)
@@ -233,7 +238,7 @@ def test_eval_tracking_follows_the_moving_body():
     assert result["contact_breaks"] == 0
     failed = {name: {key: row["session"].get(key) for key in (
         "problems", "faults", "max_force_n", "follow_err_max_mm", "aborts")}
-        for name, row in result["scenarios"].items() if not name.startswith("jerk")
+        for name, row in result["scenarios"].items() if name in sessions - {"jerk 15 mm"}
         and not (row["session"]["ok"] and row["session"]["max_force_n"] <= 15.0)}
     assert not failed, failed
     # a 15 mm jerk in 0.1 s: backed off, found again and pressed again; or, where the body's
@@ -308,7 +313,10 @@ def test_the_operators_estop_stops_the_robot_with_one_line(tmp_path):
     proc, lines = start_session(tmp_path, "estop", {"planner": {"PRESS_S": 10.0},
                                                     "session": {"TIMEOUT_S": 60}})
     try:
-        wait_for(lines, "phase press", 120)
+        # at the first touch: the e-stop's path is the same in any phase, and waiting longer
+        # only widens the window for a stall of the loaded machine to end the press first
+        # (a tracker silent for 0.5 s of robot time backs the tool off, as it must)
+        wait_for(lines, "phase contact", 120)
         pressed = subprocess.run([str(Path(sys.executable).parent / "tuina"), "estop",
                                   "--reason", "test button"], capture_output=True, text=True,
                                  timeout=30)

@@ -425,3 +425,52 @@ def test_the_plan_follower_tells_phases_once_and_aborts_on_a_silent_tracker():
     follower.on_motion(Msg(reference_stamp_ns=9, status="lost", rotation=[], translation=[],
                            twist=[]), 91 * ms)
     assert follower.track_lost == "body tracking lost"
+
+
+def test_a_pause_backs_off_the_body_holds_and_is_told_once():
+    """The person's pause mid-press: the tool only moves away along the normal, the force
+    target drops to zero, one ``paused`` notice (no abort: nothing went wrong), and the
+    follower stays paused until resumed."""
+    from types import SimpleNamespace as Msg
+
+    from tuina.operators.force_control import ForceConfig, PlanFollower
+
+    follower = PlanFollower(ForceConfig(retreat_m=0.04), tracker_timeout_s=5.0,
+                            follow_lead_s=0.0, max_lead_s=0.1)
+    plan = contact_plan(("approach", "contact") + ("press",) * 8 + ("retreat",))
+    assert follower.new_plan(plan, 0, 7) is None
+    ms = 1_000_000
+    tool, told, outs = np.array([0.4, 0.0, 0.14]), [], []
+
+    def run(first: int, last: int) -> None:
+        nonlocal tool
+        for k in range(first, last):
+            follower.on_motion(Msg(reference_stamp_ns=7, status="ok",
+                                   rotation=list(np.eye(3).ravel()), translation=[0.0] * 3,
+                                   twist=[0.0] * 6), k * 10 * ms)
+            ref, notices = follower.step(k * 10 * ms, tool,
+                                         np.array([0, 0, -tissue(tool), 0, 0, 0]))
+            told.extend((n.kind, n.detail) for n in notices)
+            outs.append(ref)
+            tool = tool + 0.5 * (ref.position - tool)
+
+    run(0, 700)
+    assert outs[-1].phase == "press" and tissue(tool) > 3.0  # pressing
+    pressed_z = tool[2]
+    follower.pause("the person paused the step")
+    run(700, 1000)
+    after = outs[700:]
+    z = np.array([o.position[2] for o in after])
+    assert np.all(np.diff(z) >= -1e-12) and z[-1] == pytest.approx(pressed_z + 0.04, abs=1e-6)
+    assert all(o.force_target_n == 0.0 for o in after) and after[-1].mode == "hold"
+    assert tissue(tool) == 0.0  # off the body
+    paused = [t for t in told if t[0] == "paused"]
+    assert paused == [("paused", "force-controller: paused (the person paused the step); "
+                       "backing off, holding until resumed")]
+    assert not [t for t in told if t[0] in ("abort", "error")]
+    follower.pause("again")  # a second pause changes nothing
+    assert follower.paused == "the person paused the step"
+    follower.resume()
+    run(1000, 1100)  # resumed: it holds where it is until the step's new plan comes
+    assert all(o.mode == "hold" and o.position[2] == pytest.approx(z[-1]) for o in outs[1000:])
+    assert not follower.paused

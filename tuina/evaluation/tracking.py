@@ -32,6 +32,7 @@ import argparse
 import statistics
 import tempfile
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,7 @@ from tuina.evaluation.seeds import (
     spread_text,
     target_point,
 )
-from tuina.evaluation.sessions import evaluate_graph, run_session
+from tuina.evaluation.sessions import evaluate_graph, run_session, unknown_choice
 from tuina.operators.arms import FR3_POSTURE, arm_kinematics
 from tuina.operators.geometry import (
     intrinsics_matrix,
@@ -236,12 +237,12 @@ WORST = {"translation_err_mm": "max", "translation_err_max_mm": "max",
          "session_max_force_n": "max", "contact_breaks": "max"}
 
 
-def run(graph: Path, seeds: int = 1, sessions: bool = True,
-        log: Any = print) -> dict[str, Any]:
+def run(graph: Path, seeds: int = 1, sessions: bool = True, log: Any = print,
+        closed_loop: Collection[str] | None = None) -> dict[str, Any]:
     """Every scenario on seeds 0..seeds-1: each headline figure's mean over the seeds, its
     spread (mean, standard deviation, worst), the first seed's scenarios and every seed's
-    own figures."""
-    runs = [run_seed(graph, seed, sessions, log) for seed in range(seeds)]
+    own figures. ``closed_loop`` names the scenarios run as sessions (None: all of them)."""
+    runs = [run_seed(graph, seed, sessions, log, closed_loop) for seed in range(seeds)]
     out = {"seeds": seeds, **over_seeds(runs, {k: v for k, v in WORST.items()
                                                if k in runs[0]}),
            "jerk_detected": all(r["jerk_detected"] for r in runs),
@@ -252,9 +253,10 @@ def run(graph: Path, seeds: int = 1, sessions: bool = True,
     return out
 
 
-def run_seed(graph: Path, seed: int, sessions: bool = True,
-             log: Any = print) -> dict[str, Any]:
-    """Every scenario on one seed: frames first, then (optionally) the closed loop."""
+def run_seed(graph: Path, seed: int, sessions: bool = True, log: Any = print,
+             closed_loop: Collection[str] | None = None) -> dict[str, Any]:
+    """Every scenario on one seed: frames first, then (optionally) the closed loop, on every
+    scenario or those named in ``closed_loop``."""
     import open3d as o3d
 
     from tuina.config import graph_env, load
@@ -288,6 +290,8 @@ def run_seed(graph: Path, seed: int, sessions: bool = True,
     if sessions:
         with tempfile.TemporaryDirectory(prefix="tuina-eval-tracking-") as tmp:
             for i, sc in enumerate(SCENARIOS):
+                if closed_loop is not None and sc.name not in closed_loop:
+                    continue
                 log(f"session: {sc.name}, seed {seed}")
                 rows[sc.name]["session"] = run_session(
                     graph, merged(drawn, scenario_overrides(sc)), Path(tmp),
@@ -323,6 +327,7 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "scenarios": rows,
     }
     sessions = [rows[n]["session"] for n in follow if "session" in rows[n]]
+    every_session = [row["session"] for row in rows.values() if "session" in row]
     if sessions:
         out.update(
             follow_err_mm=float(np.max([s["follow_err_mm"] for s in sessions])),
@@ -330,9 +335,8 @@ def summarize(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
             follow_err_max_mm=float(np.max([s["follow_err_max_mm"] for s in sessions])),
             follow_drift_mm=float(np.max([s["follow_drift_mm"] for s in sessions])),
             follow_drift_max_mm=float(np.max([s["follow_drift_max_mm"] for s in sessions])),
-            session_max_force_n=float(np.max([rows[n]["session"]["max_force_n"]
-                                              for n in rows])),
-            sessions_ok=all(rows[n]["session"]["ok"] for n in rows),
+            session_max_force_n=float(np.max([s["max_force_n"] for s in every_session])),
+            sessions_ok=all(s["ok"] for s in every_session),
             contact_breaks=int(sum(s["contact_breaks"] for s in sessions)),
         )
     return out
@@ -399,13 +403,20 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="the sim graph whose tracker and world are evaluated")
     parser.add_argument("--frames-only", action="store_true",
                         help="only the tracker on rendered frames, no closed-loop sessions")
+    parser.add_argument("--closed-loop", action="append", metavar="SCENARIO",
+                        help="run the closed-loop session of this scenario only (repeatable; "
+                        "every scenario's frames are tracked still); default: every scenario")
 
 
 def main(args: Any) -> int:
     """``tuina eval tracking``: print the tables, or one JSON object with --json."""
     from tuina.sim.world import RenderingUnavailable
 
+    if unknown_choice("tracking", "closed-loop", args.closed_loop,
+                      [sc.name for sc in SCENARIOS]):
+        return 2
     return evaluate_graph(
         "tracking", args,
-        lambda graph, log: run(graph, args.seeds, sessions=not args.frames_only, log=log),
+        lambda graph, log: run(graph, args.seeds, sessions=not args.frames_only, log=log,
+                               closed_loop=args.closed_loop),
         table, (RenderingUnavailable, RuntimeError, OSError))

@@ -22,8 +22,8 @@ PARAMS = [
           "loopback (?token=...)"),
     Param("IMAGE_HZ", "float", 15.0, "Hz", "camera frames sent to each page at most this "
           "often (the newest only: stale frames are dropped)", low=1, high=30),
-    Param("DEADMAN", "bool", False, "-", "every page closed in the middle of a step stops it "
-          "and the robot releases contact (on in the live graphs)"),
+    Param("DEADMAN", "bool", False, "-", "every page closed in the middle of a step pauses it: "
+          "the tool backs off the body and holds until a page resumes (on in the live graphs)"),
     Param("DEADMAN_S", "float", 1.0, "s", "no page open for this long counts as closed",
           low=0.1),
     Param("FORCE_CAP_N", "float", 15.0, "N", "hard contact force cap (the slider stays "
