@@ -30,7 +30,7 @@ from tuina.operators.grounding import (
     validate_click,
     validate_stroke,
 )
-from tuina.operators.instructions import UnknownAcupoint, parse_instruction
+from tuina.operators.instructions import InstructionError, parse_instruction
 from tuina.operators.phantom import placement, right_side
 from tuina.operators.session import CLICKED
 from tuina.operators.vlm import choose_box, read_boxes
@@ -98,7 +98,7 @@ def main() -> None:
             try:
                 parsed = parse_instruction(request.text)
                 check_posture(parsed.acupoint, cfg["BODY_POSTURE"])
-            except (UnknownAcupoint, GroundingError) as err:
+            except (InstructionError, GroundingError) as err:
                 tell(out, "error", str(err), stamp)
                 continue
             image = np.array(decode_rgb(event["value"], event["metadata"]))
@@ -109,7 +109,7 @@ def main() -> None:
             try:
                 target, found_body = ground(request, event, info, cfg, forces, nominal, stamp)
                 nominal = nominal if found_body is None else found_body
-            except (UnknownAcupoint, GroundingError) as err:
+            except (InstructionError, GroundingError) as err:
                 tell(out, "error", str(err), stamp)
                 continue
             out.send("targets", encode_targets([target]), stamp, CAMERA_FRAME)
@@ -150,7 +150,8 @@ def model_target(result: Result, requests: GroundingRequests, forces: dict[str, 
     x1, y1, x2, y2 = chosen.box.box
     target = GroundedTarget(point.code, point.pinyin, point.number, [x1, y1, x2, y2],
                             [(x1 + x2) / 2, (y1 + y2) / 2], [], 1.0,
-                            forces[parsed.pressure], parsed.technique, request.stamp_ns)
+                            forces[parsed.pressure], parsed.technique, request.stamp_ns,
+                            hold_s=parsed.hold_s)
     return target, ("say", f"{target.code} ({target.name}) at px "
                     f"{np.round(target.center_px, 1).tolist()} from the model in "
                     f"{result.answer.seconds:.2f} s, {target.technique} at {target.force_n} N")
@@ -179,7 +180,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
                                  "or knead at the clicked point")
         u, v = clicked
         return GroundedTarget(CLICKED, "clicked point", 0, [u - 8, v - 8, u + 8, v + 8],
-                              [u, v], [], 1.0, force, parsed.technique, stamp), None
+                              [u, v], [], 1.0, force, parsed.technique, stamp,
+                              hold_s=parsed.hold_s), None
     point = parsed.acupoint
     if point is not None:
         check_posture(point, cfg["BODY_POSTURE"])
@@ -210,7 +212,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
                           found.centre_px.tolist(), stroke_flat, found.fit.fitness, force,
                           parsed.technique, stamp,
                           (T[:3, :3] @ point.position + T[:3, 3]).tolist(),
-                          (T[:3, :3] @ point.normal).tolist(), found.fit.inlier_rmse), T
+                          (T[:3, :3] @ point.normal).tolist(), found.fit.inlier_rmse,
+                          parsed.hold_s), T
 
 
 if __name__ == "__main__":

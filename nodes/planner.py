@@ -1,6 +1,7 @@
 """planner: target pose -> time-parameterised massage trajectory with IK.
 
-Inputs: ``target_pose`` (trigger), ``robot_state`` (latest value: start pose, joints, clock),
+Inputs: ``target_pose`` (trigger; its ``hold_s``, when set, replaces PRESS_S for that
+step), ``robot_state`` (latest value: start pose, joints, clock),
 ``depth`` and ``camera_info`` (latest: what the arm must keep clear of).
 Outputs: ``trajectory``, ``events`` (errors: no reachable pose, naming what blocks it).
 
@@ -16,6 +17,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Callable
+from dataclasses import replace
 
 import numpy as np
 from tuina.operators.arms import arm_kinematics, arm_model
@@ -111,7 +113,8 @@ def main() -> None:
                     np.asarray(state.tool_quaternion), np.asarray(target.position),
                     np.asarray(target.normal), np.asarray(target.quaternion),
                     np.asarray(target.path).reshape(-1, 3), target.force_n, target.technique,
-                    pcfg, reach, np.asarray(cfg["WORKSPACE_MIN"]),
+                    replace(pcfg, press_s=target.hold_s) if target.hold_s > 0 else pcfg,
+                    reach, np.asarray(cfg["WORKSPACE_MIN"]),
                     np.asarray(cfg["WORKSPACE_MAX"]), collision)
             except PlanningError as err:
                 print(f"tuina-planner: error: {err}", file=sys.stderr, flush=True)

@@ -81,7 +81,7 @@ def main() -> None:
                 pose = TargetPose(target.code, p.tolist(), q.tolist(), n.tolist(),
                                   path.ravel().tolist(), target.force_n, target.technique,
                                   target.source_stamp_ns, surface.surface,
-                                  surface.view_angle_deg)
+                                  surface.view_angle_deg, target.hold_s)
                 out.send("target_pose", pose.to_arrow(), stamp, BASE_FRAME)
                 print(f"pose-fit: {target.code} at {np.round(p, 4).tolist()} m, normal "
                       f"{np.round(n, 3).tolist()} ({surface.why}), stroke of {len(path)} "

@@ -51,10 +51,10 @@ def step_from_entry(entry: Any, where: str) -> Step:
     if not isinstance(entry, dict):
         raise RoutineError(f"{where}: a step is a mapping with 'acupoint' or 'stroke', got "
                            f"{entry!r}")
-    unknown = set(entry) - {"acupoint", "stroke", "technique", "pressure"}
+    unknown = set(entry) - {"acupoint", "stroke", "technique", "pressure", "duration_s"}
     if unknown:
         raise RoutineError(f"{where}: unknown key(s) {sorted(unknown)}; a step takes "
-                           "acupoint or stroke, technique, pressure")
+                           "acupoint or stroke, technique, pressure, duration_s")
     technique = str(entry.get("technique", "stroke" if "stroke" in entry else "press"))
     pressure = str(entry.get("pressure", "moderate"))
     if technique not in TECHNIQUE_WORDS:
@@ -66,15 +66,22 @@ def step_from_entry(entry: Any, where: str) -> Step:
     if ("acupoint" in entry) == ("stroke" in entry):
         raise RoutineError(f"{where}: give either 'acupoint' (a name the instruction box "
                            "takes) or 'stroke' (pixels u0,v0,u1,v1,... drawn on the image)")
+    hold = ""
+    if "duration_s" in entry:
+        duration = entry["duration_s"]
+        if isinstance(duration, bool) or not isinstance(duration, (int, float)):
+            raise RoutineError(f"{where}: duration_s must be a number of seconds, got "
+                               f"{duration!r}")
+        hold = f" for {duration:g} s"
     if "acupoint" in entry:
-        step = Step(f"{technique} {entry['acupoint']} with {pressure} pressure")
+        step = Step(f"{technique} {entry['acupoint']} with {pressure} pressure{hold}")
     else:
         try:
             pixels = tuple(float(v) for v in entry["stroke"])
         except (TypeError, ValueError):
             raise RoutineError(f"{where}: stroke must be a list of pixel numbers "
                                f"u0,v0,u1,v1,...; got {entry['stroke']!r}") from None
-        step = Step(f"{technique} with {pressure} pressure", pixels)
+        step = Step(f"{technique} with {pressure} pressure{hold}", pixels)
     try:
         step.check()
     except (UnknownAcupoint, ValueError) as err:

@@ -29,8 +29,29 @@ NAMED_STROKES: tuple[tuple[tuple[str, ...], str, str], ...] = (
 )
 
 
-class UnknownAcupoint(ValueError):
+class InstructionError(ValueError):
+    """An instruction that cannot be carried out as asked; the message says why and what
+    to ask instead."""
+
+
+class UnknownAcupoint(InstructionError):
     """The instruction names no acupoint of the atlas."""
+
+
+MAX_HOLD_S = 300.0  # the longest press or knead one step may ask for
+_HOLD = re.compile(r"\bfor\s+(\d+(?:\.\d+)?)\s*(seconds?|secs?|s|minutes?|mins?)\b"
+                   r"|(\d+(?:\.\d+)?)\s*(秒|分钟)")
+
+
+def hold_seconds(text: str) -> float:
+    """How long the instruction asks to hold the force at the point ("for 20 s", "for 1
+    minute", "20秒"); 0.0 when it does not say (the planner's PRESS_S)."""
+    found = _HOLD.search(text.lower())
+    if found is None:
+        return 0.0
+    value, unit = (found.group(1), found.group(2)) if found.group(1) else \
+        (found.group(3), found.group(4))
+    return float(value) * (60.0 if unit.startswith("m") or unit == "分钟" else 1.0)
 
 
 @dataclass(frozen=True)
@@ -42,6 +63,7 @@ class ParsedInstruction:
     technique: str  # press | knead | stroke
     side: str = ""  # left | right as named; "": none named (a bilateral point is the left)
     stroke_length_m: float = 0.0  # a named path's length; 0: the graph's STROKE_LENGTH_M
+    hold_s: float = 0.0  # seconds at the force on the point; 0: the planner's PRESS_S
 
 
 def known_names() -> list[str]:
@@ -138,19 +160,37 @@ def parse_instruction(text: str, require_acupoint: bool = True) -> ParsedInstruc
     ``require_acupoint`` is False (the operator drew the path instead).
     """
     path = named_stroke(text)
+    hold_s = _checked_hold(text)
     if path is not None:
         start, length = path
         point = right_side(start) if named_side(text) == "right" else start
         return ParsedInstruction(point, _first_word(text, PRESSURE_WORDS, "moderate"),
-                                 "stroke", named_side(text), length)
+                                 "stroke", named_side(text), length, _no_stroke_hold(hold_s))
     point = _find_acupoint(text)
     if point is None and require_acupoint:
         near = ", ".join(closest_names(text)) or ", ".join(known_names()[:3])
         raise UnknownAcupoint(f"no known acupoint in {text!r}; closest known names: {near}")
     default_technique = "press" if point is not None else "stroke"
+    technique = _first_word(text, TECHNIQUE_WORDS, default_technique)
     return ParsedInstruction(
         acupoint=point,
         pressure=_first_word(text, PRESSURE_WORDS, "moderate"),
-        technique=_first_word(text, TECHNIQUE_WORDS, default_technique),
+        technique=technique,
         side=named_side(text) if point is not None and is_bilateral(point) else "",
+        hold_s=_no_stroke_hold(hold_s) if technique == "stroke" else hold_s,
     )
+
+
+def _checked_hold(text: str) -> float:
+    hold_s = hold_seconds(text)
+    if hold_s < 0 or hold_s > MAX_HOLD_S or (hold_s == 0 and _HOLD.search(text.lower())):
+        raise InstructionError(f"a hold of {hold_s:g} s in {text!r}; ask for more than 0 and "
+                               f"at most {MAX_HOLD_S:g} s")
+    return hold_s
+
+
+def _no_stroke_hold(hold_s: float) -> float:
+    if hold_s:
+        raise InstructionError("a stroke lasts its length at the planner's STROKE_SPEED; a "
+                               "duration belongs to a press or a knead")
+    return 0.0

@@ -40,7 +40,7 @@ def test_the_session_node_takes_each_bound_from_its_own_key():
 
 def test_the_graphs_routine_loads_as_three_instructions():
     steps = load_routine("dataflows/routines/three-steps.yml")
-    assert [s.text for s in steps] == ["press Tianshu with moderate pressure",
+    assert [s.text for s in steps] == ["press Tianshu with moderate pressure for 5 s",
                                        "knead Qihai with moderate pressure",
                                        "stroke Zusanli with moderate pressure"]
 
@@ -52,6 +52,10 @@ def test_the_graphs_routine_loads_as_three_instructions():
     ("steps:\n  - stroke: [100, 200, 150]\n", "pairs of pixels u,v"),
     ("steps:\n  - stroke: [100, 200]\n", "one point (a click) is pressed"),
     ("steps:\n  - acupoint: ST36\n    speed: 3\n", "unknown key(s) ['speed']"),
+    ("steps:\n  - acupoint: ST36\n    duration_s: ten\n", "duration_s must be a number"),
+    ("steps:\n  - acupoint: ST36\n    duration_s: 0\n", "a hold of 0 s"),
+    ("steps:\n  - acupoint: ST36\n    duration_s: 301\n", "at most 300 s"),
+    ("steps:\n  - stroke: [1, 2, 3, 4]\n    duration_s: 5\n", "a duration belongs to a press"),
     ("steps: []\n", "has no 'steps:' list"),
     ("steps: [\n", "is not YAML"),
 ])
@@ -61,6 +65,38 @@ def test_a_bad_routine_is_refused_with_one_line_naming_the_step(tmp_path, text, 
     with pytest.raises(RoutineError) as err:
         load_routine(path)
     assert says in str(err.value) and "\n" not in str(err.value)
+
+
+def test_a_steps_duration_reaches_the_plan_as_its_hold():
+    """"for N s" (or a routine's duration_s) -> the grounded target -> the target pose -> the
+    planner's hold at the force; without it, the graph's PRESS_S."""
+    from dataclasses import replace
+
+    from tuina.operators.instructions import hold_seconds, parse_instruction
+    from tuina.operators.planner import PlannerConfig, plan_massage
+
+    from tuina.messages import GroundedTarget, TargetPose, decode_targets, encode_targets
+
+    assert parse_instruction("knead ST36 lightly for 1 minute").hold_s == 60.0
+    assert parse_instruction("按足三里20秒").hold_s == 20.0
+    assert parse_instruction("press point number 1 for 2.5 seconds").hold_s == 2.5
+    assert parse_instruction("press Zusanli").hold_s == hold_seconds("press Zusanli") == 0.0
+    grounded = GroundedTarget("ST36", "Zusanli", 1, [0, 0, 1, 1], [0, 0], [], 1.0, 6.0,
+                              "press", 7, hold_s=12.0)
+    assert decode_targets(encode_targets([grounded]))[0].hold_s == 12.0
+    pose = TargetPose("ST36", [0.4, 0, 0.1], [0, 0, 0, 1.0], [0, 0, 1.0], [], 6.0, "press", 7,
+                      hold_s=12.0)
+    assert TargetPose.from_arrow(pose.to_arrow()).hold_s == 12.0
+
+    def pressing_s(cfg: PlannerConfig) -> float:
+        plan = plan_massage(np.array([0.4, 0.0, 0.3]), np.array([1.0, 0, 0, 0]),
+                            np.array([0.4, 0.0, 0.1]), np.array([0.0, 0, 1]),
+                            np.array([1.0, 0, 0, 0]), np.zeros((0, 3)), 6.0, "press", cfg)
+        return plan.phases.count("press") * cfg.dt
+
+    cfg = PlannerConfig(press_s=3.0)
+    assert pressing_s(cfg) == pytest.approx(3.0, abs=0.02)
+    assert pressing_s(replace(cfg, press_s=12.0)) == pytest.approx(12.0, abs=0.02)
 
 
 def test_a_missing_routine_names_the_key_to_set(tmp_path):

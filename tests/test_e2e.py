@@ -93,7 +93,7 @@ def test_sim_routine_runs_three_steps_and_ends_by_itself(tmp_path):
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert summary["ok"], summary["problems"]
     steps = summary["steps"]
-    assert [s["instruction"] for s in steps] == ["press Tianshu with moderate pressure",
+    assert [s["instruction"] for s in steps] == ["press Tianshu with moderate pressure for 5 s",
                                                   "knead Qihai with moderate pressure",
                                                   "stroke Zusanli with moderate pressure"]
     # ST36, pressed before its stroke: with an ideal camera, 12 presses gave 1.73-3.08 mm;
@@ -111,6 +111,9 @@ def test_sim_routine_runs_three_steps_and_ends_by_itself(tmp_path):
     for step, code in ((steps[0], "ST25"), (steps[1], "CV6")):
         assert step["ok"] and step["target"] == code, step
         assert step["force_target_n"] == 6.0 and step["contact_s"] >= 2.0
+    # the routine's duration_s: ST25 held 5 s at the force, 5.17 s of contact in the run that
+    # measured it; the graph's PRESS_S of 3 s gave CV6 2.71 s in the same run
+    assert steps[0]["contact_s"] >= 4.5
     assert sum(s["duration_s"] for s in steps) == pytest.approx(summary["duration_s"])
 
 

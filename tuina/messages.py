@@ -200,6 +200,7 @@ class GroundedTarget(Message):
     model_point: list[float] = field(default_factory=list)
     model_normal: list[float] = field(default_factory=list)
     model_rmse_m: float = float("nan")
+    hold_s: float = 0.0  # seconds at the force on the point as asked; 0: the planner's PRESS_S
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("code", pa.string()), ("name", pa.string()), ("number", pa.int32()),
@@ -207,6 +208,7 @@ class GroundedTarget(Message):
         ("confidence", pa.float64()), ("force_n", pa.float64()), ("technique", pa.string()),
         ("source_stamp_ns", pa.int64()), ("model_point", pa.list_(pa.float64())),
         ("model_normal", pa.list_(pa.float64())), ("model_rmse_m", pa.float64()),
+        ("hold_s", pa.float64()),
     ])
 
 
@@ -236,12 +238,13 @@ class TargetPose(Message):
     source_stamp_ns: int
     surface: str = "depth"  # where point and normal come from: depth | model (registered)
     view_angle_deg: float = float("nan")  # between the normal and the line to the camera
+    hold_s: float = 0.0  # seconds at the force on the point as asked; 0: the planner's PRESS_S
 
     ARROW_TYPE: ClassVar = pa.struct([
         ("code", pa.string()), ("position", _vec(3)), ("quaternion", _vec(4)),
         ("normal", _vec(3)), ("path", pa.list_(pa.float64())), ("force_n", pa.float64()),
         ("technique", pa.string()), ("source_stamp_ns", pa.int64()), ("surface", pa.string()),
-        ("view_angle_deg", pa.float64()),
+        ("view_angle_deg", pa.float64()), ("hold_s", pa.float64()),
     ])
 
 
