@@ -538,3 +538,30 @@ def test_the_planner_plans_only_a_way_clear_of_what_the_camera_sees(monkeypatch,
         assert len(errors) == 1 and expect in errors[0] and errors[0].startswith("planner: ")
     else:
         assert errors == [] and len(mock.outputs["trajectory"]) == 1
+
+
+def test_one_raster_gives_the_renderers_own_colour_and_depth():
+    """The world's frame reads colour and depth from one drawing of the scene: the same pixels
+    and depths as mujoco.Renderer's two passes, so the cheaper frame changes nothing seen."""
+    from tuina.sim.world import MassageWorld, WorldConfig, rgb_and_depth
+
+    def two_passes(world) -> tuple[np.ndarray, np.ndarray]:
+        r = world.renderer
+        r.update_scene(world._render_data, camera="d455")
+        colour = r.render().copy()
+        r.enable_depth_rendering()
+        r.update_scene(world._render_data, camera="d455")
+        depth = r.render().copy()
+        r.disable_depth_rendering()
+        return colour, depth
+
+    with MassageWorld(WorldConfig(width=320, height=240)) as world:
+        frame = world.render(rgb=True)
+        colour, depth = two_passes(world)
+        assert np.array_equal(frame.rgb, colour) and np.array_equal(frame.depth, depth)
+        assert 0.3 < float(np.median(depth)) < 1.5 and colour.std() > 10  # a scene, not blank
+        # and straight after a depth-only frame (the renderer's mode put back)
+        world.render(rgb=False)
+        again = rgb_and_depth(world.renderer, world.model, world._render_data, "d455")
+        colour, depth = two_passes(world)
+        assert np.array_equal(again[0], colour) and np.array_equal(again[1], depth)
