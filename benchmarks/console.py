@@ -4,9 +4,10 @@
 
 1. Side by side: the sim graph's press (6 s at 6 N) without the console's page, then the same
    with the page served and open in a browser for the whole session (the world rendering the
-   colour image at every frame for it). For each: the robot node's loop in wall time (rate,
-   period jitter p99, state -> command latency), the camera's rate at the console and the
-   image rate the page received (the page can show no more than the world renders).
+   colour image at every frame in both: the camera is the same, the page is what differs).
+   For each: the robot node's loop in wall time (rate, period jitter p99, state -> command
+   latency), the camera's rate at the console and the image rate the page received (the
+   page can show no more than the world renders).
 2. E-stop reach: ``--clicks`` presses of the page's e-stop button; for each, the time from the
    click (the page's clock) to its arrival at an e-stop input of a node on the graph (a sink
    standing in for the robot node, which handles the input as it arrives): p50, p99, max;
@@ -86,10 +87,10 @@ def session(with_page: bool, folder: Path, fps: float | None) -> dict:
     """One press session; the robot loop, and the page's image rate when it had one."""
     port = free_port()
     console = {"INSTRUCTION": STEP, "ROUTINE": "", "SERVE": with_page, "PORT": port}
+    # the camera the same in both runs (colour on every frame, as a RealSense gives it with
+    # or without a page): what differs is the console's page alone
     overrides = {"planner": {"PRESS_S": 6.0}, "console": console,
-                 "world": {"FPS": fps} if fps else {}}
-    if with_page:
-        overrides["world"]["RGB_EVERY"] = 1
+                 "world": {"RGB_EVERY": 1, **({"FPS": fps} if fps else {})}}
     path = session_graph(ROOT / "dataflows" / "sim.yml", overrides, folder, "run")
     proc = subprocess.Popen([str(BIN / "dora"), "run", str(path), "--stop-after", "200s"],
                             env=ENV, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
