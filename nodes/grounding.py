@@ -3,8 +3,10 @@
 Inputs: ``instruction`` (trigger for a new request), ``depth`` (trigger: the frame a pending
 request is grounded on), ``camera_info`` (latest value), ``reground`` (events of the tracker:
 a ``reground`` event grounds the last instruction again, on the first frame REGROUND_DELAY_S
-after it, starting from where the body was last found), ``rgb`` (BACKEND vlm: the frame a
-pending request is asked about).
+after it, starting from where the body was last found), ``reground_control`` (events of the
+force controller: after its ``abort`` the last named point is found again the same way, for
+a new plan; a drawn stroke waits for the person), ``rgb`` (BACKEND vlm: the frame a pending
+request is asked about).
 Outputs: ``targets`` (GroundedTarget rows), ``events`` (errors such as an unknown acupoint).
 
 With BACKEND vlm the model answers on its own thread (``tuina.vlm.VLMWorker``): the loop goes
@@ -92,6 +94,10 @@ def main() -> None:
         elif event["id"] == "reground":
             if SessionEvent.from_arrow(event["value"]).kind == "reground" and \
                     (told := requests.on_reground(stamp)) is not None:
+                tell(out, *told, stamp)
+        elif event["id"] == "reground_control":
+            if SessionEvent.from_arrow(event["value"]).kind == "abort" and \
+                    (told := requests.on_abort(stamp)) is not None:
                 tell(out, *told, stamp)
         elif event["id"] == "rgb" and worker is not None and \
                 (request := requests.take(stamp, drawn=False)) is not None:

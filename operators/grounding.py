@@ -407,6 +407,17 @@ class GroundingRequests:
         self.pending, self.not_before = last, stamp + int(self.reground_delay_s * 1e9)
         return "say", f"finding {last.text!r} again after the body moved"
 
+    def on_abort(self, stamp: int) -> tuple[str, str] | None:
+        """The controller backed the tool off (the body lost, no body motion, contact lost):
+        ("say", line) when the last named point will be found again, for a new plan; None
+        when a re-grounding is already pending, nothing was asked, or the last request was
+        drawn (its pixels are the person's to draw again)."""
+        last = self.last
+        if last is None or last.stroke_px or self.pending is not None:
+            return None
+        self.pending, self.not_before = last, stamp + int(self.reground_delay_s * 1e9)
+        return "say", f"finding {last.text!r} again after the controller backed off"
+
     def take(self, stamp: int, drawn: bool | None = None) -> Any:
         """The pending request when it may be grounded on this frame (``drawn``: only a
         drawn stroke, or only a named point; None: either), now the last one."""

@@ -1106,6 +1106,28 @@ def test_grounding_requests_ask_again_after_motion_and_drop_late_answers():
     assert kind == "error" and "draw it again" in why and requests.pending is None
 
 
+def test_a_controller_abort_finds_the_named_point_again_but_never_a_drawing():
+    from types import SimpleNamespace as Msg
+
+    from tuina.operators.grounding import GroundingRequests
+
+    ms = 1_000_000
+    requests = GroundingRequests(reground_delay_s=0.5, max_answer_age_s=1.0, max_stale_answers=2)
+    assert requests.on_abort(0) is None  # nothing asked yet
+    press = Msg(text="press Zusanli", stroke_px=[])
+    requests.on_instruction(press)
+    assert requests.on_abort(5 * ms) is None  # not grounded yet: it is pending already
+    assert requests.take(10 * ms) is press
+    kind, line = requests.on_abort(100 * ms)
+    assert kind == "say" and "press Zusanli" in line and "backed off" in line
+    assert requests.on_abort(120 * ms) is None  # the tracker's reground came first, or twice
+    assert requests.take(599 * ms) is None and requests.take(600 * ms) is press
+    drawn = Msg(text="stroke", stroke_px=[1.0, 2.0, 3.0, 4.0])
+    requests.on_instruction(drawn)
+    assert requests.take(700 * ms) is drawn
+    assert requests.on_abort(800 * ms) is None and requests.pending is None
+
+
 def test_the_back_points_lie_on_the_bladder_line_in_spine_order_reached_prone():
     from tuina.operators.phantom import (
         ATLAS,
