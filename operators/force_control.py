@@ -382,6 +382,7 @@ class PlanFollower:
         self.announced = False  # the current controller's abort was told
         self.stop_told = False  # the cap's error went out for this plan
         self.phase = ""
+        self.latest_motion: Any = None  # the tracker's latest BodyMotion
         self.paused = ""  # why the person paused: the massage backs off, no plan is followed
         self.pause_told = False  # the current pause's back-off was told
 
@@ -399,6 +400,8 @@ class PlanFollower:
         self.motion, self.twist, self.track_lost, self.announced = np.eye(4), np.zeros(6), "", \
             False
         self.watch.new_plan()
+        if self.latest_motion is not None:  # heard just before the plan: as if just after it
+            self._apply(self.latest_motion)
         return None
 
     def pause(self, reason: str) -> None:
@@ -424,9 +427,16 @@ class PlanFollower:
 
     def on_motion(self, motion: Any, stamp: int) -> None:
         """A BodyMotion (duck-typed); motions relative to an older reference belong to an
-        older plan."""
+        older plan. The latest is kept: a plan that comes after it, between the same two
+        robot states, starts from it (the order of two inputs that arrive together must not
+        change the command: a replay cannot tell it)."""
         self.watch.motion(stamp)
-        if self.plan is None or motion.reference_stamp_ns < self.reference_stamp_ns:
+        self.latest_motion = motion
+        if self.plan is not None:
+            self._apply(motion)
+
+    def _apply(self, motion: Any) -> None:
+        if motion.reference_stamp_ns < self.reference_stamp_ns:
             return
         if motion.status == "ok":
             self.motion = np.eye(4)

@@ -106,8 +106,9 @@ class TrackerWatch:
         self.frames = [*self.frames[-1:], frame_stamp_ns]
 
     def new_plan(self) -> None:
-        """A new trajectory: silence counts from its start."""
-        self.seen_ns, self.fresh = None, False
+        """A new trajectory: silence counts from its start (or from a motion heard since the
+        last robot state, whichever input of the two came first)."""
+        self.seen_ns = None
 
     def state(self, stamp_ns: int, start_ns: int) -> tuple[bool, bool, float]:
         """At a robot state: (silent too long, velocity still fed forward, age of the latest

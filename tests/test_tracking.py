@@ -474,3 +474,32 @@ def test_a_pause_backs_off_the_body_holds_and_is_told_once():
     run(1000, 1100)  # resumed: it holds where it is until the step's new plan comes
     assert all(o.mode == "hold" and o.position[2] == pytest.approx(z[-1]) for o in outs[1000:])
     assert not follower.paused
+
+
+def test_a_motion_and_a_plan_arriving_together_give_one_command_in_either_order():
+    """Between two robot states the tracker's motion and a new plan can come in either order
+    (a stall lets both through at once); a replay cannot tell which, so the command must not
+    depend on it."""
+    from types import SimpleNamespace as Msg
+
+    from tuina.operators.force_control import ForceConfig, PlanFollower
+
+    ms = 1_000_000
+    moved = Msg(reference_stamp_ns=7, status="ok", rotation=list(np.eye(3).ravel()),
+                translation=[0.004, -0.002, 0.0], twist=[0.01, 0.0, 0.0, 0.0, 0.0, 0.0])
+    outputs = []
+    for motion_first in (True, False):
+        follower = PlanFollower(ForceConfig(), tracker_timeout_s=0.5, follow_lead_s=0.05,
+                                max_lead_s=0.25)
+        if motion_first:
+            follower.on_motion(moved, 5 * ms)
+        assert follower.new_plan(contact_plan(), 0, 7) is None
+        if not motion_first:
+            follower.on_motion(moved, 5 * ms)
+        tool, refs = np.array([0.4, 0.0, 0.14]), []
+        for k in range(1, 60):
+            ref, _ = follower.step(k * 10 * ms, tool, np.zeros(6))
+            refs.append(np.concatenate([ref.position, ref.twist]))
+        outputs.append(np.array(refs))
+    assert np.array_equal(outputs[0], outputs[1])
+    assert np.abs(outputs[0][-1, :3] - outputs[0][0, :3]).max() > 1e-4  # it did follow
