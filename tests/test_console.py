@@ -476,3 +476,59 @@ def test_a_click_on_the_image_is_pressed_there_and_scored_on_that_point():
     off = summarize(watch.log, watch.duration_s, SessionLimits(max_acupoint_error_mm=1.0),
                     drawn=True)
     assert "clicked point error 2.0 mm > 1.0 mm" in off["problems"]
+
+
+def test_a_page_closing_as_it_is_sent_to_stops_no_other_page(capsys):
+    """A tab closed mid-send (aiohttp: "Cannot write to closing transport") once ended the
+    server's push loop: every other page froze on its last state. Now only that send fails."""
+    import asyncio
+
+    from aiohttp.client_exceptions import ClientConnectionResetError
+
+    class Page:
+        def __init__(self, fail_with: Exception | None = None) -> None:
+            self.closed, self.fail_with, self.texts = False, fail_with, []
+
+        async def send_str(self, text: str) -> None:
+            if self.fail_with is not None:
+                raise self.fail_with
+            self.texts.append(text)
+
+        async def send_bytes(self, data: bytes) -> None:
+            pass
+
+    server = ConsoleServer("127.0.0.1", 0, "", 15.0)
+    closing, other = Page(ClientConnectionResetError("Cannot write to closing transport")), Page()
+    server._sockets = {closing, other}
+    server.show_state({"phase": "press"})
+    asyncio.run(server._push_once(set(), -1, b"", 0.0))
+    assert [json.loads(t)["phase"] for t in other.texts] == ["press"]
+
+    # any other fault of one page is said once and every other page goes on being updated,
+    # whichever comes first
+    for n in range(4):
+        server._sockets = {Page(RuntimeError("boom")) for _ in range(n)} | {other} | {
+            Page(RuntimeError("boom")) for _ in range(n)}
+        before = len(other.texts)
+        asyncio.run(server._push_once(set(), -1, b"", 0.0))
+        assert len(other.texts) == before + 1
+    said = [line for line in capsys.readouterr().out.splitlines() if "boom" in line]
+    assert said == ["console: a page could not be sent the state (RuntimeError: boom)"]
+
+    async def run_a_while() -> None:  # the loop itself outlives a failing round
+        try:
+            await asyncio.wait_for(server._push(), 1.5)
+        except TimeoutError:
+            pass
+
+    server._sockets = {other}
+    server._frame = (0, np.zeros((4, 4, 2), np.uint8))  # not an RGB image: the encoder refuses
+    before = len(other.texts)
+    asyncio.run(run_a_while())
+    assert len(other.texts) >= before + 3  # the state goes on
+    assert capsys.readouterr().out.count("a camera frame could not be encoded") == 1
+    server._state = None  # and a round that fails as a whole is said, the loop lives on
+    server._sockets = {Page(TypeError("no")), other}
+    asyncio.run(run_a_while())
+    out = capsys.readouterr().out
+    assert out.count("a page could not be sent the state (TypeError: no)") == 1, out

@@ -31,6 +31,7 @@ class ConsoleServer:
         self._frame: tuple[int, np.ndarray] | None = None  # (sequence, RGB image)
         self._state: dict[str, Any] = {}
         self._sockets: set[Any] = set()
+        self._said: set[str] = set()  # what went wrong sending to pages, said once each
         self.last_seen = time.monotonic()  # when a page was last connected
         self.ever_connected = False
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -144,33 +145,58 @@ class ConsoleServer:
 
     async def _push(self) -> None:
         """Each page gets the newest frame at most IMAGE_HZ and the state at STATE_HZ; a
-        page that cannot keep up is sent nothing until its last send is through."""
-        import cv2
-
-        sent_seq, jpeg = -1, b""
-        next_state = 0.0
+        page that cannot keep up is sent nothing until its last send is through, and a page
+        that closes as it is sent to changes nothing for the others."""
+        sent_seq, jpeg, next_state = -1, b"", 0.0
         busy: set[Any] = set()
         while True:
             await asyncio.sleep(1.0 / self.image_hz)
-            with self._lock:
-                frame, state, sockets = self._frame, self._state, list(self._sockets)
-                if sockets:
-                    self.last_seen = time.monotonic()
-            if not sockets:
-                continue
-            if frame is not None and frame[0] != sent_seq:
+            try:
+                sent_seq, jpeg, next_state = await self._push_once(busy, sent_seq, jpeg,
+                                                                   next_state)
+            except Exception as err:  # the pages must never stop updating for one fault
+                self._say_once(f"a page update failed ({type(err).__name__}: {err}); going on")
+
+    def _say_once(self, line: str) -> None:
+        if line not in self._said:
+            self._said.add(line)
+            print(f"console: {line}", flush=True)
+
+    async def _push_once(self, busy: set[Any], sent_seq: int, jpeg: bytes,
+                         next_state: float) -> tuple[int, bytes, float]:
+        """One round of sends: the frame if it is new, the state when it is due."""
+        import cv2
+
+        with self._lock:
+            frame, state, sockets = self._frame, self._state, list(self._sockets)
+            if sockets:
+                self.last_seen = time.monotonic()
+        if not sockets:
+            return sent_seq, jpeg, next_state
+        if frame is not None and frame[0] != sent_seq:
+            try:
                 ok, buf = cv2.imencode(".jpg", cv2.cvtColor(frame[1], cv2.COLOR_RGB2BGR),
                                        [cv2.IMWRITE_JPEG_QUALITY, 75])
-                sent_seq, jpeg = frame[0], (buf.tobytes() if ok else b"")
-                for ws in sockets:
-                    if ws not in busy and jpeg:
-                        asyncio.ensure_future(self._send(ws, busy, jpeg))
-            if time.monotonic() >= next_state:
-                next_state = time.monotonic() + 1.0 / STATE_HZ
-                text = json.dumps(state)
-                for ws in sockets:
+            except cv2.error as err:  # this frame is not shown; the state still goes out
+                self._say_once(f"a camera frame could not be encoded ({err}); not shown")
+                ok, buf = False, None
+            sent_seq, jpeg = frame[0], (buf.tobytes() if ok else b"")
+            for ws in sockets:
+                if ws not in busy and jpeg:
+                    asyncio.ensure_future(self._send(ws, busy, jpeg))
+        if time.monotonic() >= next_state:
+            next_state = time.monotonic() + 1.0 / STATE_HZ
+            text = json.dumps(state)
+            for ws in sockets:
+                try:
                     if not ws.closed:
                         await ws.send_str(text)
+                except ConnectionError:
+                    pass  # closed as it was sent to: its handler forgets it
+                except Exception as err:  # that page's fault, not the others'
+                    self._say_once(f"a page could not be sent the state ({type(err).__name__}:"
+                                   f" {err})")
+        return sent_seq, jpeg, next_state
 
     async def _send(self, ws: Any, busy: set[Any], data: bytes) -> None:
         busy.add(ws)
