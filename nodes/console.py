@@ -3,9 +3,10 @@ page to instruct, draw, adjust, watch and stop it.
 
 Inputs: ``camera_info`` (the clock: the first step goes out AT_S of camera time), ``rgb``
 (the page's image), ``command`` (phase, force against target), ``robot_state`` (the tool on
-the image), ``targets`` and ``trajectory`` (the grounded box and the planned path on the
-image), ``body_motion`` (the tracker's status), and any input whose name starts with
-``events`` (the session's ``step_done`` and ``done``; every node's errors, shown).
+the image), ``targets``, ``target_pose`` and ``trajectory`` (the grounded box, the target
+with its normal and the planned path on the image), ``body_motion`` (the tracker's status),
+and any input whose name starts with ``events`` (the session's ``step_done`` and ``done``;
+every node's errors, shown).
 Outputs: ``instruction`` (one per step, again on a resume), ``events`` (``step`` as each
 goes out: whether it is the last; ``finish``; ``pause`` when the person pauses the step or,
 with DEADMAN, every page closed mid-step: the controller backs the tool off the body and
@@ -50,6 +51,7 @@ from tuina.messages import (
     Instruction,
     RobotState,
     SessionEvent,
+    TargetPose,
     Trajectory,
     decode_rgb,
     decode_targets,
@@ -59,6 +61,7 @@ from tuina.runtime.loop import GONE, supervised_events
 from tuina.settings.console import PARAMS
 
 POLL_S = 0.01  # how often the page's requests are read: the e-stop's wait at most
+NORMAL_M = 0.04  # the target's normal is drawn this long on the image
 SHOW_S = 0.1  # how often the pages' state is refreshed
 
 
@@ -159,6 +162,12 @@ class Console:
                 page.target = {"code": target.code, "name": target.name,
                                "box": list(target.box), "center": list(target.center_px),
                                "stroke": list(target.stroke_px)}
+        elif eid == "target_pose" and self.info is not None:
+            pose = TargetPose.from_arrow(value)
+            point = np.asarray(pose.position, float)
+            ends = project(self.info, np.vstack([point, point + NORMAL_M *
+                                                 np.asarray(pose.normal, float)]))
+            page.normal_px = ends if len(ends) == 2 else []
         elif eid == "trajectory":
             traj = Trajectory.from_arrow(value)
             if page.pressure_n is not None and self.queue.running is not None:
@@ -200,7 +209,7 @@ class Console:
         self.send_event("step", step_event_detail(self.queue.sent, step, self.queue.last))
         self.out.send("instruction", Instruction(step.text, list(step.stroke_px)).to_arrow(),
                       self.stamp, CAMERA_FRAME)
-        self.page.target, self.page.plan_px = {}, []
+        self.page.target, self.page.plan_px, self.page.normal_px = {}, [], []
         print(f"console: step {self.queue.sent}: {step.text!r}"
               + (f" along a drawn stroke of {len(step.stroke_px) // 2} points"
                  if step.stroke_px else ""), flush=True)
@@ -290,7 +299,7 @@ class Console:
         self.send_event("resume", "the person resumed the step")
         self.out.send("instruction", Instruction(step.text, list(step.stroke_px)).to_arrow(),
                       self.stamp, CAMERA_FRAME)
-        self.page.target, self.page.plan_px = {}, []
+        self.page.target, self.page.plan_px, self.page.normal_px = {}, [], []
         print(f"console: resumed step {self.queue.sent}: {step.text!r}", flush=True)
         self.tell(f"resumed: {step.text}", "step")
 

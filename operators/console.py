@@ -197,6 +197,7 @@ class PageState:
     target: dict = field(default_factory=dict)  # box, centre, stroke px of the step's target
     tool_px: list = field(default_factory=list)  # the tool and its planned path in pixels
     plan_px: list = field(default_factory=list)
+    normal_px: list = field(default_factory=list)  # the target and the tip of its normal
     tracker: str = ""
     robot: str = ""
     estopped: bool = False
@@ -210,7 +211,8 @@ class PageState:
                 "force_n": [round(v, 3) for v in self.force_n],
                 "force_target": [round(v, 3) for v in self.force_target],
                 "events": list(self.events), "steps": self.steps, "target": self.target,
-                "tool_px": self.tool_px, "plan_px": self.plan_px, "tracker": self.tracker,
+                "tool_px": self.tool_px, "plan_px": self.plan_px,
+                "normal_px": self.normal_px, "tracker": self.tracker,
                 "robot": self.robot, "estopped": self.estopped, "paused": self.paused,
                 "pressure_n": self.pressure_n,
                 "ended": self.ended}

@@ -532,3 +532,19 @@ def test_a_page_closing_as_it_is_sent_to_stops_no_other_page(capsys):
     asyncio.run(run_a_while())
     out = capsys.readouterr().out
     assert out.count("a page could not be sent the state (TypeError: no)") == 1, out
+
+
+def test_the_target_and_its_normal_are_drawn_on_the_image():
+    from tuina.messages import CameraInfo, TargetPose
+
+    console, _, _ = make_console(INSTRUCTION="press Zusanli", AT_S=0.0)
+    console.info = CameraInfo(640, 480, 500.0, 500.0, 320.0, 240.0, [0.0] * 5,
+                              np.eye(4).ravel().tolist(), 1e-4)
+    pose = TargetPose("ST36", [0.1, 0.0, 1.0], [0, 0, 0, 1.0], [0.0, -1.0, 0.0], [], 6.0,
+                      "press", 7)
+    console.on_input("target_pose", {"value": pose.to_arrow(),
+                                     "metadata": {"stamp_ns": 6_000_000_000}})
+    # 4 cm along the normal from the point: 370, 240 -> 370, 220 on a 500 px lens
+    assert console.page.snapshot()["normal_px"] == [[370.0, 240.0], [370.0, 220.0]]
+    console.send_due_step()  # a new step: nothing of the last one's target is shown
+    assert console.page.snapshot()["normal_px"] == []

@@ -71,6 +71,7 @@ def test_a_person_at_the_page_presses_adjusts_draws_and_stops_the_robot(tmp_path
             page.click("#send")
             wait_data(page, "document.body.dataset.phase === 'press'", 120)
             assert page.evaluate("document.querySelectorAll('#overlay').length") == 1
+            assert data(page, "normal") == "2"  # the target and its normal drawn
             # the slider changes the force target during contact
             page.eval_on_selector("#slider", "el => { el.value = 4; "
                                   "el.dispatchEvent(new Event('change')); }")
