@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -33,6 +32,7 @@ import numpy as np
 import yaml
 
 from tuina.evaluation.sessions import loop_cells, relocated, robot_loop, session_graph
+from tuina.testing import niced_chromium
 
 ROOT = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent
@@ -47,15 +47,8 @@ def free_port() -> int:
 
 
 def browser(pw):
-    """Headless chromium at nice 10, every process of it (renderers fork from a zygote that
-    is started before any renice could reach it, so the executable is wrapped): a person's
-    browser usually runs on another device, a tablet or a laptop, not beside the control
-    loop."""
-    wrapper = Path(tempfile.mkdtemp(prefix="tuina-bench-chromium-")) / "chromium"
-    wrapper.write_text(f'#!/bin/sh\nexec nice -n 10 {shutil.which("chromium")} "$@"\n')
-    wrapper.chmod(0o755)
-    return pw.chromium.launch(executable_path=str(wrapper), headless=True,
-                              args=["--no-sandbox"])
+    """Headless chromium at nice 10: a person's browser usually runs on another device."""
+    return niced_chromium(pw, "chromium")
 
 
 def open_page(page, port: int, timeout_s: float) -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import time
 from collections.abc import Iterable
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -144,3 +145,19 @@ def write_db3(path, frames: Iterable[tuple[np.ndarray, np.ndarray]], fx: float, 
         sensor.close()
     del recorder  # closes the file
     return count
+
+
+def niced_chromium(playwright: Any, executable: str, nice: int = 10) -> Any:
+    """Headless chromium launched through Playwright at ``nice``, every process of it (its
+    renderers fork from a zygote started before any renice could reach them, so the
+    executable is wrapped): a person's browser runs on a tablet or a laptop, not beside the
+    control loop, and on one machine it must not starve the simulated arm's server."""
+    import shutil
+    import tempfile
+
+    wrapper = Path(tempfile.mkdtemp(prefix="tuina-chromium-")) / "chromium"
+    wrapper.write_text(f'#!/bin/sh\nexec nice -n {nice} {shutil.which(executable) or executable}'
+                       ' "$@"\n')
+    wrapper.chmod(0o755)
+    return playwright.chromium.launch(executable_path=str(wrapper), headless=True,
+                                      args=["--no-sandbox"])
