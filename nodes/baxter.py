@@ -249,8 +249,10 @@ def main() -> None:
             if fault := link_fault(link, joints, joints_at, now, cfg["STATE_TIMEOUT_S"]):
                 shared.lost(fault)
                 break
-            if joints is None:
-                continue  # not one state yet: nothing to report, nothing to move
+            if joints is None or endpoint is None:
+                # not one state, or no force reading yet: nothing to report, nothing to move
+                # (a state without a reading would tare, and be checked, on zeros)
+                continue
             held, why = not_ready(assembly)
             if why != waiting and (waiting := why) and assembly is not None:
                 shared.report(why)  # before the first assembly state: just wait
