@@ -249,9 +249,7 @@ def main() -> None:
             if fault := link_fault(link, joints, joints_at, now, cfg["STATE_TIMEOUT_S"]):
                 shared.lost(fault)
                 break
-            if joints is None or endpoint is None:
-                # not one state, or no force reading yet: nothing to report, nothing to move
-                # (a state without a reading would tare, and be checked, on zeros)
+            if joints is None or endpoint is None:  # no state or force reading yet: no zeros
                 continue
             held, why = not_ready(assembly)
             if why != waiting and (waiting := why) and assembly is not None:

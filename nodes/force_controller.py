@@ -93,11 +93,7 @@ def main() -> None:
                 out.send("events", SessionEvent("error", f"force-controller: {problem}")
                          .to_arrow(), stamp, BASE_FRAME)
         elif event["id"] == "events_console":  # the person's pause and resume
-            told = SessionEvent.from_arrow(event["value"])
-            if told.kind == "pause":
-                follower.pause(told.detail)
-            elif told.kind == "resume":
-                follower.resume()
+            follower.on_console(SessionEvent.from_arrow(event["value"]))
         elif event["id"] == "force_target":  # the person's pressure, live
             now = follower.set_force_target(float(event["value"][0].as_py()))
             print(f"force-controller: force target {now:.1f} N", flush=True)

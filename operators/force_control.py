@@ -414,6 +414,13 @@ class PlanFollower:
         """The pause is over: the next trajectory (the step planned again) is followed."""
         self.paused = ""
 
+    def on_console(self, event: Any) -> None:
+        """A console event (duck-typed SessionEvent): its ``pause`` and ``resume``."""
+        if event.kind == "pause":
+            self.pause(event.detail)
+        elif event.kind == "resume":
+            self.resume()
+
     def set_force_target(self, force_n: float) -> float:
         """The person's force target for the rest of the current plan: its force profile
         scaled so that its largest value is ``force_n`` (kept under the cap); the target
