@@ -875,16 +875,19 @@ def test_coverage_calls_a_far_press_wrong_and_a_refusal_by_its_own_reason():
     from tuina.evaluation.coverage import outcome
 
     base = {"force_target_n": 6.0, "force_mean_n": 6.2, "normal_error_deg": 2.0,
-            "contact_s": 2.0, "problems": []}
-    good = outcome({**base, "acupoint_error_mm": 2.0})
+            "contact_s": 2.0, "problems": [], "target": "ST36"}
+    good = outcome({**base, "acupoint_error_mm": 2.0}, "ST36")
     assert good["outcome"] == "pressed" and good["within_bounds"]
-    loose = outcome({**base, "acupoint_error_mm": 6.0})
+    loose = outcome({**base, "acupoint_error_mm": 6.0}, "ST36")
     assert loose["outcome"] == "pressed" and not loose["within_bounds"]
-    assert outcome({**base, "acupoint_error_mm": 24.0})["outcome"] == "wrong"
+    assert outcome({**base, "acupoint_error_mm": 24.0}, "ST36")["outcome"] == "wrong"
+    # pressed well, but another point than the one asked for: wrong, never pressed
+    other = outcome({**base, "acupoint_error_mm": 2.0}, "GB34-R")
+    assert other["outcome"] == "wrong" and other["reason"] == "asked for GB34-R, grounded ST36"
     refused = outcome({**base, "contact_s": 0.0, "acupoint_error_mm": float("nan"),
                        "problems": ["robot: pose-fit: seen at 80 deg [error_event]; ...",
                                     "contact lasted 0.0 s (< 1.0 s)",
-                                    "pose-fit: seen at 80 deg from the camera"]})
+                                    "pose-fit: seen at 80 deg from the camera"]}, "ST36")
     assert refused["outcome"] == "refused"
     assert refused["reason"] == "pose-fit: seen at 80 deg from the camera"
 

@@ -15,6 +15,7 @@ import yaml
 
 from tuina import jsontext
 from tuina.config import ROOT_ENV
+from tuina.settings import node_settings
 
 
 def relocated(spec: dict[str, Any], graph: Path) -> dict[str, Any]:
@@ -28,11 +29,38 @@ def relocated(spec: dict[str, Any], graph: Path) -> dict[str, Any]:
     return spec
 
 
+class OverrideRefused(ValueError):
+    """An evaluation's env override names a node the graph lacks or a key its node does not
+    read: applied, it would change nothing and the evaluation would measure something else."""
+
+
+def unapplied_override(spec: dict[str, Any], overrides: dict[str, dict[str, Any]]
+                       ) -> str | None:
+    """Why ``overrides`` (node id -> env keys) cannot be applied to the graph ``spec``: a node
+    id the graph lacks, or a key the node's declared settings lack; None when every one can."""
+    nodes = {node["id"]: node for node in spec["nodes"]}
+    for node_id, env in overrides.items():
+        if node_id not in nodes:
+            return (f"the override names node {node_id!r}, which the graph lacks (its nodes: "
+                    f"{', '.join(nodes)}); name one of them")
+        params = node_settings(str(nodes[node_id].get("path", "")))
+        if params is None:
+            continue  # a node that declares no settings (not one of ours) takes any key
+        known = {p.key for p in params}
+        if unknown := sorted(set(env) - known):
+            return (f"the override sets {unknown[0]} on node {node_id!r}, which does not read "
+                    f"it; its keys: {', '.join(sorted(known))}")
+    return None
+
+
 def session_graph(graph: Path, overrides: dict[str, dict[str, Any]], folder: Path,
                   name: str) -> Path:
     """A copy of ``graph`` with ``overrides`` (node id -> env keys) that writes its session
-    summary to ``folder/name``; relative paths keep pointing where they did."""
+    summary to ``folder/name``; relative paths keep pointing where they did. Raises
+    ``OverrideRefused`` for an override it cannot apply."""
     spec = relocated(yaml.safe_load(graph.read_text()), graph)
+    if why := unapplied_override(spec, overrides):
+        raise OverrideRefused(f"{graph}: {why}")
     for node in spec["nodes"]:
         env = node.setdefault("env", {})
         env.update(overrides.get(node["id"], {}))
@@ -121,7 +149,7 @@ def evaluate_graph(name: str, args: Any, run: Callable[[Path, Callable[[str], No
         return 2
     try:
         summary = run(graph, progress_to_stderr if args.json else print)
-    except errors as err:
+    except (OverrideRefused, *errors) as err:
         print(f"tuina eval {name}: error: {err}", file=sys.stderr)
         return 1
     print(jsontext.dumps(summary) if args.json else table(summary))
