@@ -11,7 +11,8 @@ import numpy as np
 
 from tuina.config import RIG_PARAM, Param, graph_env, load
 from tuina.operators.motion import JERK_S, KINDS, TRIGGERS, BodyMotionScript
-from tuina.sim.world import FAULTS, ROBOTS, WRENCH_SENSORS, WorldConfig
+from tuina.operators.phantom import POSTURES
+from tuina.sim.world import BODIES, FAULTS, ROBOTS, WRENCH_SENSORS, WorldConfig
 
 _SCENE = WorldConfig()  # the default scene: its geometry is declared there once
 
@@ -48,6 +49,13 @@ PARAMS = [
           length=3),
     Param("TABLE_POSITION", "floats", list(_SCENE.table_position), "m",
           "table centre x, y and top z (base frame)", length=3),
+    Param("BODY", "choice", _SCENE.body, "-", "who lies on the table: a person (an anny body "
+          "drawn by PERSON_SEED, its acupoints labelled on its own bones and skin) or the "
+          "capsule phantom (a fast world for unit tests)", choices=BODIES),
+    Param("PERSON_SEED", "int", _SCENE.person_seed, "-", "draws the person (height, weight, "
+          "muscle, gender, age, proportions) when BODY is person", low=0),
+    Param("BODY_POSTURE", "choice", _SCENE.posture, "-", "how the person lies: supine (face "
+          "up) or prone (face down)", choices=POSTURES),
     Param("BODY_POSITION", "floats", list(_SCENE.body_position), "m", "phantom pelvis on the table",
           length=3),
     Param("BODY_YAW_DEG", "float", _SCENE.body_yaw_deg, "deg", "phantom heading about z"),
@@ -103,6 +111,7 @@ def world_config(cfg: dict[str, Any]) -> WorldConfig:
     return WorldConfig(
         robot=cfg["ROBOT"], hostname=cfg["FRANKA_HOSTNAME"] if fr3 else cfg["ROSBRIDGE_HOST"],
         rosbridge_port=cfg["ROSBRIDGE_PORT"], table_position=tuple(cfg["TABLE_POSITION"]),
+        body=cfg["BODY"], person_seed=cfg["PERSON_SEED"], posture=cfg["BODY_POSTURE"],
         body_position=tuple(cfg["BODY_POSITION"]),
         body_yaw_deg=cfg["BODY_YAW_DEG"], body_offset_seed=cfg["BODY_OFFSET_SEED"],
         body_offset_mm=cfg["BODY_OFFSET_MM"], body_offset_deg=cfg["BODY_OFFSET_DEG"],

@@ -27,6 +27,7 @@ from tuina.operators.geometry import (
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import CAPSULES, HEAD, POINT_SIDES, TRUNK, placement
 from tuina.operators.sensor import BAXTER_WRENCH, FR3_WRENCH, IDEAL_WRENCH, WrenchSensor
+from tuina.sim.person import Person, add_person_geoms, seeded_person
 
 # read by mujoco at import: headless EGL unless the graph's env says otherwise
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -64,6 +65,9 @@ class WorldConfig:
     hostname: str = "127.0.0.1"  # where the arm's server listens
     rosbridge_port: int = 9090  # the Baxter's rosbridge server (0: any free port)
     table_position: tuple[float, float, float] = (0.5, 0.05, 0.0)  # centre x, y; top z
+    body: str = "phantom"  # one of BODIES: the capsule phantom or a seeded person
+    person_seed: int = 0  # which person lies on the table (body "person")
+    posture: str = "supine"  # how the person lies (the phantom is the same either way)
     body_position: tuple[float, float, float] = (0.55, 0.2, 0.0)  # where it is expected
     body_yaw_deg: float = 90.0
     # where it lies: a seeded offset of up to these from the expected pose (0, 0: on it)
@@ -93,6 +97,7 @@ class WorldConfig:
 
 
 WRENCH_SENSORS = ("arm", "ideal")
+BODIES = ("phantom", "person")
 FAULTS = ("none", "wrench_nan", "wrench_zero", "wrench_spike", "wrench_bias", "camera_freeze",
           "depth_nan", "link_drop")
 # +20 N for 15 ms: one or two of a 100 Hz reader's states whatever its phase (10 ms could fall
@@ -177,7 +182,19 @@ def start_q(cfg: WorldConfig) -> np.ndarray:
     return np.asarray(FR3_INITIAL_Q, float)
 
 
-def _add_scene(sim, cfg: WorldConfig, tool_parent: ET.Element) -> None:
+def body_labels(cfg: WorldConfig, person: Person | None = None
+                ) -> tuple[list[str], np.ndarray, np.ndarray]:
+    """The world's acupoint labels in the body frame: codes, positions, outward normals (the
+    person's, or the phantom's atlas)."""
+    if cfg.body == "person":
+        person = person if person is not None else seeded_person(cfg.person_seed, cfg.posture)
+        return list(person.codes), person.positions, person.normals
+    return ([a.code for a in POINT_SIDES], np.array([a.position for a in POINT_SIDES]),
+            np.array([a.normal for a in POINT_SIDES]))
+
+
+def _add_scene(sim, cfg: WorldConfig, tool_parent: ET.Element,
+               person: Person | None = None) -> None:
     scene, wb = sim.scene, sim.worldbody
     # software GL: no shadows, no multisampling (115 ms -> ~25 ms a frame)
     for q in scene.iter("quality"):
@@ -199,13 +216,16 @@ def _add_scene(sim, cfg: WorldConfig, tool_parent: ET.Element) -> None:
                          quat=_fmt(quat_wxyz))
     tissue = {"material": "skin", "solref": TISSUE_SOLREF, "solimp": TISSUE_SOLIMP,
               "contype": "2", "conaffinity": "1"}
-    for seg in CAPSULES:
-        ET.SubElement(body, "geom", name=seg.name, type="capsule",
-                      fromto=_fmt(seg.a + seg.b), size=f"{seg.radius}", **tissue)
-    ET.SubElement(body, "geom", name=TRUNK.name, type="ellipsoid", pos=_fmt(TRUNK.center),
-                  size=_fmt(TRUNK.radii), **tissue)
-    ET.SubElement(body, "geom", name=HEAD[0], type="sphere", pos=_fmt(HEAD[1]),
-                  size=f"{HEAD[2]}", **tissue)
+    if person is not None:
+        add_person_geoms(asset, body, person, tissue)
+    else:
+        for seg in CAPSULES:
+            ET.SubElement(body, "geom", name=seg.name, type="capsule",
+                          fromto=_fmt(seg.a + seg.b), size=f"{seg.radius}", **tissue)
+        ET.SubElement(body, "geom", name=TRUNK.name, type="ellipsoid", pos=_fmt(TRUNK.center),
+                      size=_fmt(TRUNK.radii), **tissue)
+        ET.SubElement(body, "geom", name=HEAD[0], type="sphere", pos=_fmt(HEAD[1]),
+                      size=f"{HEAD[2]}", **tissue)
     # the tool parent's frame has the EE's axes, its origin ``ee_z`` before the EE
     ee_z = HAND_TO_EE_M if cfg.robot == "fr3" else 0.0
     ET.SubElement(tool_parent, "geom", name="massage_ball", type="sphere",
@@ -304,7 +324,12 @@ class MassageWorld:
             self.baxter = SimulatedBaxter(start_q(cfg), cfg.hostname, cfg.rosbridge_port,
                                           lambda: self.time_s)
             self._robot_prefix, self._ee_body, self._ee_in_body = PREFIX, GRIPPER_BODY, 0.0
-        _add_scene(self.sim, cfg, tool_parent)
+        if cfg.body not in BODIES:
+            raise ValueError(f"unknown body {cfg.body!r}; choose one of {', '.join(BODIES)}")
+        self.person = seeded_person(cfg.person_seed, cfg.posture) \
+            if cfg.body == "person" else None
+        self._labels = body_labels(cfg, self.person)
+        _add_scene(self.sim, cfg, tool_parent, self.person)
         self._lock = threading.Lock()
         self._running = False
         self._thread: threading.Thread | None = None
@@ -683,11 +708,12 @@ class MassageWorld:
         T = np.eye(4)
         T[:3, :3] = quat_to_matrix(np.roll(mq, -1))
         T[:3, 3] = mp
-        positions = transform_points(T, np.array([a.position for a in POINT_SIDES]))
-        normals = np.array([a.normal for a in POINT_SIDES]) @ T[:3, :3].T
+        codes, body_positions, body_normals = self._labels
+        positions = transform_points(T, body_positions)
+        normals = body_normals @ T[:3, :3].T
         return {
             "body_position": mp.tolist(), "body_quaternion": np.roll(mq, -1).tolist(),
-            "acupoint_codes": [a.code for a in POINT_SIDES],
+            "acupoint_codes": list(codes),
             "acupoint_positions": positions.ravel().tolist(),
             "acupoint_normals": normals.ravel().tolist(),
             "contact_force": force.tolist(), "contact_point": point.tolist(),

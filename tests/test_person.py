@@ -1,0 +1,132 @@
+"""The person on the table: anny bodies drawn per seed, the acupoints as the world's labels on
+each body's own bones and skin, the collision surface under the skin.
+
+Generating a body loads anny (seconds once its own cache is built, about a minute the first
+time on a fresh machine): the bodies are made once for the module and kept in a cache folder
+of the test's own."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tuina.sim import person as P
+
+SHORT = P.Phenotype(gender=1.0, age=0.75, height=0.17, weight=0.4, muscle=0.4, proportions=0.2)
+TALL = P.Phenotype(gender=0.0, age=0.75, height=0.55, weight=0.4, muscle=0.4, proportions=0.2)
+
+
+@pytest.fixture(scope="module")
+def bodies(tmp_path_factory):
+    cache = tmp_path_factory.mktemp("bodies")
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(P.CACHE_ENV, str(cache))
+        made = {"short": P.person_for(SHORT, "supine"), "tall": P.person_for(TALL, "supine"),
+                "prone": P.person_for(TALL, "prone")}
+        # read back from the cache, as the world reads them
+        again = P.person_for(TALL, "supine")
+    return {**made, "cached": again, "cache": cache}
+
+
+def test_seeds_draw_different_adults_within_the_adult_ranges():
+    drawn = [P.draw_phenotype(seed) for seed in range(20)]
+    assert len({d.height for d in drawn}) == 20
+    for d in drawn:
+        for key, (lo, hi) in P.ADULT_RANGES.items():
+            assert lo <= getattr(d, key) <= hi
+    assert P.draw_phenotype(3) == P.draw_phenotype(3)
+
+
+def test_a_body_is_cached_whole_and_read_back_the_same(bodies):
+    tall, again = bodies["tall"], bodies["cached"]
+    assert len(list(bodies["cache"].glob("*.npz"))) == 3
+    assert not list(bodies["cache"].glob("*.tmp*"))
+    np.testing.assert_array_equal(tall.vertices, again.vertices)
+    np.testing.assert_array_equal(tall.positions, again.positions)
+    assert tall.codes == again.codes and len(tall.patches) == len(again.patches)
+
+
+def test_bodies_span_the_adult_heights_and_lie_on_the_table(bodies):
+    short, tall = bodies["short"], bodies["tall"]
+    assert 1.40 < short.height_m < 1.55 and 1.85 < tall.height_m < 2.0
+    for body in (short, tall, bodies["prone"]):
+        # the pelvis over the origin, the head towards +x, the trunk resting on z = 0
+        trunk = (body.vertices[:, 0] > -0.05) & (body.vertices[:, 0] < 0.4)
+        assert 0.0 <= body.vertices[trunk, 2].min() < 0.01
+        assert body.vertices[:, 0].max() > 0.55 and body.vertices[:, 0].min() < -0.7
+        # lying, head to heels (or to pointed toes, prone) is the standing height
+        assert np.ptp(body.vertices[:, 0]) == pytest.approx(body.height_m, abs=0.06)
+
+
+def test_every_point_side_is_labelled_on_the_skin_with_an_outward_normal(bodies):
+    from tuina.operators.phantom import POINT_SIDES
+
+    for body in (bodies["short"], bodies["tall"], bodies["prone"]):
+        assert sorted(body.codes) == sorted(p.code for p in POINT_SIDES)
+        for p, n in zip(body.positions, body.normals, strict=True):
+            # 1 cm out along its normal, the skin is 1 cm back: the label lies on the skin
+            t, _ = P.ray_hits(body.vertices, body.faces, p + 0.01 * n, -n)
+            assert t[0] == pytest.approx(0.01, abs=1e-4)
+        np.testing.assert_allclose(np.linalg.norm(body.normals, axis=1), 1.0)
+
+
+def test_the_labels_face_where_the_posture_shows_them(bodies):
+    supine, prone = bodies["tall"], bodies["prone"]
+    for code in ("ST36", "CV6", "CV12", "ST25-R"):
+        assert supine.label(code)[1][2] > 0.7, code  # the front faces up, supine
+        assert prone.label(code)[1][2] < -0.5, code
+    for code in ("BL23", "BL17-R", "BL40", "BL57-R", "GB30"):
+        assert prone.label(code)[1][2] > 0.7, code  # the back faces up, prone
+        assert supine.label(code)[1][2] < -0.5, code
+
+
+def test_the_person_has_a_true_left_side(bodies):
+    # supine, face up, head at +x: the person's left lies at -y; prone at +y
+    supine, prone = bodies["tall"], bodies["prone"]
+    assert supine.label("ST36")[0][1] < -0.05 < 0.05 < supine.label("ST36-R")[0][1]
+    assert prone.label("BL23")[0][1] > 0.02 > -0.02 > prone.label("BL23-R")[0][1]
+    np.testing.assert_allclose(supine.label("ST36")[0] * [1, -1, 1], supine.label("ST36-R")[0],
+                               atol=0.01)
+
+
+def test_the_labels_move_with_the_shape_by_the_cun_rule(bodies):
+    short, tall = bodies["short"], bodies["tall"]
+
+    def below_knee(body, code):  # along the body, from the knee's point ST35
+        return body.label("ST35")[0][0] - body.label(code)[0][0]
+
+    # ST36 3 cun and SP6 13 cun below the knee, a cun 1/16 of knee to ankle: the taller
+    # body's points lie lower by its longer shin, in the same proportion
+    assert below_knee(tall, "ST36") > below_knee(short, "ST36") + 0.008
+    ratio_st36 = below_knee(tall, "ST36") / below_knee(short, "ST36")
+    ratio_sp6 = below_knee(tall, "SP6") / below_knee(short, "SP6")
+    assert ratio_st36 == pytest.approx(ratio_sp6, rel=0.12)
+    assert ratio_st36 == pytest.approx(tall.height_m / short.height_m, rel=0.12)
+    # CV12 4 cun above and CV6 1.5 cun below the umbilicus: 5.5 of the 13 abdominal cun
+    for body in (short, tall):
+        span = body.label("CV12")[0][0] - body.label("CV6")[0][0]
+        assert 0.08 < span < 0.16
+    assert tall.label("CV12")[0][0] - tall.label("CV6")[0][0] > \
+        short.label("CV12")[0][0] - short.label("CV6")[0][0]
+
+
+def test_the_ball_touches_a_collision_surface_at_the_skin_at_every_acupoint(bodies):
+    """The convex slabs a 20 mm ball touches lie at the rendered skin: 0.5 mm on average over
+    every point-side, within 1 mm at most; 2.5 mm at worst, in the small hollows a ball
+    bridges (ST35 beside the patellar ligament, LR3 between the metatarsals)."""
+    gaps = P.contact_gaps_mm(bodies["tall"], 0.02)
+    values = np.array(list(gaps.values()))
+    assert values.min() > -0.05  # never sinks into the skin
+    assert values.mean() < 0.6
+    assert values.max() < 2.6
+    assert np.mean(values <= 1.0) >= 0.85
+
+
+def test_the_world_lies_the_person_and_labels_its_truth(bodies, monkeypatch):
+    from tuina.sim.world import WorldConfig, body_labels
+
+    codes, positions, normals = body_labels(WorldConfig(body="person"), bodies["tall"])
+    assert codes == bodies["tall"].codes
+    np.testing.assert_array_equal(positions, bodies["tall"].positions)
+    phantom_codes, _, _ = body_labels(WorldConfig())
+    assert sorted(phantom_codes) == sorted(codes)
