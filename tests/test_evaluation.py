@@ -56,7 +56,7 @@ def test_every_evaluation_override_applies_to_the_sim_graph():
     from tuina.evaluation.sessions import unapplied_override
 
     spec = yaml.safe_load(_graph().read_text())
-    cases = [point_overrides(p, 1) for p in POINT_SIDES]
+    cases = [point_overrides(p, 1, body) for p in POINT_SIDES for body in ("phantom", "person")]
     cases += [posture_overrides(p) for p in ("supine", "prone")]
     cases += [merged(seed_overrides(0), o) for o in force.SCENARIOS.values()]
     cases += [tracking.scenario_overrides(s) for s in tracking.SCENARIOS]
@@ -86,5 +86,12 @@ def test_coverage_asks_each_session_for_its_own_point_and_a_crash_is_no_refusal(
     assert [r["code"] for r in out["rows"]] == codes and out["pressed"] == len(codes)
     assert asked == ["press Zusanli on the left with moderate pressure",
                      "press Shenshu on the left with moderate pressure"]
+    on_people = []
+    run(_graph(), lambda line: None, 2, ["BL23"], body="person",
+        session=lambda g, overrides, *rest: on_people.append(overrides["world"]) or
+        session(g, overrides, *rest))
+    assert [w["PERSON_SEED"] for w in on_people] == [0, 1]  # a person per seed
+    assert {w["BODY"] for w in on_people} == {"person"}
+    assert {w["BODY_POSTURE"] for w in on_people} == {"prone"}
     with pytest.raises(SessionFailed, match="GB34-R seed 0: .*wrote no summary"):
         run(_graph(), lambda line: None, 1, ["ST36", "GB34-R"], session=session)

@@ -65,3 +65,23 @@ def test_every_node_declares_its_settings_in_tuina_settings():
         assert "\nPARAMS = " not in source, f"nodes/{name}.py declares PARAMS itself"
         assert f"tuina.settings.{name}" in imports_of(ROOT / "nodes" / f"{name}.py"), name
         assert (ROOT / "tuina" / "settings" / f"{name}.py").is_file()
+
+
+def sim_imports(path: Path) -> list[str]:
+    """The imports of ``path`` that reach into the simulated world (its body and labels)."""
+    return sorted(m for m in imports_of(path) if m == "tuina.sim" or m.startswith("tuina.sim."))
+
+
+def test_the_worlds_body_and_labels_reach_no_node_but_the_world():
+    # the person's body and its acupoint labels are the world's truth: a node that read them
+    # would find the points from the answer
+    sources = [*(ROOT / "nodes").glob("*.py"), *(ROOT / "operators").glob("*.py"),
+               *(ROOT / "tuina" / "runtime").glob("*.py")]
+    allowed = {"nodes/world.py"}
+    offending = {str(p.relative_to(ROOT)): sim_imports(p) for p in sources
+                 if str(p.relative_to(ROOT)) not in allowed and sim_imports(p)}
+    assert offending == {}
+    settings = {p.name: sim_imports(p) for p in (ROOT / "tuina" / "settings").glob("*.py")
+                if sim_imports(p)}
+    assert set(settings) == {"world.py"}
+    assert "tuina.sim.person" not in imports_of(ROOT / "tuina" / "settings" / "world.py")

@@ -74,9 +74,15 @@ class SessionFailed(RuntimeError):
     which is never counted as a refusal."""
 
 
-def point_overrides(point: Acupoint, seed: int) -> dict[str, dict[str, Any]]:
-    """The sim graph's env changes for one session of ``point`` on ``seed``."""
+def point_overrides(point: Acupoint, seed: int, body: str = "phantom"
+                    ) -> dict[str, dict[str, Any]]:
+    """The sim graph's env changes for one session of ``point`` on ``seed``, on the phantom or
+    on the seed's person lying in the point's posture."""
+    world = {"BODY": body, "BODY_POSTURE": point.posture}
+    if body == "person":
+        world["PERSON_SEED"] = seed
     return merged(seed_overrides(seed), {
+        "world": world,
         "console": {"INSTRUCTION": instruction(point)},
         "planner": {"PRESS_S": PRESS_S},
         "grounding": {"BODY_POSTURE": point.posture}})
@@ -84,7 +90,8 @@ def point_overrides(point: Acupoint, seed: int) -> dict[str, dict[str, Any]]:
 
 def run(graph: Path, log: Any = print, seeds: int = 1,
         codes: list[str] | None = None,
-        session: Callable[..., dict[str, Any]] = run_session) -> dict[str, Any]:
+        session: Callable[..., dict[str, Any]] = run_session,
+        body: str = "phantom") -> dict[str, Any]:
     """Every point-side asked for (all by default), on seeds 0..seeds-1, and the counts.
     Raises ``SessionFailed`` on a session that wrote no summary, ``OverrideRefused`` on an
     override the graph cannot take."""
@@ -96,8 +103,8 @@ def run(graph: Path, log: Any = print, seeds: int = 1,
                     continue
                 name = f"{point.code}-{seed}"
                 try:
-                    summary = session(graph, point_overrides(point, seed), Path(tmp), name,
-                                      name)
+                    summary = session(graph, point_overrides(point, seed, body), Path(tmp),
+                                      name, name)
                 except OverrideRefused:
                     raise
                 except RuntimeError as err:
@@ -111,7 +118,7 @@ def run(graph: Path, log: Any = print, seeds: int = 1,
                        f"deg, force off by {row['force_error_n']:.2f} N"))
     counts = {k: sum(r["outcome"] == k for r in rows) for k in ("pressed", "refused", "wrong")}
     pressed = [r["acupoint_error_mm"] for r in rows if r["outcome"] == "pressed"]
-    return {"seeds": seeds, "rows": rows, **counts,
+    return {"seeds": seeds, "body": body, "rows": rows, **counts,
             "within_bounds": sum(r["within_bounds"] for r in rows),
             "pressed_error_mean_mm": sum(pressed) / len(pressed) if pressed else math.nan,
             "pressed_error_worst_mm": max(pressed) if pressed else math.nan}
@@ -129,7 +136,8 @@ def table(result: dict[str, Any]) -> str:
     lines.append(f"\n{result['pressed']} pressed ({result['within_bounds']} within 3 mm, "
                  f"10 deg and 0.5 N; {result['pressed_error_mean_mm']:.1f} mm mean, "
                  f"{result['pressed_error_worst_mm']:.1f} mm worst), {result['refused']} "
-                 f"refused, {result['wrong']} wrong; seeds 0..{result['seeds'] - 1}")
+                 f"refused, {result['wrong']} wrong; seeds 0..{result['seeds'] - 1}, on the "
+                 f"{result['body']}")
     return "\n".join(lines)
 
 
@@ -138,6 +146,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     parser.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph")
     parser.add_argument("--seeds", type=int, default=1, help="seeds 0..N-1 (default 1)")
+    parser.add_argument("--body", choices=("phantom", "person"), default="phantom",
+                        help="who lies on the table: the capsule phantom or a person per "
+                        "seed (seed N: PERSON_SEED N)")
     parser.add_argument("--point", action="append",
                         help="only this acupoint code (repeatable); default: all")
 
@@ -147,5 +158,5 @@ def main(args: Any) -> int:
     if unknown_choice("coverage", "acupoint code", args.point, [p.code for p in POINT_SIDES]):
         return 2
     return evaluate_graph("coverage", args, lambda graph, log: run(graph, log, args.seeds,
-                                                                   args.point),
+                                                                   args.point, body=args.body),
                           table, (SessionFailed,))
