@@ -5,8 +5,11 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.tuina-installed
 DEBS := libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6 chromium
 SESSION ?= sim
-# the vlm extra pins torch 2.13.0: its CPU wheel lies in /opt/wheels where the machine has it
+# torch 2.13.0 (anny's, and the vlm extra's): its CPU wheel lies in /opt/wheels where the machine
+# has it, installed first by its file name (pip would take PyPI's 2.13.0, a CUDA build of several
+# GB with triton, for the bare pin); elsewhere PyPI's
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
+TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
 
 .PHONY: setup run console test bench lint clean
 
@@ -21,6 +24,7 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
+	$(if $(TORCH_WHEEL),$(BIN)/python -m pip install -q '$(TORCH_WHEEL)')
 	$(BIN)/python -m pip install -q $(FIND_LINKS) -e '.[dev,vlm]'
 	@touch $(STAMP)
 

@@ -79,13 +79,15 @@ def point_overrides(point: Acupoint, seed: int, body: str = "phantom"
     """The sim graph's env changes for one session of ``point`` on ``seed``, on the phantom or
     on the seed's person lying in the point's posture."""
     world = {"BODY": body, "BODY_POSTURE": point.posture}
-    if body == "person":
+    grounding = {"BODY_POSTURE": point.posture}
+    if body == "person":  # a person per seed, the grounding fitting a human body model
         world["PERSON_SEED"] = seed
+        grounding["BODY_MODEL"] = "anny"
     return merged(seed_overrides(seed), {
         "world": world,
         "console": {"INSTRUCTION": instruction(point)},
         "planner": {"PRESS_S": PRESS_S},
-        "grounding": {"BODY_POSTURE": point.posture}})
+        "grounding": grounding})
 
 
 def run(graph: Path, log: Any = print, seeds: int = 1,

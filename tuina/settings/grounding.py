@@ -12,6 +12,12 @@ PARAMS = [
     Param("BACKEND", "choice", "atlas", "-", "atlas: fit the phantom model to depth; vlm: "
           "ask a vision-language model (MODEL_PATH) about the RGB image",
           choices=("atlas", "vlm")),
+    Param("BODY_MODEL", "choice", "phantom", "-", "atlas: the body fitted to depth: the "
+          "capsule phantom (a rigid template: the phantom world's own body) or anny (a "
+          "parametric human body: shape, arms and placement fitted, the points placed on it "
+          "by the standard's rules; ~10 s a fit here)", choices=("phantom", "anny")),
+    Param("MAX_POINT_SIGMA_MM", "float", 3.0, "mm", "atlas with anny: a point the fit places "
+          "less surely (1 sigma) is refused", low=0.1, high=20.0),
     Param("MODEL_PATH", "path", "", "-", "vlm: local checkpoint folder (Qwen-VL, Qwen2-VL or "
           "Qwen2.5-VL); nothing is downloaded"),
     Param("PROMPT", "str", DEFAULT_PROMPT, "-",

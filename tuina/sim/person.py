@@ -7,11 +7,12 @@ z up from the table. Unlike the phantom, the person has a true left: supine (fac
 person's left lies at -y, prone at +y; a point-side's code names the person's side (``ST36``
 left, ``ST36-R`` right).
 
-The labels follow ../shared/acupoints.md on this body's own bones and skin: proportional cun
-measured on its skeleton (knee joint to ankle joint = 16 cun, elbow to wrist = 12 cun, the
-sternocostal angle to the pubic symphysis = 13 cun, the scapula's medial border to the midline
-= 3 cun), each point found where a ray from the bone out along the standard's direction leaves
-the skin. They are the world's truth only: no node reads them.
+The labels follow ../shared/acupoints.md on this body's own bones and skin
+(``tuina.operators.body_atlas``: proportional cun measured on its skeleton, knee joint to ankle
+joint = 16 cun, elbow to wrist = 12 cun, the sternocostal angle to the pubic symphysis = 13 cun,
+the scapula's medial border to the midline = 3 cun; each point where a ray from the bone out
+along the standard's direction leaves the skin). They are the world's truth only: no node
+reads them.
 
 Generating a body needs ``anny`` (torch, warp-lang; its model loads in seconds once its own
 cache is built, tens of seconds the first time); a generated body is kept as a ``.npz`` per
@@ -28,34 +29,26 @@ from pathlib import Path
 
 import numpy as np
 
-from tuina.operators.phantom import ATLAS, POSTURES
+from tuina.body_model import AnnyBody, Phenotype
+from tuina.operators.body_atlas import (
+    across,
+    label_points,
+    lie_on_table,
+    point_side_codes,
+    vertex_normals,
+)
 
-GENERATION = 1  # bump when a body or its labels would come out differently: old caches go
+# read by mujoco at import (contact_gaps_mm builds a model): headless EGL unless set otherwise
+os.environ.setdefault("MUJOCO_GL", "egl")
+GENERATION = 2  # bump when a body or its labels would come out differently: old caches go
 CACHE_ENV = "TUINA_BODY_CACHE"
 # an adult lying for a massage: anny's phenotype values (0..1) drawn uniformly in these
 # ranges; age 2/3 is anny's "young" adult (25 years), 1 its "old" (90)
 # (anny's height 0.17-0.55 stands 1.55-1.97 m for a man, 1.45-1.83 m for a woman)
 ADULT_RANGES = {"gender": (0.0, 1.0), "age": (0.67, 0.95), "muscle": (0.15, 0.85),
                 "weight": (0.15, 0.85), "height": (0.17, 0.55), "proportions": (0.0, 0.6)}
-ARM_ABDUCTION_DEG = 12.0  # arms along the body, clear of the hips
 PATCH_SPACING_M = 0.03  # collision patches about this wide
 PATCH_DEPTH_M = 0.012  # each patch a slab this thick under the skin
-# posterior vertebral levels as fractions of C7 -> S1: 12 thoracic and 5 lumbar spinous
-# processes, a lumbar one 1.4 times a thoracic one's height
-_THORACIC = 1.0 / (12 + 5 * 1.4)
-_LUMBAR = 1.4 * _THORACIC
-
-
-@dataclass(frozen=True)
-class Phenotype:
-    """anny's phenotype values, each in 0..1."""
-
-    gender: float = 0.5  # 0 male, 1 female
-    age: float = 0.75
-    muscle: float = 0.5
-    weight: float = 0.5
-    height: float = 0.4
-    proportions: float = 0.3
 
 
 def draw_phenotype(seed: int) -> Phenotype:
@@ -82,175 +75,6 @@ class Person:
         """Position and outward normal of one point-side."""
         k = self.codes.index(code)
         return self.positions[k], self.normals[k]
-
-
-# --- geometry on a mesh ----------------------------------------------------------------------
-
-def ray_hits(vertices: np.ndarray, faces: np.ndarray, origin: np.ndarray,
-             direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distances along the ray and face indices of every triangle it crosses ahead of its
-    origin (Moller-Trumbore), nearest first."""
-    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    e1, e2 = b - a, c - a
-    p = np.cross(direction, e2)
-    det = np.einsum("ij,ij->i", e1, p)
-    ok = np.abs(det) > 1e-12
-    inv = np.where(ok, 1.0 / np.where(ok, det, 1.0), 0.0)
-    s = origin - a
-    u = np.einsum("ij,ij->i", s, p) * inv
-    q = np.cross(s, e1)
-    v = (q @ direction) * inv
-    t = np.einsum("ij,ij->i", e2, q) * inv
-    hit = ok & (u >= 0) & (v >= 0) & (u + v <= 1) & (t > 1e-6)
-    order = np.argsort(t[hit])
-    return t[hit][order], np.flatnonzero(hit)[order]
-
-
-def face_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Each triangle's normal scaled by twice its area."""
-    a, b, c = vertices[faces[:, 0]], vertices[faces[:, 1]], vertices[faces[:, 2]]
-    return np.cross(b - a, c - a)
-
-
-def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
-    """Area-weighted unit vertex normals."""
-    n = np.zeros_like(vertices)
-    fn = face_normals(vertices, faces)
-    for k in range(3):
-        np.add.at(n, faces[:, k], fn)
-    return n / np.maximum(np.linalg.norm(n, axis=1, keepdims=True), 1e-12)
-
-
-def skin_point(vertices: np.ndarray, faces: np.ndarray, inside: np.ndarray,
-               direction: np.ndarray, normal_radius_m: float = 0.015
-               ) -> tuple[np.ndarray, np.ndarray]:
-    """Where a ray from ``inside`` along ``direction`` first leaves the skin, and the skin's
-    outward normal there (area-weighted over ``normal_radius_m``, as a depth patch sees it)."""
-    d = np.asarray(direction, float) / np.linalg.norm(direction)
-    t, idx = ray_hits(vertices, faces, np.asarray(inside, float), d)
-    if not len(t):
-        raise ValueError(f"no skin along {np.round(d, 3)} from {np.round(inside, 3)}")
-    point = inside + t[0] * d
-    fn = face_normals(vertices, faces)
-    centres = vertices[faces].mean(axis=1)
-    near = np.linalg.norm(centres - point, axis=1) < normal_radius_m
-    n = fn[near].sum(axis=0) if near.any() else fn[idx[0]]
-    n /= np.linalg.norm(n)
-    return point, (n if n @ d > 0 else -n)
-
-
-def _unit(v: np.ndarray) -> np.ndarray:
-    return v / np.linalg.norm(v)
-
-
-def _across(axis: np.ndarray, towards: np.ndarray) -> np.ndarray:
-    """``towards`` made perpendicular to ``axis``."""
-    axis = _unit(axis)
-    return _unit(towards - (towards @ axis) * axis)
-
-
-# --- the standard's rules on anny's skeleton (anny's frame: z up, -y front, +x left) --------
-
-def _labels(vertices: np.ndarray, faces: np.ndarray, bones: dict[str, np.ndarray]
-            ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
-    """Every point-side's position and normal, from the standing, arms-down body's bones
-    (heads) and skin."""
-    front, up = np.array([0.0, -1.0, 0.0]), np.array([0.0, 0.0, 1.0])
-    on = {}
-
-    def limb(a: np.ndarray, b: np.ndarray, fraction: float, first: np.ndarray,
-             second: np.ndarray, deg: float) -> tuple[np.ndarray, np.ndarray]:
-        axis = b - a
-        u, w = _across(axis, first), _across(axis, second)
-        phi = np.radians(deg)
-        return skin_point(vertices, faces, a + fraction * axis,
-                          np.cos(phi) * u + np.sin(phi) * w)
-
-    # the spine: C7 at the neck's base, S1 at the pelvis, through the spine's bone heads
-    spine = np.array([bones[n] for n in ("neck01", "spine01", "spine02", "spine03", "spine04",
-                                          "spine05")])
-    seg = np.linalg.norm(np.diff(spine, axis=0), axis=1)
-    arc = np.concatenate([[0.0], np.cumsum(seg)]) / seg.sum()
-
-    def level(name: str) -> np.ndarray:
-        """The spine's axis at the lower border of a spinous process (T1-T12, L1-L5)."""
-        n = int(name[1:])
-        f = n * _THORACIC if name[0] == "T" else 12 * _THORACIC + n * _LUMBAR
-        return np.array([np.interp(f, arc, spine[:, k]) for k in range(3)])
-
-    hip_z = 0.5 * (bones["upperleg01.L"][2] + bones["upperleg01.R"][2])
-    xiphoid_z = level("T9")[2]  # the sternocostal angle, level with T9
-    abdomen_cun = (xiphoid_z - hip_z) / 13.0  # the symphysis' upper border at the hips
-    umbilicus_z = hip_z + 5.0 * abdomen_cun
-    centre_y = level("L3")[1]
-    back_cun = 0.4 * abs(bones["upperarm01.L"][0] - bones["upperarm01.R"][0]) / 2.0 / 3.0
-
-    def trunk(x: float, z: float, direction: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        return skin_point(vertices, faces, np.array([x, centre_y, z]), direction)
-
-    on["CV12"] = trunk(0.0, umbilicus_z + 4 * abdomen_cun, front)
-    on["CV6"] = trunk(0.0, umbilicus_z - 1.5 * abdomen_cun, front)
-    for side, s in (("L", 1.0), ("R", -1.0)):
-        suffix = "" if side == "L" else "-R"
-        lateral = np.array([s, 0.0, 0.0])
-        hip, knee = bones[f"upperleg01.{side}"], bones[f"lowerleg01.{side}"]
-        ankle = bones[f"foot.{side}"]
-        shoulder, elbow = bones[f"upperarm01.{side}"], bones[f"lowerarm01.{side}"]
-        wrist = bones[f"wrist.{side}"]
-        meta2, index = bones[f"metacarpal2.{side}"], bones[f"finger2-1.{side}"]
-        thumb = bones[f"finger1-1.{side}"]
-        on["ST36" + suffix] = limb(knee, ankle, 3 / 16, front, lateral, 25.0)
-        on["ST35" + suffix] = limb(knee, ankle, 0.02, front, lateral, 30.0)
-        on["GB34" + suffix] = limb(knee, ankle, 2 / 16, front, lateral, 75.0)
-        on["SP6" + suffix] = limb(knee, ankle, 13 / 16, front, lateral, -70.0)
-        leg_cun = np.linalg.norm(ankle - knee) / 16.0
-        # SP10: 2 cun above the patella's upper border, itself ~1 cun above the knee line
-        on["SP10" + suffix] = limb(knee, hip, 3 * leg_cun / np.linalg.norm(hip - knee),
-                                   front, lateral, -45.0)
-        toes = 0.5 * (bones[f"toe1-1.{side}"] + bones[f"toe2-1.{side}"])
-        on["LR3" + suffix] = limb(ankle, toes, 0.6, up, lateral, -10.0)
-        radial = _across(index - wrist, thumb - meta2)
-        dorsal = -s * _across(index - wrist, np.cross(_unit(index - wrist), radial))
-        on["LI4" + suffix] = limb(meta2, index, 0.5, dorsal, radial, 35.0)
-        volar = -_across(wrist - elbow, dorsal)
-        on["LI11" + suffix] = limb(elbow, wrist, 0.03, volar, radial, 70.0)
-        on["PC6" + suffix] = limb(elbow, wrist, 1 - 2 / 12, volar, radial, 0.0)
-        on["ST25" + suffix] = trunk(s * 2 * abdomen_cun, umbilicus_z, front)
-        # prone: the back, the shoulder, the buttock and the back of the leg
-        back = -front
-        for code, vertebra in (("BL13", "T3"), ("BL15", "T5"), ("BL17", "T7"),
-                               ("BL18", "T9"), ("BL20", "T11"), ("BL21", "T12"),
-                               ("BL23", "L2"), ("BL25", "L4")):
-            inside = level(vertebra) + s * 1.5 * back_cun * np.array([1.0, 0.0, 0.0])
-            on[code + suffix] = skin_point(vertices, faces, inside, back)
-        c7 = bones["neck01"]
-        acromion = shoulder + np.array([0.0, 0.0, 0.02])
-        on["GB21" + suffix] = skin_point(vertices, faces, 0.5 * (c7 + acromion),
-                                         _unit(up + 0.6 * back))
-        # the greater trochanter lateral to the hip joint, the sacral hiatus on the midline
-        trochanter = hip + lateral * 0.6 * abs(hip[0])
-        gb30 = trochanter + (np.array([0.0, hip[1], hip[2]]) - trochanter) / 3.0
-        on["GB30" + suffix] = skin_point(vertices, faces, gb30, back)
-        on["BL40" + suffix] = limb(knee, ankle, 0.0, back, lateral, 0.0)
-        on["BL57" + suffix] = limb(knee, ankle, 0.5, back, lateral, 0.0)
-    return on
-
-
-def point_side_codes() -> list[str]:
-    """Every point-side code: each atlas point, and its right twin off the midline."""
-    midline = {"CV12", "CV6"}
-    return [c for a in ATLAS for c in ((a.code,) if a.code in midline
-                                       else (a.code, f"{a.code}-R"))]
-
-
-def lying_transform(posture: str) -> np.ndarray:
-    """Rotation from anny's standing frame (z up, -y front, +x left) to the body frame lying
-    ``posture``: head at +x, the front (supine) or the back (prone) up."""
-    if posture == "supine":  # head +x, front +z, so the left is at -y
-        return np.array([[0.0, 0.0, 1.0], [-1.0, 0.0, 0.0], [0.0, -1.0, 0.0]])
-    if posture == "prone":  # head +x, back +z, the left at +y
-        return np.array([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    raise ValueError(f"unknown posture {posture!r}; choose one of {', '.join(POSTURES)}")
 
 
 def collision_patches(vertices: np.ndarray, faces: np.ndarray, spacing_m: float,
@@ -293,87 +117,19 @@ def _cache_path(phenotype: Phenotype, posture: str) -> Path:
     return body_cache_dir() / f"{posture}-{hashlib.sha1(key.encode()).hexdigest()[:16]}.npz"
 
 
-_MODEL = None
-
-
-def _anny_model():
-    global _MODEL  # the model takes seconds to load: once a process
-    if _MODEL is None:
-        try:
-            import anny
-        except ImportError as err:
-            raise RuntimeError(f"a person's body needs the anny package ({err}); run make "
-                               "setup") from None
-        _MODEL = anny.Anny()
-    return _MODEL
-
-
-def _pose(model, phenotype: Phenotype, rotvecs: dict[str, np.ndarray]
-          ) -> tuple[np.ndarray, dict[str, np.ndarray]]:
-    import roma
-    import torch
-
-    labels = list(model.bone_labels)
-    pose = torch.eye(4, dtype=torch.float64)[None, None].repeat(1, len(labels), 1, 1)
-    for name, rv in rotvecs.items():
-        pose[0, labels.index(name), :3, :3] = roma.rotvec_to_rotmat(
-            torch.as_tensor(rv, dtype=torch.float64))
-    with torch.no_grad():
-        out = model(pose_parameters=pose, phenotype_kwargs=asdict(phenotype))
-    heads = out["bone_poses"][0, :, :3, 3].numpy()
-    return out["vertices"][0].numpy().astype(float), dict(zip(labels, heads, strict=True))
-
-
-def _arms_down(model, phenotype: Phenotype, posture: str) -> dict[str, np.ndarray]:
-    """Joint rotations that lay the arms straight along the body, ``ARM_ABDUCTION_DEG`` out;
-    prone, the feet pointed (as they lie on a table, toes down)."""
-    from scipy.optimize import minimize
-
-    ab = np.radians(ARM_ABDUCTION_DEG)
-    rot: dict[str, np.ndarray] = {}
-    for side, s in (("L", 1.0), ("R", -1.0)):
-        want = np.array([s * np.sin(ab), 0.0, -np.cos(ab)])
-
-        def cost(x: np.ndarray, side: str = side, s: float = s, want: np.ndarray = want
-                 ) -> float:
-            trial = {**rot, f"upperarm01.{side}": np.array([x[0], s * x[1], x[2]]),
-                     f"lowerarm01.{side}": x[3:]}
-            _, b = _pose(model, phenotype, trial)
-            sh, el, wr = (b[f"{n}.{side}"] for n in ("upperarm01", "lowerarm01", "wrist"))
-            return float(np.sum((_unit(el - sh) - want) ** 2)
-                         + np.sum((_unit(wr - el) - want) ** 2))
-
-        x = minimize(cost, np.array([0.0, 0.55, 0.0, 0.9, -0.2 * s, 0.07 * s]),
-                     method="Powell", options={"maxfev": 400, "xtol": 1e-3}).x
-        rot[f"upperarm01.{side}"] = np.array([x[0], s * x[1], x[2]])
-        rot[f"lowerarm01.{side}"] = x[3:]
-        if posture == "prone":  # the foot pointed: toes towards the table
-            rot[f"foot.{side}"] = np.array([-1.1, 0.0, 0.0])
-    return rot
-
-
 def build_person(phenotype: Phenotype, posture: str) -> Person:
     """Generate the body lying ``posture`` with its labels (needs anny)."""
-    R = lying_transform(posture)
-    model = _anny_model()
-    vertices, bones = _pose(model, phenotype, _arms_down(model, phenotype, posture))
-    faces = model.faces.numpy().astype(np.int64) if hasattr(model.faces, "numpy") \
-        else np.asarray(model.faces, np.int64)
-    if faces.shape[1] == 4:  # quads: two triangles each
-        faces = np.concatenate([faces[:, [0, 1, 2]], faces[:, [0, 2, 3]]])
-    labels = _labels(vertices, faces, bones)
+    body = AnnyBody()
+    rotations = body.lying_pose(posture, body.arms_along_the_body(phenotype))
+    vertices, bones = body.pose(phenotype, rotations)
+    labels = label_points(vertices, body.faces, bones)
     codes = point_side_codes()
-    positions = np.array([labels[c][0] for c in codes]) @ R.T
+    R, t = lie_on_table(vertices, bones, posture)
+    lying = vertices @ R.T + t
+    positions = np.array([labels[c][0] for c in codes]) @ R.T + t
     normals = np.array([labels[c][1] for c in codes]) @ R.T
-    lying = vertices @ R.T
-    # on the table: the trunk's lowest skin on its top (the face and the toes may reach
-    # below it, as through a massage table's face hole and past its end)
-    root = bones["root"] @ R.T
-    trunk = (lying[:, 0] > root[0] - 0.05) & (lying[:, 0] < (bones["neck01"] @ R.T)[0])
-    shift = np.array([-root[0], -root[1], -lying[trunk, 2].min()])
-    lying, positions = lying + shift, positions + shift
-    return Person(phenotype, posture, lying, faces,
-                  collision_patches(lying, faces, PATCH_SPACING_M, PATCH_DEPTH_M),
+    return Person(phenotype, posture, lying, body.faces,
+                  collision_patches(lying, body.faces, PATCH_SPACING_M, PATCH_DEPTH_M),
                   codes, positions, normals, float(np.ptp(vertices[:, 2])))
 
 
@@ -463,7 +219,7 @@ def contact_gaps_mm(person: Person, radius_m: float, cone_deg: float = 60.0,
     gaps = {}
     for code, p, n in zip(person.codes, person.positions, person.normals, strict=True):
         inward = -n / np.linalg.norm(n)
-        a = _across(inward, np.array([1.0, 0.0, 0.0]) if abs(inward[0]) < 0.9
+        a = across(inward, np.array([1.0, 0.0, 0.0]) if abs(inward[0]) < 0.9
                     else np.array([0.0, 1.0, 0.0]))
         basis = np.stack([a, np.cross(inward, a), inward], axis=1)
         centre = p + radius_m * (-inward)
