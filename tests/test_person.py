@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-
 from tuina.operators.body_atlas import ray_hits
+
 from tuina.sim import person as P
 
 SHORT = P.Phenotype(gender=1.0, age=0.75, height=0.17, weight=0.4, muscle=0.4, proportions=0.2)
@@ -137,11 +137,12 @@ def test_the_world_lies_the_person_and_labels_its_truth(bodies, monkeypatch):
 def seen_person(bodies):
     """One rendered, noisy depth frame of the tall person lying off its expected pose, as the
     grounding node sees it (the calibrated extrinsics, the reported intrinsics)."""
-    from tuina.calibrate import sim_extrinsics
     from tuina.operators.geometry import intrinsics_matrix
     from tuina.operators.grounding import body_cloud
     from tuina.operators.phantom import placement
     from tuina.operators.sensor import DepthNoise, apply_depth_noise, quantize_depth
+
+    from tuina.calibrate import sim_extrinsics
     from tuina.sim.world import MassageWorld, WorldConfig, start_q
 
     cfg = WorldConfig(body="person", hostname="127.0.0.9")
@@ -168,8 +169,9 @@ def test_the_fit_finds_the_person_its_height_and_its_points_from_one_depth_frame
     the height within 3 cm, the placement within 1 cm, ST36 and CV6 within 6 mm of the
     world's labels, each known to itself within the node's 3 mm. Measured: height 11 mm
     over, placement 2.3 mm off, ST36 3.7 mm (2.8 mm 1 sigma), CV6 2.5 mm (2.0)."""
-    from tuina.body_model import AnnyBody
     from tuina.operators.body_fit import fit_body, fitted_points
+
+    from tuina.body_model import AnnyBody
 
     model = AnnyBody()
 
@@ -194,9 +196,10 @@ def test_the_fit_finds_the_person_its_height_and_its_points_from_one_depth_frame
 def test_a_view_the_body_model_cannot_explain_is_refused(bodies, seen_person):
     """The person looked for half a metre from where it lies, or prone when it lies supine:
     no fit explains the depth, and the fit says so instead of placing a point."""
-    from tuina.body_model import AnnyBody
     from tuina.operators.body_fit import BodyFitError, fit_body
     from tuina.operators.phantom import placement
+
+    from tuina.body_model import AnnyBody
 
     model = AnnyBody()
     s = seen_person
