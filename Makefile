@@ -6,10 +6,12 @@ STAMP := $(VENV)/.tuina-installed
 DEBS := libusb-1.0-0 libegl1 libegl-mesa0 libgl1 libgles2 libosmesa6 chromium
 SESSION ?= sim
 # torch 2.13.0 (anny's, and the vlm extra's): its CPU wheel lies in /opt/wheels where the machine
-# has it, installed first by its file name (pip would take PyPI's 2.13.0, a CUDA build of several
-# GB with triton, for the bare pin); elsewhere PyPI's
+# has it, and a constraint holds pip to it (for the bare pin pip takes PyPI's 2.13.0, a CUDA
+# build of several GB with triton, whose import crashes a process that loaded open3d and MuJoCo
+# first); elsewhere PyPI's
 FIND_LINKS := $(if $(wildcard /opt/wheels/torch-*.whl),--find-links /opt/wheels)
 TORCH_WHEEL := $(firstword $(wildcard /opt/wheels/torch-2.13.0+cpu-*.whl))
+TORCH_PIN := $(if $(TORCH_WHEEL),--constraint $(VENV)/torch-cpu.txt)
 
 .PHONY: setup run console test bench lint clean
 
@@ -24,8 +26,10 @@ $(STAMP): pyproject.toml Makefile
 	fi
 	@[ -x $(BIN)/python ] || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install -q --upgrade pip
-	$(if $(TORCH_WHEEL),$(BIN)/python -m pip install -q '$(TORCH_WHEEL)')
-	$(BIN)/python -m pip install -q $(FIND_LINKS) -e '.[dev,vlm]'
+	$(if $(TORCH_WHEEL),echo 'torch==2.13.0+cpu' > $(VENV)/torch-cpu.txt)
+	$(BIN)/python -m pip install -q $(FIND_LINKS) $(TORCH_PIN) -e '.[dev,vlm]'
+	@# a venv set up before the constraint holds the CUDA build's triton: gone with it
+	@$(BIN)/python -m pip uninstall -q -y triton 2>/dev/null || true
 	@touch $(STAMP)
 
 run: setup
