@@ -22,16 +22,7 @@ import sys
 from typing import Any
 
 import numpy as np
-from tuina.operators.body_atlas import MIDLINE
-from tuina.operators.body_fit import (
-    BodyFitError,
-    BodyFitSettings,
-    approach_problem_on_mesh,
-    ball_problem_on_mesh,
-    fit_body,
-    fitted_points,
-)
-from tuina.operators.geometry import project, transform_points
+from tuina.operators.body_fit import BodyChecks, BodyFitSettings, ground_on_body
 from tuina.operators.grounding import (
     GroundingError,
     GroundingRequests,
@@ -82,8 +73,7 @@ def main() -> None:
 
     o3d.utility.set_max_threads(cfg["OPEN3D_THREADS"])
     worker = model_worker(cfg) if cfg["BACKEND"] == "vlm" else None
-    human = human_body() if cfg["BACKEND"] == "atlas" and cfg["BODY_MODEL"] == "anny" \
-        else None
+    human = human_body(cfg)
     node = Node()
     out = Outputs(node)
     forces = pressure_forces(cfg)
@@ -115,15 +105,7 @@ def main() -> None:
                 tell(out, *told, stamp)
         elif event["id"] == "rgb" and worker is not None and \
                 (request := requests.take(stamp, drawn=False)) is not None:
-            try:
-                parsed = parse_instruction(request.text)
-                check_posture(parsed.acupoint, cfg["BODY_POSTURE"])
-            except (InstructionError, GroundingError) as err:
-                tell(out, "error", str(err), stamp)
-                continue
-            image = np.array(decode_rgb(event["value"], event["metadata"]))
-            worker.submit(Request(stamp, image, worker.grounder.question(
-                parsed.acupoint.pinyin, parsed.acupoint.code), (request, parsed)))
+            ask_model(worker, request, event, cfg, out, stamp)
         elif event["id"] == "depth" and info is not None and (request := requests.take(
                 stamp, drawn=None if worker is None else True)) is not None:
             try:
@@ -149,6 +131,20 @@ def model_worker(cfg: dict) -> VLMWorker:
     except ModelFolderError as err:
         fail("grounding", str(err))
     return VLMWorker(grounder)
+
+
+def ask_model(worker: VLMWorker, request: Instruction, event: dict, cfg: dict, out: Outputs,
+              stamp: int) -> None:
+    """Ask the model about this RGB frame for the instruction, or say why it cannot be asked."""
+    try:
+        parsed = parse_instruction(request.text)
+        check_posture(parsed.acupoint, cfg["BODY_POSTURE"])
+    except (InstructionError, GroundingError) as err:
+        tell(out, "error", str(err), stamp)
+        return
+    image = np.array(decode_rgb(event["value"], event["metadata"]))
+    worker.submit(Request(stamp, image, worker.grounder.question(
+        parsed.acupoint.pinyin, parsed.acupoint.code), (request, parsed)))
 
 
 def model_target(result: Result, requests: GroundingRequests, forces: dict[str, float]
@@ -178,9 +174,11 @@ def model_target(result: Result, requests: GroundingRequests, forces: dict[str, 
                     f"{result.answer.seconds:.2f} s, {target.technique} at {target.force_n} N")
 
 
-def human_body() -> AnnyBody:
-    """The parametric human body the atlas backend fits (anny, loaded once); a missing anny
-    fails the node with one line."""
+def human_body(cfg: dict) -> AnnyBody | None:
+    """The parametric human body the atlas backend fits (anny, loaded once) with BODY_MODEL
+    anny, else None; a missing anny fails the node with one line."""
+    if cfg["BACKEND"] != "atlas" or cfg["BODY_MODEL"] != "anny":
+        return None
     try:
         return AnnyBody()
     except RuntimeError as err:
@@ -229,8 +227,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     body = body_cloud(depth, info.K, info.extrinsics, np.asarray(cfg["ROI_MIN"]),
                       np.asarray(cfg["ROI_MAX"]), rng)
     if human is not None:
-        return ground_on_human(point, parsed, bool(parsed.side), body, depth, info, cfg,
-                               force, nominal, stamp, human)
+        return ground_on_human(point, parsed, body, depth, info, cfg, force, nominal, stamp,
+                               human)
     found = ground_acupoint(point, body, depth, info.K, info.extrinsics, nominal,
                             ball_radius_m=cfg["BALL_RADIUS_M"],
                             ball_clearance_m=cfg["BALL_CLEARANCE_M"],
@@ -250,76 +248,25 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
                           parsed.hold_s), T
 
 
-def ground_on_human(point: Any, parsed: Any, side_named: bool, body: np.ndarray,
-                    depth: np.ndarray, info: CameraInfo, cfg: dict, force: float,
-                    nominal: np.ndarray, stamp: int, human: AnnyBody
-                    ) -> tuple[GroundedTarget, np.ndarray]:
+def ground_on_human(point: Any, parsed: Any, body: np.ndarray, depth: np.ndarray,
+                    info: CameraInfo, cfg: dict, force: float, nominal: np.ndarray,
+                    stamp: int, human: AnnyBody) -> tuple[GroundedTarget, np.ndarray]:
     """The point on a human body model fitted to the depth (shape, arms, placement): the
     target, and where the body was found."""
     posture = cfg["BODY_POSTURE"]
-
-    def pose(shape: np.ndarray) -> tuple[np.ndarray, dict]:
-        return human.shaped(shape, posture)
-
-    settings = BodyFitSettings(max_point_sigma_mm=cfg["MAX_POINT_SIGMA_MM"])
-    try:
-        fit = fit_body(body, nominal, depth, info.K, info.extrinsics, pose, human.faces,
-                       posture, settings)
-    except BodyFitError as err:
-        raise GroundingError(str(err)) from None
-    left = point.code.removesuffix("-R")
-    sides = (left,) if left in MIDLINE else (left, f"{left}-R")
-    placed = fitted_points(fit, sides, pose, human.faces)
-    code = point.code if side_named or len(sides) == 1 else {
-        "facing": lambda: facing_arm(placed), "left": lambda: left,
-        "right": lambda: f"{left}-R"}[cfg["UNNAMED_SIDE"]]()
-    position, normal, sigma_mm = placed[code]
-    if sigma_mm > settings.max_point_sigma_mm:
-        raise GroundingError(f"the view cannot tell where {code} is: the fitted body puts it "
-                             f"within {sigma_mm:.1f} mm (1 sigma; at most "
-                             f"{settings.max_point_sigma_mm:g} mm); not pressed; let the "
-                             "camera see more of the person")
-    skin = transform_points(fit.base_T_body, fit.vertices)
-    if cfg["BALL_RADIUS_M"] > 0 and (problem := ball_problem_on_mesh(
-            code, position, normal, skin, human.faces, cfg["BALL_RADIUS_M"],
-            cfg["BALL_CLEARANCE_M"])):
-        raise GroundingError(problem)
-    if cfg["APPROACH_CLEARANCE_M"] > 0 and (problem := approach_problem_on_mesh(
-            code, position, normal, skin, human.faces, cfg["BALL_RADIUS_M"],
-            cfg["APPROACH_CLEARANCE_M"], cfg["APPROACH_LENGTH_M"])):
-        raise GroundingError(problem)
-    camera_T_base = np.linalg.inv(info.extrinsics)
-    centre = project(info.K, camera_T_base, position[None])[0]
-    stroke: list[float] = []
-    length = parsed.stroke_length_m or cfg["STROKE_LENGTH_M"]
-    if parsed.technique == "stroke" and length > 0:
-        # along the body towards the feet, on the skin's tangent plane: down a limb lying
-        # along the body, down the trunk
-        along = -fit.base_T_body[:3, 0]
-        along = along - (along @ normal) * normal
-        path = position + np.linspace(0.0, length, 8)[:, None] * along / np.linalg.norm(along)
-        stroke = project(info.K, camera_T_base, path).ravel().tolist()
-    u, v = centre
-    return GroundedTarget(code, point.pinyin, point.number, [u - 8, v - 8, u + 8, v + 8],
-                          centre.tolist(), stroke, fit.fitness, force, parsed.technique,
-                          stamp, position.tolist(), normal.tolist(), fit.inlier_rmse,
-                          parsed.hold_s), fit.base_T_body
-
-
-def facing_arm(placed: dict[str, tuple[np.ndarray, np.ndarray, float]],
-               margin: float = 0.3) -> str:
-    """Of a point's two sides (base frame), the one whose normal faces the arm's base (the
-    base frame's origin) clearly more, by ``margin`` in its horizontal part along the way to
-    the base; when neither does, the nearer one."""
-    def facing(code: str) -> tuple[float, float]:
-        position, normal, _ = placed[code]
-        way = -position[:2] / max(float(np.linalg.norm(position[:2])), 1e-9)
-        return float(normal[:2] @ way), float(np.linalg.norm(position[:2]))
-
-    (a, (face_a, near_a)), (b, (face_b, near_b)) = ((c, facing(c)) for c in placed)
-    if abs(face_a - face_b) > margin:
-        return a if face_a > face_b else b
-    return a if near_a <= near_b else b
+    stroke_m = parsed.stroke_length_m or cfg["STROKE_LENGTH_M"]
+    found = ground_on_body(
+        point.code, bool(parsed.side), cfg["UNNAMED_SIDE"], body, nominal, depth, info.K,
+        info.extrinsics, lambda shape: human.shaped(shape, posture), human.faces, posture,
+        BodyChecks(cfg["BALL_RADIUS_M"], cfg["BALL_CLEARANCE_M"], cfg["APPROACH_CLEARANCE_M"],
+                   cfg["APPROACH_LENGTH_M"], stroke_m if parsed.technique == "stroke" else 0.0),
+        BodyFitSettings(max_point_sigma_mm=cfg["MAX_POINT_SIGMA_MM"]))
+    u, v = found.centre_px
+    return GroundedTarget(found.code, point.pinyin, point.number, [u - 8, v - 8, u + 8, v + 8],
+                          found.centre_px.tolist(), found.stroke_px.ravel().tolist(),
+                          found.fit.fitness, force, parsed.technique, stamp,
+                          found.position.tolist(), found.normal.tolist(),
+                          found.fit.inlier_rmse, parsed.hold_s), found.fit.base_T_body
 
 
 if __name__ == "__main__":

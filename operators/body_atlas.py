@@ -56,17 +56,20 @@ def vertex_normals(vertices: np.ndarray, faces: np.ndarray) -> np.ndarray:
 
 
 def skin_point(vertices: np.ndarray, faces: np.ndarray, inside: np.ndarray,
-               direction: np.ndarray, normal_radius_m: float = 0.015
+               direction: np.ndarray, normal_radius_m: float = 0.015, *,
+               face_n: np.ndarray | None = None, centres: np.ndarray | None = None
                ) -> tuple[np.ndarray, np.ndarray]:
     """Where a ray from ``inside`` along ``direction`` first leaves the skin, and the skin's
-    outward normal there (area-weighted over ``normal_radius_m``, as a depth patch sees it)."""
+    outward normal there (area-weighted over ``normal_radius_m``, as a depth patch sees it).
+    ``face_n`` and ``centres``: the skin's ``face_normals`` and triangle centres, when a caller
+    casting many rays has them."""
     d = np.asarray(direction, float) / np.linalg.norm(direction)
     t, idx = ray_hits(vertices, faces, np.asarray(inside, float), d)
     if not len(t):
         raise ValueError(f"no skin along {np.round(d, 3)} from {np.round(inside, 3)}")
     point = inside + t[0] * d
-    fn = face_normals(vertices, faces)
-    centres = vertices[faces].mean(axis=1)
+    fn = face_normals(vertices, faces) if face_n is None else face_n
+    centres = vertices[faces].mean(axis=1) if centres is None else centres
     near = np.linalg.norm(centres - point, axis=1) < normal_radius_m
     n = fn[near].sum(axis=0) if near.any() else fn[idx[0]]
     n /= np.linalg.norm(n)
@@ -164,8 +167,9 @@ def label_points(vertices: np.ndarray, faces: np.ndarray, bones: dict[str, np.nd
         on["GB30" + suffix] = gb30, back
         on["BL40" + suffix] = limb(knee, ankle, 0.0, back, lateral, 0.0)
         on["BL57" + suffix] = limb(knee, ankle, 0.5, back, lateral, 0.0)
-    return {code: skin_point(vertices, faces, *ray) for code, ray in on.items()
-            if only is None or code in only}
+    face_n, centres = face_normals(vertices, faces), vertices[faces].mean(axis=1)
+    return {code: skin_point(vertices, faces, *ray, face_n=face_n, centres=centres)
+            for code, ray in on.items() if only is None or code in only}
 
 
 def point_side_codes() -> list[str]:

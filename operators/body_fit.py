@@ -20,8 +20,9 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
-from tuina.operators.body_atlas import label_points, lie_on_table, vertex_normals
-from tuina.operators.geometry import transform_points
+from tuina.operators.body_atlas import MIDLINE, label_points, lie_on_table, vertex_normals
+from tuina.operators.geometry import project, transform_points
+from tuina.operators.grounding import GroundingError, facing_the_arm
 
 PoseFunction = Callable[[np.ndarray], tuple[np.ndarray, dict[str, np.ndarray]]]
 # the shape the fit moves: anny's phenotype (gender, age, muscle, weight, height, proportions)
@@ -35,8 +36,8 @@ SHAPE_TRUST = np.array([0.15] * 6 + [0.1, 0.1])  # how far one linear step may g
 PHENOTYPE = slice(0, 6)
 
 
-class BodyFitError(ValueError):
-    """No body can be trusted in this view."""
+class BodyFitError(GroundingError):
+    """No body can be trusted in this view, or no point on it."""
 
 
 @dataclass(frozen=True)
@@ -306,20 +307,6 @@ def fitted_points(fit: BodyFit, codes: tuple[str, ...], pose: PoseFunction,
         np.trace(J[code] @ fit.covariance @ J[code].T), 0.0))))) for code in codes}
 
 
-def fitted_point(fit: BodyFit, code: str, pose: PoseFunction, faces: np.ndarray,
-                 settings: BodyFitSettings = BodyFitSettings()
-                 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """One point-side on the fitted body (``fitted_points``); BodyFitError when its
-    uncertainty is over ``max_point_sigma_mm``: the view cannot tell where it is."""
-    position, normal, sigma_mm = fitted_points(fit, (code,), pose, faces)[code]
-    if sigma_mm > settings.max_point_sigma_mm:
-        raise BodyFitError(f"the view cannot tell where {code} is: the fitted body puts it "
-                           f"within {sigma_mm:.1f} mm (1 sigma; at most "
-                           f"{settings.max_point_sigma_mm:g} mm); not pressed; let the camera "
-                           "see more of the person")
-    return position, normal, sigma_mm
-
-
 def _posture_of(R: np.ndarray) -> str:
     """The posture whose lying rotation is ``R``."""
     return "supine" if R[2, 1] < 0 else "prone"
@@ -384,3 +371,74 @@ def approach_problem_on_mesh(code: str, position: np.ndarray, normal: np.ndarray
             f"{max(clearance, 0.0) * 1000:.0f} mm from the skin (it needs "
             f"{corridor_m * 1000:.0f} mm): the tool would strike the body; not pressed; turn "
             "the person so the point faces the arm, or choose another point")
+
+
+@dataclass(frozen=True)
+class BodyTarget:
+    """A point-side found on the fitted body: base-frame position and outward normal, its
+    pixel, a stroke's pixels (empty but for a stroke), and the fit."""
+
+    code: str
+    position: np.ndarray
+    normal: np.ndarray
+    centre_px: np.ndarray
+    stroke_px: np.ndarray
+    fit: BodyFit
+
+
+@dataclass(frozen=True)
+class BodyChecks:
+    """What the ball and the tool need on the fitted skin (0: not checked), and a stroke's
+    length."""
+
+    ball_radius_m: float = 0.0
+    ball_clearance_m: float = 0.0
+    approach_clearance_m: float = 0.0
+    approach_length_m: float = 0.15
+    stroke_length_m: float = 0.0
+
+
+def ground_on_body(code: str, side_named: bool, unnamed_side: str, observed_base: np.ndarray,
+                   expected_base_T_body: np.ndarray, depth: np.ndarray, K: np.ndarray,
+                   base_T_camera: np.ndarray, pose: PoseFunction, faces: np.ndarray,
+                   posture: str, checks: BodyChecks = BodyChecks(),
+                   settings: BodyFitSettings = BodyFitSettings()) -> BodyTarget:
+    """Fit the body model to the body cloud and find the point-side ``code`` on it: when the
+    instruction named no side, the side ``unnamed_side`` says (facing: the one facing the
+    arm's base on the fitted body; left; right). BodyFitError when the fit, the point's
+    uncertainty, the ball's fit or the tool's way in cannot be trusted."""
+    fit = fit_body(observed_base, expected_base_T_body, depth, K, base_T_camera, pose, faces,
+                   posture, settings)
+    left = code.removesuffix("-R")
+    sides = (left,) if left in MIDLINE else (left, f"{left}-R")
+    placed = fitted_points(fit, sides, pose, faces)
+    if not side_named and len(sides) == 2:
+        code = {"left": left, "right": sides[1]}.get(unnamed_side) or sides[facing_the_arm(
+            np.array([placed[c][0] for c in sides]), np.array([placed[c][1] for c in sides]))]
+    position, normal, sigma_mm = placed[code]
+    if sigma_mm > settings.max_point_sigma_mm:
+        raise BodyFitError(f"the view cannot tell where {code} is: the fitted body puts it "
+                           f"within {sigma_mm:.1f} mm (1 sigma; at most "
+                           f"{settings.max_point_sigma_mm:g} mm); not pressed; let the camera "
+                           "see more of the person")
+    skin = transform_points(fit.base_T_body, fit.vertices)
+    if checks.ball_radius_m > 0 and (problem := ball_problem_on_mesh(
+            code, position, normal, skin, faces, checks.ball_radius_m,
+            checks.ball_clearance_m)):
+        raise BodyFitError(problem)
+    if checks.approach_clearance_m > 0 and (problem := approach_problem_on_mesh(
+            code, position, normal, skin, faces, checks.ball_radius_m,
+            checks.approach_clearance_m, checks.approach_length_m)):
+        raise BodyFitError(problem)
+    camera_T_base = np.linalg.inv(base_T_camera)
+    stroke = np.zeros((0, 2))
+    if checks.stroke_length_m > 0:
+        # towards the feet on the skin's tangent plane: down a limb lying along the body, down
+        # the trunk
+        along = -fit.base_T_body[:3, 0]
+        along = along - (along @ normal) * normal
+        path = position + np.linspace(0.0, checks.stroke_length_m, 8)[:, None] * along \
+            / np.linalg.norm(along)
+        stroke = project(K, camera_T_base, path)
+    return BodyTarget(code, position, normal, project(K, camera_T_base, position[None])[0],
+                      stroke, fit)

@@ -294,25 +294,31 @@ def check_posture(point: Acupoint, posture: str) -> None:
                              f"{reachable}")
 
 
+def facing_the_arm(positions: np.ndarray, normals: np.ndarray, margin: float = 0.3) -> int:
+    """Of a point's two sides (base-frame positions and outward normals), the index of the one
+    whose surface faces the arm's base (the base frame's origin) clearly more, by ``margin`` in
+    the horizontal part of the normal along the way to the base; when neither does, the
+    nearer one."""
+    faces, nears = [], []
+    for position, normal in zip(positions, normals, strict=True):
+        way = -position[:2] / max(float(np.linalg.norm(position[:2])), 1e-9)
+        faces.append(float(normal[:2] @ way))
+        nears.append(float(np.linalg.norm(position[:2])))
+    if abs(faces[0] - faces[1]) > margin:
+        return 0 if faces[0] > faces[1] else 1
+    return 0 if nears[0] <= nears[1] else 1
+
+
 def side_facing_arm(point: Acupoint, base_T_body: np.ndarray, margin: float = 0.3) -> Acupoint:
     """Of an atlas point's two sides (``point`` is the left), the one whose surface faces the
-    arm's base (the base frame's origin) clearly more, by ``margin`` in the horizontal part of
-    the normal along the way to the base (Sanyinjiao, on the shin's inner side: the far
-    leg's); when neither does, the nearer one. A midline point is itself."""
+    arm's base more (``facing_the_arm``; Sanyinjiao, on the shin's inner side: the far leg's).
+    A midline point is itself."""
     if not is_bilateral(point):
         return point
     sides = [point, right_side(point)]
-
-    def facing(p: Acupoint) -> tuple[float, float]:
-        position = base_T_body[:3, :3] @ p.position + base_T_body[:3, 3]
-        normal = base_T_body[:3, :3] @ p.normal
-        way = -position[:2] / max(float(np.linalg.norm(position[:2])), 1e-9)
-        return float(normal[:2] @ way), float(np.linalg.norm(position[:2]))
-
-    (face_l, near_l), (face_r, near_r) = facing(sides[0]), facing(sides[1])
-    if abs(face_l - face_r) > margin:
-        return sides[0] if face_l > face_r else sides[1]
-    return sides[0] if near_l <= near_r else sides[1]
+    R, t = base_T_body[:3, :3], base_T_body[:3, 3]
+    return sides[facing_the_arm(np.array([R @ p.position + t for p in sides]),
+                                np.array([R @ p.normal for p in sides]), margin)]
 
 
 def ground_acupoint(point: Acupoint, body_base: np.ndarray, depth: np.ndarray, K: np.ndarray,

@@ -60,6 +60,18 @@ def draw_placements(n: int, seed: int, spread_mm: float, spread_deg: float,
     return poses
 
 
+def seen_depth(clean: np.ndarray, K: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """A rendered depth frame as the camera node gives it: D455-like noise, z16 at 1 mm."""
+    return quantize_depth(apply_depth_noise(clean, K[0, 0], DepthNoise(), rng))
+
+
+def offset_from(expected: np.ndarray, body: np.ndarray) -> dict[str, Any]:
+    """How far the body lies from its expected pose: x/y (mm) and heading (deg)."""
+    offset = np.linalg.inv(expected) @ body
+    return {"offset_mm": (offset[:2, 3] * 1e3).round(1).tolist(),
+            "offset_deg": round(float(np.degrees(np.arctan2(offset[1, 0], offset[0, 0]))), 1)}
+
+
 def run(placements: int = 20, seed: int = 0, spread_mm: float = 80.0, spread_deg: float = 25.0,
         log: Any = print) -> dict[str, Any]:
     """Ground every pressable point on ``placements`` seeded body poses; the outcome counts."""
@@ -79,13 +91,9 @@ def run(placements: int = 20, seed: int = 0, spread_mm: float = 80.0, spread_deg
         K = intrinsics_matrix(*world.intrinsics())
         q = start_q(world_cfg)
         for k, body in enumerate(poses):
-            depth = world.render_posed(q, body).depth
             rng = np.random.default_rng([seed, k])
-            depth = quantize_depth(apply_depth_noise(depth, K[0, 0], DepthNoise(), rng))
-            offset = np.linalg.inv(expected) @ body
-            row: dict[str, Any] = {
-                "placement": k, "offset_mm": (offset[:2, 3] * 1e3).round(1).tolist(),
-                "offset_deg": round(float(np.degrees(np.arctan2(offset[1, 0], offset[0, 0]))), 1)}
+            depth = seen_depth(world.render_posed(q, body).depth, K, rng)
+            row: dict[str, Any] = {"placement": k, **offset_from(expected, body)}
             started = time.perf_counter()
             try:
                 cloud = body_cloud(depth, K, reported, np.asarray(cfg["ROI_MIN"]),
@@ -123,7 +131,7 @@ def run_people(placements: int = 20, seed: int = 0, spread_mm: float = 80.0,
     point-side of the posture by the fitted body; scored on the world's labels."""
     from tuina.body_model import AnnyBody
     from tuina.config import load
-    from tuina.operators.body_fit import BodyFitError, BodyFitSettings, fit_body, fitted_points
+    from tuina.operators.body_fit import BodyFitSettings, fit_body, fitted_points
     from tuina.settings.grounding import PARAMS
     from tuina.sim.person import seeded_person
     from tuina.sim.world import MassageWorld, WorldConfig, start_q
@@ -143,15 +151,12 @@ def run_people(placements: int = 20, seed: int = 0, spread_mm: float = 80.0,
         world_cfg = WorldConfig(body="person", person_seed=person_seed, posture=posture)
         with MassageWorld(world_cfg) as world:
             K = intrinsics_matrix(*world.intrinsics())
-            depth = world.render_posed(start_q(world_cfg), body).depth
+            clean = world.render_posed(start_q(world_cfg), body).depth
         rng = np.random.default_rng([seed, k])
-        depth = quantize_depth(apply_depth_noise(depth, K[0, 0], DepthNoise(), rng))
-        offset = np.linalg.inv(expected) @ body
-        row: dict[str, Any] = {
-            "placement": k, "person_seed": person_seed, "posture": posture,
-            "height_m": round(person.height_m, 3),
-            "offset_mm": (offset[:2, 3] * 1e3).round(1).tolist(),
-            "offset_deg": round(float(np.degrees(np.arctan2(offset[1, 0], offset[0, 0]))), 1)}
+        depth = seen_depth(clean, K, rng)
+        row: dict[str, Any] = {"placement": k, "person_seed": person_seed, "posture": posture,
+                               "height_m": round(person.height_m, 3),
+                               **offset_from(expected, body)}
         started = time.perf_counter()
         try:
             cloud = body_cloud(depth, K, reported, np.asarray(cfg["ROI_MIN"]),
@@ -159,7 +164,7 @@ def run_people(placements: int = 20, seed: int = 0, spread_mm: float = 80.0,
             fit = fit_body(cloud, expected, depth, K, reported,
                            lambda shape, posture=posture: model.shaped(shape, posture),
                            model.faces, posture, settings)
-        except (GroundingError, BodyFitError) as err:
+        except GroundingError as err:  # a BodyFitError too
             row.update(refused=str(err), seconds=time.perf_counter() - started,
                        points=len(codes))
             rows.append(row)
@@ -179,7 +184,7 @@ def run_people(placements: int = 20, seed: int = 0, spread_mm: float = 80.0,
         row.update(fitness=fit.fitness, agreement=fit.agreement, points=len(codes),
                    rivals=len(fit.rivals),
                    errors_mm=errors, refused_points=refused,
-                   fitted_height=[round(float(v), 3) for v in fit.shape[:6]])
+                   fitted_phenotype=[round(float(v), 3) for v in fit.shape[:6]])
         rows.append(row)
         worst = max(errors.values(), default=float("nan"))
         log(f"placement {k} (person {person_seed}, {posture}, {person.height_m:.2f} m; "

@@ -172,26 +172,6 @@ def seeded_person(seed: int, posture: str) -> Person:
     return person_for(draw_phenotype(seed), posture)
 
 
-def _fmt(values: np.ndarray) -> str:
-    return " ".join(f"{x:.6g}" for x in np.ravel(values))
-
-
-def add_person_geoms(asset, body, person: Person, tissue: dict[str, str]) -> None:
-    """Add the person to an MJCF ``asset`` and mocap ``body`` (ElementTree elements): the skin,
-    drawn for the camera and touching nothing, and the collision patches (convex slabs under
-    the skin, geom group 3, which the camera does not draw) with the ``tissue`` attributes."""
-    import xml.etree.ElementTree as ET
-
-    ET.SubElement(asset, "mesh", name="skin", vertex=_fmt(person.vertices),
-                  face=" ".join(map(str, person.faces.ravel())), inertia="shell")
-    ET.SubElement(body, "geom", name="skin", type="mesh", mesh="skin", material="skin",
-                  contype="0", conaffinity="0", group="0")
-    for k, points in enumerate(person.patches):
-        ET.SubElement(asset, "mesh", name=f"skin_patch_{k}", vertex=_fmt(points))
-        ET.SubElement(body, "geom", name=f"skin_patch_{k}", type="mesh",
-                      mesh=f"skin_patch_{k}", group="3", **tissue)
-
-
 def contact_gaps_mm(person: Person, radius_m: float, cone_deg: float = 60.0,
                     rays: int = 400) -> dict[str, float]:
     """How much nearer the collision surface lies than the skin to a ball of ``radius_m``
@@ -201,6 +181,8 @@ def contact_gaps_mm(person: Person, radius_m: float, cone_deg: float = 60.0,
     import xml.etree.ElementTree as ET
 
     import mujoco
+
+    from tuina.sim.world import add_person_geoms
 
     root = ET.fromstring("<mujoco><asset><material name='skin'/></asset><worldbody>"
                          "<body name='person' mocap='true'/></worldbody></mujoco>")

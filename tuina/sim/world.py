@@ -27,7 +27,7 @@ from tuina.operators.geometry import (
 from tuina.operators.motion import BodyMotionScript, body_offset
 from tuina.operators.phantom import CAPSULES, HEAD, POINT_SIDES, TRUNK, placement
 from tuina.operators.sensor import BAXTER_WRENCH, FR3_WRENCH, IDEAL_WRENCH, WrenchSensor
-from tuina.sim.person import Person, add_person_geoms, seeded_person
+from tuina.sim.person import Person, seeded_person
 
 # read by mujoco at import: headless EGL unless the graph's env says otherwise
 os.environ.setdefault("MUJOCO_GL", "egl")
@@ -182,6 +182,21 @@ def start_q(cfg: WorldConfig) -> np.ndarray:
     return np.asarray(FR3_INITIAL_Q, float)
 
 
+def add_person_geoms(asset: ET.Element, body: ET.Element, person: Person,
+                     tissue: dict[str, str]) -> None:
+    """Add the person to an MJCF ``asset`` and mocap ``body`` (ElementTree elements): the skin,
+    drawn for the camera and touching nothing, and the collision patches (convex slabs under
+    the skin, geom group 3, which the camera does not draw) with the ``tissue`` attributes."""
+    ET.SubElement(asset, "mesh", name="skin", vertex=_fmt(person.vertices.ravel()),
+                  face=" ".join(map(str, person.faces.ravel())), inertia="shell")
+    ET.SubElement(body, "geom", name="skin", type="mesh", mesh="skin", material="skin",
+                  contype="0", conaffinity="0", group="0")
+    for k, points in enumerate(person.patches):
+        ET.SubElement(asset, "mesh", name=f"skin_patch_{k}", vertex=_fmt(points.ravel()))
+        ET.SubElement(body, "geom", name=f"skin_patch_{k}", type="mesh",
+                      mesh=f"skin_patch_{k}", group="3", **tissue)
+
+
 def body_labels(cfg: WorldConfig, person: Person | None = None
                 ) -> tuple[list[str], np.ndarray, np.ndarray]:
     """The world's acupoint labels in the body frame: codes, positions, outward normals (the
@@ -298,6 +313,8 @@ class MassageWorld:
 
         if cfg.robot not in ROBOTS:
             raise ValueError(f"unknown robot {cfg.robot!r}; choose one of {', '.join(ROBOTS)}")
+        if cfg.body not in BODIES:
+            raise ValueError(f"unknown body {cfg.body!r}; choose one of {', '.join(BODIES)}")
         self.cfg = cfg
         self._mujoco = mujoco
         self._wrench_base = np.zeros(6)
@@ -324,8 +341,6 @@ class MassageWorld:
             self.baxter = SimulatedBaxter(start_q(cfg), cfg.hostname, cfg.rosbridge_port,
                                           lambda: self.time_s)
             self._robot_prefix, self._ee_body, self._ee_in_body = PREFIX, GRIPPER_BODY, 0.0
-        if cfg.body not in BODIES:
-            raise ValueError(f"unknown body {cfg.body!r}; choose one of {', '.join(BODIES)}")
         self.person = seeded_person(cfg.person_seed, cfg.posture) \
             if cfg.body == "person" else None
         self._labels = body_labels(cfg, self.person)
