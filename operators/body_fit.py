@@ -45,6 +45,14 @@ class BodyFitSettings:
     """How the body is looked for and what fit is trusted."""
 
     yaw_offsets_deg: tuple[float, ...] = (-15.0, 0.0, 15.0)
+    # phenotypes the search also starts from (besides MEAN_SHAPE's): the skin of a heavy,
+    # muscular person and of a slight one can be traded against height and gender, and one
+    # start alone settles in whichever valley it begins nearest
+    # (gender, age, muscle, weight: the corners of muscle and weight)
+    shape_starts: tuple[tuple[float, ...], ...] = ((0.5, 0.8, 0.8, 0.8), (0.5, 0.8, 0.2, 0.2),
+                                                   (0.5, 0.8, 0.8, 0.2), (0.5, 0.8, 0.2, 0.8))
+    screen_iterations: int = 2  # every start runs this many steps; the best go on
+    finalists: int = 2
     points: int = 1200  # seen points the fit uses (an even subsample)
     skin_points: int = 1200  # camera-facing skin vertices it checks against the cloud
     outer_iterations: int = 6  # correspondences found again this often
@@ -212,12 +220,12 @@ def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth:
         return np.concatenate([forward, 0.5 * distance])
 
     n = len(MEAN_SHAPE)
-    answers = []
-    for yaw in settings.yaw_offsets_deg:
-        T = _placed(expected_base_T_body, 0.0, 0.0, np.radians(yaw))
-        shape = MEAN_SHAPE.copy()
+
+    def refine(shape: np.ndarray, T: np.ndarray, iterations: range
+               ) -> tuple[float, np.ndarray, np.ndarray, object]:
+        """Linearised robust least-squares steps from ``shape`` at ``T``; the answer's cost."""
         result = None
-        for iteration in range(settings.outer_iterations):
+        for iteration in iterations:
             # the skin and its slope along each shape value, at this step's shape
             vertices = model(shape)[0]
             normals = vertex_normals(vertices, faces)
@@ -236,8 +244,19 @@ def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth:
                                    max_nfev=30)
             shape = np.clip(shape + result.x[:n], *SHAPE_BOUNDS)
             T = _placed(T, *result.x[n:])
-        cost = float(np.mean(np.minimum(np.abs(result.fun), 0.03)))
-        answers.append((cost, shape, T, result))
+        return float(np.mean(np.minimum(np.abs(result.fun), 0.03))), shape, T, result
+
+    screen = range(settings.screen_iterations)
+    screened = [refine(MEAN_SHAPE.copy(), _placed(expected_base_T_body, 0.0, 0.0,
+                                                  np.radians(yaw)), screen)
+                for yaw in settings.yaw_offsets_deg]
+    # the other phenotypes start where the best heading's search has put the body
+    placed_best = min(screened, key=lambda a: a[0])[2]
+    screened += [refine(np.r_[start, MEAN_SHAPE[len(start):]], placed_best, screen)
+                 for start in settings.shape_starts]
+    screened.sort(key=lambda a: a[0])
+    answers = [refine(shape, T, range(settings.screen_iterations, settings.outer_iterations))
+               for _, shape, T, _ in screened[:settings.finalists]]
     answers.sort(key=lambda a: a[0])
     _, x, T, result = answers[0]
     rivals = tuple((a[1], a[2]) for a in answers[1:]

@@ -53,7 +53,9 @@ def anny_model() -> Any:
         try:
             import warp
 
-            warp.config.quiet = True  # its banner would go to stdout, among a tool's JSON
+            # its banner and module lines would go to stdout, among a tool's JSON
+            warp.config.quiet = True
+            warp.config.log_level = warp.LOG_WARNING
             import anny
         except ImportError as err:
             raise RuntimeError(f"a human body needs the anny package ({err}); run make "

@@ -174,16 +174,17 @@ def run_people(placements: int = 20, seed: int = 0, spread_mm: float = 80.0,
         placed = fitted_points(fit, codes, lambda shape, posture=posture: model.shaped(
             shape, posture), model.faces)
         truth = {c: transform_points(body, person.label(c)[0][None])[0] for c in codes}
-        errors, refused = {}, []
+        errors, refused, sigmas = {}, [], {}
         for code in codes:
             position, _, sigma_mm = placed[code]
+            sigmas[code] = round(float(sigma_mm), 2)
             if sigma_mm > settings.max_point_sigma_mm:
                 refused.append(code)
             else:
                 errors[code] = round(float(np.linalg.norm(position - truth[code]) * 1e3), 2)
         row.update(fitness=fit.fitness, agreement=fit.agreement, points=len(codes),
                    rivals=len(fit.rivals),
-                   errors_mm=errors, refused_points=refused,
+                   errors_mm=errors, refused_points=refused, sigma_mm=sigmas,
                    fitted_phenotype=[round(float(v), 3) for v in fit.shape[:6]])
         rows.append(row)
         worst = max(errors.values(), default=float("nan"))
