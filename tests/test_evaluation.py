@@ -58,7 +58,8 @@ def test_every_evaluation_override_applies_to_the_sim_graph():
     spec = yaml.safe_load(_graph().read_text())
     cases = [point_overrides(p, 1, body) for p in POINT_SIDES for body in ("phantom", "person")]
     cases += [posture_overrides(p) for p in ("supine", "prone")]
-    cases += [merged(seed_overrides(0), o) for o in force.SCENARIOS.values()]
+    cases += [force.scenario_overrides(name, 2, body) for name in force.SCENARIOS
+              for body in ("phantom", "person")]
     cases += [tracking.scenario_overrides(s) for s in tracking.SCENARIOS]
     cases += [merged(seed_overrides(0), o) for o, _ in safety.SCENARIOS.values()]
     for case in cases:
@@ -95,3 +96,23 @@ def test_coverage_asks_each_session_for_its_own_point_and_a_crash_is_no_refusal(
     assert {w["BODY_POSTURE"] for w in on_people} == {"prone"}
     with pytest.raises(SessionFailed, match="GB34-R seed 0: .*wrote no summary"):
         run(_graph(), lambda line: None, 1, ["ST36", "GB34-R"], session=session)
+
+
+def test_force_on_people_lies_each_seeds_person_in_the_scenarios_posture():
+    from tuina.evaluation import force
+
+    prone = force.scenario_overrides("prone press", 3, "person")
+    assert prone["world"] == {**prone["world"], "BODY": "person", "PERSON_SEED": 3,
+                              "BODY_POSTURE": "prone"}
+    assert prone["grounding"]["BODY_MODEL"] == "anny"
+    assert prone["grounding"]["BODY_POSTURE"] == "prone"
+    press = force.scenario_overrides("press", 3, "person")
+    assert press["world"]["BODY_POSTURE"] == "supine" and press["world"]["PERSON_SEED"] == 3
+    # a person's right leg lies on the arm's side of the table, where the phantom's "left" does
+    assert press["console"]["INSTRUCTION"] == "press Zusanli on the right with moderate pressure"
+    assert force.scenario_overrides("press", 3)["console"]["INSTRUCTION"] == \
+        "press Zusanli on the left with moderate pressure"
+    phantom = force.scenario_overrides("moving", 3)
+    assert phantom["world"]["BODY"] == "phantom" and "PERSON_SEED" not in phantom["world"]
+    assert phantom["world"]["BODY_MOTION"] == "shift"  # the scenario's own survive the merge
+    assert "BODY_MODEL" not in phantom["grounding"]

@@ -22,7 +22,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from tuina.evaluation.seeds import instruction, merged, seed_overrides
+from tuina.evaluation.seeds import body_overrides, instruction, merged, seed_overrides
 from tuina.evaluation.sessions import (
     OverrideRefused,
     evaluate_graph,
@@ -78,16 +78,9 @@ def point_overrides(point: Acupoint, seed: int, body: str = "phantom"
                     ) -> dict[str, dict[str, Any]]:
     """The sim graph's env changes for one session of ``point`` on ``seed``, on the phantom or
     on the seed's person lying in the point's posture."""
-    world = {"BODY": body, "BODY_POSTURE": point.posture}
-    grounding = {"BODY_POSTURE": point.posture}
-    if body == "person":  # a person per seed, the grounding fitting a human body model
-        world["PERSON_SEED"] = seed
-        grounding["BODY_MODEL"] = "anny"
-    return merged(seed_overrides(seed), {
-        "world": world,
+    return merged(seed_overrides(seed), body_overrides(seed, body, point.posture), {
         "console": {"INSTRUCTION": instruction(point)},
-        "planner": {"PRESS_S": PRESS_S},
-        "grounding": grounding})
+        "planner": {"PRESS_S": PRESS_S}})
 
 
 def run(graph: Path, log: Any = print, seeds: int = 1,

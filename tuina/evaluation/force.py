@@ -26,7 +26,13 @@ from typing import Any
 
 import numpy as np
 
-from tuina.evaluation.seeds import merged, over_seeds, seed_overrides, spread_text
+from tuina.evaluation.seeds import (
+    body_overrides,
+    merged,
+    over_seeds,
+    seed_overrides,
+    spread_text,
+)
 from tuina.evaluation.sessions import evaluate_graph, run_session
 
 SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
@@ -44,13 +50,24 @@ SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
 }
 
 
-def run_seed(graph: Path, seed: int, folder: Path, log: Any = print) -> dict[str, Any]:
-    """Every scenario's session summary for one seed, and the headline numbers."""
+def scenario_overrides(name: str, seed: int, body: str = "phantom") -> dict[str, dict[str, Any]]:
+    """The sim graph's env changes for scenario ``name`` on ``seed``: the seed's draws, who lies
+    on the table (in the scenario's posture), the scenario's own."""
+    scenario = SCENARIOS[name]
+    posture = scenario.get("grounding", {}).get("BODY_POSTURE", "supine")
+    return merged(seed_overrides(seed), body_overrides(seed, body, posture), scenario,
+                  {"session": {"TIMEOUT_S": 90}})
+
+
+def run_seed(graph: Path, seed: int, folder: Path, log: Any = print, body: str = "phantom"
+             ) -> dict[str, Any]:
+    """Every scenario's session summary for one seed (on the phantom, or on the seed's person),
+    and the headline numbers."""
     rows: dict[str, dict[str, Any]] = {}
-    for name, overrides in SCENARIOS.items():
-        log(f"session: {name}, seed {seed}")
-        overrides = merged(seed_overrides(seed), overrides, {"session": {"TIMEOUT_S": 90}})
-        rows[name] = run_session(graph, overrides, folder, f"{name}-{seed}", name)
+    for name in SCENARIOS:
+        log(f"session: {name}, seed {seed}, {body}")
+        rows[name] = run_session(graph, scenario_overrides(name, seed, body), folder,
+                                 f"{name}-{seed}", name)
         s = rows[name]
         log(f"  true force {s['force_mean_n']:.2f} N (RMS error {s['force_rms_error_n']:.2f} "
             f"settled, {s['force_rms_error_whole_n']:.2f} whole contact), overshoot "
@@ -95,12 +112,13 @@ WORST = {"rms_error_n": "max", "rms_error_whole_n": "max", "overshoot_n": "max",
          "latency_p99_ms": "max", "sim_clock_hz": "min", "sim_clock_jitter_p99_ms": "max"}
 
 
-def run(graph: Path, log: Any = print, seeds: int = 3) -> dict[str, Any]:
-    """The scenarios on seeds 0..seeds-1: each figure's mean over the seeds, its spread
-    (mean, standard deviation, worst) and every seed's own."""
+def run(graph: Path, log: Any = print, seeds: int = 3, body: str = "phantom") -> dict[str, Any]:
+    """The scenarios on seeds 0..seeds-1 (``body``: the phantom, or a person per seed): each
+    figure's mean over the seeds, its spread (mean, standard deviation, worst) and every seed's
+    own."""
     with tempfile.TemporaryDirectory(prefix="tuina-eval-force-") as tmp:
-        runs = [run_seed(graph, seed, Path(tmp), log) for seed in range(seeds)]
-    return {"seeds": seeds, **over_seeds(runs, WORST),
+        runs = [run_seed(graph, seed, Path(tmp), log, body) for seed in range(seeds)]
+    return {"seeds": seeds, "body": body, **over_seeds(runs, WORST),
             "sessions_ok": all(r["sessions_ok"] for r in runs),
             "scenarios": runs[0]["scenarios"], "per_seed": runs}
 
@@ -149,9 +167,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--graph", default="dataflows/sim.yml", help="the sim graph evaluated")
     parser.add_argument("--seeds", type=int, default=3, help="seeds 0..N-1 (default 3, not 5: four "
                         "sessions a seed, ~4 min on two cores)")
+    parser.add_argument("--body", choices=("phantom", "person"), default="phantom",
+                        help="who lies on the table: the capsule phantom, or a different person "
+                        "per seed (PERSON_SEED), the grounding fitting a human body model")
 
 
 def main(args: Any) -> int:
     """``tuina eval force``: print the table, or one JSON object with --json."""
-    return evaluate_graph("force", args, lambda graph, log: run(graph, log, args.seeds), table,
-                          (RuntimeError,))
+    def evaluate(graph: Path, log: Any) -> dict[str, Any]:
+        return run(graph, log, args.seeds, args.body)
+
+    return evaluate_graph("force", args, evaluate, table, (RuntimeError,))

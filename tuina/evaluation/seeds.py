@@ -10,7 +10,11 @@ from typing import Any
 from tuina.operators.phantom import POINT_SIDES, Acupoint, side_of
 
 POSTURES = ("supine", "prone")
-TARGETS = {"supine": "ST36", "prone": "BL23-R"}  # the point a posture's sessions press
+# the point-side a posture's sessions press: the phantom's codes mirror a person's (its "left"
+# is the side a person's right lies on), so on a person the arm's side of the table holds the
+# right leg supine and the left side of the back prone
+TARGETS = {"supine": "ST36", "prone": "BL23-R"}
+PERSON_TARGETS = {"supine": "ST36-R", "prone": "BL23"}
 
 
 def posture_of(seed: int) -> str:
@@ -25,9 +29,10 @@ def instruction(point: Acupoint) -> str:
     return f"press {point.pinyin}{side} with moderate pressure"
 
 
-def target_point(posture: str) -> Acupoint:
-    """The acupoint (point-side) the sessions of ``posture`` press."""
-    return next(a for a in POINT_SIDES if a.code == TARGETS[posture])
+def target_point(posture: str, body: str = "phantom") -> Acupoint:
+    """The acupoint (point-side) the sessions of ``posture`` press on ``body``."""
+    code = (PERSON_TARGETS if body == "person" else TARGETS)[posture]
+    return next(a for a in POINT_SIDES if a.code == code)
 
 
 def posture_overrides(posture: str) -> dict[str, dict[str, Any]]:
@@ -45,6 +50,18 @@ def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
             "console": {"INSTRUCTION": instruction(target_point("supine")), "ROUTINE": ""},
             "camera": {"SEED": seed}, "grounding": {"SEED": seed}, "pose-fit": {"SEED": seed},
             "icp-tracker": {"SEED": seed}}
+
+
+def body_overrides(seed: int, body: str, posture: str) -> dict[str, dict[str, Any]]:
+    """Who lies on the table and how: the capsule phantom, or the seed's person (the grounding
+    fitting a human body model to it), in ``posture``; the posture's point asked for."""
+    world: dict[str, Any] = {"BODY": body, "BODY_POSTURE": posture}
+    grounding: dict[str, Any] = {"BODY_POSTURE": posture}
+    if body == "person":
+        world["PERSON_SEED"] = seed
+        grounding["BODY_MODEL"] = "anny"
+    return {"world": world, "grounding": grounding,
+            "console": {"INSTRUCTION": instruction(target_point(posture, body))}}
 
 
 def merged(*overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
