@@ -32,8 +32,13 @@ $(STAMP): pyproject.toml Makefile
 	@$(BIN)/python -m pip uninstall -q -y triton 2>/dev/null || true
 	@touch $(STAMP)
 
+# BODY=person: a person on the simulated table (world) and a human body model fitted to it
+# (grounding); the capsule phantom otherwise
+BODY ?= phantom
+BODY_SETS := $(if $(filter person,$(BODY)),--set world.BODY=person --set grounding.BODY_MODEL=anny)
+
 run: setup
-	$(BIN)/tuina run dataflows/$(SESSION).yml --stop-after 300s
+	$(BIN)/tuina run dataflows/$(SESSION).yml --stop-after 300s $(BODY_SETS)
 
 console: setup
 	$(BIN)/tuina run dataflows/$(SESSION).yml --console

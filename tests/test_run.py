@@ -50,3 +50,28 @@ def test_the_log_goes_where_the_session_wrote_its_summary():
     line = "12:41:48 stdout session:   written to /srv/recordings/sim-1/summary.json\n"
     assert summary_written(line) == Path("/srv/recordings/sim-1/summary.json")
     assert summary_written("12:41:48 stdout session:   ok                   True") is None
+
+
+def test_set_changes_a_nodes_setting_for_one_run_and_refuses_what_no_node_reads(tmp_path):
+    import pytest
+    import yaml
+
+    from tuina.run import overridden_graph, parse_sets, run
+
+    graph = Path(__file__).resolve().parents[1] / "dataflows" / "sim.yml"
+    overrides = parse_sets(["world.BODY=person", "world.PERSON_SEED=3",
+                            "grounding.BODY_MODEL=anny", "planner.PRESS_S=2.5"])
+    assert overrides == {"world": {"BODY": "person", "PERSON_SEED": 3},
+                         "grounding": {"BODY_MODEL": "anny"}, "planner": {"PRESS_S": 2.5}}
+    out = overridden_graph(graph, tmp_path, overrides)
+    nodes = {n["id"]: n for n in yaml.safe_load(out.read_text())["nodes"]}
+    assert nodes["world"]["env"]["BODY"] == "person" and nodes["world"]["env"]["PERSON_SEED"] == 3
+    assert nodes["planner"]["env"]["PRESS_S"] == 2.5
+    # relative paths (the rig) still mean what they meant beside the graph
+    assert nodes["planner"]["env"]["TUINA_ROOT"] == str(graph.parent)
+    with pytest.raises(SystemExit, match="sets BODIES on node 'world', which does not read it"):
+        overridden_graph(graph, tmp_path, parse_sets(["world.BODIES=person"]))
+    with pytest.raises(ValueError, match="is not NODE.KEY=VALUE"):
+        parse_sets(["BODY=person"])
+    # the command line: one error line and no run for a malformed item
+    assert run(str(graph), None, sets=["world.BODY"]) == 2

@@ -94,6 +94,38 @@ def console_graph(graph: Path, folder: Path) -> Path:
     return out
 
 
+def parse_sets(sets: list[str]) -> dict[str, dict[str, Any]]:
+    """``NODE.KEY=VALUE`` items as env overrides (node id -> keys); the value read as YAML
+    (``0.5`` a number, ``person`` a string). ValueError naming the malformed item."""
+    import yaml
+
+    overrides: dict[str, dict[str, Any]] = {}
+    for item in sets:
+        target, equals, value = item.partition("=")
+        node, dot, key = target.rpartition(".")
+        if not (equals and dot and node and key):
+            raise ValueError(f"--set {item!r} is not NODE.KEY=VALUE (e.g. --set world.BODY=person)")
+        overrides.setdefault(node, {})[key] = yaml.safe_load(value) if value else ""
+    return overrides
+
+
+def overridden_graph(graph: Path, folder: Path, overrides: dict[str, dict[str, Any]]) -> Path:
+    """``graph`` with its nodes' env changed by ``overrides``, written to ``folder``; SystemExit
+    with one line for a node the graph lacks or a key its node does not read."""
+    import yaml
+
+    from tuina.evaluation.sessions import relocated, unapplied_override
+
+    spec = yaml.safe_load(graph.read_text())
+    if why := unapplied_override(spec, overrides):
+        raise SystemExit(f"tuina run: error: {graph}: --set: {why}")
+    for node in spec["nodes"]:
+        node.setdefault("env", {}).update(overrides.get(node["id"], {}))
+    out = folder / f"set-{graph.name}"
+    out.write_text(yaml.safe_dump(relocated(spec, graph), sort_keys=False))
+    return out
+
+
 VIEWED = ("rgb", "depth", "camera_info", "targets", "target_pose", "trajectory", "robot_state",
           "command", "body_motion", "ground_truth", "events")
 LATEST_ONLY = ("rgb", "depth")  # a frame not yet taken is replaced by the newer one
@@ -149,11 +181,13 @@ def viewer_graph(graph: Path, folder: Path, mode: str) -> tuple[Path, Path | Non
 
 
 def run(graph: str, stop_after: str | None, verbose: bool = False,
-        terminal: IO[str] | None = None, console: bool = False, viewer: str = "") -> int:
+        terminal: IO[str] | None = None, console: bool = False, viewer: str = "",
+        sets: list[str] | None = None) -> int:
     """``dora run`` ``graph`` with this environment's node executables on PATH; its output
     filtered onto ``terminal`` (stdout) and kept whole in the log. Returns dora's status.
-    With ``console`` the graph's console serves its page and waits for a person; with
-    ``viewer`` (save, spawn, serve) a viewer node shows the session in rerun."""
+    ``sets`` (``NODE.KEY=VALUE``) change nodes' settings for this run; with ``console`` the
+    graph's console serves its page and waits for a person; with ``viewer`` (save, spawn,
+    serve) a viewer node shows the session in rerun."""
     terminal = terminal or sys.stdout
     bin_dir = str(Path(sys.executable).parent)
     env = dict(os.environ, PATH=bin_dir + os.pathsep + os.environ.get("PATH", ""))
@@ -167,8 +201,15 @@ def run(graph: str, stop_after: str | None, verbose: bool = False,
     if refusal := graph_refusal("run", path):
         print(refusal, file=sys.stderr)
         return 2
+    try:
+        overrides = parse_sets(sets or [])
+    except ValueError as err:
+        print(f"tuina run: error: {err}", file=sys.stderr)
+        return 2
     folder = log_folder(path)
     folder.mkdir(parents=True, exist_ok=True)
+    if overrides:
+        path = overridden_graph(path, folder, overrides)
     if console:
         path = console_graph(path, folder)
     if viewer:
@@ -210,6 +251,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--console", action="store_true",
                         help="serve the console page (printed address) and wait for a person "
                         "instead of the graph's routine")
+    parser.add_argument("--set", dest="sets", action="append", default=[],
+                        metavar="NODE.KEY=VALUE",
+                        help="change one node setting for this run (repeatable), e.g. --set "
+                        "world.BODY=person --set grounding.BODY_MODEL=anny")
     parser.add_argument("--viewer", choices=("save", "spawn", "serve"), default="",
                         help="add a viewer node: save an .rrd beside the run's log, spawn "
                         "rerun's viewer, or serve its web viewer on loopback")
@@ -218,4 +263,4 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: Any) -> int:
     """``tuina run GRAPH``."""
     return run(args.graph, args.stop_after, args.verbose, console=args.console,
-               viewer=args.viewer)
+               viewer=args.viewer, sets=args.sets)
