@@ -219,6 +219,33 @@ def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth:
         distance, _ = cloud_tree.query(skin)
         return np.concatenate([forward, 0.5 * distance])
 
+    def jacobian(x: np.ndarray, T0: np.ndarray, base: np.ndarray, slopes: np.ndarray,
+                 normals: np.ndarray, points: np.ndarray) -> np.ndarray:
+        """``residuals``' derivatives in the shape values and the placement (dx, dy, dyaw),
+        exact: each skin point's nearest seen point held where it is."""
+        vertices = base + np.tensordot(x[:n], slopes, axes=1)
+        c, s = np.cos(x[-1]), np.sin(x[-1])
+        R0 = T0[:3, :3]
+        R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ R0
+        dR = np.array([[-s, -c, 0.0], [c, -s, 0.0], [0.0, 0.0, 0.0]]) @ R0
+        placed = vertices @ R.T + T0[:3, 3] + np.array([x[n], x[n + 1], 0.0])
+        m = len(points)
+        J = np.empty((len(placed), n + 3))
+        # forward: (R n) . (p - R v - t); R is a rotation, so (R n) . (R slope) = n . slope
+        turned = normals @ R.T
+        J[:m, :n] = -np.einsum("ij,kij->ik", normals, slopes[:, :m])
+        J[:m, n:n + 2] = -turned[:, :2]
+        J[:m, n + 2] = (np.einsum("ij,ij->i", normals @ dR.T, points - placed[:m])
+                        - np.einsum("ij,ij->i", turned, vertices[:m] @ dR.T))
+        # the skin to its nearest seen point: half the distance, along the way between them
+        skin = placed[m:]
+        distance, k = cloud_tree.query(skin)
+        away = (skin - cloud_tree.data[k]) / np.maximum(distance, 1e-12)[:, None]
+        J[m:, :n] = 0.5 * np.einsum("ij,kij->ik", away @ R, slopes[:, m:])
+        J[m:, n:n + 2] = 0.5 * away[:, :2]
+        J[m:, n + 2] = 0.5 * np.einsum("ij,ij->i", away, vertices[m:] @ dR.T)
+        return J
+
     n = len(MEAN_SHAPE)
 
     def refine(shape: np.ndarray, T: np.ndarray, iterations: range
@@ -237,8 +264,8 @@ def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth:
             x0 = np.zeros(n + 3)
             lower = np.r_[np.maximum(SHAPE_BOUNDS[0] - shape, -SHAPE_TRUST), -0.05, -0.05, -0.2]
             upper = np.r_[np.minimum(SHAPE_BOUNDS[1] - shape, SHAPE_TRUST), 0.05, 0.05, 0.2]
-            result = least_squares(residuals, x0, args=(T, vertices[used], slopes,
-                                                        normals[pairs], seen[kept]),
+            result = least_squares(residuals, x0, jac=jacobian,
+                                   args=(T, vertices[used], slopes, normals[pairs], seen[kept]),
                                    loss="soft_l1", f_scale=0.005, bounds=(lower, upper),
                                    x_scale=np.r_[SHAPE_STEPS * 2, 0.01, 0.01, 0.02],
                                    max_nfev=30)
