@@ -175,6 +175,50 @@ def _in_view(points_base: np.ndarray, depth: np.ndarray, K: np.ndarray,
     return inside & np.isfinite(seen) & (seen > 0) & (seen >= pc[:, 2] - tolerance_m)
 
 
+def fit_residuals(x: np.ndarray, tree: cKDTree, T0: np.ndarray, base: np.ndarray,
+                  slopes: np.ndarray, normals: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """One fit step's residuals at ``x`` (shape change, then dx, dy, dyaw from ``T0``): the seen
+    ``points`` to the skin along its ``normals``, then half of each further skin point's
+    distance to the nearest seen point (``tree``); the skin (``base``, first the points' own
+    vertices) linear in the shape along ``slopes`` (shape values, vertices, 3)."""
+    n = len(slopes)
+    vertices = base + np.tensordot(x[:n], slopes, axes=1)
+    T = _placed(T0, *x[n:])
+    placed = vertices @ T[:3, :3].T + T[:3, 3]
+    forward = np.einsum("ij,ij->i", normals @ T[:3, :3].T, points - placed[:len(points)])
+    distance, _ = tree.query(placed[len(points):])
+    return np.concatenate([forward, 0.5 * distance])
+
+
+def fit_jacobian(x: np.ndarray, tree: cKDTree, T0: np.ndarray, base: np.ndarray,
+                 slopes: np.ndarray, normals: np.ndarray, points: np.ndarray) -> np.ndarray:
+    """``fit_residuals``' derivatives in ``x``, exact: each skin point's nearest seen point
+    held where it is."""
+    n = len(slopes)
+    vertices = base + np.tensordot(x[:n], slopes, axes=1)
+    c, s = np.cos(x[-1]), np.sin(x[-1])
+    R0 = T0[:3, :3]
+    R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ R0
+    dR = np.array([[-s, -c, 0.0], [c, -s, 0.0], [0.0, 0.0, 0.0]]) @ R0
+    placed = vertices @ R.T + T0[:3, 3] + np.array([x[n], x[n + 1], 0.0])
+    m = len(points)
+    J = np.empty((len(placed), n + 3))
+    # forward: (R n) . (p - R v - t); R is a rotation, so (R n) . (R slope) = n . slope
+    turned = normals @ R.T
+    J[:m, :n] = -np.einsum("ij,kij->ik", normals, slopes[:, :m])
+    J[:m, n:n + 2] = -turned[:, :2]
+    J[:m, n + 2] = (np.einsum("ij,ij->i", normals @ dR.T, points - placed[:m])
+                    - np.einsum("ij,ij->i", turned, vertices[:m] @ dR.T))
+    # the skin to its nearest seen point: half the distance, along the way between them
+    skin = placed[m:]
+    distance, k = tree.query(skin)
+    away = (skin - tree.data[k]) / np.maximum(distance, 1e-12)[:, None]
+    J[m:, :n] = 0.5 * np.einsum("ij,kij->ik", away @ R, slopes[:, m:])
+    J[m:, n:n + 2] = 0.5 * away[:, :2]
+    J[m:, n + 2] = 0.5 * np.einsum("ij,ij->i", away, vertices[m:] @ dR.T)
+    return J
+
+
 def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth: np.ndarray,
              K: np.ndarray, base_T_camera: np.ndarray, pose: PoseFunction, faces: np.ndarray,
              posture: str, settings: BodyFitSettings = BodyFitSettings()) -> BodyFit:
@@ -206,46 +250,6 @@ def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth:
         return (np.flatnonzero(kept), facing[k[kept]],
                 visible[:: max(1, len(visible) // settings.skin_points)])
 
-    def residuals(x: np.ndarray, T0: np.ndarray, base: np.ndarray, slopes: np.ndarray,
-                  normals: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """Seen points to the skin along its normal, and the skin the camera should see to
-        the nearest seen point: the skin linear in the phenotype about this step's."""
-        vertices = base + np.tensordot(x[:n], slopes, axes=1)
-        T = _placed(T0, *x[n:])
-        placed = vertices @ T[:3, :3].T + T[:3, 3]
-        forward = np.einsum("ij,ij->i", normals @ T[:3, :3].T,
-                            points - placed[:len(points)])
-        skin = placed[len(points):]
-        distance, _ = cloud_tree.query(skin)
-        return np.concatenate([forward, 0.5 * distance])
-
-    def jacobian(x: np.ndarray, T0: np.ndarray, base: np.ndarray, slopes: np.ndarray,
-                 normals: np.ndarray, points: np.ndarray) -> np.ndarray:
-        """``residuals``' derivatives in the shape values and the placement (dx, dy, dyaw),
-        exact: each skin point's nearest seen point held where it is."""
-        vertices = base + np.tensordot(x[:n], slopes, axes=1)
-        c, s = np.cos(x[-1]), np.sin(x[-1])
-        R0 = T0[:3, :3]
-        R = np.array([[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]]) @ R0
-        dR = np.array([[-s, -c, 0.0], [c, -s, 0.0], [0.0, 0.0, 0.0]]) @ R0
-        placed = vertices @ R.T + T0[:3, 3] + np.array([x[n], x[n + 1], 0.0])
-        m = len(points)
-        J = np.empty((len(placed), n + 3))
-        # forward: (R n) . (p - R v - t); R is a rotation, so (R n) . (R slope) = n . slope
-        turned = normals @ R.T
-        J[:m, :n] = -np.einsum("ij,kij->ik", normals, slopes[:, :m])
-        J[:m, n:n + 2] = -turned[:, :2]
-        J[:m, n + 2] = (np.einsum("ij,ij->i", normals @ dR.T, points - placed[:m])
-                        - np.einsum("ij,ij->i", turned, vertices[:m] @ dR.T))
-        # the skin to its nearest seen point: half the distance, along the way between them
-        skin = placed[m:]
-        distance, k = cloud_tree.query(skin)
-        away = (skin - cloud_tree.data[k]) / np.maximum(distance, 1e-12)[:, None]
-        J[m:, :n] = 0.5 * np.einsum("ij,kij->ik", away @ R, slopes[:, m:])
-        J[m:, n:n + 2] = 0.5 * away[:, :2]
-        J[m:, n + 2] = 0.5 * np.einsum("ij,ij->i", away, vertices[m:] @ dR.T)
-        return J
-
     n = len(MEAN_SHAPE)
 
     def refine(shape: np.ndarray, T: np.ndarray, iterations: range
@@ -264,8 +268,9 @@ def fit_body(observed_base: np.ndarray, expected_base_T_body: np.ndarray, depth:
             x0 = np.zeros(n + 3)
             lower = np.r_[np.maximum(SHAPE_BOUNDS[0] - shape, -SHAPE_TRUST), -0.05, -0.05, -0.2]
             upper = np.r_[np.minimum(SHAPE_BOUNDS[1] - shape, SHAPE_TRUST), 0.05, 0.05, 0.2]
-            result = least_squares(residuals, x0, jac=jacobian,
-                                   args=(T, vertices[used], slopes, normals[pairs], seen[kept]),
+            result = least_squares(fit_residuals, x0, jac=fit_jacobian,
+                                   args=(cloud_tree, T, vertices[used], slopes, normals[pairs],
+                                         seen[kept]),
                                    loss="soft_l1", f_scale=0.005, bounds=(lower, upper),
                                    x_scale=np.r_[SHAPE_STEPS * 2, 0.01, 0.01, 0.02],
                                    max_nfev=30)

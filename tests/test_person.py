@@ -286,3 +286,28 @@ def test_eval_registration_on_a_person_prints_its_figures_as_json(bodies, monkey
     (row,) = result["rows"]
     assert row["person_seed"] == 0 and row["posture"] == "supine" and row["points"] == 22
     assert result["rate_wrong"] == 0 and result["rate_within_5mm"] >= 0.75, result
+
+
+def test_the_fits_derivatives_are_its_residuals_slopes():
+    """The exact derivatives each fit step is given agree with central differences of its
+    residuals (shape values, dx, dy and the heading, away from zero)."""
+    from scipy.spatial import cKDTree
+    from tuina.operators.body_fit import fit_jacobian, fit_residuals
+    from tuina.operators.phantom import placement
+
+    rng = np.random.default_rng(3)
+    m, q, n = 40, 30, 8
+    base = rng.normal(0.0, 0.2, (m + q, 3))
+    slopes = rng.normal(0.0, 0.05, (n, m + q, 3))
+    normals = rng.normal(size=(m, 3))
+    normals /= np.linalg.norm(normals, axis=1, keepdims=True)
+    points = rng.normal(0.0, 0.2, (m, 3)) + np.array([0.55, 0.2, 0.1])
+    tree = cKDTree(rng.normal(0.0, 0.3, (500, 3)) + np.array([0.55, 0.2, 0.1]))
+    T0 = placement((0.55, 0.2, 0.0), 80.0)
+    x = np.r_[rng.normal(0.0, 0.05, n), 0.01, -0.02, 0.1]
+    args = (tree, T0, base, slopes, normals, points)
+    J = fit_jacobian(x, *args)
+    h = 1e-6
+    numeric = np.column_stack([(fit_residuals(x + h * e, *args) - fit_residuals(x - h * e, *args))
+                               / (2 * h) for e in np.eye(len(x))])
+    np.testing.assert_allclose(J, numeric, atol=1e-6)
