@@ -183,6 +183,23 @@ def test_eval_perception_on_the_prone_body():
 
 
 @pytest.mark.e2e
+def test_eval_coverage_on_a_person_presses_the_point_it_asks_for():
+    """A person on the table (person 0, 1.84 m), the grounding fitting a human body model to
+    the depth: "press Zusanli on the right" is grounded, pressed and scored on the world's
+    label. Ten runs (2026-12-07): 3.6-6.6 mm from the label (mean 5.2, sd 1.1), 1.2-8.2 deg off
+    its normal (mean 4.5, sd 2.0), the force 0.07-0.23 N off its target (mean 0.12): bounded at
+    the worst plus about two standard deviations; 5 mm, the issue's aim, is not yet held."""
+    result = eval_json("coverage", "--body", "person", "--point", "ST36-R", "--seeds", "1",
+                       timeout=600)
+    assert result["body"] == "person"
+    (row,) = result["rows"]
+    assert row["outcome"] == "pressed" and row["grounded"] == "ST36-R" and row["ok"], row
+    assert row["acupoint_error_mm"] <= 9.0, row
+    assert row["normal_error_deg"] <= 12.0, row
+    assert row["force_error_n"] <= 0.5, row
+
+
+@pytest.mark.e2e
 def test_eval_registration_finds_or_refuses_a_body_off_its_expected_pose():
     # the full figure is 20 placements (docs/grounding.md); a single ICP from the expected
     # pose put 3 of 8 of these more than 10 mm off
