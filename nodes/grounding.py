@@ -214,7 +214,8 @@ def ground(request: Instruction, event: dict, info: CameraInfo, cfg: dict,
     point = parsed.acupoint
     if point is not None:
         check_posture(point, cfg["BODY_POSTURE"])
-    if point is not None and not parsed.side:  # no side named: as the graph says
+    if point is not None and not parsed.side and human is None:
+        # no side named: as the graph says, on the phantom (the fitted body decides its own)
         point = {"facing": lambda p: side_facing_arm(p, nominal), "left": lambda p: p,
                  "right": right_side}[cfg["UNNAMED_SIDE"]](point)
     if point is None:

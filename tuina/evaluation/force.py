@@ -28,10 +28,12 @@ import numpy as np
 
 from tuina.evaluation.seeds import (
     body_overrides,
+    instruction,
     merged,
     over_seeds,
     seed_overrides,
     spread_text,
+    target_point,
 )
 from tuina.evaluation.sessions import evaluate_graph, run_session
 
@@ -52,11 +54,13 @@ SCENARIOS: dict[str, dict[str, dict[str, Any]]] = {
 
 def scenario_overrides(name: str, seed: int, body: str = "phantom") -> dict[str, dict[str, Any]]:
     """The sim graph's env changes for scenario ``name`` on ``seed``: the seed's draws, who lies
-    on the table (in the scenario's posture), the scenario's own."""
+    on the table (in the scenario's posture), the posture's point on that body (a scenario may
+    ask for its own), the scenario's own."""
     scenario = SCENARIOS[name]
     posture = scenario.get("grounding", {}).get("BODY_POSTURE", "supine")
-    return merged(seed_overrides(seed), body_overrides(seed, body, posture), scenario,
-                  {"session": {"TIMEOUT_S": 90}})
+    return merged(seed_overrides(seed), body_overrides(seed, body, posture),
+                  {"console": {"INSTRUCTION": instruction(target_point(posture, body))}},
+                  scenario, {"session": {"TIMEOUT_S": 90}})
 
 
 def run_seed(graph: Path, seed: int, folder: Path, log: Any = print, body: str = "phantom"

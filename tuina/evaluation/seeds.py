@@ -54,14 +54,13 @@ def seed_overrides(seed: int) -> dict[str, dict[str, Any]]:
 
 def body_overrides(seed: int, body: str, posture: str) -> dict[str, dict[str, Any]]:
     """Who lies on the table and how: the capsule phantom, or the seed's person (the grounding
-    fitting a human body model to it), in ``posture``; the posture's point asked for."""
+    fitting a human body model to it), in ``posture``."""
     world: dict[str, Any] = {"BODY": body, "BODY_POSTURE": posture}
     grounding: dict[str, Any] = {"BODY_POSTURE": posture}
     if body == "person":
         world["PERSON_SEED"] = seed
         grounding["BODY_MODEL"] = "anny"
-    return {"world": world, "grounding": grounding,
-            "console": {"INSTRUCTION": instruction(target_point(posture, body))}}
+    return {"world": world, "grounding": grounding}
 
 
 def merged(*overrides: dict[str, dict[str, Any]]) -> dict[str, dict[str, Any]]:
